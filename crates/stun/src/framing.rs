@@ -48,7 +48,10 @@ pub fn next_frame(buf: &[u8]) -> Framing {
     let Some(&first) = buf.first() else {
         return Framing::NeedMore(4);
     };
-    let Some(len) = buf.get(2..4).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) else {
+    let Some(len) = buf
+        .get(2..4)
+        .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+    else {
         return Framing::NeedMore(4);
     };
     match first {
@@ -102,7 +105,10 @@ mod tests {
     fn garbage_is_detected() {
         // "GET" starts with 0x47, inside the ChannelData range: only later checks catch it.
         assert_eq!(next_frame(b"POST / HTTP/1.1"), Framing::Garbage);
-        assert_eq!(next_frame(&[0x16, 0x03, 0x01, 0x02, 0x00]), Framing::Garbage);
+        assert_eq!(
+            next_frame(&[0x16, 0x03, 0x01, 0x02, 0x00]),
+            Framing::Garbage
+        );
         assert_eq!(next_frame(&[0x00, 0x01, 0x00, 0x03]), Framing::Garbage);
         assert_eq!(next_frame(&[0x50, 0x00, 0x00, 0x00]), Framing::Garbage);
     }

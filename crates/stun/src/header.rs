@@ -218,7 +218,12 @@ mod tests {
     #[test]
     fn type_round_trips_for_every_method_and_class() {
         for m in 0..=0x0FFF {
-            for class in [Class::Request, Class::Indication, Class::Success, Class::Error] {
+            for class in [
+                Class::Request,
+                Class::Indication,
+                Class::Success,
+                Class::Error,
+            ] {
                 let ty = MessageType::new(Method(m), class);
                 assert_eq!(MessageType::from_u16(ty.to_u16()), Some(ty));
             }

@@ -40,8 +40,7 @@ impl IntegrityKey {
     pub fn new(key: &[u8]) -> Self {
         // `new_from_slice` accepts any key length for HMAC: it cannot fail.
         let sha1 = <Hmac<Sha1> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-        let sha256 =
-            <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        let sha256 = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
         Self { sha1, sha256 }
     }
 

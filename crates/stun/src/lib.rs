@@ -67,7 +67,8 @@ pub use header::{
     Class, HEADER_LEN, MAGIC_COOKIE, MessageType, Method, TransactionId, peek_header,
 };
 pub use integrity::{
-    FINGERPRINT_XOR, IntegrityKey, SHA1_MAC_LEN, SHA256_MAC_LEN, KeyError, LongTermKey, opaque_string, userhash,
+    FINGERPRINT_XOR, IntegrityKey, KeyError, LongTermKey, SHA1_MAC_LEN, SHA256_MAC_LEN,
+    opaque_string, userhash,
 };
 pub use message::{Attributes, IntegrityKind, Message};
 pub use writer::MessageWriter;

@@ -277,9 +277,7 @@ impl<T: AsRef<[u8]>> Message<T> {
             }
             return Err(DecodeError::IntegrityMismatch);
         }
-        let at = self
-            .integrity
-            .ok_or(DecodeError::IntegrityMissing)? as usize;
+        let at = self.integrity.ok_or(DecodeError::IntegrityMissing)? as usize;
         let (plen, head, body) = self.hash_input(at, SHA1_MAC_LEN);
         let mac = key.sha1([head, &plen, body]);
         if ct_eq(&mac, &b[at + 4..at + 4 + SHA1_MAC_LEN]) {

@@ -7,16 +7,18 @@ pub const NONCE_COOKIE: &str = "obMatJos2";
 
 /// The 24-bit Security Feature Set carried after the nonce cookie (RFC 8489 §18.1).
 ///
-/// Bits are numbered as in the RFC's registry, bit 0 being the first (most significant)
-/// bit of the 24.
+/// Bits are numbered from the right: bit 0 is the least significant bit of the 24.
+/// RFC 8489 as published numbers them from the left; verified Errata ID 6290 corrects
+/// that, and the Appendix B.1 nonce (`obMatJos2AAAC...`, value 0x000002 = username
+/// anonymity, for a request carrying USERHASH) agrees with the corrected numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SecurityFeatures(u32);
 
 impl SecurityFeatures {
     /// Bit 0: Password algorithms (PASSWORD-ALGORITHMS / PASSWORD-ALGORITHM).
-    pub const PASSWORD_ALGORITHMS: Self = Self(1 << 23);
+    pub const PASSWORD_ALGORITHMS: Self = Self(1 << 0);
     /// Bit 1: Username anonymity (USERHASH).
-    pub const USERNAME_ANONYMITY: Self = Self(1 << 22);
+    pub const USERNAME_ANONYMITY: Self = Self(1 << 1);
 
     /// No features.
     pub const fn empty() -> Self {
@@ -75,7 +77,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let all = SecurityFeatures::PASSWORD_ALGORITHMS.union(SecurityFeatures::USERNAME_ANONYMITY);
-        for set in [SecurityFeatures::empty(), all, SecurityFeatures::USERNAME_ANONYMITY] {
+        for set in [
+            SecurityFeatures::empty(),
+            all,
+            SecurityFeatures::USERNAME_ANONYMITY,
+        ] {
             let mut nonce = String::from(NONCE_COOKIE);
             nonce.push_str(core::str::from_utf8(&set.encode()).unwrap());
             nonce.push_str("rest");

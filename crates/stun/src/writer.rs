@@ -39,6 +39,7 @@ pub struct MessageWriter<'b> {
     len: usize,
     tid: TransactionId,
     stage: Stage,
+    padding: u8,
 }
 
 impl<'b> MessageWriter<'b> {
@@ -64,7 +65,17 @@ impl<'b> MessageWriter<'b> {
             len: HEADER_LEN,
             tid,
             stage: Stage::Attributes,
+            padding: 0,
         })
+    }
+
+    /// Sets the byte that pads attribute values to 4 bytes (zero unless set). RFC 8489 §14
+    /// lets padding be any value and receivers ignore it; this exists so the RFC 5769
+    /// vectors, which pad with spaces, can be rebuilt byte for byte.
+    #[must_use]
+    pub fn with_padding_byte(mut self, byte: u8) -> Self {
+        self.padding = byte;
+        self
     }
 
     /// The transaction ID being written.
@@ -98,8 +109,8 @@ impl<'b> MessageWriter<'b> {
             .ok_or(EncodeError::BufferTooSmall)?;
         slot[0..2].copy_from_slice(&ty.0.to_be_bytes());
         slot[2..4].copy_from_slice(&value_len16.to_be_bytes());
-        // Padding bytes are zero (RFC 8489 §14 lets them be anything; zero leaks nothing).
-        slot[4 + value_len..].fill(0);
+        // Padding is zero unless asked otherwise (RFC 8489 §14 lets it be anything).
+        slot[4 + value_len..].fill(self.padding);
         self.len = end;
         let body = (end - HEADER_LEN) as u16;
         self.buf[field::LENGTH].copy_from_slice(&body.to_be_bytes());

@@ -20,10 +20,9 @@ pub use rfc6062::ConnectionId;
 pub use rfc8016::MobilityTicket;
 pub use rfc8445::{IceControlled, IceControlling, Priority, UseCandidate};
 pub use rfc8489::{
-    AlternateDomain, AlternateServer, ErrorCodeAttr, Fingerprint, MappedAddress,
-    MessageIntegrity, MessageIntegritySha256, Nonce, PasswordAlgorithm, PasswordAlgorithmId,
-    PasswordAlgorithms, Realm, Software, UnknownAttributes, Userhash, Username,
-    XorMappedAddress,
+    AlternateDomain, AlternateServer, ErrorCodeAttr, Fingerprint, MappedAddress, MessageIntegrity,
+    MessageIntegritySha256, Nonce, PasswordAlgorithm, PasswordAlgorithmId, PasswordAlgorithms,
+    Realm, Software, UnknownAttributes, Userhash, Username, XorMappedAddress,
 };
 pub use rfc8656::{
     AdditionalAddressFamily, AddressErrorCode, ChannelNumber, Data, DontFragment, EvenPort, Icmp,

@@ -2,9 +2,7 @@
 
 use core::fmt;
 
-use super::{
-    AttrType, Attribute, address_attr, be16, bytes_attr, invalid, string_attr, u32_attr,
-};
+use super::{AttrType, Attribute, address_attr, be16, bytes_attr, invalid, string_attr, u32_attr};
 use crate::error::{DecodeError, EncodeError, ErrorCode};
 use crate::header::TransactionId;
 

@@ -42,9 +42,7 @@ impl<'a> Attribute<'a> for ChannelNumber {
         if value.len() != 4 {
             return Err(invalid::<Self>());
         }
-        be16(value, 0)
-            .and_then(Self::new)
-            .ok_or(invalid::<Self>())
+        be16(value, 0).and_then(Self::new).ok_or(invalid::<Self>())
     }
 
     fn encoded_len(&self) -> usize {
