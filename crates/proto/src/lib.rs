@@ -1,11 +1,14 @@
 //! # turnpike-proto
 //!
-//! The sans-IO TURN server core (RFC 8656): it takes bytes, addresses and the current
-//! time, and returns what to send. It never touches a socket or a clock.
+//! The sans-IO protocol core: it takes bytes, addresses and (later) the current time, and
+//! returns what to send. It never touches a socket, a clock or a global RNG, so tests drive
+//! it deterministically; `clippy.toml` forbids `Instant::now` and `SystemTime::now` here.
 //!
-//! This crate is the home of allocations, permissions, channels, authentication and peer
-//! policy; the TURN issue fills it. Today it only re-exports the codec it builds on.
+//! Today it holds the STUN Binding service ([`binding`]); TURN allocations, permissions,
+//! channels and authentication come next and follow the same contract.
 
 #![forbid(unsafe_code)]
+
+pub mod binding;
 
 pub use turnpike_stun as stun;

@@ -169,8 +169,9 @@ impl<T: AsRef<[u8]>> Message<T> {
         }
     }
 
-    /// The attributes that count, i.e. those before any integrity attribute or FINGERPRINT.
-    fn covered(&self) -> Attributes<'_> {
+    /// The attributes that count: those before the first integrity attribute or
+    /// FINGERPRINT (which themselves are checked with the `verify_*` methods).
+    pub fn effective_attributes(&self) -> Attributes<'_> {
         Attributes {
             buf: self.as_bytes(),
             at: HEADER_LEN,
@@ -180,7 +181,7 @@ impl<T: AsRef<[u8]>> Message<T> {
 
     /// The first attribute of type `ty` that counts, raw.
     pub fn raw(&self, ty: AttrType) -> Option<RawAttribute<'_>> {
-        self.covered().find(|a| a.ty == ty)
+        self.effective_attributes().find(|a| a.ty == ty)
     }
 
     /// The first attribute of type `A` that counts, decoded. `Ok(None)` when absent.
@@ -201,7 +202,7 @@ impl<T: AsRef<[u8]>> Message<T> {
         &'a self,
     ) -> impl Iterator<Item = Result<A, DecodeError>> + 'a {
         let tid = self.transaction_id();
-        self.covered()
+        self.effective_attributes()
             .filter(|a| a.ty == A::TYPE)
             .map(move |a| A::decode(a.value, &tid))
     }
@@ -209,7 +210,7 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// Comprehension-required attribute types this codec does not know; a request carrying
     /// any gets 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
     pub fn unknown_comprehension_required(&self) -> impl Iterator<Item = AttrType> + '_ {
-        self.covered()
+        self.effective_attributes()
             .map(|a| a.ty)
             .filter(|t| t.is_comprehension_required() && !t.is_known())
     }

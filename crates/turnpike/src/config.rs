@@ -1,0 +1,358 @@
+//! The `turnserver.toml` schema: parsed with serde, unknown keys rejected, and every error
+//! reported with the file, line, column and reason.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use turnpike_server::{ServerConfig, TcpLimits};
+
+/// The shipped, documented default configuration, embedded in the binary.
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../turnserver.toml");
+
+/// The name the embedded default is reported under in errors.
+pub(crate) const DEFAULT_CONFIG_NAME: &str = "<embedded turnserver.toml>";
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// `[listen]`
+    #[serde(default)]
+    pub(crate) listen: Listen,
+    /// `[stun]`
+    #[serde(default)]
+    pub(crate) stun: Stun,
+    /// `[tcp]`
+    #[serde(default)]
+    pub(crate) tcp: Tcp,
+    /// `[runtime]`
+    #[serde(default)]
+    pub(crate) runtime: Runtime,
+    /// `[log]`
+    #[serde(default)]
+    pub(crate) log: Log,
+}
+
+/// `[listen]`: where to listen.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listen {
+    /// UDP addresses.
+    #[serde(default = "default_listen")]
+    pub(crate) udp: Spanned<Vec<SocketAddr>>,
+    /// TCP addresses.
+    #[serde(default = "default_listen")]
+    pub(crate) tcp: Spanned<Vec<SocketAddr>>,
+}
+
+fn default_listen() -> Spanned<Vec<SocketAddr>> {
+    Spanned::new(
+        0..0,
+        vec![
+            SocketAddr::from(([0, 0, 0, 0], 3478)),
+            SocketAddr::from(([0u16; 8], 3478)),
+        ],
+    )
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            udp: default_listen(),
+            tcp: default_listen(),
+        }
+    }
+}
+
+/// `[stun]`: the Binding service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Stun {
+    /// SOFTWARE attribute value; empty or absent means none.
+    #[serde(default)]
+    pub(crate) software: Option<Spanned<String>>,
+}
+
+/// `[tcp]`: connection limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tcp {
+    /// Idle timeout in seconds.
+    #[serde(default = "default_idle")]
+    pub(crate) idle_timeout_secs: Spanned<u64>,
+    /// Total connection cap.
+    #[serde(default = "default_max_connections")]
+    pub(crate) max_connections: Spanned<usize>,
+    /// Per-IP connection cap.
+    #[serde(default = "default_max_per_ip")]
+    pub(crate) max_connections_per_ip: Spanned<usize>,
+}
+
+fn default_idle() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 10_000)
+}
+fn default_max_per_ip() -> Spanned<usize> {
+    Spanned::new(0..0, 64)
+}
+
+impl Default for Tcp {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: default_idle(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_per_ip(),
+        }
+    }
+}
+
+/// `[runtime]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Runtime {
+    /// Worker threads; 0 = one per core.
+    #[serde(default)]
+    pub(crate) workers: usize,
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Log {
+    /// The level.
+    #[serde(default = "default_level")]
+    pub(crate) level: Spanned<LogLevel>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> Spanned<LogLevel> {
+    Spanned::new(0..0, LogLevel::Info)
+}
+
+/// A log level.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub(crate) enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` directive.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// A configuration error, located in its file.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    /// The file (or [`DEFAULT_CONFIG_NAME`]).
+    pub(crate) file: String,
+    /// 1-based line and column, when known.
+    pub(crate) position: Option<(usize, usize)>,
+    /// What is wrong.
+    pub(crate) reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{}:{}: {}", self.file, line, col, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+/// A validated configuration, ready for the runtime.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// The runtime's settings.
+    pub(crate) server: ServerConfig,
+    /// Worker threads (resolved: never 0).
+    pub(crate) workers: usize,
+    /// Log level.
+    pub(crate) log_level: LogLevel,
+}
+
+/// Reads and validates a configuration file.
+///
+/// # Errors
+///
+/// Unreadable file, TOML syntax, unknown keys, wrong types, invalid values.
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        position: None,
+        reason: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates configuration text; `file` names it in errors.
+///
+/// # Errors
+///
+/// As [`load`].
+pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let at = |span: std::ops::Range<usize>, reason: String| ConfigError {
+        file: file.to_owned(),
+        position: (span.end > 0).then(|| line_col(text, span.start)),
+        reason,
+    };
+    let raw: FileConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        ConfigError {
+            file: file.to_owned(),
+            position: e.span().map(|_| line_col(text, span.start)),
+            reason: e.message().trim().to_owned(),
+        }
+    })?;
+
+    if raw.listen.udp.get_ref().is_empty() && raw.listen.tcp.get_ref().is_empty() {
+        return Err(at(
+            raw.listen.udp.span(),
+            "no listener: [listen] udp and tcp are both empty".into(),
+        ));
+    }
+    for list in [&raw.listen.udp, &raw.listen.tcp] {
+        let mut seen = std::collections::HashSet::new();
+        for addr in list.get_ref() {
+            if !seen.insert(addr) {
+                return Err(at(list.span(), format!("address {addr} is listed twice")));
+            }
+        }
+    }
+    let idle = *raw.tcp.idle_timeout_secs.get_ref();
+    if idle == 0 || idle > 86_400 {
+        return Err(at(
+            raw.tcp.idle_timeout_secs.span(),
+            format!("idle_timeout_secs must be 1..=86400, not {idle}"),
+        ));
+    }
+    for v in [&raw.tcp.max_connections, &raw.tcp.max_connections_per_ip] {
+        if *v.get_ref() == 0 {
+            return Err(at(v.span(), "must be at least 1".into()));
+        }
+    }
+    let software = match raw.stun.software {
+        Some(s) if s.get_ref().len() > 763 => {
+            return Err(at(
+                s.span(),
+                "software is longer than SOFTWARE allows (763 bytes, RFC 8489 §14.14)".into(),
+            ));
+        }
+        Some(s) if !s.get_ref().is_empty() => Some(s.into_inner()),
+        _ => None,
+    };
+    let workers = match raw.runtime.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let server = ServerConfig {
+        udp: raw.listen.udp.into_inner(),
+        tcp: raw.listen.tcp.into_inner(),
+        binding: turnpike_server::BindingConfig { software },
+        tcp_limits: TcpLimits {
+            idle_timeout: Duration::from_secs(idle),
+            max_connections: raw.tcp.max_connections.into_inner(),
+            max_connections_per_ip: raw.tcp.max_connections_per_ip.into_inner(),
+        },
+        udp_sockets_per_address: workers,
+        skip_unavailable_ipv6: true,
+    };
+    Ok(Config {
+        server,
+        workers,
+        log_level: raw.log.level.into_inner(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
+        assert_eq!(c.server.udp.len(), 2);
+        assert_eq!(c.server.tcp.len(), 2);
+        assert!(c.server.binding.software.is_none());
+        assert_eq!(c.server.tcp_limits.max_connections_per_ip, 64);
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let c = parse("", "x.toml").unwrap();
+        assert_eq!(c.server.udp[0].port(), 3478);
+        assert_eq!(c.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_reason() {
+        let cases = [
+            ("[listen]\nudpp = []\n", 2, "unknown field `udpp`"),
+            (
+                "[listen]\nudp = [\"1.2.3.4\"]\n",
+                2,
+                "invalid socket address",
+            ),
+            (
+                "[tcp]\nidle_timeout_secs = 0\n",
+                2,
+                "idle_timeout_secs must be",
+            ),
+            ("[log]\nlevel = \"loud\"\n", 2, "unknown variant `loud`"),
+            ("\n\n[listen\n", 3, ""),
+            ("[listen]\nudp = []\ntcp = []\n", 2, "no listener"),
+            (
+                "[listen]\nudp = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
+                2,
+                "listed twice",
+            ),
+            ("[tcp]\nmax_connections = -1\n", 2, ""),
+        ];
+        for (text, line, needle) in cases {
+            let err = parse(text, "bad.toml").unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.starts_with(&format!("bad.toml:{line}:")), "{shown}");
+            assert!(shown.contains(needle), "{shown}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Starting and stopping the real `turnpike` binary for integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use turnpike_stun::attr::XorMappedAddress;
+use turnpike_stun::{Message, MessageType, MessageWriter, TransactionId};
+
+/// A running server, stopped by its PID when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    _dir: TempDir,
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "turnpike-test-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn turnpike_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_turnpike")
+}
+
+impl ServerProcess {
+    /// Writes `config` to a file, starts the binary on it and waits until it prints
+    /// its listeners (port 0 in the config picks free ports).
+    pub fn start(tag: &str, config: &str) -> Self {
+        let dir = TempDir::new(tag);
+        let path = dir.0.join("turnserver.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(turnpike_bin())
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start turnpike");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+        let expected = config.matches(":0\"").count();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while udp.len() + tcp.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("turnpike did not report its listeners in time");
+            });
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if let ["listening", transport, addr] = parts[..] {
+                let addr: SocketAddr = addr.parse().unwrap();
+                match transport {
+                    "udp" => udp.push(addr),
+                    "tcp" => tcp.push(addr),
+                    other => panic!("unknown transport {other}"),
+                }
+            }
+        }
+        Self {
+            child,
+            udp,
+            tcp,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM to the PID and waits for a clean exit; returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+        }
+    }
+}
+
+/// A Binding request with FINGERPRINT.
+pub fn binding_request(tid: [u8; 12]) -> Vec<u8> {
+    let mut buf = vec![0u8; 64];
+    let mut w =
+        MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, TransactionId(tid)).unwrap();
+    w.put_fingerprint().unwrap();
+    let n = w.finish();
+    buf.truncate(n);
+    buf
+}
+
+/// Checks a Binding success response and returns its XOR-MAPPED-ADDRESS.
+pub fn mapped_address(response: &[u8], tid: [u8; 12]) -> SocketAddr {
+    let msg = Message::new_checked(response).expect("valid STUN response");
+    assert_eq!(msg.message_type(), MessageType::BINDING_SUCCESS);
+    assert_eq!(msg.transaction_id(), TransactionId(tid));
+    assert_eq!(
+        msg.verify_fingerprint(),
+        Ok(true),
+        "FINGERPRINT echoed and right"
+    );
+    msg.get::<XorMappedAddress>()
+        .unwrap()
+        .expect("XOR-MAPPED-ADDRESS")
+        .0
+}
