@@ -1,0 +1,240 @@
+//! Long-term credentials (RFC 8489 §9.2) for TURN: static users and TURN REST shared
+//! secrets, at the same time and with several secrets at once (rotation), stateless
+//! nonces, and the RFC 8489 additions (PASSWORD-ALGORITHM(S), MESSAGE-INTEGRITY-SHA256,
+//! USERHASH, the nonce cookie). Classic RFC 5389 clients keep working: they ignore what
+//! they do not know and get MD5 keys and MESSAGE-INTEGRITY.
+
+pub mod nonce;
+pub mod rest;
+
+use core::net::SocketAddr;
+use std::collections::HashMap;
+
+use turnpike_stun::attr::{
+    Nonce, PasswordAlgorithm, PasswordAlgorithmId, PasswordAlgorithms, Realm, Userhash, Username,
+};
+use turnpike_stun::nonce_cookie::SecurityFeatures;
+use turnpike_stun::{IntegrityKind, LongTermKey, Message, userhash};
+
+use self::nonce::{NonceCheck, NonceKey};
+use self::rest::{parse_rest_username, rest_password};
+
+/// The password algorithms offered in a 401, in order of preference (RFC 8489 §14.11).
+pub const OFFERED_ALGORITHMS: [PasswordAlgorithm<'static>; 2] = [
+    PasswordAlgorithm::new(PasswordAlgorithmId::SHA256),
+    PasswordAlgorithm::new(PasswordAlgorithmId::MD5),
+];
+
+/// Why a request did not authenticate; each maps to one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthReject {
+    /// No integrity attribute: 401 with REALM, NONCE, PASSWORD-ALGORITHMS.
+    Challenge,
+    /// Integrity present but USERNAME/USERHASH, REALM or NONCE missing, or the password
+    /// algorithm negotiation broken (RFC 8489 §9.2.4): 400.
+    BadRequest,
+    /// The nonce is expired or not ours: 438 with a fresh one.
+    StaleNonce,
+    /// Unknown user, expired REST credential, or wrong password: 401.
+    Unauthenticated,
+}
+
+/// A request that proved its credentials.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The USERNAME as sent (or the static user a USERHASH named).
+    pub username: String,
+    /// The key that verified the request; responses are signed with it.
+    pub key: LongTermKey,
+    /// Which integrity attribute the client used; the response uses the same.
+    pub kind: IntegrityKind,
+    /// Unix expiry of a REST credential.
+    pub expiry: Option<u64>,
+}
+
+struct StaticUser {
+    md5: LongTermKey,
+    sha256: LongTermKey,
+}
+
+/// Everything needed to check credentials.
+pub struct Credentials {
+    realm: String,
+    secrets: Vec<Vec<u8>>,
+    users: HashMap<String, StaticUser>,
+    userhashes: HashMap<[u8; 32], String>,
+    nonce: NonceKey,
+    nonce_lifetime: u32,
+}
+
+impl core::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("realm", &self.realm)
+            .field("secrets", &self.secrets.len())
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A static user whose password or realm cannot be prepared (RFC 8265 OpaqueString).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadUser(pub String);
+
+impl Credentials {
+    /// Prepares credentials: keys of static users are derived once here.
+    ///
+    /// # Errors
+    ///
+    /// A static user whose password is not a valid OpaqueString.
+    pub fn new(
+        realm: String,
+        secrets: Vec<Vec<u8>>,
+        users: &[(String, String)],
+        nonce_secret: &[u8],
+        nonce_lifetime_secs: u32,
+    ) -> Result<Self, BadUser> {
+        let mut map = HashMap::new();
+        let mut hashes = HashMap::new();
+        for (name, password) in users {
+            let derive = |alg| {
+                LongTermKey::derive(alg, name, &realm, password).map_err(|_| BadUser(name.clone()))
+            };
+            map.insert(
+                name.clone(),
+                StaticUser {
+                    md5: derive(PasswordAlgorithmId::MD5)?,
+                    sha256: derive(PasswordAlgorithmId::SHA256)?,
+                },
+            );
+            if let Ok(h) = userhash(name, &realm) {
+                hashes.insert(h, name.clone());
+            }
+        }
+        // USERHASH can only name static users: a REST username cannot be recovered from
+        // its hash, so username anonymity is advertised only when static users exist.
+        let mut features = SecurityFeatures::PASSWORD_ALGORITHMS;
+        if !map.is_empty() {
+            features = features.union(SecurityFeatures::USERNAME_ANONYMITY);
+        }
+        Ok(Self {
+            nonce: NonceKey::new(nonce_secret, features),
+            realm,
+            secrets,
+            users: map,
+            userhashes: hashes,
+            nonce_lifetime: nonce_lifetime_secs,
+        })
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// A fresh nonce for `client`.
+    pub fn issue_nonce(&self, client: SocketAddr, unix_now: u64) -> String {
+        self.nonce.issue(client, unix_now, self.nonce_lifetime)
+    }
+
+    /// Checks a request's long-term credentials, in the order RFC 8489 §9.2.4 gives.
+    ///
+    /// # Errors
+    ///
+    /// The [`AuthReject`] that says how to answer.
+    pub fn authenticate(
+        &self,
+        msg: &Message<&[u8]>,
+        client: SocketAddr,
+        unix_now: u64,
+    ) -> Result<Authenticated, AuthReject> {
+        if !msg.has_integrity() && !msg.has_integrity_sha256() {
+            return Err(AuthReject::Challenge);
+        }
+        let bad = |_| AuthReject::BadRequest;
+        let username = msg.get::<Username>().map_err(bad)?;
+        let hash = msg.get::<Userhash>().map_err(bad)?;
+        let realm = msg.get::<Realm>().map_err(bad)?;
+        let nonce = msg.get::<Nonce>().map_err(bad)?;
+        let (Some(_), Some(nonce)) = (realm, nonce) else {
+            return Err(AuthReject::BadRequest);
+        };
+        if username.is_none() && hash.is_none() {
+            return Err(AuthReject::BadRequest);
+        }
+        if self.nonce.check(nonce.0, client, unix_now) != NonceCheck::Valid {
+            return Err(AuthReject::StaleNonce);
+        }
+        let algorithm = self.negotiated_algorithm(msg)?;
+
+        let username: String = match (username, hash) {
+            (Some(u), _) => u.0.to_owned(),
+            (None, Some(h)) => self
+                .userhashes
+                .get(h.0)
+                .cloned()
+                .ok_or(AuthReject::Unauthenticated)?,
+            (None, None) => return Err(AuthReject::BadRequest),
+        };
+
+        let verify = |key: LongTermKey| {
+            msg.verify_integrity(&key.integrity_key())
+                .ok()
+                .map(|kind| (key, kind))
+        };
+        if let Some(user) = self.users.get(&username) {
+            let key = if algorithm == PasswordAlgorithmId::SHA256 {
+                user.sha256
+            } else {
+                user.md5
+            };
+            let (key, kind) = verify(key).ok_or(AuthReject::Unauthenticated)?;
+            return Ok(Authenticated {
+                username,
+                key,
+                kind,
+                expiry: None,
+            });
+        }
+        let rest = parse_rest_username(&username).ok_or(AuthReject::Unauthenticated)?;
+        if rest.expiry < unix_now {
+            return Err(AuthReject::Unauthenticated);
+        }
+        for secret in &self.secrets {
+            let password = rest_password(secret, &username);
+            let Ok(key) = LongTermKey::derive(algorithm, &username, &self.realm, &password) else {
+                continue;
+            };
+            if let Some((key, kind)) = verify(key) {
+                return Ok(Authenticated {
+                    expiry: Some(rest.expiry),
+                    username,
+                    key,
+                    kind,
+                });
+            }
+        }
+        Err(AuthReject::Unauthenticated)
+    }
+
+    /// RFC 8489 §9.2.4: with our nonce cookie's password-algorithms bit set, a request
+    /// carries both PASSWORD-ALGORITHMS (exactly as offered) and PASSWORD-ALGORITHM (one
+    /// of them), or neither (MD5). Anything else is a bid-down attempt: 400.
+    fn negotiated_algorithm(&self, msg: &Message<&[u8]>) -> Result<PasswordAlgorithmId, AuthReject> {
+        let bad = |_| AuthReject::BadRequest;
+        let offered = msg.get::<PasswordAlgorithms>().map_err(bad)?;
+        let chosen = msg.get::<PasswordAlgorithm>().map_err(bad)?;
+        match (offered, chosen) {
+            (None, None) => Ok(PasswordAlgorithmId::MD5),
+            (Some(list), Some(alg)) => {
+                let same = list.iter().eq(OFFERED_ALGORITHMS.iter().copied());
+                if same && alg.params.is_empty() && OFFERED_ALGORITHMS.iter().any(|o| o.algorithm == alg.algorithm) {
+                    Ok(alg.algorithm)
+                } else {
+                    Err(AuthReject::BadRequest)
+                }
+            }
+            _ => Err(AuthReject::BadRequest),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Stateless nonces: the server keeps nothing per client until a request authenticates.
+//!
+//! A nonce is `obMatJos2` (the RFC 8489 §9.2 cookie) + 4 characters of security features +
+//! base64 of 12 bytes: the expiry (unix seconds, 4 bytes) and the first 8 bytes of
+//! HMAC-SHA256(server key, expiry ‖ client IP ‖ client port). Checking one is recomputing
+//! the MAC: a flood of unauthenticated requests allocates nothing, any worker (or any
+//! server sharing the key) can check any nonce, and a nonce is useless from another
+//! address. Expiry is rounded to 10 s so retransmissions see the same nonce.
+
+use core::net::{IpAddr, SocketAddr};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use turnpike_stun::nonce_cookie::{NONCE_COOKIE, SecurityFeatures, parse_nonce_cookie};
+
+/// Length of a nonce this module issues.
+pub const NONCE_LEN: usize = 9 + 4 + 16;
+
+/// Issues and checks nonces.
+#[derive(Clone)]
+pub struct NonceKey {
+    mac: Hmac<Sha256>,
+    features: SecurityFeatures,
+}
+
+impl core::fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("NonceKey(..)")
+    }
+}
+
+/// The verdict on a nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// Ours, for this client, not expired.
+    Valid,
+    /// Ours but expired, or not ours at all (another key, another client, garbage): the
+    /// client gets 438 and a fresh nonce (RFC 8489 §9.2.4).
+    Stale,
+}
+
+impl NonceKey {
+    /// A key from secret bytes (random per process, or shared by a fleet), advertising
+    /// `features` in the nonce cookie.
+    pub fn new(secret: &[u8], features: SecurityFeatures) -> Self {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        Self { mac, features }
+    }
+
+    /// The security features advertised.
+    pub fn features(&self) -> SecurityFeatures {
+        self.features
+    }
+
+    fn tag(&self, expiry: u32, client: SocketAddr) -> [u8; 8] {
+        let mut mac = self.mac.clone();
+        mac.update(&expiry.to_be_bytes());
+        match client.ip() {
+            IpAddr::V4(ip) => mac.update(&ip.octets()),
+            IpAddr::V6(ip) => mac.update(&ip.octets()),
+        }
+        mac.update(&client.port().to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&full[..8]);
+        tag
+    }
+
+    /// Issues a nonce for `client`, valid until about `unix_now + lifetime_secs`.
+    pub fn issue(&self, client: SocketAddr, unix_now: u64, lifetime_secs: u32) -> String {
+        let expiry = ((unix_now + u64::from(lifetime_secs)) / 10 * 10) as u32;
+        let mut raw = [0u8; 12];
+        raw[..4].copy_from_slice(&expiry.to_be_bytes());
+        raw[4..].copy_from_slice(&self.tag(expiry, client));
+        let mut nonce = String::with_capacity(NONCE_LEN);
+        nonce.push_str(NONCE_COOKIE);
+        nonce.extend(self.features.encode().iter().map(|&b| char::from(b)));
+        STANDARD_NO_PAD.encode_string(raw, &mut nonce);
+        nonce
+    }
+
+    /// Checks a nonce a client sent back.
+    pub fn check(&self, nonce: &str, client: SocketAddr, unix_now: u64) -> NonceCheck {
+        if parse_nonce_cookie(nonce) != Some(self.features) {
+            return NonceCheck::Stale;
+        }
+        let Some(body) = nonce.get(NONCE_COOKIE.len() + 4..) else {
+            return NonceCheck::Stale;
+        };
+        let mut raw = [0u8; 12];
+        match STANDARD_NO_PAD.decode_slice(body, &mut raw) {
+            Ok(12) => {}
+            _ => return NonceCheck::Stale,
+        }
+        let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        let tag = self.tag(expiry, client);
+        let genuine: bool = subtle_eq(&tag, &raw[4..]);
+        if genuine && u64::from(expiry) >= unix_now {
+            NonceCheck::Valid
+        } else {
+            NonceCheck::Stale
+        }
+    }
+}
+
+/// Constant-time equality of two short byte strings.
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

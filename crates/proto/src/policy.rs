@@ -1,0 +1,217 @@
+//! Which peer addresses an allocation may relay to (RFC 8656 §17, "Security
+//! Considerations": a relay must not become a way into the operator's own networks).
+//!
+//! Safe by default: loopback, unspecified, link-local (including the 169.254.169.254
+//! cloud metadata service), multicast, broadcast, private and CGNAT ranges, the
+//! documentation and benchmarking ranges, and the IPv6 transition prefixes (6to4, Teredo,
+//! NAT64) are refused with 403. IPv4-mapped and IPv4-compatible IPv6 forms are folded to
+//! IPv4 first, and addresses embedded in NAT64 and 6to4 prefixes are checked as IPv4 too,
+//! so `::ffff:127.0.0.1` is loopback.
+//!
+//! The operator can deny more ranges or allow ranges out of the default set; explicit deny
+//! wins over explicit allow. Allowing loopback is a separate, `dangerous_` switch because
+//! relaying to the server's own host reaches every service listening on it.
+
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::str::FromStr;
+
+/// An IPv4 or IPv6 prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+/// A CIDR string that did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrError;
+
+impl fmt::Display for CidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected an address or ADDRESS/PREFIX-LENGTH, e.g. 10.0.0.0/8 or fc00::/7")
+    }
+}
+
+impl std::error::Error for CidrError {}
+
+impl Cidr {
+    /// A prefix; `None` if `len` exceeds the address width. Host bits are cleared.
+    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (len <= max).then(|| Self {
+            addr: mask(addr, len),
+            len,
+        })
+    }
+
+    /// Whether `ip` lies in the prefix (no family folding: see [`PeerPolicy`]).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                mask(ip, self.len) == self.addr
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| CidrError)?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| CidrError)?;
+        let len = len.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+        Self::new(addr, len).ok_or(CidrError)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            IpAddr::V4(Ipv4Addr::from(bits & m))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            IpAddr::V6(Ipv6Addr::from(bits & m))
+        }
+    }
+}
+
+/// Ranges refused by default, with the reason they are dangerous.
+const DEFAULT_DENY: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "unspecified / this network"),
+    ("10.0.0.0/8", "private (RFC 1918)"),
+    ("100.64.0.0/10", "carrier-grade NAT (RFC 6598)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local, incl. the 169.254.169.254 metadata service"),
+    ("172.16.0.0/12", "private (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private (RFC 1918)"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved, incl. broadcast"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("100::/64", "discard-only"),
+    ("2001::/32", "Teredo"),
+    ("2001:db8::/32", "documentation"),
+    ("2002::/16", "6to4"),
+    ("fc00::/7", "unique local (private)"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local (deprecated)"),
+    ("ff00::/8", "multicast"),
+];
+
+/// The peer-address policy.
+#[derive(Debug, Clone)]
+pub struct PeerPolicy {
+    default_deny: Vec<Cidr>,
+    /// Ranges the operator allows even though the default refuses them.
+    pub allow: Vec<Cidr>,
+    /// Ranges the operator refuses in addition to the default; wins over `allow`.
+    pub deny: Vec<Cidr>,
+    /// Allow 127.0.0.0/8 and ::1 (tests on one host need it; production never should).
+    pub dangerous_allow_loopback: bool,
+}
+
+impl Default for PeerPolicy {
+    fn default() -> Self {
+        Self {
+            default_deny: DEFAULT_DENY
+                .iter()
+                .filter_map(|(c, _)| c.parse().ok())
+                .collect(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            dangerous_allow_loopback: false,
+        }
+    }
+}
+
+impl PeerPolicy {
+    /// Whether relaying to `ip` is allowed.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = normalise(ip);
+        let embedded = embedded_ipv4(ip);
+        let hit = |list: &[Cidr]| {
+            list.iter()
+                .any(|c| c.contains(ip) || embedded.is_some_and(|e| c.contains(IpAddr::V4(e))))
+        };
+        if hit(&self.deny) {
+            return false;
+        }
+        if hit(&self.allow) {
+            return true;
+        }
+        if self.dangerous_allow_loopback && ip.is_loopback() {
+            return true;
+        }
+        !hit(&self.default_deny)
+    }
+}
+
+/// Folds IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) forms to IPv4.
+pub fn normalise(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let o = v6.octets();
+            // IPv4-compatible (deprecated, RFC 4291 §2.5.5.1), but not :: and ::1.
+            if o[..12].iter().all(|&b| b == 0) && u128::from(v6) > 1 {
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            ip
+        }
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The IPv4 address inside a NAT64 (64:ff9b::/96, RFC 6052) or 6to4 (2002::/16) address,
+/// so a peer cannot reach 10.0.0.1 by writing it as 64:ff9b::a00:1.
+fn embedded_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let o = v6.octets();
+    if o[..12] == [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if o[..2] == [0x20, 0x02] {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing_and_containment() {
+        let c: Cidr = "10.1.2.3/8".parse().unwrap();
+        assert_eq!(c.to_string(), "10.0.0.0/8");
+        assert!(c.contains("10.255.0.1".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("fc00::/7".parse::<Cidr>().unwrap().contains("fd12::1".parse().unwrap()));
+        assert_eq!("1.2.3.4".parse::<Cidr>().unwrap().to_string(), "1.2.3.4/32");
+    }
+}

@@ -1,0 +1,119 @@
+//! Allocation quotas (per user, 486; in total, 508) and the per-allocation bandwidth cap.
+
+use core::time::Duration;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Limits on what clients may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Allocations one username may hold at once (0 = unlimited); over it: 486.
+    pub allocations_per_user: u32,
+    /// Allocations the server holds at once (0 = unlimited); over it: 508.
+    pub allocations_total: u32,
+    /// Permissions per allocation; over it: 508.
+    pub permissions_per_allocation: u32,
+    /// Channel bindings per allocation; over it: 508.
+    pub channels_per_allocation: u32,
+    /// Relayed bytes per second per allocation, both directions together
+    /// (0 = unlimited). Excess datagrams are dropped and counted.
+    pub bandwidth_bytes_per_sec: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            allocations_per_user: 100,
+            allocations_total: 100_000,
+            permissions_per_allocation: 64,
+            channels_per_allocation: 64,
+            bandwidth_bytes_per_sec: 0,
+        }
+    }
+}
+
+/// Why an allocation slot was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaExceeded {
+    /// This user holds its maximum: 486 Allocation Quota Reached.
+    User,
+    /// The server holds its maximum: 508 Insufficient Capacity.
+    Total,
+}
+
+/// Counts allocations per user and in total. The runtime may share one ledger between
+/// workers (behind its own lock, touched only on Allocate and on deletion).
+#[derive(Debug, Default)]
+pub struct QuotaLedger {
+    per_user: HashMap<String, u32>,
+    total: u32,
+}
+
+impl QuotaLedger {
+    /// Takes a slot for `user`.
+    ///
+    /// # Errors
+    ///
+    /// Which limit is reached.
+    pub fn acquire(&mut self, quotas: &Quotas, user: &str) -> Result<(), QuotaExceeded> {
+        if quotas.allocations_total != 0 && self.total >= quotas.allocations_total {
+            return Err(QuotaExceeded::Total);
+        }
+        let held = self.per_user.get(user).copied().unwrap_or(0);
+        if quotas.allocations_per_user != 0 && held >= quotas.allocations_per_user {
+            return Err(QuotaExceeded::User);
+        }
+        *self.per_user.entry(user.to_owned()).or_insert(0) += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Gives back a slot of `user`.
+    pub fn release(&mut self, user: &str) {
+        if let Some(n) = self.per_user.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_user.remove(user);
+            }
+            self.total = self.total.saturating_sub(1);
+        }
+    }
+
+    /// Allocations held in total.
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+}
+
+/// A token bucket in bytes: `rate` bytes per second, bursts up to one second's worth.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    tokens: u64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(now: Instant, rate: u64) -> Self {
+        Self { tokens: rate, last: now }
+    }
+
+    /// Takes `bytes` if available.
+    pub(crate) fn take(&mut self, now: Instant, rate: u64, bytes: usize) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last);
+        if elapsed >= Duration::from_millis(1) {
+            let refill = (elapsed.as_micros() as u64).saturating_mul(rate) / 1_000_000;
+            self.tokens = (self.tokens.saturating_add(refill)).min(rate);
+            self.last = now;
+        }
+        let bytes = bytes as u64;
+        if self.tokens >= bytes {
+            self.tokens -= bytes;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,1142 @@
+//! [`TurnServer`]: the sans-IO TURN server (RFC 8656 for UDP relays, RFC 6156 address
+//! families), with the STUN Binding service built in.
+//!
+//! # Driving it
+//!
+//! The runtime calls, in any order and always with a non-decreasing `now`:
+//! - [`TurnServer::handle_client`] for every datagram or stream frame from a client;
+//! - [`TurnServer::handle_peer`] for every datagram a relay socket receives;
+//! - [`TurnServer::handle_timeout`] whenever [`TurnServer::poll_timeout`]'s deadline
+//!   has passed.
+//!
+//! Each handler returns what to send right away; nothing is queued. Relay sockets and
+//! allocation slots are obtained through the [`Host`] passed in.
+//!
+//! # Timers
+//!
+//! There is no timer per allocation, permission or channel: every expiry is checked
+//! when the item is used, and a sweep once per second (driven by `handle_timeout`)
+//! removes what has expired. Virtual time makes the sweep deterministic in tests.
+
+use core::net::{IpAddr, SocketAddr};
+use core::ops::Range;
+use core::time::Duration;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use turnpike_stun::attr::{
+    AdditionalAddressFamily, AddressErrorCode, AddressFamily, DontFragment, ErrorCodeAttr, EvenPort,
+    Lifetime, Nonce, PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport,
+    ReservationToken, Software, TransportProtocol, UnknownAttributes, XorMappedAddress,
+    XorPeerAddress, XorRelayedAddress,
+};
+use turnpike_stun::{
+    AttrType, ChannelData, ChannelNumber, Class, Demux, EncodeError, ErrorCode, IntegrityKind,
+    Message, MessageType, MessageWriter, Method, TransactionId, demux, write_channel_data_header,
+};
+
+use crate::allocation::{
+    Allocation, ChannelBinding, FiveTuple, Permission, Relay, family_index,
+};
+use crate::auth::{AuthReject, Authenticated, BadUser, Credentials, OFFERED_ALGORITHMS};
+use crate::auth::rest::parse_rest_username;
+use crate::binding::{BindingConfig, BindingService, Response};
+use crate::host::{Family, Host, PortRequest, RelayError, RelayId};
+use crate::policy::{PeerPolicy, normalise};
+use crate::quota::{QuotaExceeded, Quotas, TokenBucket};
+
+/// Default allocation lifetime (RFC 8656 §3.2: 10 minutes).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
+/// Permission lifetime (RFC 8656 §9: 300 seconds).
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// Channel binding lifetime (RFC 8656 §12: 10 minutes).
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// After a channel binding expires, its number and peer stay reserved this long (RFC 8656
+/// §12: "the channel number MUST NOT be rebound to a different transport address, and the
+/// transport address MUST NOT be bound to a different channel, for 5 minutes").
+pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+/// How long a port reserved by EVEN-PORT's R bit waits for its RESERVATION-TOKEN
+/// (RFC 8656 §7.2: about 30 seconds).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+/// How long a response is kept for retransmissions (RFC 8489 §6.3.4: 40 s covers Ti).
+pub const TRANSACTION_CACHE: Duration = Duration::from_secs(40);
+/// Sweep period.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes a peer datagram needs in front of its payload, for the longest header written
+/// in place (a Data indication with an IPv6 XOR-PEER-ADDRESS).
+pub const PEER_HEADROOM: usize = 48;
+/// Bytes a peer datagram needs after its payload (padding to 4).
+pub const PEER_TAILROOM: usize = 3;
+
+/// A wall-clock anchor: `unix_secs` was the time at `instant`. The core derives the
+/// current unix time (for REST credential expiry and nonces) from `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeBase {
+    /// A monotonic instant.
+    pub instant: Instant,
+    /// Unix seconds at that instant.
+    pub unix_secs: u64,
+}
+
+/// Configuration of the TURN server core.
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    /// REALM (RFC 8489 §14.9).
+    pub realm: String,
+    /// TURN REST shared secrets; all are accepted (rotation).
+    pub secrets: Vec<Vec<u8>>,
+    /// Static users: (username, password).
+    pub users: Vec<(String, String)>,
+    /// Key of the stateless nonces; random per process unless a fleet shares it.
+    pub nonce_secret: Vec<u8>,
+    /// How long a nonce stays valid.
+    pub nonce_lifetime: Duration,
+    /// Longest allocation lifetime granted.
+    pub max_lifetime: Duration,
+    /// End an allocation when its REST credential expires.
+    pub strict_expiry: bool,
+    /// Which peers may be relayed to.
+    pub peer_policy: PeerPolicy,
+    /// Quotas and bandwidth.
+    pub quotas: Quotas,
+    /// SOFTWARE in responses; none by default.
+    pub software: Option<String>,
+    /// Wall-clock anchor.
+    pub time_base: TimeBase,
+    /// Seed of the core's random numbers (transaction IDs of Data indications).
+    pub rng_seed: u64,
+}
+
+impl TurnConfig {
+    /// A configuration with defaults for everything but the realm and time.
+    pub fn new(realm: impl Into<String>, time_base: TimeBase) -> Self {
+        Self {
+            realm: realm.into(),
+            secrets: Vec::new(),
+            users: Vec::new(),
+            nonce_secret: vec![0x5A; 32],
+            nonce_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            strict_expiry: false,
+            peer_policy: PeerPolicy::default(),
+            quotas: Quotas::default(),
+            software: None,
+            time_base,
+            rng_seed: 0,
+        }
+    }
+}
+
+/// What to do after a client packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum ClientAction {
+    /// Nothing.
+    None,
+    /// Send `out[..n]` back to the client.
+    Reply(usize),
+    /// Send `packet[payload]` from relay `relay` to `peer`.
+    ToPeer {
+        /// The relay socket.
+        relay: RelayId,
+        /// The peer.
+        peer: SocketAddr,
+        /// The payload's range in the packet that was handled.
+        payload: Range<usize>,
+        /// Set DF (DONT-FRAGMENT, RFC 8656 §18.9).
+        dont_fragment: bool,
+    },
+}
+
+/// What to do after a peer datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum PeerAction {
+    /// Nothing (no permission, over the bandwidth cap, unknown relay).
+    None,
+    /// Send `buf[range]` to the client of `to`.
+    ToClient {
+        /// The allocation's 5-tuple.
+        to: FiveTuple,
+        /// The framed message in the buffer that was handled.
+        range: Range<usize>,
+    },
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Allocations created.
+    pub allocations_created: u64,
+    /// Allocations deleted (refresh 0 or expiry).
+    pub allocations_closed: u64,
+    /// Datagrams relayed client→peer.
+    pub to_peer: u64,
+    /// Datagrams relayed peer→client.
+    pub to_client: u64,
+    /// Datagrams dropped for lack of permission or channel.
+    pub dropped_no_permission: u64,
+    /// Datagrams dropped by the bandwidth cap.
+    pub dropped_bandwidth: u64,
+}
+
+/// A reason to refuse a request, mapped to its error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// 400.
+    BadRequest,
+    /// 403: peer not allowed by policy.
+    Forbidden,
+    /// 437: no allocation for this 5-tuple, or one exists already.
+    AllocationMismatch,
+    /// 440.
+    AddressFamilyNotSupported,
+    /// 441: not the username that made the allocation.
+    WrongCredentials,
+    /// 442.
+    UnsupportedTransportProtocol,
+    /// 443.
+    PeerAddressFamilyMismatch,
+    /// 486.
+    AllocationQuotaReached,
+    /// 508.
+    InsufficientCapacity,
+}
+
+impl Reject {
+    /// The STUN error code.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::BadRequest => ErrorCode::BAD_REQUEST,
+            Self::Forbidden => ErrorCode::FORBIDDEN,
+            Self::AllocationMismatch => ErrorCode::ALLOCATION_MISMATCH,
+            Self::AddressFamilyNotSupported => ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+            Self::WrongCredentials => ErrorCode::WRONG_CREDENTIALS,
+            Self::UnsupportedTransportProtocol => ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
+            Self::PeerAddressFamilyMismatch => ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+            Self::AllocationQuotaReached => ErrorCode::ALLOCATION_QUOTA_REACHED,
+            Self::InsufficientCapacity => ErrorCode::INSUFFICIENT_CAPACITY,
+        }
+    }
+}
+
+impl From<turnpike_stun::DecodeError> for Reject {
+    fn from(_: turnpike_stun::DecodeError) -> Self {
+        Self::BadRequest
+    }
+}
+
+struct Cached {
+    tid: TransactionId,
+    bytes: Box<[u8]>,
+    until: Instant,
+}
+
+struct Reservation {
+    relay: RelayId,
+    addr: SocketAddr,
+    until: Instant,
+}
+
+/// Outcome of a method handler: bytes written (success) or a reason to refuse.
+type Handled = Result<usize, Reject>;
+
+/// The TURN server core.
+pub struct TurnServer {
+    credentials: Credentials,
+    binding: BindingService,
+    max_lifetime: Duration,
+    strict_expiry: bool,
+    policy: PeerPolicy,
+    quotas: Quotas,
+    software: Option<String>,
+    time_base: TimeBase,
+    token_key: Hmac<Sha256>,
+    rng: u64,
+    slots: Vec<Option<Allocation>>,
+    free: Vec<u32>,
+    by_five_tuple: HashMap<FiveTuple, u32>,
+    by_relay: HashMap<RelayId, u32>,
+    reservations: HashMap<[u8; 8], Reservation>,
+    cache: HashMap<FiveTuple, Cached>,
+    next_sweep: Option<Instant>,
+    stats: Stats,
+}
+
+impl core::fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("allocations", &self.by_five_tuple.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurnServer {
+    /// A server from its configuration.
+    ///
+    /// # Errors
+    ///
+    /// A static user whose password cannot be prepared.
+    pub fn new(config: TurnConfig) -> Result<Self, BadUser> {
+        let credentials = Credentials::new(
+            config.realm,
+            config.secrets,
+            &config.users,
+            &config.nonce_secret,
+            config.nonce_lifetime.as_secs().min(u64::from(u32::MAX)) as u32,
+        )?;
+        let mut token_key = <Hmac<Sha256> as Mac>::new_from_slice(&config.nonce_secret)
+            .unwrap_or_else(|_| unreachable!());
+        token_key.update(b"reservation-token");
+        Ok(Self {
+            credentials,
+            binding: BindingService::new(BindingConfig {
+                software: config.software.clone(),
+            }),
+            max_lifetime: config.max_lifetime,
+            strict_expiry: config.strict_expiry,
+            policy: config.peer_policy,
+            quotas: config.quotas,
+            software: config.software,
+            time_base: config.time_base,
+            token_key,
+            rng: config.rng_seed ^ 0x9E37_79B9_7F4A_7C15,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_five_tuple: HashMap::new(),
+            by_relay: HashMap::new(),
+            reservations: HashMap::new(),
+            cache: HashMap::new(),
+            next_sweep: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Allocations alive.
+    pub fn allocation_count(&self) -> usize {
+        self.by_five_tuple.len()
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        self.credentials.realm()
+    }
+
+    /// When [`TurnServer::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
+        self.time_base.unix_secs + now.saturating_duration_since(self.time_base.instant).as_secs()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // SplitMix64: deterministic from the seed, good enough for transaction IDs.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn schedule_sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP_INTERVAL);
+        }
+    }
+
+    // ----- client side ------------------------------------------------------------------
+
+    /// Handles a datagram (or stream frame) from a client. Responses are written into
+    /// `out` (1500 bytes is plenty); relayed payloads point into `packet`.
+    pub fn handle_client(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        packet: &[u8],
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> ClientAction {
+        match demux(packet) {
+            Demux::ChannelData => self.client_channel_data(now, from, packet),
+            Demux::Stun => self.client_stun(now, from, packet, out, host),
+            Demux::Other => ClientAction::None,
+        }
+    }
+
+    fn client_channel_data(&mut self, now: Instant, from: FiveTuple, packet: &[u8]) -> ClientAction {
+        let Ok(frame) = ChannelData::new_checked(packet) else {
+            return ClientAction::None;
+        };
+        let Some(&slot) = self.by_five_tuple.get(&from) else {
+            return ClientAction::None;
+        };
+        let rate = self.quotas.bandwidth_bytes_per_sec;
+        let Some(alloc) = self.slots[slot as usize].as_mut() else {
+            return ClientAction::None;
+        };
+        let Some(channel) = alloc.active_channel(frame.channel(), now).copied() else {
+            self.stats.dropped_no_permission += 1;
+            return ClientAction::None;
+        };
+        let len = frame.data().len();
+        let Some(relay) = alloc.relay(Family::of(channel.peer)) else {
+            return ClientAction::None;
+        };
+        if !alloc.has_permission(channel.peer.ip(), now) {
+            self.stats.dropped_no_permission += 1;
+            return ClientAction::None;
+        }
+        if !alloc.bucket.take(now, rate, len) {
+            self.stats.dropped_bandwidth += 1;
+            return ClientAction::None;
+        }
+        self.stats.to_peer += 1;
+        ClientAction::ToPeer {
+            relay: relay.id,
+            peer: channel.peer,
+            payload: 4..4 + len,
+            dont_fragment: alloc.dont_fragment,
+        }
+    }
+
+    fn client_stun(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        packet: &[u8],
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> ClientAction {
+        let msg = match Message::new_checked(packet) {
+            Ok(m) => m,
+            // Malformed: the Binding service applies the drop / 400-if-not-larger rule.
+            Err(_) => return self.binding_answer(packet, from.client, out),
+        };
+        if msg.verify_fingerprint().is_err() {
+            return ClientAction::None;
+        }
+        let ty = msg.message_type();
+        match (ty.class, ty.method) {
+            (_, Method::BINDING) => self.binding_answer(packet, from.client, out),
+            (Class::Indication, Method::SEND) => self.send_indication(now, from, &msg),
+            (Class::Request, _) => self.request(now, from, &msg, out, host),
+            _ => ClientAction::None,
+        }
+    }
+
+    fn binding_answer(&self, packet: &[u8], source: SocketAddr, out: &mut [u8]) -> ClientAction {
+        match self.binding.handle(packet, source, out) {
+            Response::Send(n) => ClientAction::Reply(n),
+            Response::Ignore(_) => ClientAction::None,
+        }
+    }
+
+    /// Send indication (RFC 8656 §11.2): no authentication; relayed only with a permission.
+    fn send_indication(&mut self, now: Instant, from: FiveTuple, msg: &Message<&[u8]>) -> ClientAction {
+        let Some(&slot) = self.by_five_tuple.get(&from) else {
+            return ClientAction::None;
+        };
+        let (Ok(Some(peer)), Some(data)) = (msg.get::<XorPeerAddress>(), msg.raw(AttrType::DATA))
+        else {
+            return ClientAction::None;
+        };
+        let peer = normalise_addr(peer.0);
+        let df = msg.raw(AttrType::DONT_FRAGMENT).is_some();
+        let rate = self.quotas.bandwidth_bytes_per_sec;
+        let Some(alloc) = self.slots[slot as usize].as_mut() else {
+            return ClientAction::None;
+        };
+        let Some(relay) = alloc.relay(Family::of(peer)) else {
+            return ClientAction::None;
+        };
+        if !alloc.has_permission(peer.ip(), now) {
+            self.stats.dropped_no_permission += 1;
+            return ClientAction::None;
+        }
+        let start = data.offset + 4;
+        if !alloc.bucket.take(now, rate, data.value.len()) {
+            self.stats.dropped_bandwidth += 1;
+            return ClientAction::None;
+        }
+        self.stats.to_peer += 1;
+        ClientAction::ToPeer {
+            relay: relay.id,
+            peer,
+            payload: start..start + data.value.len(),
+            dont_fragment: df || alloc.dont_fragment,
+        }
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> ClientAction {
+        let ty = msg.message_type();
+        let tid = msg.transaction_id();
+        let fingerprint = msg.has_fingerprint();
+
+        // A retransmission gets the very same answer (RFC 8489 §6.3.4).
+        if let Some(c) = self.cache.get(&from) {
+            if c.tid == tid && c.until > now && c.bytes.len() <= out.len() {
+                out[..c.bytes.len()].copy_from_slice(&c.bytes);
+                return ClientAction::Reply(c.bytes.len());
+            }
+        }
+
+        let unix_now = self.unix_now(now);
+        let auth = match self.credentials.authenticate(msg, from.client, unix_now) {
+            Ok(a) => a,
+            Err(reject) => {
+                return match self.auth_error(out, ty, tid, fingerprint, from.client, unix_now, reject) {
+                    Ok(n) => ClientAction::Reply(n),
+                    Err(_) => ClientAction::None,
+                };
+            }
+        };
+
+        // RFC 8489 §6.3.1.1: after authentication, unknown comprehension-required
+        // attributes are answered with 420.
+        let mut unknown = [AttrType(0); 8];
+        let mut n_unknown = 0;
+        for t in msg.unknown_comprehension_required() {
+            if n_unknown < unknown.len() && !unknown[..n_unknown].contains(&t) {
+                unknown[n_unknown] = t;
+                n_unknown += 1;
+            }
+        }
+        let written = if n_unknown > 0 {
+            let list = &unknown[..n_unknown];
+            self.write_response(out, ty.error(), tid, fingerprint, &auth, |w| {
+                w.put(&ErrorCodeAttr::new(ErrorCode::UNKNOWN_ATTRIBUTE))?;
+                w.put(&UnknownAttributes::List(list))
+            })
+        } else {
+            let handled = match ty.method {
+                Method::ALLOCATE => self.allocate(now, from, msg, &auth, out, host),
+                Method::REFRESH => self.refresh(now, from, msg, &auth, out, host),
+                Method::CREATE_PERMISSION => self.create_permission(now, from, msg, &auth, out),
+                Method::CHANNEL_BIND => self.channel_bind(now, from, msg, &auth, out),
+                _ => Err(Reject::BadRequest),
+            };
+            match handled {
+                Ok(n) => Ok(n),
+                Err(reject) => self.write_response(out, ty.error(), tid, fingerprint, &auth, |w| {
+                    w.put(&ErrorCodeAttr::new(reject.code()))
+                }),
+            }
+        };
+        match written {
+            Ok(n) => {
+                self.cache.insert(
+                    from,
+                    Cached {
+                        tid,
+                        bytes: out[..n].into(),
+                        until: now + TRANSACTION_CACHE,
+                    },
+                );
+                self.schedule_sweep(now);
+                ClientAction::Reply(n)
+            }
+            Err(_) => ClientAction::None,
+        }
+    }
+
+    /// Writes a response signed with the request's key: `body`, SOFTWARE, the integrity
+    /// attribute the client used, and FINGERPRINT if the request had one.
+    fn write_response(
+        &self,
+        out: &mut [u8],
+        ty: MessageType,
+        tid: TransactionId,
+        fingerprint: bool,
+        auth: &Authenticated,
+        body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
+        let mut w = MessageWriter::new(out, ty, tid)?;
+        body(&mut w)?;
+        if let Some(s) = &self.software {
+            w.put(&Software(s))?;
+        }
+        let key = auth.key.integrity_key();
+        match auth.kind {
+            IntegrityKind::Sha1 => w.put_integrity(&key)?,
+            IntegrityKind::Sha256 { .. } => w.put_integrity_sha256(&key, 32)?,
+        }
+        if fingerprint {
+            w.put_fingerprint()?;
+        }
+        Ok(w.finish())
+    }
+
+    /// 401 / 438 / 400 to a request that did not authenticate. 401 and 438 carry REALM,
+    /// a fresh NONCE and PASSWORD-ALGORITHMS (RFC 8489 §9.2.4); nothing is signed.
+    #[allow(clippy::too_many_arguments)]
+    fn auth_error(
+        &self,
+        out: &mut [u8],
+        ty: MessageType,
+        tid: TransactionId,
+        fingerprint: bool,
+        client: SocketAddr,
+        unix_now: u64,
+        reject: AuthReject,
+    ) -> Result<usize, EncodeError> {
+        let code = match reject {
+            AuthReject::Challenge | AuthReject::Unauthenticated => ErrorCode::UNAUTHENTICATED,
+            AuthReject::StaleNonce => ErrorCode::STALE_NONCE,
+            AuthReject::BadRequest => ErrorCode::BAD_REQUEST,
+        };
+        let mut w = MessageWriter::new(out, ty.error(), tid)?;
+        w.put(&ErrorCodeAttr::new(code))?;
+        if reject != AuthReject::BadRequest {
+            w.put(&Realm(self.credentials.realm()))?;
+            let nonce = self.credentials.issue_nonce(client, unix_now);
+            w.put(&Nonce(&nonce))?;
+            w.put(&PasswordAlgorithms::List(&OFFERED_ALGORITHMS))?;
+        }
+        if let Some(s) = &self.software {
+            w.put(&Software(s))?;
+        }
+        if fingerprint {
+            w.put_fingerprint()?;
+        }
+        Ok(w.finish())
+    }
+
+    fn allocation_for(&self, from: &FiveTuple, auth: &Authenticated) -> Result<u32, Reject> {
+        let &slot = self.by_five_tuple.get(from).ok_or(Reject::AllocationMismatch)?;
+        let alloc = self.slots[slot as usize]
+            .as_ref()
+            .ok_or(Reject::AllocationMismatch)?;
+        if *alloc.username != *auth.username {
+            return Err(Reject::WrongCredentials);
+        }
+        Ok(slot)
+    }
+
+    /// The lifetime to grant for a requested one (RFC 8656 §7.2 step "LIFETIME"): the
+    /// smaller of the request and the maximum, but never below the default.
+    fn granted_lifetime(&self, requested: Option<Lifetime>) -> Duration {
+        let max = self.max_lifetime;
+        let desired = requested.map_or(DEFAULT_LIFETIME, |l| Duration::from_secs(u64::from(l.0)));
+        desired.min(max).max(DEFAULT_LIFETIME.min(max))
+    }
+
+    /// Allocate (RFC 8656 §7.2, RFC 6156 §4.2).
+    fn allocate(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+        auth: &Authenticated,
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> Handled {
+        if self.by_five_tuple.contains_key(&from) {
+            return Err(Reject::AllocationMismatch);
+        }
+        let transport = msg.get::<RequestedTransport>()?.ok_or(Reject::BadRequest)?;
+        if transport.0 != TransportProtocol::UDP {
+            return Err(Reject::UnsupportedTransportProtocol);
+        }
+        let dont_fragment = msg.get::<DontFragment>()?.is_some();
+        let token = msg.get::<ReservationToken>()?;
+        let even = msg.get::<EvenPort>()?;
+        let requested = msg.get::<RequestedAddressFamily>()?;
+        let additional = msg.get::<AdditionalAddressFamily>()?;
+        let lifetime_req = msg.get::<Lifetime>()?;
+
+        // RFC 8656 §7.2: RESERVATION-TOKEN excludes EVEN-PORT, REQUESTED-ADDRESS-FAMILY
+        // and ADDITIONAL-ADDRESS-FAMILY; the two family attributes exclude each other;
+        // ADDITIONAL-ADDRESS-FAMILY may only ask for IPv6.
+        if token.is_some() && (even.is_some() || requested.is_some() || additional.is_some()) {
+            return Err(Reject::BadRequest);
+        }
+        if requested.is_some() && additional.is_some() {
+            return Err(Reject::BadRequest);
+        }
+        if additional.is_some_and(|a| a.0 != AddressFamily::IPV6) {
+            return Err(Reject::BadRequest);
+        }
+        if even.is_some() && additional.is_some() {
+            return Err(Reject::BadRequest);
+        }
+        let family = match requested.map(|r| r.0) {
+            None | Some(AddressFamily::IPV4) => Family::V4,
+            Some(AddressFamily::IPV6) => Family::V6,
+            Some(_) => return Err(Reject::AddressFamilyNotSupported),
+        };
+        if token.is_none() && !host.supports(family) {
+            return Err(Reject::AddressFamilyNotSupported);
+        }
+
+        let quota_user = quota_user(&auth.username);
+        host.acquire_allocation(&self.quotas, quota_user)
+            .map_err(|e| match e {
+                QuotaExceeded::User => Reject::AllocationQuotaReached,
+                QuotaExceeded::Total => Reject::InsufficientCapacity,
+            })?;
+
+        // Bind the relay(s). On any failure, give the quota slot back.
+        let mut reservation_token = None;
+        let primary = if let Some(token) = token {
+            match self.reservations.remove(&token.0) {
+                Some(r) if r.until > now => Ok(Relay { id: r.relay, addr: r.addr }),
+                Some(r) => {
+                    host.release_relay(r.relay);
+                    Err(Reject::InsufficientCapacity)
+                }
+                None => Err(Reject::InsufficientCapacity),
+            }
+        } else {
+            let port = match even {
+                Some(e) => PortRequest::Even { reserve_next: e.reserve },
+                None => PortRequest::Any,
+            };
+            match host.bind_relay(family, port) {
+                Ok(bound) => {
+                    if let Some((relay, addr)) = bound.reserved {
+                        let t = self.new_token();
+                        self.reservations.insert(
+                            t,
+                            Reservation { relay, addr, until: now + RESERVATION_LIFETIME },
+                        );
+                        reservation_token = Some(t);
+                    }
+                    Ok(Relay { id: bound.relay, addr: bound.addr })
+                }
+                Err(RelayError::FamilyUnavailable) => Err(Reject::AddressFamilyNotSupported),
+                Err(RelayError::Exhausted) => Err(Reject::InsufficientCapacity),
+            }
+        };
+        let primary = match primary {
+            Ok(r) => r,
+            Err(e) => {
+                host.release_allocation(quota_user);
+                return Err(e);
+            }
+        };
+        let mut relays = [None, None];
+        relays[family_index(Family::of(primary.addr))] = Some(primary);
+        // Dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY): the IPv6 part may
+        // fail on its own; the answer then carries ADDRESS-ERROR-CODE for it.
+        let mut additional_error = None;
+        if additional.is_some() {
+            match host.bind_relay(Family::V6, PortRequest::Any) {
+                Ok(b) => relays[1] = Some(Relay { id: b.relay, addr: b.addr }),
+                Err(RelayError::FamilyUnavailable) => {
+                    additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
+                }
+                Err(RelayError::Exhausted) => {
+                    additional_error = Some(ErrorCode::INSUFFICIENT_CAPACITY);
+                }
+            }
+        }
+
+        let mut lifetime = self.granted_lifetime(lifetime_req);
+        let credential_expires = self.credential_deadline(now, auth);
+        if let Some(deadline) = credential_expires {
+            lifetime = lifetime.min(deadline.saturating_duration_since(now));
+        }
+        let ty = msg.message_type().success();
+        let tid = msg.transaction_id();
+        let client = from.client;
+        let written = self.write_response(out, ty, tid, msg.has_fingerprint(), auth, |w| {
+            for relay in relays.iter().flatten() {
+                w.put(&XorRelayedAddress(relay.addr))?;
+            }
+            if let Some(code) = additional_error {
+                w.put(&AddressErrorCode {
+                    family: AddressFamily::IPV6,
+                    code,
+                    reason: code.reason(),
+                })?;
+            }
+            w.put(&Lifetime(lifetime.as_secs() as u32))?;
+            if let Some(t) = reservation_token {
+                w.put(&ReservationToken(t))?;
+            }
+            w.put(&XorMappedAddress(SocketAddr::new(client.ip().to_canonical(), client.port())))
+        });
+        let Ok(n) = written else {
+            // Could not even answer: undo, so no orphan allocation stays behind.
+            for relay in relays.iter().flatten() {
+                host.release_relay(relay.id);
+            }
+            host.release_allocation(quota_user);
+            return Err(Reject::InsufficientCapacity);
+        };
+        self.insert(Allocation {
+            five_tuple: from,
+            username: auth.username.as_str().into(),
+            quota_user: quota_user.into(),
+            relays,
+            expires: now + lifetime,
+            credential_expires,
+            permissions: Vec::new(),
+            channels: Vec::new(),
+            bucket: TokenBucket::new(now, self.quotas.bandwidth_bytes_per_sec),
+            dont_fragment,
+        });
+        self.stats.allocations_created += 1;
+        self.schedule_sweep(now);
+        Ok(n)
+    }
+
+    fn credential_deadline(&self, now: Instant, auth: &Authenticated) -> Option<Instant> {
+        if !self.strict_expiry {
+            return None;
+        }
+        let expiry = auth.expiry?;
+        let left = expiry.saturating_sub(self.unix_now(now));
+        Some(now + Duration::from_secs(left))
+    }
+
+    fn new_token(&mut self) -> [u8; 8] {
+        let mut mac = self.token_key.clone();
+        mac.update(&self.next_random().to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&full[..8]);
+        t
+    }
+
+    fn insert(&mut self, alloc: Allocation) -> u32 {
+        let five_tuple = alloc.five_tuple;
+        let relays = alloc.relays;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(alloc);
+                s
+            }
+            None => {
+                self.slots.push(Some(alloc));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_five_tuple.insert(five_tuple, slot);
+        for relay in relays.iter().flatten() {
+            self.by_relay.insert(relay.id, slot);
+        }
+        slot
+    }
+
+    fn remove(&mut self, slot: u32, host: &mut impl Host) {
+        let Some(alloc) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(slot);
+        self.by_five_tuple.remove(&alloc.five_tuple);
+        for relay in alloc.relays.iter().flatten() {
+            self.by_relay.remove(&relay.id);
+            host.release_relay(relay.id);
+        }
+        host.release_allocation(&alloc.quota_user);
+        self.stats.allocations_closed += 1;
+    }
+
+    /// Refresh (RFC 8656 §8.2): a new lifetime, or 0 to delete.
+    fn refresh(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+        auth: &Authenticated,
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> Handled {
+        let slot = self.allocation_for(&from, auth)?;
+        let requested = msg.get::<Lifetime>()?;
+        if let Some(family) = msg.get::<RequestedAddressFamily>()? {
+            // RFC 8656 §8.2: a family the allocation does not have is a mismatch.
+            let fam = match family.0 {
+                AddressFamily::IPV4 => Family::V4,
+                AddressFamily::IPV6 => Family::V6,
+                _ => return Err(Reject::PeerAddressFamilyMismatch),
+            };
+            let has = self.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|a| a.relay(fam).is_some());
+            if !has {
+                return Err(Reject::PeerAddressFamilyMismatch);
+            }
+        }
+        let lifetime = if requested.is_some_and(|l| l.0 == 0) {
+            self.remove(slot, host);
+            Duration::ZERO
+        } else {
+            let mut lifetime = self.granted_lifetime(requested);
+            let alloc = self.slots[slot as usize]
+                .as_mut()
+                .ok_or(Reject::AllocationMismatch)?;
+            if let Some(deadline) = alloc.credential_expires {
+                lifetime = lifetime.min(deadline.saturating_duration_since(now));
+            }
+            alloc.expires = now + lifetime;
+            lifetime
+        };
+        let ty = msg.message_type().success();
+        self.write_response(out, ty, msg.transaction_id(), msg.has_fingerprint(), auth, |w| {
+            w.put(&Lifetime(lifetime.as_secs() as u32))
+        })
+        .map_err(|_| Reject::BadRequest)
+    }
+
+    /// Checks a peer address for a permission or channel: policy (403) and family (443).
+    fn check_peer(&self, slot: u32, peer: SocketAddr) -> Result<SocketAddr, Reject> {
+        let peer = normalise_addr(peer);
+        let alloc = self.slots[slot as usize]
+            .as_ref()
+            .ok_or(Reject::AllocationMismatch)?;
+        if alloc.relay(Family::of(peer)).is_none() {
+            return Err(Reject::PeerAddressFamilyMismatch);
+        }
+        if !self.policy.permits(peer.ip()) {
+            return Err(Reject::Forbidden);
+        }
+        Ok(peer)
+    }
+
+    /// Installs or refreshes permissions for `ips` all together, or none.
+    fn install_permissions(&mut self, slot: u32, ips: &[IpAddr], now: Instant) -> Result<(), Reject> {
+        let max = self.quotas.permissions_per_allocation as usize;
+        let alloc = self.slots[slot as usize]
+            .as_mut()
+            .ok_or(Reject::AllocationMismatch)?;
+        let new = ips
+            .iter()
+            .enumerate()
+            .filter(|(i, ip)| {
+                !alloc.permissions.iter().any(|p| p.ip == **ip) && !ips[..*i].contains(ip)
+            })
+            .count();
+        if max != 0 && alloc.permissions.len() + new > max {
+            return Err(Reject::InsufficientCapacity);
+        }
+        for &ip in ips {
+            match alloc.permissions.iter_mut().find(|p| p.ip == ip) {
+                Some(p) => p.expires = now + PERMISSION_LIFETIME,
+                None => alloc.permissions.push(Permission {
+                    ip,
+                    expires: now + PERMISSION_LIFETIME,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// CreatePermission (RFC 8656 §9.2): every XOR-PEER-ADDRESS is checked before any is
+    /// installed.
+    fn create_permission(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+        auth: &Authenticated,
+        out: &mut [u8],
+    ) -> Handled {
+        let slot = self.allocation_for(&from, auth)?;
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for peer in msg.get_all::<XorPeerAddress>() {
+            let peer = self.check_peer(slot, peer?.0)?;
+            ips.push(peer.ip());
+            if ips.len() > 64 {
+                return Err(Reject::BadRequest);
+            }
+        }
+        if ips.is_empty() {
+            return Err(Reject::BadRequest);
+        }
+        self.install_permissions(slot, &ips, now)?;
+        let ty = msg.message_type().success();
+        self.write_response(out, ty, msg.transaction_id(), msg.has_fingerprint(), auth, |_| Ok(()))
+            .map_err(|_| Reject::BadRequest)
+    }
+
+    /// ChannelBind (RFC 8656 §11.2): binds or refreshes a channel and the peer's
+    /// permission.
+    fn channel_bind(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+        auth: &Authenticated,
+        out: &mut [u8],
+    ) -> Handled {
+        let slot = self.allocation_for(&from, auth)?;
+        let number = msg.get::<ChannelNumber>()?.ok_or(Reject::BadRequest)?;
+        let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;
+        let peer = self.check_peer(slot, peer.0)?;
+        let max = self.quotas.channels_per_allocation as usize;
+        {
+            let alloc = self.slots[slot as usize]
+                .as_ref()
+                .ok_or(Reject::AllocationMismatch)?;
+            // Rebind rules: a number (even one cooling down after expiry) stays with its
+            // peer, and a peer with its number.
+            let cooling = |c: &ChannelBinding| c.expires + CHANNEL_COOLDOWN > now;
+            let conflict = alloc.channels.iter().filter(|c| cooling(c)).any(|c| {
+                (c.number == number && c.peer != peer) || (c.peer == peer && c.number != number)
+            });
+            if conflict {
+                return Err(Reject::BadRequest);
+            }
+            let exists = alloc.channels.iter().any(|c| c.number == number && cooling(c));
+            if !exists && max != 0 && alloc.channels.iter().filter(|c| cooling(c)).count() >= max {
+                return Err(Reject::InsufficientCapacity);
+            }
+        }
+        self.install_permissions(slot, &[peer.ip()], now)?;
+        let alloc = self.slots[slot as usize]
+            .as_mut()
+            .ok_or(Reject::AllocationMismatch)?;
+        alloc.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
+        match alloc.channels.iter_mut().find(|c| c.number == number) {
+            Some(c) => c.expires = now + CHANNEL_LIFETIME,
+            None => alloc.channels.push(ChannelBinding {
+                number,
+                peer,
+                expires: now + CHANNEL_LIFETIME,
+            }),
+        }
+        let ty = msg.message_type().success();
+        self.write_response(out, ty, msg.transaction_id(), msg.has_fingerprint(), auth, |_| Ok(()))
+            .map_err(|_| Reject::BadRequest)
+    }
+
+    // ----- peer side --------------------------------------------------------------------
+
+    /// Handles a datagram a relay socket received from `from`. The payload is
+    /// `buf[payload]`; the buffer must have [`PEER_HEADROOM`] bytes before it and
+    /// [`PEER_TAILROOM`] after, so the ChannelData or Data indication header is written in
+    /// place and the payload is never moved.
+    pub fn handle_peer(
+        &mut self,
+        now: Instant,
+        relay: RelayId,
+        from: SocketAddr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> PeerAction {
+        if payload.start < PEER_HEADROOM || payload.end + PEER_TAILROOM > buf.len() {
+            return PeerAction::None;
+        }
+        let Some(&slot) = self.by_relay.get(&relay) else {
+            return PeerAction::None;
+        };
+        let rate = self.quotas.bandwidth_bytes_per_sec;
+        let Some(alloc) = self.slots[slot as usize].as_mut() else {
+            return PeerAction::None;
+        };
+        let from = normalise_addr(from);
+        if !alloc.has_permission(from.ip(), now) {
+            self.stats.dropped_no_permission += 1;
+            return PeerAction::None;
+        }
+        let len = payload.len();
+        if !alloc.bucket.take(now, rate, len) {
+            self.stats.dropped_bandwidth += 1;
+            return PeerAction::None;
+        }
+        let to = alloc.five_tuple;
+        let channel = alloc.channel_for_peer(from, now);
+        self.stats.to_client += 1;
+        if let Some(number) = channel {
+            let start = payload.start - 4;
+            let mut end = payload.end;
+            if write_channel_data_header(&mut buf[start..], number, len).is_err() {
+                return PeerAction::None;
+            }
+            if to.transport.is_stream() {
+                let padded = start + (4 + len).next_multiple_of(4);
+                buf[end..padded].fill(0);
+                end = padded;
+            }
+            return PeerAction::ToClient { to, range: start..end };
+        }
+        // Data indication (RFC 8656 §11.3): header, XOR-PEER-ADDRESS, DATA header, all
+        // written in front of the payload.
+        let addr_len = if from.is_ipv4() { 8 } else { 20 };
+        let start = payload.start - (20 + 4 + addr_len + 4);
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&self.next_random().to_be_bytes());
+        tid[8..].copy_from_slice(&(self.next_random() as u32).to_be_bytes());
+        let ty = MessageType::new(Method::DATA, Class::Indication);
+        let written = MessageWriter::new(&mut buf[start..], ty, TransactionId(tid)).and_then(|mut w| {
+            w.put(&XorPeerAddress(from))?;
+            w.put_with(AttrType::DATA, len, |_| {})?;
+            Ok(w.finish())
+        });
+        match written {
+            Ok(n) => PeerAction::ToClient { to, range: start..start + n },
+            Err(_) => PeerAction::None,
+        }
+    }
+
+    // ----- time -------------------------------------------------------------------------
+
+    /// Expires allocations, permissions, channels, reservations and cached responses.
+    pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
+        match self.next_sweep {
+            Some(t) if t <= now => {}
+            _ => return,
+        }
+        for slot in 0..self.slots.len() as u32 {
+            let expired = match &mut self.slots[slot as usize] {
+                Some(a) => {
+                    a.permissions.retain(|p| p.expires > now);
+                    a.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
+                    a.expires <= now || a.credential_expires.is_some_and(|c| c <= now)
+                }
+                None => false,
+            };
+            if expired {
+                self.remove(slot, host);
+            }
+        }
+        let gone: Vec<[u8; 8]> = self
+            .reservations
+            .iter()
+            .filter(|(_, r)| r.until <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in gone {
+            if let Some(r) = self.reservations.remove(&t) {
+                host.release_relay(r.relay);
+            }
+        }
+        self.cache.retain(|_, c| c.until > now);
+        // Shrink the slab's tail so an idle server holds nothing.
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+            let len = self.slots.len() as u32;
+            self.free.retain(|&s| s < len);
+        }
+        let busy = !self.by_five_tuple.is_empty() || !self.reservations.is_empty() || !self.cache.is_empty();
+        self.next_sweep = busy.then(|| now + SWEEP_INTERVAL);
+    }
+}
+
+/// The name a quota counts: the user part of a REST username, else the username.
+fn quota_user(username: &str) -> &str {
+    parse_rest_username(username).map_or(username, |r| r.user)
+}
+
+fn normalise_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(normalise(addr.ip()), addr.port())
+}
