@@ -30,13 +30,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 use turnpike_proto::binding::BindingService;
+use turnpike_proto::policy::PeerPolicy;
+use turnpike_proto::quota::{QuotaLedger, Quotas};
+use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
+pub mod relay;
 mod tcp;
-mod udp;
+mod worker;
 
+pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::TcpLimits;
 pub use turnpike_proto::binding::BindingConfig;
 
@@ -69,8 +78,12 @@ pub struct ServerConfig {
     pub binding: BindingConfig,
     /// Limits for TCP connections.
     pub tcp_limits: TcpLimits,
-    /// UDP sockets per address (one per worker thread); at least 1.
-    pub udp_sockets_per_address: usize,
+    /// UDP worker threads, each with its own socket per UDP address; at least 1.
+    pub workers: usize,
+    /// The TURN service.
+    pub turn: TurnSettings,
+    /// Where relay sockets are bound.
+    pub relay: RelayConfig,
     /// Skip an unspecified IPv6 address (`[::]`) when the host has no IPv6, instead of
     /// failing; any other bind failure is an error.
     pub skip_unavailable_ipv6: bool,
@@ -83,74 +96,123 @@ impl Default for ServerConfig {
             tcp: Vec::new(),
             binding: BindingConfig::default(),
             tcp_limits: TcpLimits::default(),
-            udp_sockets_per_address: 1,
+            workers: 1,
+            turn: TurnSettings::default(),
+            relay: RelayConfig::default(),
             skip_unavailable_ipv6: true,
+        }
+    }
+}
+
+/// Settings of the TURN service (the sans-IO core's, minus what the runtime supplies).
+#[derive(Debug, Clone)]
+pub struct TurnSettings {
+    /// REALM.
+    pub realm: String,
+    /// TURN REST shared secrets (all accepted: rotation).
+    pub secrets: Vec<Vec<u8>>,
+    /// Static users: (username, password).
+    pub users: Vec<(String, String)>,
+    /// Longest allocation lifetime.
+    pub max_lifetime: Duration,
+    /// Nonce validity.
+    pub nonce_lifetime: Duration,
+    /// End allocations when their REST credential expires.
+    pub strict_expiry: bool,
+    /// Peer address policy.
+    pub peer_policy: PeerPolicy,
+    /// Quotas and bandwidth cap.
+    pub quotas: Quotas,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        Self {
+            realm: "turnpike".into(),
+            secrets: Vec::new(),
+            users: Vec::new(),
+            max_lifetime: Duration::from_secs(3600),
+            nonce_lifetime: Duration::from_secs(600),
+            strict_expiry: false,
+            peer_policy: PeerPolicy::default(),
+            quotas: Quotas::default(),
         }
     }
 }
 
 /// Why the server could not start.
 #[derive(Debug)]
-pub struct BindError {
-    /// The address that failed.
-    pub address: SocketAddr,
-    /// The transport.
-    pub transport: Transport,
-    /// The OS error.
-    pub source: io::Error,
+pub enum StartError {
+    /// A listener could not be bound.
+    Bind {
+        /// The address that failed.
+        address: SocketAddr,
+        /// The transport.
+        transport: Transport,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A static user's password cannot be prepared (RFC 8265 OpaqueString).
+    BadUser(String),
 }
 
-impl std::fmt::Display for BindError {
+impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "cannot listen on {} {}: {}",
-            self.transport, self.address, self.source
-        )
+        match self {
+            Self::Bind {
+                address,
+                transport,
+                source,
+            } => write!(f, "cannot listen on {transport} {address}: {source}"),
+            Self::BadUser(u) => write!(f, "user {u:?}: password is not a valid OpaqueString"),
+        }
     }
 }
 
-impl std::error::Error for BindError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+impl std::error::Error for StartError {}
 
 /// A bound, not yet running server.
-#[derive(Debug)]
 pub struct Server {
-    udp: Vec<std::net::UdpSocket>,
+    /// UDP listener sockets, one group per worker.
+    workers: Vec<Vec<std::net::UdpSocket>>,
+    cores: Vec<TurnServer>,
     tcp: Vec<std::net::TcpListener>,
     bound: Vec<(Transport, SocketAddr)>,
     binding: Arc<BindingService>,
     tcp_limits: TcpLimits,
+    relay: Arc<RelayConfig>,
+    ledger: Arc<Mutex<QuotaLedger>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("bound", &self.bound)
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
-    /// Binds every configured address. Port 0 picks a free port (the same one for all
-    /// the sockets of one address).
+    /// Binds every configured address and prepares one TURN core per worker. Port 0 picks
+    /// a free port (the same one for every worker's socket of that address).
     ///
     /// # Errors
     ///
-    /// The first address that cannot be bound.
-    pub fn bind(config: ServerConfig) -> Result<Self, BindError> {
-        let mut server = Self {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-            bound: Vec::new(),
-            binding: Arc::new(BindingService::new(config.binding.clone())),
-            tcp_limits: config.tcp_limits,
-        };
-        let per_address = config.udp_sockets_per_address.max(1);
+    /// The first address that cannot be bound, or a bad static user.
+    pub fn bind(config: ServerConfig) -> Result<Self, StartError> {
+        let workers = config.workers.max(1);
+        let mut bound = Vec::new();
+        let mut groups: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
         for &address in &config.udp {
-            let err = |source| BindError {
+            let err = |source| StartError::Bind {
                 address,
                 transport: Transport::Udp,
                 source,
             };
             let mut addr = address;
-            let mut sockets = Vec::with_capacity(per_address);
-            for _ in 0..per_address {
+            let mut sockets = Vec::with_capacity(workers);
+            for _ in 0..workers {
                 match bind_udp(addr) {
                     Ok(s) => {
                         addr = s.local_addr().map_err(err)?;
@@ -163,35 +225,70 @@ impl Server {
                     Err(e) => return Err(err(e)),
                 }
             }
-            if !sockets.is_empty() {
-                server.bound.push((Transport::Udp, addr));
-                server.udp.extend(sockets);
+            if sockets.len() == workers {
+                bound.push((Transport::Udp, addr));
+                for (group, socket) in groups.iter_mut().zip(sockets) {
+                    group.push(socket);
+                }
             }
         }
+        let mut tcp = Vec::new();
         for &address in &config.tcp {
+            let err = |source| StartError::Bind {
+                address,
+                transport: Transport::Tcp,
+                source,
+            };
             match bind_tcp(address) {
                 Ok(l) => {
-                    let local = l.local_addr().map_err(|source| BindError {
-                        address,
-                        transport: Transport::Tcp,
-                        source,
-                    })?;
-                    server.bound.push((Transport::Tcp, local));
-                    server.tcp.push(l);
+                    bound.push((Transport::Tcp, l.local_addr().map_err(err)?));
+                    tcp.push(l);
                 }
                 Err(e) if skippable(&config, address, &e) => {
                     warn!(%address, error = %e, "IPv6 unavailable, skipping TCP listener");
                 }
-                Err(source) => {
-                    return Err(BindError {
-                        address,
-                        transport: Transport::Tcp,
-                        source,
-                    });
-                }
+                Err(e) => return Err(err(e)),
             }
         }
-        Ok(server)
+
+        // One nonce key for every worker, so any of them accepts any nonce.
+        let nonce_secret: [u8; 32] = rand::random();
+        let time_base = TimeBase {
+            instant: Instant::now(),
+            unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let mut cores = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let t = &config.turn;
+            let core = TurnServer::new(TurnConfig {
+                realm: t.realm.clone(),
+                secrets: t.secrets.clone(),
+                users: t.users.clone(),
+                nonce_secret: nonce_secret.to_vec(),
+                nonce_lifetime: t.nonce_lifetime,
+                max_lifetime: t.max_lifetime,
+                strict_expiry: t.strict_expiry,
+                peer_policy: t.peer_policy.clone(),
+                quotas: t.quotas,
+                software: config.binding.software.clone(),
+                time_base,
+                rng_seed: rand::random(),
+            })
+            .map_err(|e| StartError::BadUser(e.0))?;
+            cores.push(core);
+        }
+        Ok(Self {
+            workers: groups,
+            cores,
+            tcp,
+            bound,
+            binding: Arc::new(BindingService::new(config.binding.clone())),
+            tcp_limits: config.tcp_limits,
+            relay: Arc::new(config.relay),
+            ledger: Arc::new(Mutex::new(QuotaLedger::default())),
+        })
     }
 
     /// The addresses actually bound, with their transports.
@@ -199,18 +296,38 @@ impl Server {
         &self.bound
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and returns. Must be called
-    /// inside a tokio runtime with IO and time enabled.
+    /// The relay IPs in use.
+    pub fn relay_ips(&self) -> &[IpAddr] {
+        &self.relay.ips
+    }
+
+    /// Serves until `shutdown` completes, then stops every worker and returns. UDP
+    /// workers run on their own threads; TCP runs on the calling tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for socket in self.udp {
-            match tokio::net::UdpSocket::from_std(socket) {
-                Ok(socket) => {
-                    tasks.spawn(udp::serve(socket, Arc::clone(&self.binding)));
-                }
-                Err(e) => warn!(error = %e, "cannot register UDP socket"),
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::new();
+        let has_udp = self.workers.iter().any(|g| !g.is_empty());
+        for (index, (listeners, core)) in self.workers.into_iter().zip(self.cores).enumerate() {
+            if !has_udp {
+                break;
+            }
+            let setup = worker::WorkerSetup {
+                index,
+                core,
+                listeners,
+                relay: Arc::clone(&self.relay),
+                ledger: Arc::clone(&self.ledger),
+            };
+            let rx = stop_rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("turnpike-udp-{index}"))
+                .spawn(move || worker::run_worker(setup, rx));
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => warn!(error = %e, "cannot start worker thread"),
             }
         }
+        let mut tasks = tokio::task::JoinSet::new();
         let limits = Arc::new(tcp::Limiter::new(self.tcp_limits));
         for listener in self.tcp {
             match tokio::net::TcpListener::from_std(listener) {
@@ -229,7 +346,14 @@ impl Server {
         }
         shutdown.await;
         info!("shutting down");
+        let _ = stop_tx.send(true);
         tasks.shutdown().await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 

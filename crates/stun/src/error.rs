@@ -28,7 +28,7 @@ pub enum DecodeError {
     AttributeAfterFingerprint,
     /// An attribute's value is malformed for its type.
     InvalidAttribute(AttrType),
-    /// A ChannelData frame names a channel number outside 0x4000..=0x4FFF.
+    /// A ChannelData frame names a channel number outside 0x4000..=0x7FFF.
     InvalidChannelNumber,
     /// The FINGERPRINT attribute does not match the message (RFC 8489 §14.7).
     FingerprintMismatch,
@@ -79,7 +79,7 @@ impl fmt::Display for DecodeError {
             Self::AttributeTruncated => f.write_str("attribute runs past the end"),
             Self::AttributeAfterFingerprint => f.write_str("attribute after FINGERPRINT"),
             Self::InvalidAttribute(t) => write!(f, "malformed attribute {t:?}"),
-            Self::InvalidChannelNumber => f.write_str("channel number outside 0x4000..=0x4FFF"),
+            Self::InvalidChannelNumber => f.write_str("channel number outside 0x4000..=0x7FFF"),
             Self::FingerprintMismatch => f.write_str("FINGERPRINT mismatch"),
             Self::IntegrityMissing => f.write_str("no MESSAGE-INTEGRITY"),
             Self::IntegrityMismatch => f.write_str("MESSAGE-INTEGRITY mismatch"),

@@ -2,7 +2,7 @@
 //! (RFC 8489 §6.2.2, RFC 8656 §12.5).
 //!
 //! On a stream the first byte says what follows (RFC 8656 §12, RFC 7983): 0b00 STUN,
-//! 0x40..=0x4F ChannelData. Anything else means the stream is not speaking STUN/TURN and
+//! 0b01 (0x40..=0x7F) ChannelData, as RFC 5766 framed it. Anything else means the stream is not speaking STUN/TURN and
 //! should be closed: there is no way to find the next frame boundary.
 
 use crate::header::{HEADER_LEN, MAGIC_COOKIE};
@@ -66,7 +66,7 @@ pub fn next_frame(buf: &[u8]) -> Framing {
             }
             complete(buf, Frame::Stun(HEADER_LEN + len))
         }
-        0x40..=0x4F => complete(buf, Frame::ChannelData((4 + len).next_multiple_of(4))),
+        0x40..=0x7F => complete(buf, Frame::ChannelData((4 + len).next_multiple_of(4))),
         _ => Framing::Garbage,
     }
 }
@@ -110,6 +110,6 @@ mod tests {
             Framing::Garbage
         );
         assert_eq!(next_frame(&[0x00, 0x01, 0x00, 0x03]), Framing::Garbage);
-        assert_eq!(next_frame(&[0x50, 0x00, 0x00, 0x00]), Framing::Garbage);
+        assert_eq!(next_frame(&[0x80, 0x00, 0x00, 0x00]), Framing::Garbage);
     }
 }

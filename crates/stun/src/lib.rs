@@ -78,7 +78,7 @@ pub use writer::MessageWriter;
 pub enum Demux {
     /// 0b00xxxxxx: STUN.
     Stun,
-    /// 0x40..=0x4F: ChannelData.
+    /// 0x40..=0x7F: ChannelData (RFC 8656 uses 0x40..=0x4F; RFC 5766 allowed up to 0x7F).
     ChannelData,
     /// Anything else (or empty): not ours.
     Other,
@@ -88,7 +88,7 @@ pub enum Demux {
 pub fn demux(packet: &[u8]) -> Demux {
     match packet.first() {
         Some(0x00..=0x3F) => Demux::Stun,
-        Some(0x40..=0x4F) => Demux::ChannelData,
+        Some(0x40..=0x7F) => Demux::ChannelData,
         _ => Demux::Other,
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use turnpike_server::{ServerConfig, TcpLimits};
+use turnpike_proto::policy::{Cidr, PeerPolicy};
+use turnpike_proto::quota::Quotas;
+use turnpike_server::{ExternalIp, RelayConfig, ServerConfig, TcpLimits, TurnSettings};
 
 /// The shipped, documented default configuration, embedded in the binary.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../turnserver.toml");
@@ -29,6 +31,18 @@ pub(crate) struct FileConfig {
     /// `[tcp]`
     #[serde(default)]
     pub(crate) tcp: Tcp,
+    /// `[turn]`
+    #[serde(default)]
+    pub(crate) turn: Turn,
+    /// `[relay]`
+    #[serde(default)]
+    pub(crate) relay: Relay,
+    /// `[peers]`
+    #[serde(default)]
+    pub(crate) peers: Peers,
+    /// `[quotas]`
+    #[serde(default)]
+    pub(crate) quotas: QuotaSection,
     /// `[runtime]`
     #[serde(default)]
     pub(crate) runtime: Runtime,
@@ -108,6 +122,138 @@ impl Default for Tcp {
             idle_timeout_secs: default_idle(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_per_ip(),
+        }
+    }
+}
+
+
+/// `[turn]`: authentication and lifetimes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Turn {
+    #[serde(default = "default_realm")]
+    pub(crate) realm: Spanned<String>,
+    #[serde(default = "no_secrets")]
+    pub(crate) secrets: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub(crate) users: Vec<Spanned<UserEntry>>,
+    #[serde(default = "default_max_lifetime")]
+    pub(crate) max_lifetime_secs: Spanned<u64>,
+    #[serde(default = "default_nonce_lifetime")]
+    pub(crate) nonce_lifetime_secs: Spanned<u64>,
+    #[serde(default)]
+    pub(crate) strict_expiry: bool,
+}
+
+/// One static user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserEntry {
+    pub(crate) name: String,
+    pub(crate) password: String,
+}
+
+fn no_secrets() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_realm() -> Spanned<String> {
+    Spanned::new(0..0, "turnpike".into())
+}
+fn default_max_lifetime() -> Spanned<u64> {
+    Spanned::new(0..0, 3600)
+}
+fn default_nonce_lifetime() -> Spanned<u64> {
+    Spanned::new(0..0, 600)
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Self {
+            realm: default_realm(),
+            secrets: Spanned::new(0..0, Vec::new()),
+            users: Vec::new(),
+            max_lifetime_secs: default_max_lifetime(),
+            nonce_lifetime_secs: default_nonce_lifetime(),
+            strict_expiry: false,
+        }
+    }
+}
+
+/// `[relay]`: where relay sockets live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Relay {
+    #[serde(default)]
+    pub(crate) ips: Vec<std::net::IpAddr>,
+    #[serde(default = "default_ports")]
+    pub(crate) ports: Spanned<String>,
+    #[serde(default)]
+    pub(crate) external_ip: Vec<Spanned<String>>,
+}
+
+fn default_ports() -> Spanned<String> {
+    Spanned::new(0..0, "49152-65535".into())
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self {
+            ips: Vec::new(),
+            ports: default_ports(),
+            external_ip: Vec::new(),
+        }
+    }
+}
+
+/// `[peers]`: the peer address policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Peers {
+    #[serde(default)]
+    pub(crate) allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) dangerous_allow_loopback_peers: bool,
+}
+
+/// `[quotas]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaSection {
+    #[serde(default = "q_per_user")]
+    pub(crate) allocations_per_user: u32,
+    #[serde(default = "q_total")]
+    pub(crate) allocations_total: u32,
+    #[serde(default = "q_perm")]
+    pub(crate) permissions_per_allocation: u32,
+    #[serde(default = "q_chan")]
+    pub(crate) channels_per_allocation: u32,
+    #[serde(default)]
+    pub(crate) bandwidth_bytes_per_sec: u64,
+}
+
+fn q_per_user() -> u32 {
+    100
+}
+fn q_total() -> u32 {
+    100_000
+}
+fn q_perm() -> u32 {
+    64
+}
+fn q_chan() -> u32 {
+    64
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        Self {
+            allocations_per_user: q_per_user(),
+            allocations_total: q_total(),
+            permissions_per_allocation: q_perm(),
+            channels_per_allocation: q_chan(),
+            bandwidth_bytes_per_sec: 0,
         }
     }
 }
@@ -285,6 +431,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let turn = turn_settings(raw.turn, raw.peers, &raw.quotas, &at)?;
+    let relay = relay_config(raw.relay, &at)?;
     let server = ServerConfig {
         udp: raw.listen.udp.into_inner(),
         tcp: raw.listen.tcp.into_inner(),
@@ -294,13 +442,128 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             max_connections: raw.tcp.max_connections.into_inner(),
             max_connections_per_ip: raw.tcp.max_connections_per_ip.into_inner(),
         },
-        udp_sockets_per_address: workers,
+        workers,
+        turn,
+        relay,
         skip_unavailable_ipv6: true,
     };
     Ok(Config {
         server,
         workers,
         log_level: raw.log.level.into_inner(),
+    })
+}
+
+type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> ConfigError + 'a;
+
+fn turn_settings(
+    turn: Turn,
+    peers: Peers,
+    quotas: &QuotaSection,
+    at: &At<'_>,
+) -> Result<TurnSettings, ConfigError> {
+    let realm = turn.realm.get_ref();
+    if realm.is_empty() || realm.len() > 763 {
+        return Err(at(turn.realm.span(), "realm must be 1..=763 bytes (RFC 8489 §14.9)".into()));
+    }
+    if turn.secrets.get_ref().iter().any(String::is_empty) {
+        return Err(at(turn.secrets.span(), "a secret must not be empty".into()));
+    }
+    let mut users = Vec::new();
+    for u in &turn.users {
+        let entry = u.get_ref();
+        if entry.name.is_empty() || entry.name.len() > 508 {
+            return Err(at(u.span(), "user name must be 1..=508 bytes (RFC 8489 §14.3)".into()));
+        }
+        if turnpike_stun::opaque_string(&entry.password).is_err() {
+            return Err(at(
+                u.span(),
+                "password is not a valid OpaqueString (RFC 8265): empty or with control characters"
+                    .into(),
+            ));
+        }
+        users.push((entry.name.clone(), entry.password.clone()));
+    }
+    let max = *turn.max_lifetime_secs.get_ref();
+    if !(600..=86_400).contains(&max) {
+        return Err(at(
+            turn.max_lifetime_secs.span(),
+            format!("max_lifetime_secs must be 600..=86400 (the default lifetime is 600), not {max}"),
+        ));
+    }
+    let nonce = *turn.nonce_lifetime_secs.get_ref();
+    if !(30..=86_400).contains(&nonce) {
+        return Err(at(
+            turn.nonce_lifetime_secs.span(),
+            format!("nonce_lifetime_secs must be 30..=86400, not {nonce}"),
+        ));
+    }
+    let cidrs = |list: &[Spanned<String>]| -> Result<Vec<Cidr>, ConfigError> {
+        list.iter()
+            .map(|c| {
+                c.get_ref()
+                    .parse::<Cidr>()
+                    .map_err(|e| at(c.span(), format!("{:?}: {e}", c.get_ref())))
+            })
+            .collect()
+    };
+    let mut policy = PeerPolicy::default();
+    policy.allow = cidrs(&peers.allow)?;
+    policy.deny = cidrs(&peers.deny)?;
+    policy.dangerous_allow_loopback = peers.dangerous_allow_loopback_peers;
+    Ok(TurnSettings {
+        realm: realm.clone(),
+        secrets: turn.secrets.into_inner().into_iter().map(String::into_bytes).collect(),
+        users,
+        max_lifetime: Duration::from_secs(max),
+        nonce_lifetime: Duration::from_secs(nonce),
+        strict_expiry: turn.strict_expiry,
+        peer_policy: policy,
+        quotas: Quotas {
+            allocations_per_user: quotas.allocations_per_user,
+            allocations_total: quotas.allocations_total,
+            permissions_per_allocation: quotas.permissions_per_allocation,
+            channels_per_allocation: quotas.channels_per_allocation,
+            bandwidth_bytes_per_sec: quotas.bandwidth_bytes_per_sec,
+        },
+    })
+}
+
+fn relay_config(relay: Relay, at: &At<'_>) -> Result<RelayConfig, ConfigError> {
+    let ports = relay.ports.get_ref();
+    let parsed = ports
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    let Some((min_port, max_port)) = parsed.filter(|(a, b)| *a >= 1024 && a < b) else {
+        return Err(at(
+            relay.ports.span(),
+            format!("ports must be \"MIN-MAX\" with 1024 <= MIN < MAX <= 65535, not {ports:?}"),
+        ));
+    };
+    let mut external = Vec::new();
+    for e in &relay.external_ip {
+        let text = e.get_ref();
+        let parsed = match text.split_once('/') {
+            Some((public, private)) => public
+                .parse()
+                .ok()
+                .zip(private.parse().ok())
+                .map(|(public, private)| ExternalIp { public, private: Some(private) }),
+            None => text.parse().ok().map(|public| ExternalIp { public, private: None }),
+        };
+        let Some(mapping) = parsed else {
+            return Err(at(
+                e.span(),
+                format!("external_ip must be \"PUBLIC\" or \"PUBLIC/PRIVATE\" IP addresses, not {text:?}"),
+            ));
+        };
+        external.push(mapping);
+    }
+    Ok(RelayConfig {
+        ips: relay.ips,
+        min_port,
+        max_port,
+        external,
     })
 }
 

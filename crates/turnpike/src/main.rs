@@ -37,6 +37,79 @@ enum Command {
     CheckConfig,
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Mint a TURN REST credential from the shared secret, for the app server that hands
+    /// credentials to browsers.
+    Credentials(CredentialsArgs),
+}
+
+/// Options of `turnpike credentials`.
+#[derive(Debug, clap::Args)]
+struct CredentialsArgs {
+    /// The shared secret (the same as in `[turn] secrets`).
+    #[arg(long)]
+    secret: String,
+    /// The user name to embed.
+    #[arg(long)]
+    user: String,
+    /// How long the credential is valid: seconds, or a number with s, m, h or d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: u64,
+    /// Print a ready `iceServers` entry as JSON instead of two lines.
+    #[arg(long)]
+    json: bool,
+    /// Host name or IP of the TURN server, for the JSON `urls`.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// Port of the TURN server, for the JSON `urls`.
+    #[arg(long, default_value_t = 3478)]
+    port: u16,
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        's' => n,
+        'm' => n * 60,
+        'h' => n * 3600,
+        'd' => n * 86_400,
+        _ => return Err(format!("unknown unit in {s:?}: use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("ttl must be positive".into());
+    }
+    Ok(secs)
+}
+
+fn credentials(args: &CredentialsArgs) -> ExitCode {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (username, password) =
+        turnpike_proto::auth::rest::mint(args.secret.as_bytes(), &args.user, now + args.ttl);
+    if args.json {
+        let host = if args.host.contains(':') {
+            format!("[{}]", args.host)
+        } else {
+            args.host.clone()
+        };
+        let entry = serde_json::json!({
+            "urls": [
+                format!("turn:{host}:{}?transport=udp", args.port),
+                format!("turn:{host}:{}?transport=tcp", args.port),
+            ],
+            "username": username,
+            "credential": password,
+        });
+        println!("{entry}");
+    } else {
+        println!("username: {username}");
+        println!("password: {password}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn load(cli: &Cli) -> Result<Config, config::ConfigError> {
@@ -65,9 +138,10 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Credentials(ref args)) => return credentials(args),
         Some(Command::Run) | None => {}
     }
-    let config = match load(&cli) {
+    let mut config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("turnpike: {e}");
@@ -75,7 +149,32 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
+    prepare_turn(&mut config);
     run(config)
+}
+
+/// Fills in what the configuration may leave open: relay IPs (detected from the
+/// interfaces) and, when no secret and no user is configured, a random REST secret for
+/// this run, printed so the operator can mint credentials with it.
+fn prepare_turn(config: &mut Config) {
+    if config.server.relay.ips.is_empty() {
+        config.server.relay.ips = turnpike_server::relay::detect_relay_ips();
+        if config.server.relay.ips.is_empty() {
+            tracing::warn!("no relay address found: TURN allocations will fail with 440 (set [relay] ips)");
+        }
+    }
+    let turn = &mut config.server.turn;
+    if turn.secrets.is_empty() && turn.users.is_empty() {
+        use base64::Engine;
+        let bytes: [u8; 24] = rand::random();
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        println!("turn secret {secret}");
+        tracing::warn!(
+            "no [turn] secrets or users configured: generated a secret for this run only; \
+             mint credentials with `turnpike credentials --secret <it> --user NAME`"
+        );
+        turn.secrets.push(secret.into_bytes());
+    }
 }
 
 fn init_logging(level: config::LogLevel) {
@@ -114,6 +213,9 @@ fn run(config: Config) -> ExitCode {
         let mut stdout = std::io::stdout().lock();
         for (transport, addr) in server.local_addrs() {
             let _ = writeln!(stdout, "listening {transport} {addr}");
+        }
+        for ip in server.relay_ips() {
+            let _ = writeln!(stdout, "relaying on {ip}");
         }
         let _ = stdout.flush();
         drop(stdout);

@@ -8,20 +8,28 @@ use crate::attr::rfc8489::{decode_code_and_reason, encode_code_and_reason};
 use crate::error::{DecodeError, EncodeError, ErrorCode};
 use crate::header::TransactionId;
 
-/// A channel number, 0x4000..=0x4FFF (RFC 8656 §12). Values outside that range cannot be
-/// constructed, so a decoded CHANNEL-NUMBER or ChannelData header is always in range.
+/// A channel number: 0x4000..=0x7FFF, the values whose first two bits are `01`.
+///
+/// RFC 8656 §12 narrowed valid channels to 0x4000..=0x4FFF (keeping 0x5000..=0x7FFF free
+/// for RFC 7983 demultiplexing), but RFC 5766 allowed up to 0x7FFF and deployed clients
+/// (coturn's `turnutils_uclient` among them) still pick numbers there. The codec accepts
+/// the RFC 5766 range so such frames stay recognisable; [`ChannelNumber::is_rfc8656`]
+/// lets a server apply the narrower rule. Values outside 0x4000..=0x7FFF cannot be
+/// constructed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelNumber(u16);
 
 impl ChannelNumber {
     /// The lowest valid channel number.
     pub const MIN: Self = Self(0x4000);
-    /// The highest valid channel number.
+    /// The highest channel number RFC 8656 allows.
     pub const MAX: Self = Self(0x4FFF);
+    /// The highest channel number RFC 5766 allowed.
+    pub const MAX_RFC5766: Self = Self(0x7FFF);
 
-    /// A channel number; `None` outside 0x4000..=0x4FFF.
+    /// A channel number; `None` outside 0x4000..=0x7FFF.
     pub const fn new(value: u16) -> Option<Self> {
-        if value >= 0x4000 && value <= 0x4FFF {
+        if value >= 0x4000 && value <= 0x7FFF {
             Some(Self(value))
         } else {
             None
@@ -31,6 +39,11 @@ impl ChannelNumber {
     /// The 16-bit value.
     pub const fn value(self) -> u16 {
         self.0
+    }
+
+    /// Whether the number is inside RFC 8656's range, 0x4000..=0x4FFF.
+    pub const fn is_rfc8656(self) -> bool {
+        self.0 <= 0x4FFF
     }
 }
 

@@ -1,0 +1,128 @@
+//! Relay addresses: which local IPs relay sockets bind to, the port range, and the 1:1 NAT
+//! mapping from local to advertised addresses.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// A 1:1 NAT mapping: relay sockets bound on `private` are advertised as `public`
+/// (as operators behind AWS/GCP NAT need: `external_ip = "PUBLIC/PRIVATE"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalIp {
+    /// The address clients and peers reach.
+    pub public: IpAddr,
+    /// The local address it maps to; `None` maps every relay IP of the same family.
+    pub private: Option<IpAddr>,
+}
+
+/// Where relay sockets are bound.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Local IPs to bind relay sockets on: at most one IPv4 and one IPv6 is used.
+    pub ips: Vec<IpAddr>,
+    /// First port of the relay range (inclusive).
+    pub min_port: u16,
+    /// Last port of the relay range (inclusive).
+    pub max_port: u16,
+    /// 1:1 NAT mappings.
+    pub external: Vec<ExternalIp>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            ips: Vec::new(),
+            min_port: 49152,
+            max_port: 65535,
+            external: Vec::new(),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The relay IP of one family, if configured.
+    pub fn ip(&self, v6: bool) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| ip.is_ipv6() == v6)
+    }
+
+    /// The advertised address for a relay socket bound at `local`.
+    pub fn advertised(&self, local: SocketAddr) -> SocketAddr {
+        for map in &self.external {
+            let family_matches = map.public.is_ipv4() == local.is_ipv4();
+            let hit = match map.private {
+                Some(p) => p == local.ip(),
+                None => family_matches,
+            };
+            if hit {
+                return SocketAddr::new(map.public, local.port());
+            }
+        }
+        local
+    }
+}
+
+/// Finds the addresses to relay on when none are configured: the first global-looking
+/// IPv4 and IPv6 addresses of the host's interfaces.
+pub fn detect_relay_ips() -> Vec<IpAddr> {
+    let Ok(ifaces) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for want_v6 in [false, true] {
+        let found = ifaces.iter().map(|i| i.ip()).find(|ip| {
+            ip.is_ipv6() == want_v6
+                && !ip.is_loopback()
+                && !ip.is_unspecified()
+                && match ip {
+                    IpAddr::V4(v4) => !v4.is_link_local(),
+                    IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+                }
+        });
+        out.extend(found);
+    }
+    out
+}
+
+/// Binds a UDP socket on `ip` at a port of the range, starting at a random offset and
+/// skipping ports the kernel (or another worker) has taken. `even` restricts the search
+/// to even ports; with `reserve_next`, port+1 is bound too and returned.
+pub(crate) fn bind_in_range(
+    ip: IpAddr,
+    min: u16,
+    max: u16,
+    start: u32,
+    even: bool,
+    reserve_next: bool,
+) -> io::Result<(std::net::UdpSocket, Option<std::net::UdpSocket>)> {
+    let span = u32::from(max.saturating_sub(min)) + 1;
+    for i in 0..span {
+        let port = u32::from(min) + (start.wrapping_add(i) % span);
+        let Ok(port) = u16::try_from(port) else { continue };
+        if even && port % 2 != 0 {
+            continue;
+        }
+        let Ok(socket) = bind_udp_exact(SocketAddr::new(ip, port)) else {
+            continue;
+        };
+        if !reserve_next {
+            return Ok((socket, None));
+        }
+        if port < max {
+            if let Ok(next) = bind_udp_exact(SocketAddr::new(ip, port + 1)) {
+                return Ok((socket, Some(next)));
+            }
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "relay port range exhausted"))
+}
+
+fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}

@@ -1,0 +1,274 @@
+//! A UDP worker: one thread, one current-thread runtime, one [`TurnServer`], its own
+//! `SO_REUSEPORT` listener sockets and the relay sockets of the allocations it made.
+//!
+//! Shared-nothing: the kernel's reuseport hash keeps a client's 5-tuple on one worker, and
+//! an allocation's relay socket is owned by the worker that received its Allocate. The only
+//! state shared between workers is the quota ledger, touched on Allocate and deletion.
+//!
+//! Sends use `try_send_to`: a full socket buffer drops the datagram, as the network would,
+//! instead of stalling every other client of the worker.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
+use turnpike_proto::{
+    BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, Host, PeerAction, PortRequest,
+    RelayError, RelayId, TurnServer,
+};
+
+use crate::relay::{RelayConfig, bind_in_range};
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+
+struct RelaySocket {
+    socket: Rc<UdpSocket>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The [`Host`] of one worker.
+struct WorkerHost {
+    relay: Arc<RelayConfig>,
+    relays: HashMap<RelayId, RelaySocket>,
+    next_id: u32,
+    ledger: Arc<Mutex<QuotaLedger>>,
+    shared: Weak<Shared>,
+    rng: u64,
+}
+
+/// What every task of a worker shares.
+struct Shared {
+    core: RefCell<TurnServer>,
+    host: RefCell<WorkerHost>,
+    listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
+}
+
+impl WorkerHost {
+    fn next_random(&mut self) -> u32 {
+        // xorshift32: only spreads the starting port.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng as u32
+    }
+
+    fn register(&mut self, socket: std::net::UdpSocket) -> Option<(RelayId, SocketAddr)> {
+        let local = socket.local_addr().ok()?;
+        let socket = Rc::new(UdpSocket::from_std(socket).ok()?);
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = RelayId(self.next_id);
+        let task = self
+            .shared
+            .upgrade()
+            .map(|shared| tokio::task::spawn_local(relay_loop(shared, id, Rc::clone(&socket))));
+        self.relays.insert(id, RelaySocket { socket, task });
+        Some((id, self.relay.advertised(local)))
+    }
+}
+
+impl Host for WorkerHost {
+    fn bind_relay(&mut self, family: Family, port: PortRequest) -> Result<BoundRelay, RelayError> {
+        let ip = self
+            .relay
+            .ip(family == Family::V6)
+            .ok_or(RelayError::FamilyUnavailable)?;
+        let (even, reserve_next) = match port {
+            PortRequest::Any => (false, false),
+            PortRequest::Even { reserve_next } => (true, reserve_next),
+        };
+        let start = self.next_random();
+        let (socket, next) =
+            bind_in_range(ip, self.relay.min_port, self.relay.max_port, start, even, reserve_next)
+                .map_err(|_| RelayError::Exhausted)?;
+        let (relay, addr) = self.register(socket).ok_or(RelayError::Exhausted)?;
+        let reserved = next.and_then(|s| self.register(s));
+        Ok(BoundRelay {
+            relay,
+            addr,
+            reserved,
+        })
+    }
+
+    fn release_relay(&mut self, relay: RelayId) {
+        if let Some(r) = self.relays.remove(&relay) {
+            if let Some(task) = r.task {
+                task.abort();
+            }
+        }
+    }
+
+    fn supports(&self, family: Family) -> bool {
+        self.relay.ip(family == Family::V6).is_some()
+    }
+
+    fn acquire_allocation(&mut self, quotas: &Quotas, user: &str) -> Result<(), QuotaExceeded> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acquire(quotas, user)
+    }
+
+    fn release_allocation(&mut self, user: &str) {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(user);
+    }
+}
+
+/// Everything a worker thread needs to start.
+pub(crate) struct WorkerSetup {
+    pub(crate) index: usize,
+    pub(crate) core: TurnServer,
+    pub(crate) listeners: Vec<std::net::UdpSocket>,
+    pub(crate) relay: Arc<RelayConfig>,
+    pub(crate) ledger: Arc<Mutex<QuotaLedger>>,
+}
+
+/// Runs a worker until `shutdown` flips to true. Call on its own thread.
+pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            warn!(error = %e, "worker runtime failed to start");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let mut listeners = HashMap::new();
+        for socket in setup.listeners {
+            let Ok(addr) = socket.local_addr() else { continue };
+            match UdpSocket::from_std(socket) {
+                Ok(s) => {
+                    listeners.insert(addr, Rc::new(s));
+                }
+                Err(e) => warn!(error = %e, "cannot register UDP listener"),
+            }
+        }
+        let seed = (setup.index as u64 + 1).wrapping_mul(0x9E37_79B9) ^ u64::from(std::process::id());
+        let shared = Rc::new_cyclic(|weak| Shared {
+            core: RefCell::new(setup.core),
+            host: RefCell::new(WorkerHost {
+                relay: setup.relay,
+                relays: HashMap::new(),
+                next_id: 0,
+                ledger: setup.ledger,
+                shared: weak.clone(),
+                rng: seed | 1,
+            }),
+            listeners,
+        });
+        for (&addr, socket) in &shared.listeners {
+            tokio::task::spawn_local(listener_loop(Rc::clone(&shared), addr, Rc::clone(socket)));
+        }
+        tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let stats = shared.core.borrow().stats();
+        info!(worker = setup.index, ?stats, "worker stopping");
+        // Dropping the relay sockets' tasks breaks the Rc cycle through `Shared`.
+        let relays: Vec<RelayId> = shared.host.borrow().relays.keys().copied().collect();
+        for id in relays {
+            shared.host.borrow_mut().release_relay(id);
+        }
+    });
+}
+
+/// Receives from clients on one listener socket.
+async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSocket>) {
+    let mut rx = vec![0u8; MAX_DATAGRAM];
+    let mut tx = vec![0u8; 2048];
+    loop {
+        let (n, from) = match socket.recv_from(&mut rx).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        let five_tuple = FiveTuple {
+            client: from,
+            server: local,
+            transport: ClientTransport::Udp,
+        };
+        let action = {
+            let mut core = shared.core.borrow_mut();
+            let mut host = shared.host.borrow_mut();
+            core.handle_client(Instant::now(), five_tuple, &rx[..n], &mut tx, &mut *host)
+        };
+        match action {
+            ClientAction::None => {}
+            ClientAction::Reply(len) => {
+                let _ = socket.try_send_to(&tx[..len], from);
+            }
+            ClientAction::ToPeer {
+                relay,
+                peer,
+                payload,
+                ..
+            } => {
+                let relay_socket = shared
+                    .host
+                    .borrow()
+                    .relays
+                    .get(&relay)
+                    .map(|r| Rc::clone(&r.socket));
+                if let Some(relay_socket) = relay_socket {
+                    let _ = relay_socket.try_send_to(&rx[payload], peer);
+                }
+            }
+        }
+    }
+}
+
+/// Receives from peers on one relay socket.
+async fn relay_loop(shared: Rc<Shared>, id: RelayId, socket: Rc<UdpSocket>) {
+    let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM];
+    loop {
+        let received = socket
+            .recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM])
+            .await;
+        let (n, from) = match received {
+            Ok(r) => r,
+            // ICMP errors from earlier sends surface here; they are not fatal.
+            Err(_) => continue,
+        };
+        let action = shared.core.borrow_mut().handle_peer(
+            Instant::now(),
+            id,
+            from,
+            &mut buf,
+            PEER_HEADROOM..PEER_HEADROOM + n,
+        );
+        if let PeerAction::ToClient { to, range } = action {
+            if let Some(listener) = shared.listeners.get(&to.server) {
+                let _ = listener.try_send_to(&buf[range], to.client);
+            }
+        }
+    }
+}
+
+/// Drives the core's sweep.
+async fn timer_loop(shared: Rc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let due = shared.core.borrow().poll_timeout().is_some_and(|t| t <= now);
+        if due {
+            let mut core = shared.core.borrow_mut();
+            let mut host = shared.host.borrow_mut();
+            core.handle_timeout(now, &mut *host);
+        }
+    }
+}
