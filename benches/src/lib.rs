@@ -1,0 +1,192 @@
+//! Shared inputs and the turnpike side of the codec benchmarks.
+//!
+//! The benchmark (`benches/codec.rs`) races these functions against the same work done
+//! with other Rust STUN crates; the no-allocation test (`tests/no_alloc.rs`) runs the very
+//! same functions under a counting global allocator. Keeping the turnpike code paths here
+//! guarantees that what is measured is what is proven allocation-free.
+//!
+//! See `benches/README.md` for how to run them and for the results.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use turnpike_stun::attr::{Username, XorMappedAddress};
+use turnpike_stun::{
+    DecodeError, EncodeError, IntegrityKey, Message, MessageType, MessageWriter, TransactionId,
+};
+
+/// RFC 5769 §2.1 "Sample Request": a Binding request with SOFTWARE, PRIORITY,
+/// ICE-CONTROLLED, USERNAME, MESSAGE-INTEGRITY and FINGERPRINT (108 bytes; short-term
+/// credential [`RFC5769_PASSWORD`]). Byte for byte as in
+/// `crates/stun/tests/common/vectors.rs`.
+#[rustfmt::skip]
+pub const RFC5769_REQUEST: &[u8] = &[
+    0x00, 0x01, 0x00, 0x58, // Request type and message length
+    0x21, 0x12, 0xa4, 0x42, // Magic cookie
+    0xb7, 0xe7, 0xa7, 0x01, // }
+    0xbc, 0x34, 0xd6, 0x86, // }  Transaction ID
+    0xfa, 0x87, 0xdf, 0xae, // }
+    0x80, 0x22, 0x00, 0x10, // SOFTWARE attribute header
+    0x53, 0x54, 0x55, 0x4e, // }
+    0x20, 0x74, 0x65, 0x73, // }  User-agent...
+    0x74, 0x20, 0x63, 0x6c, // }  ...name
+    0x69, 0x65, 0x6e, 0x74, // }
+    0x00, 0x24, 0x00, 0x04, // PRIORITY attribute header
+    0x6e, 0x00, 0x01, 0xff, // ICE priority value
+    0x80, 0x29, 0x00, 0x08, // ICE-CONTROLLED attribute header
+    0x93, 0x2f, 0xf9, 0xb1, // }  Pseudo-random tie breaker...
+    0x51, 0x26, 0x3b, 0x36, // }   ...for ICE control
+    0x00, 0x06, 0x00, 0x09, // USERNAME attribute header
+    0x65, 0x76, 0x74, 0x6a, // }
+    0x3a, 0x68, 0x36, 0x76, // }  Username (9 bytes) and padding (3 bytes)
+    0x59, 0x20, 0x20, 0x20, // }
+    0x00, 0x08, 0x00, 0x14, // MESSAGE-INTEGRITY attribute header
+    0x9a, 0xea, 0xa7, 0x0c, // }
+    0xbf, 0xd8, 0xcb, 0x56, // }
+    0x78, 0x1e, 0xf2, 0xb5, // }  HMAC-SHA1 fingerprint
+    0xb2, 0xd3, 0xf2, 0x49, // }
+    0xc1, 0xb5, 0x71, 0xa2, // }
+    0x80, 0x28, 0x00, 0x04, // FINGERPRINT attribute header
+    0xe5, 0x7a, 0x3b, 0xcf, // CRC32 fingerprint
+];
+
+/// RFC 5769 §2: the short-term password; the MESSAGE-INTEGRITY key is its bytes as they are.
+pub const RFC5769_PASSWORD: &str = "VOkJxbRl1RmTxUk/WvJxBt";
+
+/// RFC 5769 §2.1: the USERNAME of the sample request.
+pub const RFC5769_USERNAME: &str = "evtj:h6vY";
+
+/// RFC 5769 §2.1: the transaction ID of the sample request (the response reuses it).
+pub const RFC5769_TRANSACTION_ID: [u8; 12] = [
+    0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae,
+];
+
+/// The reflexive address put in XOR-MAPPED-ADDRESS of the response (the RFC 5769 §2.2
+/// sample response's address).
+pub const MAPPED_ADDRESS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 32853);
+
+/// Length of the Binding success response the benchmark builds: header, XOR-MAPPED-ADDRESS
+/// (IPv4), MESSAGE-INTEGRITY and FINGERPRINT.
+pub const RESPONSE_LEN: usize = 20 + 12 + 24 + 8;
+
+/// Parses `packet`, checks FINGERPRINT (which must be present) and MESSAGE-INTEGRITY with
+/// the prepared `key`, then hands USERNAME (which must be present) to `f`.
+///
+/// This is the `parse_verify` work item. The key is an [`IntegrityKey`] built once per
+/// credential, outside the measured loop: that is how the server uses it.
+///
+/// # Errors
+///
+/// Whatever [`Message::new_checked`], [`Message::verify_fingerprint`],
+/// [`Message::verify_integrity`] or USERNAME decoding report; a missing FINGERPRINT or
+/// USERNAME is [`DecodeError::InvalidAttribute`].
+pub fn turnpike_parse_verify<R>(
+    packet: &[u8],
+    key: &IntegrityKey,
+    f: impl FnOnce(&str) -> R,
+) -> Result<R, DecodeError> {
+    let msg = Message::new_checked(packet)?;
+    if !msg.verify_fingerprint()? {
+        return Err(DecodeError::InvalidAttribute(
+            turnpike_stun::AttrType::FINGERPRINT,
+        ));
+    }
+    msg.verify_integrity(key)?;
+    let Username(user) = msg.get::<Username>()?.ok_or(DecodeError::InvalidAttribute(
+        turnpike_stun::AttrType::USERNAME,
+    ))?;
+    Ok(f(user))
+}
+
+/// Parses `packet` and reads USERNAME, without any integrity or fingerprint check (the
+/// `parse_only` work item).
+///
+/// # Errors
+///
+/// As [`turnpike_parse_verify`], without the verification errors.
+pub fn turnpike_parse_only<R>(packet: &[u8], f: impl FnOnce(&str) -> R) -> Result<R, DecodeError> {
+    let msg = Message::new_checked(packet)?;
+    let Username(user) = msg.get::<Username>()?.ok_or(DecodeError::InvalidAttribute(
+        turnpike_stun::AttrType::USERNAME,
+    ))?;
+    Ok(f(user))
+}
+
+/// Writes a Binding success response with XOR-MAPPED-ADDRESS `addr`, MESSAGE-INTEGRITY
+/// (with the prepared `key`) and FINGERPRINT into `buf`; returns its length (the
+/// `build_response` work item).
+///
+/// # Errors
+///
+/// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`RESPONSE_LEN`].
+pub fn turnpike_build_response(
+    buf: &mut [u8],
+    tid: TransactionId,
+    addr: SocketAddr,
+    key: &IntegrityKey,
+) -> Result<usize, EncodeError> {
+    let mut w = MessageWriter::new(buf, MessageType::BINDING_SUCCESS, tid)?;
+    w.put(&XorMappedAddress(addr))?;
+    w.put_integrity(key)?;
+    w.put_fingerprint()?;
+    Ok(w.finish())
+}
+
+/// The prepared key of [`RFC5769_PASSWORD`].
+pub fn rfc5769_key() -> IntegrityKey {
+    IntegrityKey::new(RFC5769_PASSWORD.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use turnpike_stun::IntegrityKind;
+
+    use super::*;
+
+    #[test]
+    fn turnpike_accepts_the_rfc5769_request() {
+        let key = rfc5769_key();
+        let msg = Message::new_checked(RFC5769_REQUEST).unwrap();
+        assert_eq!(msg.message_type(), MessageType::BINDING_REQUEST);
+        assert_eq!(msg.transaction_id(), TransactionId(RFC5769_TRANSACTION_ID));
+        assert_eq!(msg.verify_integrity(&key), Ok(IntegrityKind::Sha1));
+        assert_eq!(msg.verify_fingerprint(), Ok(true));
+        let user = turnpike_parse_verify(RFC5769_REQUEST, &key, str::to_owned).unwrap();
+        assert_eq!(user, RFC5769_USERNAME);
+        let user = turnpike_parse_only(RFC5769_REQUEST, str::to_owned).unwrap();
+        assert_eq!(user, RFC5769_USERNAME);
+    }
+
+    #[test]
+    fn turnpike_rejects_a_wrong_key_and_a_flipped_bit() {
+        let wrong = IntegrityKey::new(b"VOkJxbRl1RmTxUk/WvJxBT");
+        assert_eq!(
+            turnpike_parse_verify(RFC5769_REQUEST, &wrong, |_| ()),
+            Err(DecodeError::IntegrityMismatch)
+        );
+        let mut bad = RFC5769_REQUEST.to_vec();
+        bad[30] ^= 1; // inside SOFTWARE: FINGERPRINT catches it first
+        assert_eq!(
+            turnpike_parse_verify(&bad, &rfc5769_key(), |_| ()),
+            Err(DecodeError::FingerprintMismatch)
+        );
+    }
+
+    #[test]
+    fn turnpike_response_round_trips() {
+        let key = rfc5769_key();
+        let mut buf = [0u8; 128];
+        let tid = TransactionId(RFC5769_TRANSACTION_ID);
+        let n = turnpike_build_response(&mut buf, tid, MAPPED_ADDRESS, &key).unwrap();
+        assert_eq!(n, RESPONSE_LEN);
+        let msg = Message::new_checked(&buf[..n]).unwrap();
+        assert_eq!(msg.message_type(), MessageType::BINDING_SUCCESS);
+        assert_eq!(msg.transaction_id(), tid);
+        assert_eq!(msg.verify_integrity(&key), Ok(IntegrityKind::Sha1));
+        assert_eq!(msg.verify_fingerprint(), Ok(true));
+        assert_eq!(
+            msg.get::<XorMappedAddress>().unwrap(),
+            Some(XorMappedAddress(MAPPED_ADDRESS))
+        );
+    }
+}
