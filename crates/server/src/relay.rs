@@ -99,7 +99,7 @@ pub(crate) fn bind_in_range(
     for i in 0..span {
         let port = u32::from(min) + (start.wrapping_add(i) % span);
         let Ok(port) = u16::try_from(port) else { continue };
-        if even && port % 2 != 0 {
+        if even && !port.is_multiple_of(2) {
             continue;
         }
         let Ok(socket) = bind_udp_exact(SocketAddr::new(ip, port)) else {

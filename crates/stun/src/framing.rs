@@ -56,7 +56,7 @@ pub fn next_frame(buf: &[u8]) -> Framing {
     };
     match first {
         0x00..=0x3F => {
-            if len % 4 != 0 {
+            if !len.is_multiple_of(4) {
                 return Framing::Garbage;
             }
             if let Some(c) = buf.get(4..8) {

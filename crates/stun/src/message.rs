@@ -75,7 +75,7 @@ impl<T: AsRef<[u8]>> Message<T> {
             return Err(DecodeError::NotStun);
         }
         let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        if length % 4 != 0 {
+        if !length.is_multiple_of(4) {
             return Err(DecodeError::UnalignedLength);
         }
         if HEADER_LEN + length != bytes.len() {
@@ -111,7 +111,7 @@ impl<T: AsRef<[u8]>> Message<T> {
                 }
                 AttrType::MESSAGE_INTEGRITY_SHA256 if msg.integrity_sha256.is_none() => {
                     // RFC 8489 §14.6: at least 16 bytes, a multiple of 4, at most 32.
-                    if !(16..=32).contains(&len) || len % 4 != 0 {
+                    if !(16..=32).contains(&len) || !len.is_multiple_of(4) {
                         return Err(DecodeError::InvalidAttribute(ty));
                     }
                     msg.integrity_sha256 = Some(at as u32);

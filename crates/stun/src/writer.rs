@@ -196,7 +196,7 @@ impl<'b> MessageWriter<'b> {
         len: usize,
     ) -> Result<(), EncodeError> {
         self.check_stage(Stage::AfterIntegrity)?;
-        if !(16..=SHA256_MAC_LEN).contains(&len) || len % 4 != 0 {
+        if !(16..=SHA256_MAC_LEN).contains(&len) || !len.is_multiple_of(4) {
             return Err(EncodeError::ValueTooLong);
         }
         let at = self.len;

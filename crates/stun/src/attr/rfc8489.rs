@@ -183,7 +183,7 @@ impl<'a> Attribute<'a> for UnknownAttributes<'a> {
     const TYPE: AttrType = AttrType::UNKNOWN_ATTRIBUTES;
 
     fn decode(value: &'a [u8], _: &TransactionId) -> Result<Self, DecodeError> {
-        if value.len() % 2 != 0 {
+        if !value.len().is_multiple_of(2) {
             return Err(invalid::<Self>());
         }
         Ok(Self::Wire(value))
