@@ -81,6 +81,13 @@ pub(crate) struct Allocation {
 }
 
 impl Allocation {
+    /// Whether the allocation is still alive at `now`: neither its lifetime nor (with
+    /// `strict_expiry`) its credential has run out. The sweep removes dead allocations
+    /// once a second; every use checks this too, so a late sweep never extends one.
+    pub(crate) fn is_live(&self, now: Instant) -> bool {
+        self.expires > now && self.credential_expires.is_none_or(|c| c > now)
+    }
+
     pub(crate) fn relay(&self, family: Family) -> Option<Relay> {
         self.relays[family_index(family)]
     }
@@ -91,7 +98,11 @@ impl Allocation {
             .any(|p| p.ip == ip && p.expires > now)
     }
 
-    pub(crate) fn active_channel(&self, number: ChannelNumber, now: Instant) -> Option<&ChannelBinding> {
+    pub(crate) fn active_channel(
+        &self,
+        number: ChannelNumber,
+        now: Instant,
+    ) -> Option<&ChannelBinding> {
         self.channels
             .iter()
             .find(|c| c.number == number && c.expires > now)

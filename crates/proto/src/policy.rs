@@ -65,7 +65,7 @@ impl FromStr for Cidr {
             None => (s, None),
         };
         let addr: IpAddr = addr.parse().map_err(|_| CidrError)?;
-        let len = len.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+        let len = len.unwrap_or_else(|| if addr.is_ipv4() { 32 } else { 128 });
         Self::new(addr, len).ok_or(CidrError)
     }
 }
@@ -80,12 +80,20 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::V4(Ipv4Addr::from(bits & m))
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::V6(Ipv6Addr::from(bits & m))
         }
     }
@@ -97,7 +105,10 @@ const DEFAULT_DENY: &[(&str, &str)] = &[
     ("10.0.0.0/8", "private (RFC 1918)"),
     ("100.64.0.0/10", "carrier-grade NAT (RFC 6598)"),
     ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local, incl. the 169.254.169.254 metadata service"),
+    (
+        "169.254.0.0/16",
+        "link-local, incl. the 169.254.169.254 metadata service",
+    ),
     ("172.16.0.0/12", "private (RFC 1918)"),
     ("192.0.0.0/24", "IETF protocol assignments"),
     ("192.0.2.0/24", "documentation (TEST-NET-1)"),
@@ -115,6 +126,7 @@ const DEFAULT_DENY: &[(&str, &str)] = &[
     ("2001:db8::/32", "documentation"),
     ("2002::/16", "6to4"),
     ("fc00::/7", "unique local (private)"),
+    ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215)"),
     ("fe80::/10", "link-local"),
     ("fec0::/10", "site-local (deprecated)"),
     ("ff00::/8", "multicast"),
@@ -211,7 +223,12 @@ mod tests {
         assert!(c.contains("10.255.0.1".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("fc00::/7".parse::<Cidr>().unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(
+            "fc00::/7"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
         assert_eq!("1.2.3.4".parse::<Cidr>().unwrap().to_string(), "1.2.3.4/32");
     }
 }

@@ -94,7 +94,10 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     pub(crate) fn new(now: Instant, rate: u64) -> Self {
-        Self { tokens: rate, last: now }
+        Self {
+            tokens: rate,
+            last: now,
+        }
     }
 
     /// Takes `bytes` if available.

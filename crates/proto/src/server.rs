@@ -27,21 +27,19 @@ use std::time::Instant;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use turnpike_stun::attr::{
-    AdditionalAddressFamily, AddressErrorCode, AddressFamily, DontFragment, ErrorCodeAttr, EvenPort,
-    Lifetime, Nonce, PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport,
-    ReservationToken, Software, TransportProtocol, UnknownAttributes, XorMappedAddress,
-    XorPeerAddress, XorRelayedAddress,
+    AdditionalAddressFamily, AddressErrorCode, AddressFamily, DontFragment, ErrorCodeAttr,
+    EvenPort, Lifetime, Nonce, PasswordAlgorithms, Realm, RequestedAddressFamily,
+    RequestedTransport, ReservationToken, Software, TransportProtocol, UnknownAttributes,
+    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use turnpike_stun::{
     AttrType, ChannelData, ChannelNumber, Class, Demux, EncodeError, ErrorCode, IntegrityKind,
     Message, MessageType, MessageWriter, Method, TransactionId, demux, write_channel_data_header,
 };
 
-use crate::allocation::{
-    Allocation, ChannelBinding, FiveTuple, Permission, Relay, family_index,
-};
-use crate::auth::{AuthReject, Authenticated, BadUser, Credentials, OFFERED_ALGORITHMS};
+use crate::allocation::{Allocation, ChannelBinding, FiveTuple, Permission, Relay, family_index};
 use crate::auth::rest::parse_rest_username;
+use crate::auth::{AuthReject, Authenticated, BadUser, Credentials, OFFERED_ALGORITHMS};
 use crate::binding::{BindingConfig, BindingService, Response};
 use crate::host::{Family, Host, PortRequest, RelayError, RelayId};
 use crate::policy::{PeerPolicy, normalise};
@@ -230,6 +228,10 @@ impl From<turnpike_stun::DecodeError> for Reject {
 
 struct Cached {
     tid: TransactionId,
+    /// The request's method: a response always has the method of its request (RFC 8489
+    /// §6.3), so a new request that reuses the transaction ID with another method is not
+    /// a retransmission and must not get this answer.
+    method: Method,
     bytes: Box<[u8]>,
     until: Instant,
 }
@@ -336,7 +338,10 @@ impl TurnServer {
     }
 
     fn unix_now(&self, now: Instant) -> u64 {
-        self.time_base.unix_secs + now.saturating_duration_since(self.time_base.instant).as_secs()
+        self.time_base.unix_secs
+            + now
+                .saturating_duration_since(self.time_base.instant)
+                .as_secs()
     }
 
     fn next_random(&mut self) -> u64 {
@@ -373,7 +378,12 @@ impl TurnServer {
         }
     }
 
-    fn client_channel_data(&mut self, now: Instant, from: FiveTuple, packet: &[u8]) -> ClientAction {
+    fn client_channel_data(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        packet: &[u8],
+    ) -> ClientAction {
         let Ok(frame) = ChannelData::new_checked(packet) else {
             return ClientAction::None;
         };
@@ -381,7 +391,11 @@ impl TurnServer {
             return ClientAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        let Some(alloc) = self.slots[slot as usize].as_mut() else {
+        // A dead allocation that the sweep has not reached yet relays nothing.
+        let Some(alloc) = self.slots[slot as usize]
+            .as_mut()
+            .filter(|a| a.is_live(now))
+        else {
             return ClientAction::None;
         };
         let Some(channel) = alloc.active_channel(frame.channel(), now).copied() else {
@@ -417,10 +431,9 @@ impl TurnServer {
         out: &mut [u8],
         host: &mut impl Host,
     ) -> ClientAction {
-        let msg = match Message::new_checked(packet) {
-            Ok(m) => m,
+        let Ok(msg) = Message::new_checked(packet) else {
             // Malformed: the Binding service applies the drop / 400-if-not-larger rule.
-            Err(_) => return self.binding_answer(packet, from.client, out),
+            return self.binding_answer(packet, from.client, out);
         };
         if msg.verify_fingerprint().is_err() {
             return ClientAction::None;
@@ -442,7 +455,12 @@ impl TurnServer {
     }
 
     /// Send indication (RFC 8656 §11.2): no authentication; relayed only with a permission.
-    fn send_indication(&mut self, now: Instant, from: FiveTuple, msg: &Message<&[u8]>) -> ClientAction {
+    fn send_indication(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+    ) -> ClientAction {
         let Some(&slot) = self.by_five_tuple.get(&from) else {
             return ClientAction::None;
         };
@@ -453,7 +471,11 @@ impl TurnServer {
         let peer = normalise_addr(peer.0);
         let df = msg.raw(AttrType::DONT_FRAGMENT).is_some();
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        let Some(alloc) = self.slots[slot as usize].as_mut() else {
+        // A dead allocation that the sweep has not reached yet relays nothing.
+        let Some(alloc) = self.slots[slot as usize]
+            .as_mut()
+            .filter(|a| a.is_live(now))
+        else {
             return ClientAction::None;
         };
         let Some(relay) = alloc.relay(Family::of(peer)) else {
@@ -491,7 +513,8 @@ impl TurnServer {
 
         // A retransmission gets the very same answer (RFC 8489 §6.3.4).
         if let Some(c) = self.cache.get(&from) {
-            if c.tid == tid && c.until > now && c.bytes.len() <= out.len() {
+            if c.tid == tid && c.method == ty.method && c.until > now && c.bytes.len() <= out.len()
+            {
                 out[..c.bytes.len()].copy_from_slice(&c.bytes);
                 return ClientAction::Reply(c.bytes.len());
             }
@@ -501,7 +524,15 @@ impl TurnServer {
         let auth = match self.credentials.authenticate(msg, from.client, unix_now) {
             Ok(a) => a,
             Err(reject) => {
-                return match self.auth_error(out, ty, tid, fingerprint, from.client, unix_now, reject) {
+                return match self.auth_error(
+                    out,
+                    ty,
+                    tid,
+                    fingerprint,
+                    from.client,
+                    unix_now,
+                    reject,
+                ) {
                     Ok(n) => ClientAction::Reply(n),
                     Err(_) => ClientAction::None,
                 };
@@ -545,6 +576,7 @@ impl TurnServer {
                     from,
                     Cached {
                         tid,
+                        method: ty.method,
                         bytes: out[..n].into(),
                         until: now + TRANSACTION_CACHE,
                     },
@@ -618,10 +650,21 @@ impl TurnServer {
         Ok(w.finish())
     }
 
-    fn allocation_for(&self, from: &FiveTuple, auth: &Authenticated) -> Result<u32, Reject> {
-        let &slot = self.by_five_tuple.get(from).ok_or(Reject::AllocationMismatch)?;
+    fn allocation_for(
+        &self,
+        now: Instant,
+        from: &FiveTuple,
+        auth: &Authenticated,
+    ) -> Result<u32, Reject> {
+        let &slot = self
+            .by_five_tuple
+            .get(from)
+            .ok_or(Reject::AllocationMismatch)?;
+        // An allocation past its lifetime is gone (RFC 8656 §2.2) even if the sweep has
+        // not removed it yet: 437, never a refresh that revives it.
         let alloc = self.slots[slot as usize]
             .as_ref()
+            .filter(|a| a.is_live(now))
             .ok_or(Reject::AllocationMismatch)?;
         if *alloc.username != *auth.username {
             return Err(Reject::WrongCredentials);
@@ -647,8 +690,15 @@ impl TurnServer {
         out: &mut [u8],
         host: &mut impl Host,
     ) -> Handled {
-        if self.by_five_tuple.contains_key(&from) {
-            return Err(Reject::AllocationMismatch);
+        if let Some(&slot) = self.by_five_tuple.get(&from) {
+            if self.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|a| a.is_live(now))
+            {
+                return Err(Reject::AllocationMismatch);
+            }
+            // Expired but not yet swept: it is gone, so the 5-tuple is free again.
+            self.remove(slot, host);
         }
         let transport = msg.get::<RequestedTransport>()?.ok_or(Reject::BadRequest)?;
         if transport.0 != TransportProtocol::UDP {
@@ -673,7 +723,9 @@ impl TurnServer {
         if additional.is_some_and(|a| a.0 != AddressFamily::IPV6) {
             return Err(Reject::BadRequest);
         }
-        if even.is_some() && additional.is_some() {
+        // A reserved port pair cannot span two families (RFC 8656 §7.2: EVEN-PORT with the
+        // R bit and ADDITIONAL-ADDRESS-FAMILY together are a 400).
+        if even.is_some_and(|e| e.reserve) && additional.is_some() {
             return Err(Reject::BadRequest);
         }
         let family = match requested.map(|r| r.0) {
@@ -696,7 +748,10 @@ impl TurnServer {
         let mut reservation_token = None;
         let primary = if let Some(token) = token {
             match self.reservations.remove(&token.0) {
-                Some(r) if r.until > now => Ok(Relay { id: r.relay, addr: r.addr }),
+                Some(r) if r.until > now => Ok(Relay {
+                    id: r.relay,
+                    addr: r.addr,
+                }),
                 Some(r) => {
                     host.release_relay(r.relay);
                     Err(Reject::InsufficientCapacity)
@@ -705,7 +760,9 @@ impl TurnServer {
             }
         } else {
             let port = match even {
-                Some(e) => PortRequest::Even { reserve_next: e.reserve },
+                Some(e) => PortRequest::Even {
+                    reserve_next: e.reserve,
+                },
                 None => PortRequest::Any,
             };
             match host.bind_relay(family, port) {
@@ -714,11 +771,18 @@ impl TurnServer {
                         let t = self.new_token();
                         self.reservations.insert(
                             t,
-                            Reservation { relay, addr, until: now + RESERVATION_LIFETIME },
+                            Reservation {
+                                relay,
+                                addr,
+                                until: now + RESERVATION_LIFETIME,
+                            },
                         );
                         reservation_token = Some(t);
                     }
-                    Ok(Relay { id: bound.relay, addr: bound.addr })
+                    Ok(Relay {
+                        id: bound.relay,
+                        addr: bound.addr,
+                    })
                 }
                 Err(RelayError::FamilyUnavailable) => Err(Reject::AddressFamilyNotSupported),
                 Err(RelayError::Exhausted) => Err(Reject::InsufficientCapacity),
@@ -738,7 +802,12 @@ impl TurnServer {
         let mut additional_error = None;
         if additional.is_some() {
             match host.bind_relay(Family::V6, PortRequest::Any) {
-                Ok(b) => relays[1] = Some(Relay { id: b.relay, addr: b.addr }),
+                Ok(b) => {
+                    relays[1] = Some(Relay {
+                        id: b.relay,
+                        addr: b.addr,
+                    })
+                }
                 Err(RelayError::FamilyUnavailable) => {
                     additional_error = Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
                 }
@@ -771,7 +840,10 @@ impl TurnServer {
             if let Some(t) = reservation_token {
                 w.put(&ReservationToken(t))?;
             }
-            w.put(&XorMappedAddress(SocketAddr::new(client.ip().to_canonical(), client.port())))
+            w.put(&XorMappedAddress(SocketAddr::new(
+                client.ip().to_canonical(),
+                client.port(),
+            )))
         });
         let Ok(n) = written else {
             // Could not even answer: undo, so no orphan allocation stays behind.
@@ -860,7 +932,7 @@ impl TurnServer {
         out: &mut [u8],
         host: &mut impl Host,
     ) -> Handled {
-        let slot = self.allocation_for(&from, auth)?;
+        let slot = self.allocation_for(now, &from, auth)?;
         let requested = msg.get::<Lifetime>()?;
         if let Some(family) = msg.get::<RequestedAddressFamily>()? {
             // RFC 8656 §8.2: a family the allocation does not have is a mismatch.
@@ -891,9 +963,14 @@ impl TurnServer {
             lifetime
         };
         let ty = msg.message_type().success();
-        self.write_response(out, ty, msg.transaction_id(), msg.has_fingerprint(), auth, |w| {
-            w.put(&Lifetime(lifetime.as_secs() as u32))
-        })
+        self.write_response(
+            out,
+            ty,
+            msg.transaction_id(),
+            msg.has_fingerprint(),
+            auth,
+            |w| w.put(&Lifetime(lifetime.as_secs() as u32)),
+        )
         .map_err(|_| Reject::BadRequest)
     }
 
@@ -913,7 +990,12 @@ impl TurnServer {
     }
 
     /// Installs or refreshes permissions for `ips` all together, or none.
-    fn install_permissions(&mut self, slot: u32, ips: &[IpAddr], now: Instant) -> Result<(), Reject> {
+    fn install_permissions(
+        &mut self,
+        slot: u32,
+        ips: &[IpAddr],
+        now: Instant,
+    ) -> Result<(), Reject> {
         let max = self.quotas.permissions_per_allocation as usize;
         let alloc = self.slots[slot as usize]
             .as_mut()
@@ -950,7 +1032,7 @@ impl TurnServer {
         auth: &Authenticated,
         out: &mut [u8],
     ) -> Handled {
-        let slot = self.allocation_for(&from, auth)?;
+        let slot = self.allocation_for(now, &from, auth)?;
         let mut ips: Vec<IpAddr> = Vec::new();
         for peer in msg.get_all::<XorPeerAddress>() {
             let peer = self.check_peer(slot, peer?.0)?;
@@ -964,8 +1046,15 @@ impl TurnServer {
         }
         self.install_permissions(slot, &ips, now)?;
         let ty = msg.message_type().success();
-        self.write_response(out, ty, msg.transaction_id(), msg.has_fingerprint(), auth, |_| Ok(()))
-            .map_err(|_| Reject::BadRequest)
+        self.write_response(
+            out,
+            ty,
+            msg.transaction_id(),
+            msg.has_fingerprint(),
+            auth,
+            |_| Ok(()),
+        )
+        .map_err(|_| Reject::BadRequest)
     }
 
     /// ChannelBind (RFC 8656 §11.2): binds or refreshes a channel and the peer's
@@ -978,7 +1067,7 @@ impl TurnServer {
         auth: &Authenticated,
         out: &mut [u8],
     ) -> Handled {
-        let slot = self.allocation_for(&from, auth)?;
+        let slot = self.allocation_for(now, &from, auth)?;
         let number = msg.get::<ChannelNumber>()?.ok_or(Reject::BadRequest)?;
         let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;
         let peer = self.check_peer(slot, peer.0)?;
@@ -996,7 +1085,10 @@ impl TurnServer {
             if conflict {
                 return Err(Reject::BadRequest);
             }
-            let exists = alloc.channels.iter().any(|c| c.number == number && cooling(c));
+            let exists = alloc
+                .channels
+                .iter()
+                .any(|c| c.number == number && cooling(c));
             if !exists && max != 0 && alloc.channels.iter().filter(|c| cooling(c)).count() >= max {
                 return Err(Reject::InsufficientCapacity);
             }
@@ -1005,7 +1097,9 @@ impl TurnServer {
         let alloc = self.slots[slot as usize]
             .as_mut()
             .ok_or(Reject::AllocationMismatch)?;
-        alloc.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
+        alloc
+            .channels
+            .retain(|c| c.expires + CHANNEL_COOLDOWN > now);
         match alloc.channels.iter_mut().find(|c| c.number == number) {
             Some(c) => c.expires = now + CHANNEL_LIFETIME,
             None => alloc.channels.push(ChannelBinding {
@@ -1015,8 +1109,15 @@ impl TurnServer {
             }),
         }
         let ty = msg.message_type().success();
-        self.write_response(out, ty, msg.transaction_id(), msg.has_fingerprint(), auth, |_| Ok(()))
-            .map_err(|_| Reject::BadRequest)
+        self.write_response(
+            out,
+            ty,
+            msg.transaction_id(),
+            msg.has_fingerprint(),
+            auth,
+            |_| Ok(()),
+        )
+        .map_err(|_| Reject::BadRequest)
     }
 
     // ----- peer side --------------------------------------------------------------------
@@ -1033,14 +1134,24 @@ impl TurnServer {
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> PeerAction {
-        if payload.start < PEER_HEADROOM || payload.end + PEER_TAILROOM > buf.len() {
+        // The range comes from the runtime, not the wire, but a bad one must not panic
+        // (`end + TAILROOM` could overflow) nor yield a reversed output range.
+        let fits = payload
+            .end
+            .checked_add(PEER_TAILROOM)
+            .is_some_and(|end| end <= buf.len());
+        if payload.start < PEER_HEADROOM || payload.start > payload.end || !fits {
             return PeerAction::None;
         }
         let Some(&slot) = self.by_relay.get(&relay) else {
             return PeerAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        let Some(alloc) = self.slots[slot as usize].as_mut() else {
+        // A dead allocation that the sweep has not reached yet relays nothing.
+        let Some(alloc) = self.slots[slot as usize]
+            .as_mut()
+            .filter(|a| a.is_live(now))
+        else {
             return PeerAction::None;
         };
         let from = normalise_addr(from);
@@ -1067,7 +1178,10 @@ impl TurnServer {
                 buf[end..padded].fill(0);
                 end = padded;
             }
-            return PeerAction::ToClient { to, range: start..end };
+            return PeerAction::ToClient {
+                to,
+                range: start..end,
+            };
         }
         // Data indication (RFC 8656 §11.3): header, XOR-PEER-ADDRESS, DATA header, all
         // written in front of the payload.
@@ -1077,13 +1191,17 @@ impl TurnServer {
         tid[..8].copy_from_slice(&self.next_random().to_be_bytes());
         tid[8..].copy_from_slice(&(self.next_random() as u32).to_be_bytes());
         let ty = MessageType::new(Method::DATA, Class::Indication);
-        let written = MessageWriter::new(&mut buf[start..], ty, TransactionId(tid)).and_then(|mut w| {
-            w.put(&XorPeerAddress(from))?;
-            w.put_with(AttrType::DATA, len, |_| {})?;
-            Ok(w.finish())
-        });
+        let written =
+            MessageWriter::new(&mut buf[start..], ty, TransactionId(tid)).and_then(|mut w| {
+                w.put(&XorPeerAddress(from))?;
+                w.put_with(AttrType::DATA, len, |_| {})?;
+                Ok(w.finish())
+            });
         match written {
-            Ok(n) => PeerAction::ToClient { to, range: start..start + n },
+            Ok(n) => PeerAction::ToClient {
+                to,
+                range: start..start + n,
+            },
             Err(_) => PeerAction::None,
         }
     }
@@ -1101,7 +1219,7 @@ impl TurnServer {
                 Some(a) => {
                     a.permissions.retain(|p| p.expires > now);
                     a.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
-                    a.expires <= now || a.credential_expires.is_some_and(|c| c <= now)
+                    !a.is_live(now)
                 }
                 None => false,
             };
@@ -1121,13 +1239,20 @@ impl TurnServer {
             }
         }
         self.cache.retain(|_, c| c.until > now);
-        // Shrink the slab's tail so an idle server holds nothing.
+        // Shrink the slab's tail so an idle server holds nothing. Pop first, then drop
+        // the popped indices from the free list once: retaining after every pop made a
+        // mass expiry (n allocations at once) cost O(n²) in a single sweep.
+        let before = self.slots.len();
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
+        }
+        if self.slots.len() < before {
             let len = self.slots.len() as u32;
             self.free.retain(|&s| s < len);
         }
-        let busy = !self.by_five_tuple.is_empty() || !self.reservations.is_empty() || !self.cache.is_empty();
+        let busy = !self.by_five_tuple.is_empty()
+            || !self.reservations.is_empty()
+            || !self.cache.is_empty();
         self.next_sweep = busy.then(|| now + SWEEP_INTERVAL);
     }
 }

@@ -220,7 +220,10 @@ impl Credentials {
     /// RFC 8489 §9.2.4: with our nonce cookie's password-algorithms bit set, a request
     /// carries both PASSWORD-ALGORITHMS (exactly as offered) and PASSWORD-ALGORITHM (one
     /// of them), or neither (MD5). Anything else is a bid-down attempt: 400.
-    fn negotiated_algorithm(&self, msg: &Message<&[u8]>) -> Result<PasswordAlgorithmId, AuthReject> {
+    fn negotiated_algorithm(
+        &self,
+        msg: &Message<&[u8]>,
+    ) -> Result<PasswordAlgorithmId, AuthReject> {
         let bad = |_| AuthReject::BadRequest;
         let offered = msg.get::<PasswordAlgorithms>().map_err(bad)?;
         let chosen = msg.get::<PasswordAlgorithm>().map_err(bad)?;
@@ -228,7 +231,12 @@ impl Credentials {
             (None, None) => Ok(PasswordAlgorithmId::MD5),
             (Some(list), Some(alg)) => {
                 let same = list.iter().eq(OFFERED_ALGORITHMS.iter().copied());
-                if same && alg.params.is_empty() && OFFERED_ALGORITHMS.iter().any(|o| o.algorithm == alg.algorithm) {
+                if same
+                    && alg.params.is_empty()
+                    && OFFERED_ALGORITHMS
+                        .iter()
+                        .any(|o| o.algorithm == alg.algorithm)
+                {
                     Ok(alg.algorithm)
                 } else {
                     Err(AuthReject::BadRequest)

@@ -66,22 +66,34 @@ mod tests {
     fn both_orders() {
         assert_eq!(
             parse_rest_username("1700000000:alice"),
-            Some(RestUsername { expiry: 1_700_000_000, user: "alice" })
+            Some(RestUsername {
+                expiry: 1_700_000_000,
+                user: "alice"
+            })
         );
         assert_eq!(
             parse_rest_username("alice:1700000000"),
-            Some(RestUsername { expiry: 1_700_000_000, user: "alice" })
+            Some(RestUsername {
+                expiry: 1_700_000_000,
+                user: "alice"
+            })
         );
         assert_eq!(
             parse_rest_username("28224511:1379330808"),
-            Some(RestUsername { expiry: 1_379_330_808, user: "28224511" })
+            Some(RestUsername {
+                expiry: 1_379_330_808,
+                user: "28224511"
+            })
         );
         assert_eq!(parse_rest_username("alice"), None);
         assert_eq!(parse_rest_username("alice:bob"), None);
         assert_eq!(parse_rest_username("12:34"), None);
         assert_eq!(
             parse_rest_username("1700000000:a:b"),
-            Some(RestUsername { expiry: 1_700_000_000, user: "a:b" })
+            Some(RestUsername {
+                expiry: 1_700_000_000,
+                user: "a:b"
+            })
         );
     }
 
