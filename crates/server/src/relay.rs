@@ -98,7 +98,9 @@ pub(crate) fn bind_in_range(
     let span = u32::from(max.saturating_sub(min)) + 1;
     for i in 0..span {
         let port = u32::from(min) + (start.wrapping_add(i) % span);
-        let Ok(port) = u16::try_from(port) else { continue };
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
         if even && !port.is_multiple_of(2) {
             continue;
         }
@@ -114,7 +116,10 @@ pub(crate) fn bind_in_range(
             }
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, "relay port range exhausted"))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "relay port range exhausted",
+    ))
 }
 
 fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {

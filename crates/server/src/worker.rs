@@ -86,9 +86,15 @@ impl Host for WorkerHost {
             PortRequest::Even { reserve_next } => (true, reserve_next),
         };
         let start = self.next_random();
-        let (socket, next) =
-            bind_in_range(ip, self.relay.min_port, self.relay.max_port, start, even, reserve_next)
-                .map_err(|_| RelayError::Exhausted)?;
+        let (socket, next) = bind_in_range(
+            ip,
+            self.relay.min_port,
+            self.relay.max_port,
+            start,
+            even,
+            reserve_next,
+        )
+        .map_err(|_| RelayError::Exhausted)?;
         let (relay, addr) = self.register(socket).ok_or(RelayError::Exhausted)?;
         let reserved = next.and_then(|s| self.register(s));
         Ok(BoundRelay {
@@ -136,7 +142,10 @@ pub(crate) struct WorkerSetup {
 
 /// Runs a worker until `shutdown` flips to true. Call on its own thread.
 pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             warn!(error = %e, "worker runtime failed to start");
@@ -147,7 +156,9 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     local.block_on(&runtime, async move {
         let mut listeners = HashMap::new();
         for socket in setup.listeners {
-            let Ok(addr) = socket.local_addr() else { continue };
+            let Ok(addr) = socket.local_addr() else {
+                continue;
+            };
             match UdpSocket::from_std(socket) {
                 Ok(s) => {
                     listeners.insert(addr, Rc::new(s));
@@ -155,7 +166,8 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
                 Err(e) => warn!(error = %e, "cannot register UDP listener"),
             }
         }
-        let seed = (setup.index as u64 + 1).wrapping_mul(0x9E37_79B9) ^ u64::from(std::process::id());
+        let seed =
+            (setup.index as u64 + 1).wrapping_mul(0x9E37_79B9) ^ u64::from(std::process::id());
         let shared = Rc::new_cyclic(|weak| Shared {
             core: RefCell::new(setup.core),
             host: RefCell::new(WorkerHost {
@@ -264,7 +276,11 @@ async fn timer_loop(shared: Rc<Shared>) {
     loop {
         tick.tick().await;
         let now = Instant::now();
-        let due = shared.core.borrow().poll_timeout().is_some_and(|t| t <= now);
+        let due = shared
+            .core
+            .borrow()
+            .poll_timeout()
+            .is_some_and(|t| t <= now);
         if due {
             let mut core = shared.core.borrow_mut();
             let mut host = shared.host.borrow_mut();

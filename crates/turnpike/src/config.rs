@@ -126,7 +126,6 @@ impl Default for Tcp {
     }
 }
 
-
 /// `[turn]`: authentication and lifetimes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -464,7 +463,10 @@ fn turn_settings(
 ) -> Result<TurnSettings, ConfigError> {
     let realm = turn.realm.get_ref();
     if realm.is_empty() || realm.len() > 763 {
-        return Err(at(turn.realm.span(), "realm must be 1..=763 bytes (RFC 8489 §14.9)".into()));
+        return Err(at(
+            turn.realm.span(),
+            "realm must be 1..=763 bytes (RFC 8489 §14.9)".into(),
+        ));
     }
     if turn.secrets.get_ref().iter().any(String::is_empty) {
         return Err(at(turn.secrets.span(), "a secret must not be empty".into()));
@@ -473,7 +475,10 @@ fn turn_settings(
     for u in &turn.users {
         let entry = u.get_ref();
         if entry.name.is_empty() || entry.name.len() > 508 {
-            return Err(at(u.span(), "user name must be 1..=508 bytes (RFC 8489 §14.3)".into()));
+            return Err(at(
+                u.span(),
+                "user name must be 1..=508 bytes (RFC 8489 §14.3)".into(),
+            ));
         }
         if turnpike_stun::opaque_string(&entry.password).is_err() {
             return Err(at(
@@ -488,7 +493,9 @@ fn turn_settings(
     if !(600..=86_400).contains(&max) {
         return Err(at(
             turn.max_lifetime_secs.span(),
-            format!("max_lifetime_secs must be 600..=86400 (the default lifetime is 600), not {max}"),
+            format!(
+                "max_lifetime_secs must be 600..=86400 (the default lifetime is 600), not {max}"
+            ),
         ));
     }
     let nonce = *turn.nonce_lifetime_secs.get_ref();
@@ -513,7 +520,12 @@ fn turn_settings(
     policy.dangerous_allow_loopback = peers.dangerous_allow_loopback_peers;
     Ok(TurnSettings {
         realm: realm.clone(),
-        secrets: turn.secrets.into_inner().into_iter().map(String::into_bytes).collect(),
+        secrets: turn
+            .secrets
+            .into_inner()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect(),
         users,
         max_lifetime: Duration::from_secs(max),
         nonce_lifetime: Duration::from_secs(nonce),
@@ -544,17 +556,27 @@ fn relay_config(relay: Relay, at: &At<'_>) -> Result<RelayConfig, ConfigError> {
     for e in &relay.external_ip {
         let text = e.get_ref();
         let parsed = match text.split_once('/') {
-            Some((public, private)) => public
-                .parse()
-                .ok()
-                .zip(private.parse().ok())
-                .map(|(public, private)| ExternalIp { public, private: Some(private) }),
-            None => text.parse().ok().map(|public| ExternalIp { public, private: None }),
+            Some((public, private)) => {
+                public
+                    .parse()
+                    .ok()
+                    .zip(private.parse().ok())
+                    .map(|(public, private)| ExternalIp {
+                        public,
+                        private: Some(private),
+                    })
+            }
+            None => text.parse().ok().map(|public| ExternalIp {
+                public,
+                private: None,
+            }),
         };
         let Some(mapping) = parsed else {
             return Err(at(
                 e.span(),
-                format!("external_ip must be \"PUBLIC\" or \"PUBLIC/PRIVATE\" IP addresses, not {text:?}"),
+                format!(
+                    "external_ip must be \"PUBLIC\" or \"PUBLIC/PRIVATE\" IP addresses, not {text:?}"
+                ),
             ));
         };
         external.push(mapping);

@@ -160,7 +160,9 @@ fn prepare_turn(config: &mut Config) {
     if config.server.relay.ips.is_empty() {
         config.server.relay.ips = turnpike_server::relay::detect_relay_ips();
         if config.server.relay.ips.is_empty() {
-            tracing::warn!("no relay address found: TURN allocations will fail with 440 (set [relay] ips)");
+            tracing::warn!(
+                "no relay address found: TURN allocations will fail with 440 (set [relay] ips)"
+            );
         }
     }
     let turn = &mut config.server.turn;
