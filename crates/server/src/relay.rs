@@ -131,3 +131,45 @@ fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ip_maps_one_address_or_a_whole_family() {
+        let config = RelayConfig {
+            ips: vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()],
+            external: vec![
+                ExternalIp {
+                    public: "203.0.113.10".parse().unwrap(),
+                    private: Some("10.0.0.5".parse().unwrap()),
+                },
+                ExternalIp {
+                    public: "2001:db8::10".parse().unwrap(),
+                    private: None,
+                },
+            ],
+            ..RelayConfig::default()
+        };
+        let adv = |s: &str| config.advertised(s.parse().unwrap()).to_string();
+        assert_eq!(adv("10.0.0.5:50000"), "203.0.113.10:50000");
+        assert_eq!(adv("10.0.0.6:50000"), "10.0.0.6:50000", "unmapped IP stays");
+        assert_eq!(adv("[fd00::5]:50001"), "[2001:db8::10]:50001");
+    }
+
+    #[test]
+    fn port_search_skips_taken_ports_and_reports_exhaustion() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        if port == u16::MAX {
+            return;
+        }
+        // A range of two ports whose first is taken: the second is used.
+        let (s, _) = bind_in_range(ip, port, port + 1, 0, false, false).unwrap();
+        assert_eq!(s.local_addr().unwrap().port(), port + 1);
+        // Now both are taken.
+        assert!(bind_in_range(ip, port, port + 1, 0, false, false).is_err());
+    }
+}

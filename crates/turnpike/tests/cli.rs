@@ -73,3 +73,64 @@ fn help_describes_the_commands() {
         assert!(text.contains(word), "--help lacks {word}");
     }
 }
+
+#[test]
+fn credentials_are_rest_credentials_openssl_agrees_with() {
+    let out = Command::new(turnpike_bin())
+        .args([
+            "credentials",
+            "--secret",
+            "s3cret",
+            "--user",
+            "alice",
+            "--ttl",
+            "2h",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let username = text
+        .lines()
+        .find_map(|l| l.strip_prefix("username: "))
+        .unwrap();
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, "alice");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!((now + 7190..=now + 7210).contains(&expiry), "ttl 2h");
+    // The password is base64(HMAC-SHA1(secret, username)), as openssl computes it.
+    let expected = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf %s '{username}' | openssl dgst -binary -sha1 -hmac s3cret | base64"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(expected.stdout).unwrap().trim(), password);
+
+    let json = Command::new(turnpike_bin())
+        .args([
+            "credentials",
+            "--secret",
+            "s",
+            "--user",
+            "bob",
+            "--json",
+            "--host",
+            "turn.example",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["urls"][0], "turn:turn.example:3478?transport=udp");
+    assert!(v["username"].as_str().unwrap().ends_with(":bob"));
+    assert!(!v["credential"].as_str().unwrap().is_empty());
+}
