@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Runs every turnpike test. Installs what the interop tests need first, if it is missing:
-# coturn's client tools (turnutils_stunclient, turnutils_uclient) from Debian's packages.
+# coturn's client tools (turnutils_stunclient, turnutils_uclient, turnutils_peer) and
+# Chromium from Debian's packages, and playwright-core (to drive that Chromium) from npm.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need_apt=()
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "test.sh: installing ${need_apt[*]}" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# playwright-core only drives the Debian Chromium above; it downloads no browser.
+interop=crates/turnpike/tests/interop
+if [ ! -d "$interop/node_modules/playwright-core" ]; then
+  (cd "$interop" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo test --workspace --locked "$@"

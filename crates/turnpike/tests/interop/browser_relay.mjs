@@ -1,0 +1,281 @@
+#!/usr/bin/env node
+// Headless Debian Chromium against a TURN server, driven by playwright-core.
+//
+//   node browser_relay.mjs --turn 127.0.0.1:PORT --user U --pass P --expect ok|auth-error
+//        [--relay-ports A-B] [--messages 50] [--timeout-ms 45000] [--chromium /usr/bin/chromium]
+//
+// Serves relay_page.html from http://127.0.0.1:<free port>/, launches Chromium with an explicit
+// command line (shared/design/INTEROP.md) and a fresh --user-data-dir, runs the scenario in the
+// page and prints ONE line of JSON on stdout: the page's figures plus `pass` and `failures`.
+// Exit code: 0 pass, 1 fail, 2 usage or launch error. Diagnostics go to stderr.
+// Every wait is bounded; --timeout-ms bounds the whole run, browser included.
+
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const started = Date.now();
+
+function parseArgs(argv) {
+  const opts = {
+    turn: null,
+    user: null,
+    pass: null,
+    expect: 'ok',
+    relayPorts: null,
+    messages: 50,
+    timeoutMs: 45000,
+    chromium: process.env.TURNPIKE_CHROMIUM || '/usr/bin/chromium',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i];
+    const val = argv[i + 1];
+    if (val === undefined) usage(`missing value for ${key}`);
+    i++;
+    switch (key) {
+      case '--turn': opts.turn = val; break;
+      case '--user': opts.user = val; break;
+      case '--pass': opts.pass = val; break;
+      case '--expect': opts.expect = val; break;
+      case '--relay-ports': {
+        const m = /^(\d+)-(\d+)$/.exec(val);
+        if (!m) usage('--relay-ports wants A-B');
+        opts.relayPorts = [Number(m[1]), Number(m[2])];
+        break;
+      }
+      case '--messages': opts.messages = Number(val); break;
+      case '--timeout-ms': opts.timeoutMs = Number(val); break;
+      case '--chromium': opts.chromium = val; break;
+      default: usage(`unknown option ${key}`);
+    }
+  }
+  if (!opts.turn || opts.user === null || opts.pass === null) usage('--turn, --user and --pass are required');
+  if (!['ok', 'auth-error'].includes(opts.expect)) usage('--expect is ok or auth-error');
+  const m = /^(127\.\d+\.\d+\.\d+|\[::1\]):(\d+)$/.exec(opts.turn);
+  if (!m) usage('--turn must be a loopback HOST:PORT (127.x.x.x or [::1])');
+  return opts;
+}
+
+function usage(msg) {
+  console.error(`browser_relay: ${msg}`);
+  console.log(JSON.stringify({ pass: false, failures: [`usage: ${msg}`] }));
+  process.exit(2);
+}
+
+/** INTEROP.md's command line, plus the two flags playwright itself needs with ignoreDefaultArgs. */
+function chromiumArgs(userDataDir) {
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    `--user-data-dir=${userDataDir}`,
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--webrtc-ip-handling-policy=default_public_and_private_interfaces',
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1',
+    '--autoplay-policy=no-user-gesture-required',
+    // Needed by playwright: its CDP transport and no initial window.
+    '--remote-debugging-pipe',
+    '--no-startup-window',
+  ];
+}
+
+/** Serves relay_page.html on 127.0.0.1:<free port>. */
+function startPageServer() {
+  const page = readFileSync(join(here, 'relay_page.html'));
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/' || req.url === '/relay_page.html')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(page);
+    } else if (req.url === '/favicon.ico') {
+      res.writeHead(204);
+      res.end();
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+function timeout(ms, what) {
+  let timer;
+  const p = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${what}`)), ms);
+  });
+  p.cancel = () => clearTimeout(timer);
+  return p;
+}
+
+/** The verdict on the page's figures; `failures` lists every unmet criterion. */
+function judge(opts, r) {
+  const f = [];
+  if (r.errors && r.errors.length) f.push(...r.errors.map((e) => `page: ${e}`));
+  if (opts.expect === 'ok') {
+    for (const name of ['pc1', 'pc2']) {
+      const pc = r[name] || {};
+      const sp = pc.selectedPair;
+      if (!sp) { f.push(`${name}: no selected candidate pair`); continue; }
+      if (sp.local?.candidateType !== 'relay') f.push(`${name}: local candidate is ${sp.local?.candidateType}, not relay`);
+      if (sp.remote?.candidateType !== 'relay') f.push(`${name}: remote candidate is ${sp.remote?.candidateType}, not relay`);
+      if (sp.local?.relayProtocol !== 'udp') f.push(`${name}: local relayProtocol is ${sp.local?.relayProtocol}, not udp`);
+      if (sp.local?.protocol !== 'udp') f.push(`${name}: local candidate protocol is ${sp.local?.protocol}, not udp`);
+      if (opts.relayPorts) {
+        const [a, b] = opts.relayPorts;
+        const port = sp.local?.port;
+        if (!(port >= a && port <= b)) f.push(`${name}: relayed port ${port} outside ${a}-${b}`);
+      }
+      const nonRelay = (pc.candidates || []).filter((c) => c.type !== 'relay');
+      if (nonRelay.length) f.push(`${name}: gathered non-relay candidates ${JSON.stringify(nonRelay)}`);
+    }
+    // Each side's remote candidate is the other side's relayed address.
+    const l1 = r.pc1?.selectedPair?.local;
+    const rm1 = r.pc1?.selectedPair?.remote;
+    const l2 = r.pc2?.selectedPair?.local;
+    const rm2 = r.pc2?.selectedPair?.remote;
+    if (l1 && rm2 && (l1.address !== rm2.address || l1.port !== rm2.port)) f.push('pc2 remote candidate is not pc1 local relay address');
+    if (l2 && rm1 && (l2.address !== rm1.address || l2.port !== rm1.port)) f.push('pc1 remote candidate is not pc2 local relay address');
+    const dc = r.dataChannel || {};
+    if (!dc.intactA2B) f.push(`datachannel pc1->pc2: ${dc.receivedA2B}/${dc.sentEachWay} intact messages`);
+    if (!dc.intactB2A) f.push(`datachannel pc2->pc1: ${dc.receivedB2A}/${dc.sentEachWay} intact messages`);
+    const v = r.media?.receiver?.video;
+    const a = r.media?.receiver?.audio;
+    if (!v || !(v.framesDecoded > 0)) f.push(`video: framesDecoded ${v?.framesDecoded} at pc2`);
+    if (!a || !(a.packetsReceived > 0)) f.push(`audio: packetsReceived ${a?.packetsReceived} at pc2`);
+  } else {
+    const errs = r.pc1?.candidateErrors || [];
+    if (!errs.some((e) => e.errorCode === 401)) f.push(`no icecandidateerror 401 (got ${JSON.stringify(errs.map((e) => e.errorCode))})`);
+    const relays = (r.pc1?.candidates || []).filter((c) => c.type === 'relay');
+    if (relays.length) f.push(`gathered ${relays.length} relay candidates with wrong credentials`);
+  }
+  return f;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const deadline = started + opts.timeoutMs;
+  const left = () => Math.max(1000, deadline - Date.now());
+  const userDataDir = mkdtempSync(join(tmpdir(), 'turnpike-chromium-'));
+  let server = null;
+  let browser = null;
+  const out = { expect: opts.expect, turn: opts.turn };
+  let exitCode = 1;
+
+  // Idempotent: a signal and main() may both ask for it.
+  let cleaning = null;
+  const cleanup = () => {
+    cleaning ??= (async () => {
+      if (browser) {
+        const t = timeout(5000, 'browser.close');
+        await Promise.race([browser.close(), t]).catch((e) => console.error(`browser_relay: ${e.message}`));
+        t.cancel();
+      }
+      if (server) {
+        server.closeAllConnections?.();
+        server.close();
+      }
+      try {
+        rmSync(userDataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+      } catch (e) {
+        console.error(`browser_relay: could not remove ${userDataDir}: ${e.message}`);
+      }
+    })();
+    return cleaning;
+  };
+  let printed = false;
+  const print = () => {
+    if (printed) return;
+    printed = true;
+    out.elapsedMs = Date.now() - started;
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  };
+  for (const sig of ['SIGTERM', 'SIGINT']) {
+    process.once(sig, () => {
+      console.error(`browser_relay: ${sig}, closing`);
+      out.pass = false;
+      out.failures = [...(out.failures || []), `harness: ${sig}`];
+      cleanup().finally(() => {
+        print();
+        process.exit(3);
+      });
+    });
+  }
+
+  try {
+    server = await startPageServer();
+    const pageUrl = `http://127.0.0.1:${server.address().port}/`;
+    browser = await chromium.launch({
+      executablePath: opts.chromium,
+      ignoreDefaultArgs: true,
+      args: chromiumArgs(userDataDir),
+      timeout: Math.min(30000, left()),
+      // We handle signals ourselves so that the browser and the temp dir both go.
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: true,
+    });
+    out.browserVersion = browser.version();
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(Math.min(15000, left()));
+    page.on('console', (m) => console.error(`page ${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+    await page.goto(pageUrl);
+    const [host, port] = opts.turn.startsWith('[')
+      ? [opts.turn.slice(0, opts.turn.lastIndexOf(':')), opts.turn.slice(opts.turn.lastIndexOf(':') + 1)]
+      : opts.turn.split(':');
+    const budget = left() - 3000; // keep time to close the browser
+    const cfg = {
+      expect: opts.expect,
+      turnUrl: `turn:${host}:${port}?transport=udp`,
+      username: opts.user,
+      credential: opts.pass,
+      messages: opts.messages,
+      messageBytes: 200,
+      minFrames: 10,
+      minAudioPackets: 25,
+      graceMs: 1000,
+      connectTimeoutMs: Math.max(1000, Math.min(20000, budget / 3)),
+      stepTimeoutMs: Math.max(1000, Math.min(10000, budget / 4)),
+    };
+    const t = timeout(budget, 'page scenario');
+    const result = await Promise.race([page.evaluate((c) => window.turnpikeRelay.run(c), cfg), t]);
+    t.cancel();
+    Object.assign(out, result);
+    out.failures = judge(opts, result);
+    out.pass = out.failures.length === 0;
+    exitCode = out.pass ? 0 : 1;
+  } catch (e) {
+    out.pass = false;
+    out.failures = [...(out.failures || []), `harness: ${e && e.message ? e.message.split('\n')[0] : e}`];
+    console.error(e && e.stack ? e.stack : e);
+    exitCode = out.browserVersion ? 1 : 2;
+  } finally {
+    await cleanup();
+  }
+  print();
+  process.exitCode = exitCode;
+}
+
+// A last resort if something inside playwright hangs past the deadline.
+const hard = setTimeout(() => {
+  console.log(JSON.stringify({ pass: false, failures: ['harness: hard timeout'], elapsedMs: Date.now() - started }));
+  process.exit(4);
+}, (() => {
+  const i = process.argv.indexOf('--timeout-ms');
+  return (i > 0 ? Number(process.argv[i + 1]) || 45000 : 45000) + 8000;
+})());
+hard.unref();
+
+main();

@@ -1,0 +1,363 @@
+//! TURN over UDP as a browser uses it: headless Debian Chromium, driven by playwright-core
+//! (`tests/interop/browser_relay.mjs`), connects two `RTCPeerConnection`s in one page with
+//! `iceTransportPolicy: "relay"` through the server, sends DataChannel messages both ways and a
+//! synthetic audio+video stream, and reports `getStats()`; wrong credentials must give
+//! `icecandidateerror` 401.
+//!
+//! The server under test is turnpike by default, coturn's `turnserver` with
+//! `TURNPIKE_INTEROP_SERVER=coturn`. Needs `node`, Debian's `chromium` and `npm ci` in
+//! `tests/interop` (run here when `node_modules` is missing).
+
+mod common;
+mod interop;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use interop::{Json, TurnServer, TurnTarget, run_bounded};
+
+/// Chromium is heavy for a 2-core machine: one browser at a time.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+/// The whole node run, browser start and close included; the script bounds itself at
+/// `SCRIPT_TIMEOUT` (+8 s last resort), this is the hard kill.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(45);
+const HARD_LIMIT: Duration = Duration::from_secs(70);
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn chromium_path() -> String {
+    std::env::var("TURNPIKE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// Checks node and Chromium are there, and runs `npm ci` once if playwright-core is missing.
+fn ensure_prerequisites() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let node = Command::new("node").arg("--version").output();
+        if !node.is_ok_and(|o| o.status.success()) {
+            return Err("`node` not found: install Node.js >= 20".into());
+        }
+        if !Path::new(&chromium_path()).exists() {
+            return Err(format!(
+                "{} not found: apt-get install -y chromium",
+                chromium_path()
+            ));
+        }
+        let dir = interop_dir();
+        if dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        {
+            return Ok(());
+        }
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir);
+        let run = run_bounded(npm, Duration::from_secs(300));
+        if run.status.is_some_and(|s| s.success()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "npm ci in {} failed ({:?}, timed out: {}):\n{}{}",
+                dir.display(),
+                run.status,
+                run.timed_out,
+                run.stdout,
+                run.stderr
+            ))
+        }
+    });
+    if let Err(why) = ready {
+        panic!("browser interop prerequisites: {why}");
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Relay candidates gathered and selected; data and media flow.
+    Relay,
+    /// Credentials refused with 401; nothing gathered.
+    AuthError,
+}
+
+/// What one run of `browser_relay.mjs` reported.
+#[derive(Debug)]
+struct BrowserReport {
+    exit_code: Option<i32>,
+    timed_out: bool,
+    elapsed: Duration,
+    /// The script's JSON line (`Json::Null` when there was none).
+    json: Json,
+    stdout: String,
+    stderr: String,
+}
+
+/// `(local candidateType, remote candidateType, local relayProtocol, local protocol, local
+/// address:port, remote address:port)` of a peer connection's selected pair.
+type Pair = (String, String, String, String, String, String);
+
+impl BrowserReport {
+    fn pair(&self, pc: &str) -> Option<Pair> {
+        let sp = self.json.at(&format!("{pc}.selectedPair"));
+        if *sp == Json::Null {
+            return None;
+        }
+        let s = |p: &str| sp.at(p).str().unwrap_or("-").to_owned();
+        let addr = |side: &str| {
+            format!(
+                "{}:{}",
+                sp.at(&format!("{side}.address")).str().unwrap_or("-"),
+                sp.at(&format!("{side}.port")).num().unwrap_or(0.0)
+            )
+        };
+        Some((
+            s("local.candidateType"),
+            s("remote.candidateType"),
+            s("local.relayProtocol"),
+            s("local.protocol"),
+            addr("local"),
+            addr("remote"),
+        ))
+    }
+
+    fn num(&self, path: &str) -> f64 {
+        self.json.at(path).num().unwrap_or(-1.0)
+    }
+
+    fn script_failures(&self) -> Vec<String> {
+        self.json
+            .at("failures")
+            .arr()
+            .iter()
+            .filter_map(|f| f.str().map(str::to_owned))
+            .collect()
+    }
+
+    fn common_problems(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        if self.timed_out {
+            bad.push(format!("killed after {HARD_LIMIT:?}"));
+        }
+        if self.json == Json::Null {
+            bad.push("no JSON line from the script".to_owned());
+        }
+        bad.extend(self.script_failures());
+        if self.json.at("pass").bool() != Some(true) {
+            bad.push(format!("script verdict pass={:?}", self.json.at("pass")));
+        }
+        if self.exit_code != Some(0) {
+            bad.push(format!("script exit code {:?}", self.exit_code));
+        }
+        bad
+    }
+
+    /// Our own reading of the figures, on top of the script's verdict.
+    fn relay_ok(&self, relay_ports: (u16, u16)) -> Result<(), String> {
+        let mut bad = self.common_problems();
+        let mut pairs = Vec::new();
+        for pc in ["pc1", "pc2"] {
+            let Some(pair) = self.pair(pc) else {
+                bad.push(format!("{pc}: no selected pair"));
+                continue;
+            };
+            if pair.0 != "relay" || pair.1 != "relay" {
+                bad.push(format!("{pc}: selected pair {} <-> {}", pair.0, pair.1));
+            }
+            if pair.2 != "udp" || pair.3 != "udp" {
+                bad.push(format!(
+                    "{pc}: relayProtocol {}, protocol {}",
+                    pair.2, pair.3
+                ));
+            }
+            let port = self.num(&format!("{pc}.selectedPair.local.port"));
+            if !(f64::from(relay_ports.0)..=f64::from(relay_ports.1)).contains(&port) {
+                bad.push(format!(
+                    "{pc}: relayed port {port} outside {}-{}",
+                    relay_ports.0, relay_ports.1
+                ));
+            }
+            pairs.push(pair);
+        }
+        if let [p1, p2] = &pairs[..] {
+            if p1.4 != p2.5 || p2.4 != p1.5 {
+                bad.push(format!(
+                    "pairs do not mirror: pc1 {}->{}, pc2 {}->{}",
+                    p1.4, p1.5, p2.4, p2.5
+                ));
+            }
+        }
+        let sent = self.num("dataChannel.sentEachWay");
+        for dir in ["A2B", "B2A"] {
+            if self.json.at(&format!("dataChannel.intact{dir}")).bool() != Some(true)
+                || self.num(&format!("dataChannel.received{dir}")) != sent
+                || sent < 1.0
+            {
+                bad.push(format!(
+                    "datachannel {dir}: {} of {sent}",
+                    self.num(&format!("dataChannel.received{dir}"))
+                ));
+            }
+        }
+        if self.num("media.receiver.video.framesDecoded") < 1.0 {
+            bad.push("no video frames decoded at pc2".to_owned());
+        }
+        if self.num("media.receiver.audio.packetsReceived") < 1.0 {
+            bad.push("no audio packets received at pc2".to_owned());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
+
+    fn auth_refused(&self) -> Result<(), String> {
+        let mut bad = self.common_problems();
+        let codes: Vec<f64> = self
+            .json
+            .at("pc1.candidateErrors")
+            .arr()
+            .iter()
+            .filter_map(|e| e.at("errorCode").num())
+            .collect();
+        if !codes.contains(&401.0) {
+            bad.push(format!("icecandidateerror codes {codes:?}, want 401"));
+        }
+        let relays = self
+            .json
+            .at("pc1.candidates")
+            .arr()
+            .iter()
+            .filter(|c| c.at("type").str() == Some("relay"))
+            .count();
+        if relays != 0 {
+            bad.push(format!("{relays} relay candidates gathered"));
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "pc1 {:?}, pc2 {:?}; dc a2b {}/{} b2a {}/{}; video framesDecoded {} packets {}; \
+             audio packets {}; candidate errors {}; connected at {} ms; node run {:.1} s",
+            self.pair("pc1"),
+            self.pair("pc2"),
+            self.num("dataChannel.receivedA2B"),
+            self.num("dataChannel.sentEachWay"),
+            self.num("dataChannel.receivedB2A"),
+            self.num("dataChannel.sentEachWay"),
+            self.num("media.receiver.video.framesDecoded"),
+            self.num("media.receiver.video.packetsReceived"),
+            self.num("media.receiver.audio.packetsReceived"),
+            self.json.at("pc1.candidateErrors").arr().len()
+                + self.json.at("pc2.candidateErrors").arr().len(),
+            self.num("timings.connectedMs"),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs `browser_relay.mjs` against `target` with `(user, pass)`. Server-agnostic.
+fn run_browser(target: &TurnTarget, user: &str, pass: &str, expect: Expect) -> BrowserReport {
+    ensure_prerequisites();
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut node = Command::new("node");
+    node.current_dir(interop_dir())
+        .arg("browser_relay.mjs")
+        .args(["--turn", &target.addr.to_string()])
+        .args(["--user", user, "--pass", pass])
+        .args([
+            "--expect",
+            match expect {
+                Expect::Relay => "ok",
+                Expect::AuthError => "auth-error",
+            },
+        ])
+        .args([
+            "--relay-ports",
+            &format!("{}-{}", target.relay_ports.0, target.relay_ports.1),
+        ])
+        .args(["--timeout-ms", &SCRIPT_TIMEOUT.as_millis().to_string()])
+        .args(["--chromium", &chromium_path()]);
+    let run = run_bounded(node, HARD_LIMIT);
+    let json = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| Json::parse(l).ok())
+        .unwrap_or(Json::Null);
+    BrowserReport {
+        exit_code: run.code(),
+        timed_out: run.timed_out,
+        elapsed: run.elapsed,
+        json,
+        stdout: run.stdout,
+        stderr: run.stderr,
+    }
+}
+
+fn fail(server: &TurnServer, r: &BrowserReport, why: &str) -> ! {
+    let tail = |s: &str| {
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
+    panic!(
+        "{:?} at {}: {why}\n--- summary ---\n{}\n--- script stdout ---\n{}\n--- script stderr ---\n{}\n\
+         --- server log ---\n{}",
+        server.kind,
+        server.target.addr,
+        r.summary(),
+        tail(&r.stdout),
+        tail(&r.stderr),
+        server.log_tail(30)
+    );
+}
+
+#[test]
+fn chromium_relays_datachannel_and_media_over_udp() {
+    let server = TurnServer::start("browser-relay", "browser-secret", (24400, 24499));
+    let target = &server.target;
+    let (user, pass) =
+        interop::rest_credentials(&target.secret, "chromium", Duration::from_secs(3600));
+    let report = run_browser(target, &user, &pass, Expect::Relay);
+    match report.relay_ok(target.relay_ports) {
+        Ok(()) => eprintln!("{:?} relay: {}", server.kind, report.summary()),
+        Err(why) => fail(&server, &report, &why),
+    }
+}
+
+#[test]
+fn chromium_with_wrong_credentials_gets_401() {
+    let server = TurnServer::start("browser-401", "browser-secret", (24500, 24599));
+    let target = &server.target;
+    // A well-formed REST username signed with the wrong secret.
+    let (user, pass) =
+        interop::rest_credentials("not-the-secret", "chromium", Duration::from_secs(3600));
+    let report = run_browser(target, &user, &pass, Expect::AuthError);
+    match report.auth_refused() {
+        Ok(()) => eprintln!(
+            "{:?} wrong credentials: errors {:?} after {} ms, node run {:.1} s",
+            server.kind,
+            report
+                .json
+                .at("pc1.candidateErrors")
+                .arr()
+                .iter()
+                .map(|e| (e.at("errorCode").num(), e.at("errorText").str()))
+                .collect::<Vec<_>>(),
+            report.num("timings.firstErrorMs"),
+            report.elapsed.as_secs_f64()
+        ),
+        Err(why) => fail(&server, &report, &why),
+    }
+}
