@@ -249,11 +249,8 @@ async fn relay_loop(shared: Rc<Shared>, id: RelayId, socket: Rc<UdpSocket>) {
         let received = socket
             .recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM])
             .await;
-        let (n, from) = match received {
-            Ok(r) => r,
-            // ICMP errors from earlier sends surface here; they are not fatal.
-            Err(_) => continue,
-        };
+        // ICMP errors from earlier sends surface here as errors; they are not fatal.
+        let Ok((n, from)) = received else { continue };
         let action = shared.core.borrow_mut().handle_peer(
             Instant::now(),
             id,
