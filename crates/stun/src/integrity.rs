@@ -189,7 +189,13 @@ pub fn opaque_string(s: &str) -> Result<std::borrow::Cow<'_, str>, KeyError> {
         return Ok(std::borrow::Cow::Borrowed(s));
     }
     use precis_profiles::precis_core::profile::Profile;
-    precis_profiles::OpaqueString::new()
-        .enforce(s)
-        .map_err(|_| KeyError::NotOpaqueString)
+    let profile = precis_profiles::OpaqueString::new();
+    let prepared = profile.enforce(s).map_err(|_| KeyError::NotOpaqueString)?;
+    // Enforcement must be idempotent (RFC 8264 §7): normalisation can produce a code
+    // point that is only valid in context (U+0387 becomes U+00B7 MIDDLE DOT, allowed only
+    // between two "l"), so the result is checked once more.
+    match profile.enforce(prepared.as_ref()) {
+        Ok(again) if again == prepared => Ok(prepared),
+        _ => Err(KeyError::NotOpaqueString),
+    }
 }
