@@ -95,6 +95,10 @@ pub struct TurnConfig {
     pub max_lifetime: Duration,
     /// End an allocation when its REST credential expires.
     pub strict_expiry: bool,
+    /// Refuse channel numbers above 0x4FFF with 400, as RFC 8656 §12 says. Off by default:
+    /// RFC 5766 allowed 0x4000..=0x7FFF and deployed clients (coturn's `turnutils_uclient`)
+    /// still pick numbers there.
+    pub strict_channel_numbers: bool,
     /// Which peers may be relayed to.
     pub peer_policy: PeerPolicy,
     /// Quotas and bandwidth.
@@ -118,6 +122,7 @@ impl TurnConfig {
             nonce_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
             strict_expiry: false,
+            strict_channel_numbers: false,
             peer_policy: PeerPolicy::default(),
             quotas: Quotas::default(),
             software: None,
@@ -251,6 +256,7 @@ pub struct TurnServer {
     binding: BindingService,
     max_lifetime: Duration,
     strict_expiry: bool,
+    strict_channel_numbers: bool,
     policy: PeerPolicy,
     quotas: Quotas,
     software: Option<String>,
@@ -300,6 +306,7 @@ impl TurnServer {
             }),
             max_lifetime: config.max_lifetime,
             strict_expiry: config.strict_expiry,
+            strict_channel_numbers: config.strict_channel_numbers,
             policy: config.peer_policy,
             quotas: config.quotas,
             software: config.software,
@@ -1069,6 +1076,9 @@ impl TurnServer {
     ) -> Handled {
         let slot = self.allocation_for(now, &from, auth)?;
         let number = msg.get::<ChannelNumber>()?.ok_or(Reject::BadRequest)?;
+        if self.strict_channel_numbers && !number.is_rfc8656() {
+            return Err(Reject::BadRequest);
+        }
         let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;
         let peer = self.check_peer(slot, peer.0)?;
         let max = self.quotas.channels_per_allocation as usize;

@@ -42,6 +42,7 @@ use turnpike_proto::quota::{QuotaLedger, Quotas};
 use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
 pub mod relay;
+mod sockopt;
 mod tcp;
 mod worker;
 
@@ -119,6 +120,8 @@ pub struct TurnSettings {
     pub nonce_lifetime: Duration,
     /// End allocations when their REST credential expires.
     pub strict_expiry: bool,
+    /// Refuse channel numbers above 0x4FFF (RFC 8656) instead of accepting RFC 5766's range.
+    pub strict_channel_numbers: bool,
     /// Peer address policy.
     pub peer_policy: PeerPolicy,
     /// Quotas and bandwidth cap.
@@ -134,6 +137,7 @@ impl Default for TurnSettings {
             max_lifetime: Duration::from_secs(3600),
             nonce_lifetime: Duration::from_secs(600),
             strict_expiry: false,
+            strict_channel_numbers: false,
             peer_policy: PeerPolicy::default(),
             quotas: Quotas::default(),
         }
@@ -270,6 +274,7 @@ impl Server {
                 nonce_lifetime: t.nonce_lifetime,
                 max_lifetime: t.max_lifetime,
                 strict_expiry: t.strict_expiry,
+                strict_channel_numbers: t.strict_channel_numbers,
                 peer_policy: t.peer_policy.clone(),
                 quotas: t.quotas,
                 software: config.binding.software.clone(),

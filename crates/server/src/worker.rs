@@ -26,6 +26,7 @@ use turnpike_proto::{
 };
 
 use crate::relay::{RelayConfig, bind_in_range};
+use crate::sockopt;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -33,6 +34,8 @@ const MAX_DATAGRAM: usize = 65_535;
 struct RelaySocket {
     socket: Rc<UdpSocket>,
     task: Option<JoinHandle<()>>,
+    /// Whether DF is currently set on the socket.
+    dont_fragment: bool,
 }
 
 /// The [`Host`] of one worker.
@@ -70,7 +73,14 @@ impl WorkerHost {
             .shared
             .upgrade()
             .map(|shared| tokio::task::spawn_local(relay_loop(shared, id, Rc::clone(&socket))));
-        self.relays.insert(id, RelaySocket { socket, task });
+        self.relays.insert(
+            id,
+            RelaySocket {
+                socket,
+                task,
+                dont_fragment: false,
+            },
+        );
         Some((id, self.relay.advertised(local)))
     }
 }
@@ -226,14 +236,22 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 relay,
                 peer,
                 payload,
-                ..
+                dont_fragment,
             } => {
-                let relay_socket = shared
-                    .host
-                    .borrow()
-                    .relays
-                    .get(&relay)
-                    .map(|r| Rc::clone(&r.socket));
+                let relay_socket = {
+                    let mut host = shared.host.borrow_mut();
+                    host.relays.get_mut(&relay).map(|r| {
+                        // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the
+                        // request; it changes only when a client switches it.
+                        if r.dont_fragment != dont_fragment {
+                            let v6 = peer.is_ipv6();
+                            if sockopt::set_dont_fragment(&*r.socket, v6, dont_fragment).is_ok() {
+                                r.dont_fragment = dont_fragment;
+                            }
+                        }
+                        Rc::clone(&r.socket)
+                    })
+                };
                 if let Some(relay_socket) = relay_socket {
                     let _ = relay_socket.try_send_to(&rx[payload], peer);
                 }

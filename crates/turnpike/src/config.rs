@@ -142,6 +142,8 @@ pub(crate) struct Turn {
     pub(crate) nonce_lifetime_secs: Spanned<u64>,
     #[serde(default)]
     pub(crate) strict_expiry: bool,
+    #[serde(default)]
+    pub(crate) strict_channel_numbers: bool,
 }
 
 /// One static user.
@@ -174,6 +176,7 @@ impl Default for Turn {
             max_lifetime_secs: default_max_lifetime(),
             nonce_lifetime_secs: default_nonce_lifetime(),
             strict_expiry: false,
+            strict_channel_numbers: false,
         }
     }
 }
@@ -530,6 +533,7 @@ fn turn_settings(
         max_lifetime: Duration::from_secs(max),
         nonce_lifetime: Duration::from_secs(nonce),
         strict_expiry: turn.strict_expiry,
+        strict_channel_numbers: turn.strict_channel_numbers,
         peer_policy: policy,
         quotas: Quotas {
             allocations_per_user: quotas.allocations_per_user,

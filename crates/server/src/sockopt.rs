@@ -1,0 +1,91 @@
+//! Socket options socket2 does not expose. The only `unsafe` in turnpike lives here.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Sets or clears the Don't Fragment bit on datagrams sent from `socket` (RFC 8656 §18.9,
+/// DONT-FRAGMENT): `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO` / `IP_PMTUDISC_DONT` for IPv4,
+/// `IPV6_DONTFRAG` for IPv6.
+pub(crate) fn set_dont_fragment(socket: &impl AsRawFd, ipv6: bool, on: bool) -> io::Result<()> {
+    let (level, name, value) = if ipv6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_DONTFRAG,
+            libc::c_int::from(on),
+        )
+    } else {
+        let mode = if on {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        };
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, mode)
+    };
+    // SAFETY: `value` is a live c_int on the stack and the length passed is its size; the
+    // descriptor belongs to `socket`, which outlives the call. setsockopt reads only
+    // `size_of::<c_int>()` bytes from the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads the Don't Fragment setting back (for tests).
+#[cfg(test)]
+pub(crate) fn dont_fragment(socket: &impl AsRawFd, ipv6: bool) -> io::Result<bool> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)
+    };
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if ipv6 {
+        value != 0
+    } else {
+        value == libc::IP_PMTUDISC_DO
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dont_fragment_toggles() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_dont_fragment(&s, false, true).unwrap();
+        assert!(dont_fragment(&s, false).unwrap());
+        set_dont_fragment(&s, false, false).unwrap();
+        assert!(!dont_fragment(&s, false).unwrap());
+        if let Ok(s6) = std::net::UdpSocket::bind("[::1]:0") {
+            set_dont_fragment(&s6, true, true).unwrap();
+            assert!(dont_fragment(&s6, true).unwrap());
+        }
+    }
+}
