@@ -36,14 +36,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
-use turnpike_proto::binding::BindingService;
 use turnpike_proto::policy::PeerPolicy;
 use turnpike_proto::quota::{QuotaLedger, Quotas};
 use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
 pub mod relay;
 mod sockopt;
+mod stream;
 mod tcp;
+pub mod tls;
 mod worker;
 
 pub use relay::{ExternalIp, RelayConfig};
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     pub binding: BindingConfig,
     /// Limits for TCP connections.
     pub tcp_limits: TcpLimits,
+    /// Certificate and key for TLS on the TCP listeners; without it, TCP is plain only.
+    pub tls: Option<tls::TlsFiles>,
     /// UDP worker threads, each with its own socket per UDP address; at least 1.
     pub workers: usize,
     /// The TURN service.
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             tcp: Vec::new(),
             binding: BindingConfig::default(),
             tcp_limits: TcpLimits::default(),
+            tls: None,
             workers: 1,
             turn: TurnSettings::default(),
             relay: RelayConfig::default(),
@@ -158,6 +162,8 @@ pub enum StartError {
     },
     /// A static user's password cannot be prepared (RFC 8265 OpaqueString).
     BadUser(String),
+    /// The TLS certificate or key cannot be used.
+    Tls(tls::TlsError),
 }
 
 impl std::fmt::Display for StartError {
@@ -169,6 +175,7 @@ impl std::fmt::Display for StartError {
                 source,
             } => write!(f, "cannot listen on {transport} {address}: {source}"),
             Self::BadUser(u) => write!(f, "user {u:?}: password is not a valid OpaqueString"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -182,8 +189,8 @@ pub struct Server {
     cores: Vec<TurnServer>,
     tcp: Vec<std::net::TcpListener>,
     bound: Vec<(Transport, SocketAddr)>,
-    binding: Arc<BindingService>,
     tcp_limits: TcpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     relay: Arc<RelayConfig>,
     ledger: Arc<Mutex<QuotaLedger>>,
 }
@@ -284,13 +291,17 @@ impl Server {
             .map_err(|e| StartError::BadUser(e.0))?;
             cores.push(core);
         }
+        let tls = match &config.tls {
+            Some(files) => Some(tls::acceptor(files).map_err(StartError::Tls)?),
+            None => None,
+        };
         Ok(Self {
             workers: groups,
             cores,
             tcp,
             bound,
-            binding: Arc::new(BindingService::new(config.binding.clone())),
             tcp_limits: config.tcp_limits,
+            tls,
             relay: Arc::new(config.relay),
             ledger: Arc::new(Mutex::new(QuotaLedger::default())),
         })
@@ -311,21 +322,23 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
-        let has_udp = self.workers.iter().any(|g| !g.is_empty());
+        let mut to_workers = Vec::new();
         for (index, (listeners, core)) in self.workers.into_iter().zip(self.cores).enumerate() {
-            if !has_udp {
-                break;
-            }
+            let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
+            to_workers.push(conn_tx);
             let setup = worker::WorkerSetup {
                 index,
                 core,
                 listeners,
                 relay: Arc::clone(&self.relay),
                 ledger: Arc::clone(&self.ledger),
+                incoming: conn_rx,
+                tls: self.tls.clone(),
+                stream_limits: self.tcp_limits,
             };
             let rx = stop_rx.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("turnpike-udp-{index}"))
+                .name(format!("turnpike-worker-{index}"))
                 .spawn(move || worker::run_worker(setup, rx));
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -339,8 +352,8 @@ impl Server {
                 Ok(listener) => {
                     tasks.spawn(tcp::accept_loop(
                         listener,
-                        Arc::clone(&self.binding),
                         Arc::clone(&limits),
+                        to_workers.clone(),
                     ));
                 }
                 Err(e) => warn!(error = %e, "cannot register TCP listener"),

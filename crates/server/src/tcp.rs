@@ -5,14 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
-use turnpike_proto::binding::{BindingService, Response};
-use turnpike_stun::framing::{Frame, Framing, next_frame};
-
-/// The largest frame a stream may carry: a STUN header plus a 65535-byte body.
-const MAX_FRAME: usize = 20 + 65_535;
 
 /// Limits on TCP connections.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +18,8 @@ pub struct TcpLimits {
     pub max_connections: usize,
     /// Connections open at once from one IP address.
     pub max_connections_per_ip: usize,
+    /// Time allowed for the first byte and, with TLS, for the whole handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TcpLimits {
@@ -31,6 +28,7 @@ impl Default for TcpLimits {
             idle_timeout: crate::DEFAULT_TCP_IDLE_TIMEOUT,
             max_connections: 10_000,
             max_connections_per_ip: 64,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -38,7 +36,7 @@ impl Default for TcpLimits {
 /// Counts open connections; touched once per accept and once per close, never per frame.
 #[derive(Debug)]
 pub(crate) struct Limiter {
-    limits: TcpLimits,
+    pub(crate) limits: TcpLimits,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
@@ -89,12 +87,25 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts connections until cancelled.
+/// An accepted connection on its way to a worker.
+pub(crate) struct Incoming {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) slot: Slot,
+}
+
+/// Accepts connections until cancelled and hands them to the workers in turn. The
+/// connection limits are applied here, before any byte is read.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    binding: Arc<BindingService>,
     limiter: Arc<Limiter>,
+    workers: Vec<mpsc::UnboundedSender<Incoming>>,
 ) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    let mut next = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -111,59 +122,19 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let binding = Arc::clone(&binding);
-        let idle = limiter.limits.idle_timeout;
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(reason) = serve(stream, peer, &binding, idle).await {
-                debug!(%peer, reason, "tcp connection closed");
-            }
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        if workers.is_empty() {
+            return;
+        }
+        let worker = &workers[next % workers.len()];
+        next = next.wrapping_add(1);
+        let _ = worker.send(Incoming {
+            stream,
+            peer,
+            local,
+            slot,
         });
-    }
-}
-
-/// Serves one connection: frames in, responses out, in order.
-async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    binding: &BindingService,
-    idle: Duration,
-) -> Result<(), &'static str> {
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
-    let mut start = 0;
-    let mut out = vec![0u8; 2048];
-    loop {
-        // Answer every complete frame already buffered.
-        loop {
-            match next_frame(&buf[start..]) {
-                Framing::Frame(Frame::Stun(n)) => {
-                    let frame = &buf[start..start + n];
-                    if let Response::Send(len) = binding.handle(frame, peer, &mut out) {
-                        tokio::time::timeout(idle, stream.write_all(&out[..len]))
-                            .await
-                            .map_err(|_| "write timeout")?
-                            .map_err(|_| "write error")?;
-                    }
-                    start += n;
-                }
-                // No TURN allocation can exist yet: ChannelData has nowhere to go.
-                Framing::Frame(Frame::ChannelData(n)) => start += n,
-                Framing::NeedMore(n) if n > MAX_FRAME => return Err("frame too large"),
-                Framing::NeedMore(_) => break,
-                Framing::Garbage => return Err("not STUN"),
-            }
-        }
-        // Keep only the partial frame, at the front.
-        buf.drain(..start);
-        start = 0;
-        let old = buf.len();
-        buf.resize(old + 4096, 0);
-        let read = tokio::time::timeout(idle, stream.read(&mut buf[old..])).await;
-        match read {
-            Err(_) => return Err("idle timeout"),
-            Ok(Err(_)) => return Err("read error"),
-            Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(n)) => buf.truncate(old + n),
-        }
     }
 }

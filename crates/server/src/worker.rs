@@ -15,8 +15,11 @@ use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
@@ -26,7 +29,8 @@ use turnpike_proto::{
 };
 
 use crate::relay::{RelayConfig, bind_in_range};
-use crate::sockopt;
+use crate::tcp::{Incoming, TcpLimits};
+use crate::{sockopt, stream};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -39,7 +43,7 @@ struct RelaySocket {
 }
 
 /// The [`Host`] of one worker.
-struct WorkerHost {
+pub(crate) struct WorkerHost {
     relay: Arc<RelayConfig>,
     relays: HashMap<RelayId, RelaySocket>,
     next_id: u32,
@@ -49,10 +53,61 @@ struct WorkerHost {
 }
 
 /// What every task of a worker shares.
-struct Shared {
-    core: RefCell<TurnServer>,
+pub(crate) struct Shared {
+    pub(crate) core: RefCell<TurnServer>,
     host: RefCell<WorkerHost>,
     listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
+    /// Write queues of this worker's TCP/TLS clients.
+    pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) stream_limits: TcpLimits,
+}
+
+impl Shared {
+    /// Borrows the core and the host together for one call into the core.
+    pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut TurnServer, &mut WorkerHost) -> T) -> T {
+        let mut core = self.core.borrow_mut();
+        let mut host = self.host.borrow_mut();
+        f(&mut core, &mut host)
+    }
+
+    /// Sends a payload from a relay socket to a peer, setting DF as asked.
+    pub(crate) fn send_to_peer(
+        &self,
+        relay: RelayId,
+        peer: SocketAddr,
+        payload: &[u8],
+        dont_fragment: bool,
+    ) {
+        let relay_socket = {
+            let mut host = self.host.borrow_mut();
+            host.relays.get_mut(&relay).map(|r| {
+                // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the request;
+                // it changes only when a client switches it.
+                if r.dont_fragment != dont_fragment {
+                    let v6 = peer.is_ipv6();
+                    if sockopt::set_dont_fragment(&*r.socket, v6, dont_fragment).is_ok() {
+                        r.dont_fragment = dont_fragment;
+                    }
+                }
+                Rc::clone(&r.socket)
+            })
+        };
+        if let Some(relay_socket) = relay_socket {
+            let _ = relay_socket.try_send_to(payload, peer);
+        }
+    }
+
+    /// Sends a framed message to a client, over UDP or its stream.
+    fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
+        if to.transport.is_stream() {
+            if let Some(tx) = self.streams.borrow().get(&to) {
+                let _ = tx.try_send(Bytes::copy_from_slice(message));
+            }
+        } else if let Some(listener) = self.listeners.get(&to.server) {
+            let _ = listener.try_send_to(message, to.client);
+        }
+    }
 }
 
 impl WorkerHost {
@@ -148,6 +203,9 @@ pub(crate) struct WorkerSetup {
     pub(crate) listeners: Vec<std::net::UdpSocket>,
     pub(crate) relay: Arc<RelayConfig>,
     pub(crate) ledger: Arc<Mutex<QuotaLedger>>,
+    pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) stream_limits: TcpLimits,
 }
 
 /// Runs a worker until `shutdown` flips to true. Call on its own thread.
@@ -189,6 +247,16 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
                 rng: seed | 1,
             }),
             listeners,
+            streams: RefCell::new(HashMap::new()),
+            tls: setup.tls,
+            stream_limits: setup.stream_limits,
+        });
+        let mut incoming = setup.incoming;
+        let acceptor = Rc::clone(&shared);
+        tokio::task::spawn_local(async move {
+            while let Some(conn) = incoming.recv().await {
+                tokio::task::spawn_local(stream::serve(Rc::clone(&acceptor), conn));
+            }
         });
         for (&addr, socket) in &shared.listeners {
             tokio::task::spawn_local(listener_loop(Rc::clone(&shared), addr, Rc::clone(socket)));
@@ -222,11 +290,9 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
             server: local,
             transport: ClientTransport::Udp,
         };
-        let action = {
-            let mut core = shared.core.borrow_mut();
-            let mut host = shared.host.borrow_mut();
-            core.handle_client(Instant::now(), five_tuple, &rx[..n], &mut tx, &mut *host)
-        };
+        let action = shared.with_core(|core, host| {
+            core.handle_client(Instant::now(), five_tuple, &rx[..n], &mut tx, host)
+        });
         match action {
             ClientAction::None => {}
             ClientAction::Reply(len) => {
@@ -237,25 +303,7 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 peer,
                 payload,
                 dont_fragment,
-            } => {
-                let relay_socket = {
-                    let mut host = shared.host.borrow_mut();
-                    host.relays.get_mut(&relay).map(|r| {
-                        // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the
-                        // request; it changes only when a client switches it.
-                        if r.dont_fragment != dont_fragment {
-                            let v6 = peer.is_ipv6();
-                            if sockopt::set_dont_fragment(&*r.socket, v6, dont_fragment).is_ok() {
-                                r.dont_fragment = dont_fragment;
-                            }
-                        }
-                        Rc::clone(&r.socket)
-                    })
-                };
-                if let Some(relay_socket) = relay_socket {
-                    let _ = relay_socket.try_send_to(&rx[payload], peer);
-                }
-            }
+            } => shared.send_to_peer(relay, peer, &rx[payload], dont_fragment),
         }
     }
 }
@@ -277,9 +325,7 @@ async fn relay_loop(shared: Rc<Shared>, id: RelayId, socket: Rc<UdpSocket>) {
             PEER_HEADROOM..PEER_HEADROOM + n,
         );
         if let PeerAction::ToClient { to, range } = action {
-            if let Some(listener) = shared.listeners.get(&to.server) {
-                let _ = listener.try_send_to(&buf[range], to.client);
-            }
+            shared.send_to_client(to, &buf[range]);
         }
     }
 }
@@ -297,9 +343,7 @@ async fn timer_loop(shared: Rc<Shared>) {
             .poll_timeout()
             .is_some_and(|t| t <= now);
         if due {
-            let mut core = shared.core.borrow_mut();
-            let mut host = shared.host.borrow_mut();
-            core.handle_timeout(now, &mut *host);
+            shared.with_core(|core, host| core.handle_timeout(now, host));
         }
     }
 }

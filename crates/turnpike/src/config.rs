@@ -43,6 +43,9 @@ pub(crate) struct FileConfig {
     /// `[quotas]`
     #[serde(default)]
     pub(crate) quotas: QuotaSection,
+    /// `[tls]`
+    #[serde(default)]
+    pub(crate) tls: Option<Tls>,
     /// `[runtime]`
     #[serde(default)]
     pub(crate) runtime: Runtime,
@@ -104,6 +107,13 @@ pub(crate) struct Tcp {
     /// Per-IP connection cap.
     #[serde(default = "default_max_per_ip")]
     pub(crate) max_connections_per_ip: Spanned<usize>,
+    /// Seconds for the first byte and the TLS handshake.
+    #[serde(default = "default_handshake")]
+    pub(crate) handshake_timeout_secs: Spanned<u64>,
+}
+
+fn default_handshake() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
 }
 
 fn default_idle() -> Spanned<u64> {
@@ -122,6 +132,7 @@ impl Default for Tcp {
             idle_timeout_secs: default_idle(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_per_ip(),
+            handshake_timeout_secs: default_handshake(),
         }
     }
 }
@@ -258,6 +269,14 @@ impl Default for QuotaSection {
             bandwidth_bytes_per_sec: 0,
         }
     }
+}
+
+/// `[tls]`: certificate and key for TLS on the TCP listeners.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tls {
+    pub(crate) cert: Spanned<std::path::PathBuf>,
+    pub(crate) key: Spanned<std::path::PathBuf>,
 }
 
 /// `[runtime]`
@@ -433,6 +452,30 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let handshake = *raw.tcp.handshake_timeout_secs.get_ref();
+    if handshake == 0 || handshake > 300 {
+        return Err(at(
+            raw.tcp.handshake_timeout_secs.span(),
+            format!("handshake_timeout_secs must be 1..=300, not {handshake}"),
+        ));
+    }
+    let tls = match raw.tls {
+        Some(t) => {
+            for p in [&t.cert, &t.key] {
+                if !p.get_ref().is_file() {
+                    return Err(at(
+                        p.span(),
+                        format!("{} is not a readable file", p.get_ref().display()),
+                    ));
+                }
+            }
+            Some(turnpike_server::tls::TlsFiles {
+                cert: t.cert.into_inner(),
+                key: t.key.into_inner(),
+            })
+        }
+        None => None,
+    };
     let turn = turn_settings(raw.turn, raw.peers, &raw.quotas, &at)?;
     let relay = relay_config(raw.relay, &at)?;
     let server = ServerConfig {
@@ -443,7 +486,9 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             idle_timeout: Duration::from_secs(idle),
             max_connections: raw.tcp.max_connections.into_inner(),
             max_connections_per_ip: raw.tcp.max_connections_per_ip.into_inner(),
+            handshake_timeout: Duration::from_secs(handshake),
         },
+        tls,
         workers,
         turn,
         relay,

@@ -1,0 +1,163 @@
+//! TURN and STUN over a byte stream (TCP, or TLS on top of it), inside a worker.
+//!
+//! One task per connection reads and frames (RFC 8656 §12.5: ChannelData padded to 4
+//! bytes), feeds the worker's [`TurnServer`](turnpike_proto::TurnServer), and relays to
+//! peers; a second task writes. Everything written to the client — responses and data
+//! relayed from peers — goes through one bounded queue: when a client does not read, the
+//! queue fills and further relayed datagrams are dropped (they came over UDP and may be
+//! lost), memory stays bounded, and the idle timeout ends the connection.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::debug;
+use turnpike_proto::{ClientAction, ClientTransport, FiveTuple};
+use turnpike_stun::framing::{Frame, Framing, next_frame};
+
+use crate::tcp::{Incoming, Slot};
+use crate::worker::Shared;
+
+/// The largest frame a stream may carry: a STUN header plus a 65535-byte body.
+const MAX_FRAME: usize = 20 + 65_535;
+/// Messages waiting to be written to one client.
+const QUEUE_DEPTH: usize = 256;
+/// A TLS record starts with content type 22 (handshake); STUN starts with 0b00 and
+/// ChannelData with 0b01, so one byte tells them apart (RFC 7983 §7).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
+    let Incoming {
+        stream,
+        peer,
+        local,
+        slot,
+    } = conn;
+    let Ok(stream) = TcpStream::from_std(stream) else {
+        return;
+    };
+    let limits = shared.stream_limits;
+    // Plain TCP and TLS share a port: look at the first byte without consuming it.
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await;
+    let Ok(Ok(1)) = peeked else {
+        debug!(%peer, "closed before the first byte");
+        return;
+    };
+    if first[0] == TLS_HANDSHAKE {
+        let Some(acceptor) = shared.tls.clone() else {
+            debug!(%peer, "TLS attempted but no certificate is configured");
+            return;
+        };
+        let accepted =
+            tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await;
+        match accepted {
+            Ok(Ok(tls)) => run(shared, tls, peer, local, ClientTransport::Tls, slot).await,
+            Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => debug!(%peer, "TLS handshake timed out"),
+        }
+    } else {
+        run(shared, stream, peer, local, ClientTransport::Tcp, slot).await;
+    }
+}
+
+async fn run<S>(
+    shared: Rc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: ClientTransport,
+    slot: Slot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let five_tuple = FiveTuple {
+        client: peer,
+        server: local,
+        transport,
+    };
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
+    let idle = shared.stream_limits.idle_timeout;
+    let write_task = tokio::task::spawn_local(write_loop(writer, rx, idle));
+    shared.streams.borrow_mut().insert(five_tuple, tx.clone());
+
+    let reason = read_loop(&shared, &mut reader, five_tuple, &tx, idle).await;
+    debug!(%peer, ?transport, reason, "stream closed");
+
+    shared.streams.borrow_mut().remove(&five_tuple);
+    // RFC 8656 §3.1: an allocation made over a connection ends with it.
+    shared.with_core(|core, host| core.handle_connection_closed(Instant::now(), five_tuple, host));
+    drop(tx);
+    let _ = write_task.await;
+    drop(slot);
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    reader: &mut R,
+    five_tuple: FiveTuple,
+    tx: &mpsc::Sender<Bytes>,
+    idle: Duration,
+) -> &'static str {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out = vec![0u8; 2048];
+    let mut start = 0;
+    loop {
+        loop {
+            let frame_len = match next_frame(&buf[start..]) {
+                Framing::Frame(Frame::Stun(n) | Frame::ChannelData(n)) => n,
+                Framing::NeedMore(n) if n > MAX_FRAME => return "frame too large",
+                Framing::NeedMore(_) => break,
+                Framing::Garbage => return "not STUN",
+            };
+            let frame = &buf[start..start + frame_len];
+            let action = shared.with_core(|core, host| {
+                core.handle_client(Instant::now(), five_tuple, frame, &mut out, host)
+            });
+            match action {
+                ClientAction::None => {}
+                ClientAction::Reply(n) => {
+                    // A full queue means the client is not reading: drop, it retransmits.
+                    let _ = tx.try_send(Bytes::copy_from_slice(&out[..n]));
+                }
+                ClientAction::ToPeer {
+                    relay,
+                    peer,
+                    payload,
+                    dont_fragment,
+                } => shared.send_to_peer(relay, peer, &frame[payload], dont_fragment),
+            }
+            start += frame_len;
+        }
+        buf.drain(..start);
+        start = 0;
+        let old = buf.len();
+        buf.resize(old + 4096, 0);
+        match tokio::time::timeout(idle, reader.read(&mut buf[old..])).await {
+            Err(_) => return "idle timeout",
+            Ok(Err(_)) => return "read error",
+            Ok(Ok(0)) => return "closed by the client",
+            Ok(Ok(n)) => buf.truncate(old + n),
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    idle: Duration,
+) {
+    while let Some(msg) = rx.recv().await {
+        match tokio::time::timeout(idle, writer.write_all(&msg)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    let _ = writer.shutdown().await;
+}
