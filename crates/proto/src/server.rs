@@ -1275,3 +1275,21 @@ fn quota_user(username: &str) -> &str {
 fn normalise_addr(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(normalise(addr.ip()), addr.port())
 }
+
+impl TurnServer {
+    /// A TCP or TLS client connection closed: the allocation made over it, if any, is
+    /// deleted (RFC 8656 §3.1: with a stream transport the allocation lives as long as the
+    /// connection). Calling it for a 5-tuple without an allocation does nothing.
+    pub fn handle_connection_closed(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        host: &mut impl Host,
+    ) {
+        let _ = now;
+        if let Some(&slot) = self.by_five_tuple.get(&five_tuple) {
+            self.remove(slot, host);
+        }
+        self.cache.remove(&five_tuple);
+    }
+}
