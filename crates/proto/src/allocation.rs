@@ -5,6 +5,7 @@ use core::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use turnpike_stun::ChannelNumber;
+use turnpike_stun::attr::ConnectionId;
 
 use crate::host::{Family, RelayId};
 use crate::quota::TokenBucket;
@@ -78,6 +79,18 @@ pub(crate) struct Allocation {
     pub(crate) channels: Vec<ChannelBinding>,
     pub(crate) bucket: TokenBucket,
     pub(crate) dont_fragment: bool,
+    /// RFC 6062: the relayed addresses are TCP listeners, not UDP sockets.
+    pub(crate) tcp: bool,
+    /// RFC 6062: the peer data connections of a TCP allocation, pending or bound (their
+    /// state lives in the server's connection table).
+    pub(crate) connections: Vec<ConnectionId>,
+    /// RFC 8016: the one MOBILITY-TICKET currently valid for this allocation, if it was
+    /// created with mobility. Replaced on every use, so a ticket works once.
+    pub(crate) ticket: Option<[u8; crate::server::mobility::TICKET_LEN]>,
+    /// RFC 8016: how many tickets were issued (goes into the next one).
+    pub(crate) ticket_generation: u32,
+    /// ICMP Data indications allowed (RFC 8656 §11.5), in messages per second.
+    pub(crate) icmp_bucket: TokenBucket,
 }
 
 impl Allocation {

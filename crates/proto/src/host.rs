@@ -1,7 +1,13 @@
 //! What the core asks of its runtime: relay sockets and the allocation ledger. The core
 //! never opens a socket itself; tests implement this trait with plain maps.
+//!
+//! The RFC 6062 (TCP relay) methods have default implementations that say "not
+//! supported", so a host with UDP relays only implements nothing more; see
+//! [`crate::server::tcp_relay`] for what a host that does TCP relays must do.
 
 use core::net::SocketAddr;
+
+use turnpike_stun::attr::ConnectionId;
 
 use crate::quota::{QuotaExceeded, Quotas};
 
@@ -83,4 +89,90 @@ pub trait Host {
 
     /// Gives an allocation slot back.
     fn release_allocation(&mut self, user: &str);
+
+    /// Whether this host can relay over TCP (RFC 6062): bind TCP relay listeners, open
+    /// TCP connections to peers, and pipe bytes between a peer connection and a client
+    /// data connection. Without it, REQUESTED-TRANSPORT TCP is refused with 442 whatever
+    /// the configuration says. Default: no.
+    fn supports_tcp_relay(&self) -> bool {
+        false
+    }
+
+    /// Binds a TCP relay listener of `family` (RFC 6062 §5.1: "a TCP relayed transport
+    /// address MUST be allocated instead of a UDP one"): the runtime accepts peer
+    /// connections on it and reports each through
+    /// [`crate::TurnServer::handle_peer_connection`]. It is released with
+    /// [`Host::release_relay`] like a UDP relay. `reserved` must be `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`RelayError`]. The default refuses every family.
+    fn bind_tcp_relay(&mut self, family: Family) -> Result<BoundRelay, RelayError> {
+        let _ = family;
+        Err(RelayError::FamilyUnavailable)
+    }
+
+    /// Starts opening a TCP connection from the TCP relay `relay` to `peer` (RFC 6062
+    /// §5.2) and returns the CONNECTION-ID that names it. The outcome comes back later
+    /// through [`crate::TurnServer::handle_peer_connected`].
+    ///
+    /// The id must differ from every connection id of this core still alive, and should
+    /// be hard to guess (the core also checks the username of a ConnectionBind); a
+    /// runtime with several cores can encode the core in it to route a ConnectionBind.
+    ///
+    /// # Errors
+    ///
+    /// The attempt could not even start: the client gets 447. The default refuses.
+    fn connect_peer(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+    ) -> Result<ConnectionId, RelayError> {
+        let _ = (relay, peer);
+        Err(RelayError::Exhausted)
+    }
+
+    /// Closes a peer data connection (or abandons the attempt to open it) and the client
+    /// data connection bound to it, if any (RFC 6062 §5.5). Called when its allocation
+    /// goes, when no ConnectionBind came within 30 seconds, when a connect attempt timed
+    /// out, and when the client data connection was reported closed. Must tolerate an id
+    /// that is already closed. Default: nothing.
+    fn close_peer_connection(&mut self, connection: ConnectionId) {
+        let _ = connection;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host that implements only what a UDP-only runtime implements.
+    struct UdpOnly;
+
+    impl Host for UdpOnly {
+        fn bind_relay(&mut self, _: Family, _: PortRequest) -> Result<BoundRelay, RelayError> {
+            Err(RelayError::Exhausted)
+        }
+        fn release_relay(&mut self, _: RelayId) {}
+        fn supports(&self, _: Family) -> bool {
+            true
+        }
+        fn acquire_allocation(&mut self, _: &Quotas, _: &str) -> Result<(), QuotaExceeded> {
+            Ok(())
+        }
+        fn release_allocation(&mut self, _: &str) {}
+    }
+
+    #[test]
+    fn the_tcp_relay_defaults_say_unsupported() {
+        let mut h = UdpOnly;
+        assert!(!h.supports_tcp_relay());
+        assert_eq!(
+            h.bind_tcp_relay(Family::V4),
+            Err(RelayError::FamilyUnavailable)
+        );
+        let peer = SocketAddr::from(([8, 8, 8, 8], 80));
+        assert!(h.connect_peer(RelayId(1), peer).is_err());
+        h.close_peer_connection(ConnectionId(1));
+    }
 }

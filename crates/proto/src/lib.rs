@@ -4,8 +4,11 @@
 //! what to send. It never touches a socket, a clock or a global RNG, so tests drive it
 //! deterministically; `clippy.toml` forbids `Instant::now` and `SystemTime::now` here.
 //!
-//! - [`server::TurnServer`]: TURN over UDP relays (RFC 8656, RFC 6156) with the Binding
-//!   service built in; see its docs for the order in which a runtime calls it.
+//! - [`server::TurnServer`]: TURN (RFC 8656, RFC 6156) with the Binding service built
+//!   in; see its docs for the order in which a runtime calls it. Also ALTERNATE-SERVER
+//!   redirection (RFC 8489 §10), mobility ([`server::mobility`], RFC 8016), ICMP relaying
+//!   (RFC 8656 §11.5) and the protocol core of TCP relays ([`server::tcp_relay`],
+//!   RFC 6062).
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces.
 //! - [`policy`]: which peers may be relayed to (safe by default).
 //! - [`quota`]: allocation quotas and the bandwidth cap.
@@ -24,5 +27,8 @@ pub mod server;
 
 pub use allocation::{ClientTransport, FiveTuple};
 pub use host::{BoundRelay, Family, Host, PortRequest, RelayError, RelayId};
-pub use server::{ClientAction, PeerAction, Reject, TimeBase, TurnConfig, TurnServer};
+pub use server::{
+    Alternates, ClientAction, PeerAction, Reject, TimeBase, Transmit, TurnConfig, TurnServer,
+};
 pub use turnpike_stun as stun;
+pub use turnpike_stun::attr::ConnectionId;

@@ -105,11 +105,22 @@ impl TokenBucket {
         if rate == 0 {
             return true;
         }
+        // Only whole tokens are added, and `last` moves forward by exactly the time they
+        // stand for: moving it to `now` on every call would throw the fraction away, so a
+        // low rate (10 ICMP messages a second) called more often than once per token
+        // would never refill.
         let elapsed = now.saturating_duration_since(self.last);
-        if elapsed >= Duration::from_millis(1) {
-            let refill = (elapsed.as_micros() as u64).saturating_mul(rate) / 1_000_000;
-            self.tokens = (self.tokens.saturating_add(refill)).min(rate);
-            self.last = now;
+        let refill = (elapsed.as_micros() as u64).saturating_mul(rate) / 1_000_000;
+        if refill > 0 {
+            let sum = self.tokens.saturating_add(refill);
+            if sum >= rate {
+                self.tokens = rate;
+                self.last = now;
+            } else {
+                self.tokens = sum;
+                // `refill * 1e6 / rate` is at most `elapsed` in microseconds: no overflow.
+                self.last += Duration::from_micros(refill.saturating_mul(1_000_000) / rate);
+            }
         }
         let bytes = bytes as u64;
         if self.tokens >= bytes {

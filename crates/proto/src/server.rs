@@ -7,10 +7,30 @@
 //! - [`TurnServer::handle_client`] for every datagram or stream frame from a client;
 //! - [`TurnServer::handle_peer`] for every datagram a relay socket receives;
 //! - [`TurnServer::handle_timeout`] whenever [`TurnServer::poll_timeout`]'s deadline
-//!   has passed.
+//!   has passed, and then [`TurnServer::poll_transmit`] until it returns `None`;
+//! - [`TurnServer::handle_connection_closed`] when a TCP or TLS client connection ends;
+//! - [`TurnServer::handle_peer_icmp`] for an ICMP error about a datagram a relay sent
+//!   (RFC 8656 §11.5);
+//! - for TCP relays (RFC 6062, see [`tcp_relay`]): [`TurnServer::handle_peer_connected`]
+//!   when a connection the host opened for a Connect succeeded or failed,
+//!   [`TurnServer::handle_peer_connection`] when a peer connected to a TCP relay, and
+//!   [`TurnServer::handle_peer_connection_closed`] when a peer data connection ended.
 //!
-//! Each handler returns what to send right away; nothing is queued. Relay sockets and
-//! allocation slots are obtained through the [`Host`] passed in.
+//! Each handler returns what to send right away. The one output that is queued is a
+//! Connect that timed out in a sweep (its 447 answer): [`TurnServer::poll_transmit`]
+//! hands it out. Relay sockets, TCP connections and allocation slots are obtained
+//! through the [`Host`] passed in.
+//!
+//! # Redirection
+//!
+//! With alternates configured ([`TurnConfig::alternates`]), an Allocate that would fail
+//! for lack of capacity (508: the server's allocation quota, or no relay port left), or
+//! every new Allocate while [`TurnServer::set_redirect`] is on, is answered with 300 Try
+//! Alternate and an ALTERNATE-SERVER (RFC 8489 §10) of the client's address family,
+//! round-robin over the list for the client's transport. The 300 is sent only after the
+//! request authenticated and is signed like any other answer, so the client can trust it
+//! (RFC 8489 §10, RFC 8656 §7.2); TLS clients also get ALTERNATE-DOMAIN (RFC 8489
+//! §14.16) when one is configured.
 //!
 //! # Timers
 //!
@@ -24,26 +44,38 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use std::collections::VecDeque;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use turnpike_stun::attr::{
-    AdditionalAddressFamily, AddressErrorCode, AddressFamily, DontFragment, ErrorCodeAttr,
-    EvenPort, Lifetime, Nonce, PasswordAlgorithms, Realm, RequestedAddressFamily,
-    RequestedTransport, ReservationToken, Software, TransportProtocol, UnknownAttributes,
-    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    AdditionalAddressFamily, AddressErrorCode, AddressFamily, AlternateDomain, AlternateServer,
+    ConnectionId, DontFragment, ErrorCodeAttr, EvenPort, Icmp, Lifetime, MobilityTicket, Nonce,
+    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, ReservationToken,
+    Software, TransportProtocol, UnknownAttributes, XorMappedAddress, XorPeerAddress,
+    XorRelayedAddress,
 };
 use turnpike_stun::{
     AttrType, ChannelData, ChannelNumber, Class, Demux, EncodeError, ErrorCode, IntegrityKind,
-    Message, MessageType, MessageWriter, Method, TransactionId, demux, write_channel_data_header,
+    LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId, demux,
+    write_channel_data_header,
 };
 
-use crate::allocation::{Allocation, ChannelBinding, FiveTuple, Permission, Relay, family_index};
+use crate::allocation::{
+    Allocation, ChannelBinding, ClientTransport, FiveTuple, Permission, Relay, family_index,
+};
 use crate::auth::rest::parse_rest_username;
 use crate::auth::{AuthReject, Authenticated, BadUser, Credentials, OFFERED_ALGORITHMS};
 use crate::binding::{BindingConfig, BindingService, Response};
 use crate::host::{Family, Host, PortRequest, RelayError, RelayId};
 use crate::policy::{PeerPolicy, normalise};
 use crate::quota::{QuotaExceeded, Quotas, TokenBucket};
+
+use self::mobility::{TICKET_LEN, TicketKey, ct_eq};
+use self::tcp_relay::PeerConnection;
+
+pub mod mobility;
+pub mod tcp_relay;
 
 /// Default allocation lifetime (RFC 8656 §3.2: 10 minutes).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
@@ -67,6 +99,9 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const PEER_HEADROOM: usize = 48;
 /// Bytes a peer datagram needs after its payload (padding to 4).
 pub const PEER_TAILROOM: usize = 3;
+/// Bytes [`TurnServer::handle_peer_icmp`] may write: a Data indication with an IPv6
+/// XOR-PEER-ADDRESS and an ICMP attribute.
+pub const ICMP_INDICATION_MAX: usize = 20 + 4 + 20 + 4 + 8;
 
 /// A wall-clock anchor: `unix_secs` was the time at `instant`. The core derives the
 /// current unix time (for REST credential expiry and nonces) from `now`.
@@ -109,6 +144,61 @@ pub struct TurnConfig {
     pub time_base: TimeBase,
     /// Seed of the core's random numbers (transaction IDs of Data indications).
     pub rng_seed: u64,
+    /// Where a 300 Try Alternate sends clients, per client transport (RFC 8489 §10).
+    /// Empty lists (the default): never redirect.
+    pub alternates: Alternates,
+    /// ALTERNATE-DOMAIN sent with a 300 to TLS clients (RFC 8489 §14.16): the name the
+    /// alternates' certificates are for. None by default.
+    pub alternate_domain: Option<String>,
+    /// Redirect every new Allocate to an alternate (draining); see also
+    /// [`TurnServer::set_redirect`]. Off by default.
+    pub redirect: bool,
+    /// RFC 8016 mobility: hand out MOBILITY-TICKETs and let a Refresh carrying one move
+    /// its allocation to a new 5-tuple. Off by default (405 Mobility Forbidden).
+    pub mobility: bool,
+    /// RFC 6062 TCP relays (REQUESTED-TRANSPORT TCP, Connect, ConnectionBind), when the
+    /// host supports them too ([`Host::supports_tcp_relay`]). Off by default (442).
+    pub tcp_relay: bool,
+    /// Peer TCP connections, pending or bound, per TCP allocation (0 = unlimited). Over
+    /// it, Connect gets 508 and inbound peer connections are closed.
+    pub tcp_connections_per_allocation: u32,
+    /// ICMP Data indications relayed per allocation per second (RFC 8656 §11.5); the
+    /// excess is dropped. 0 = unlimited.
+    pub icmp_per_second: u32,
+}
+
+/// ALTERNATE-SERVER targets, per client transport: a UDP client is redirected to a UDP
+/// address, a TLS client to a TLS one. Each list may hold IPv4 and IPv6 addresses; a
+/// client only ever gets one of its own family (RFC 8489 §10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alternates {
+    /// For clients over UDP.
+    pub udp: Vec<SocketAddr>,
+    /// For clients over TCP.
+    pub tcp: Vec<SocketAddr>,
+    /// For clients over TLS.
+    pub tls: Vec<SocketAddr>,
+}
+
+impl Alternates {
+    /// The list for a client transport.
+    pub fn for_transport(&self, transport: ClientTransport) -> &[SocketAddr] {
+        match transport {
+            ClientTransport::Udp => &self.udp,
+            ClientTransport::Tcp => &self.tcp,
+            ClientTransport::Tls => &self.tls,
+        }
+    }
+}
+
+/// A message the core queued for a client (today only the 447 answer to a Connect whose
+/// peer connection timed out); see [`TurnServer::poll_transmit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The client's 5-tuple (its control connection).
+    pub to: FiveTuple,
+    /// The framed STUN message.
+    pub message: Vec<u8>,
 }
 
 impl TurnConfig {
@@ -128,6 +218,13 @@ impl TurnConfig {
             software: None,
             time_base,
             rng_seed: 0,
+            alternates: Alternates::default(),
+            alternate_domain: None,
+            redirect: false,
+            mobility: false,
+            tcp_relay: false,
+            tcp_connections_per_allocation: 64,
+            icmp_per_second: 10,
         }
     }
 }
@@ -150,6 +247,17 @@ pub enum ClientAction {
         payload: Range<usize>,
         /// Set DF (DONT-FRAGMENT, RFC 8656 §18.9).
         dont_fragment: bool,
+    },
+    /// A ConnectionBind succeeded (RFC 6062 §5.4): send `out[..reply]` (the success
+    /// response) on this connection, then stop reading STUN from it and pipe its bytes,
+    /// as they come, to and from the peer data connection `connection` (with whatever the
+    /// peer sent meanwhile first). Report its end with
+    /// [`TurnServer::handle_connection_closed`].
+    BindData {
+        /// Length of the response in `out`.
+        reply: usize,
+        /// The peer data connection.
+        connection: ConnectionId,
     },
 }
 
@@ -183,15 +291,30 @@ pub struct Stats {
     pub dropped_no_permission: u64,
     /// Datagrams dropped by the bandwidth cap.
     pub dropped_bandwidth: u64,
+    /// Allocate requests answered with 300 Try Alternate.
+    pub redirected: u64,
+    /// Allocations moved to a new 5-tuple with a MOBILITY-TICKET.
+    pub mobility_moves: u64,
+    /// ICMP Data indications sent.
+    pub icmp_relayed: u64,
+    /// ICMP errors dropped (no permission, bad type, over the rate).
+    pub icmp_dropped: u64,
+    /// Peer TCP connections that became pending data connections (Connect success or
+    /// ConnectionAttempt).
+    pub peer_connections: u64,
 }
 
 /// A reason to refuse a request, mapped to its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
+    /// 300: go to an alternate server (the answer carries ALTERNATE-SERVER).
+    TryAlternate,
     /// 400.
     BadRequest,
     /// 403: peer not allowed by policy.
     Forbidden,
+    /// 405: mobility is not enabled (RFC 8016 §3.4).
+    MobilityForbidden,
     /// 437: no allocation for this 5-tuple, or one exists already.
     AllocationMismatch,
     /// 440.
@@ -202,6 +325,10 @@ pub enum Reject {
     UnsupportedTransportProtocol,
     /// 443.
     PeerAddressFamilyMismatch,
+    /// 446: a connection to that peer exists or is being made (RFC 6062 §5.2).
+    ConnectionAlreadyExists,
+    /// 447: the connection to the peer failed or timed out (RFC 6062 §5.2).
+    ConnectionTimeoutOrFailure,
     /// 486.
     AllocationQuotaReached,
     /// 508.
@@ -212,13 +339,17 @@ impl Reject {
     /// The STUN error code.
     pub fn code(self) -> ErrorCode {
         match self {
+            Self::TryAlternate => ErrorCode::TRY_ALTERNATE,
             Self::BadRequest => ErrorCode::BAD_REQUEST,
             Self::Forbidden => ErrorCode::FORBIDDEN,
+            Self::MobilityForbidden => ErrorCode::MOBILITY_FORBIDDEN,
             Self::AllocationMismatch => ErrorCode::ALLOCATION_MISMATCH,
             Self::AddressFamilyNotSupported => ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
             Self::WrongCredentials => ErrorCode::WRONG_CREDENTIALS,
             Self::UnsupportedTransportProtocol => ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
             Self::PeerAddressFamilyMismatch => ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+            Self::ConnectionAlreadyExists => ErrorCode::CONNECTION_ALREADY_EXISTS,
+            Self::ConnectionTimeoutOrFailure => ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE,
             Self::AllocationQuotaReached => ErrorCode::ALLOCATION_QUOTA_REACHED,
             Self::InsufficientCapacity => ErrorCode::INSUFFICIENT_CAPACITY,
         }
@@ -250,6 +381,34 @@ struct Reservation {
 /// Outcome of a method handler: bytes written (success) or a reason to refuse.
 type Handled = Result<usize, Reject>;
 
+/// What a request led to, beyond "an answer of n bytes".
+enum Outcome {
+    /// `out[..n]` answers the request.
+    Reply(usize),
+    /// The answer comes later (a Connect waiting for its peer connection).
+    Deferred,
+    /// ConnectionBind succeeded: answer, then pipe.
+    BindData(usize, ConnectionId),
+}
+
+/// The key and framing to sign an answer with: the request's, kept for an answer that
+/// is written later (RFC 6062 Connect).
+#[derive(Clone, Copy)]
+pub(crate) struct Signer {
+    pub(crate) key: LongTermKey,
+    pub(crate) kind: IntegrityKind,
+    pub(crate) fingerprint: bool,
+}
+
+impl core::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("Signer")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The TURN server core.
 pub struct TurnServer {
     credentials: Credentials,
@@ -262,7 +421,21 @@ pub struct TurnServer {
     software: Option<String>,
     time_base: TimeBase,
     token_key: Hmac<Sha256>,
+    ticket_key: TicketKey,
     rng: u64,
+    alternates: Alternates,
+    alternate_domain: Option<String>,
+    redirect: bool,
+    alternate_turn: u64,
+    mobility: bool,
+    tcp_relay: bool,
+    tcp_connections_per_allocation: u32,
+    icmp_per_second: u32,
+    /// RFC 6062 peer data connections by id, pending or bound.
+    connections: HashMap<ConnectionId, PeerConnection>,
+    /// RFC 6062 client data connections (bound by ConnectionBind) and their peer side.
+    data_clients: HashMap<FiveTuple, ConnectionId>,
+    transmits: VecDeque<Transmit>,
     slots: Vec<Option<Allocation>>,
     free: Vec<u32>,
     by_five_tuple: HashMap<FiveTuple, u32>,
@@ -312,7 +485,19 @@ impl TurnServer {
             software: config.software,
             time_base: config.time_base,
             token_key,
+            ticket_key: TicketKey::new(&config.nonce_secret),
             rng: config.rng_seed ^ 0x9E37_79B9_7F4A_7C15,
+            alternates: config.alternates,
+            alternate_domain: config.alternate_domain,
+            redirect: config.redirect,
+            alternate_turn: 0,
+            mobility: config.mobility,
+            tcp_relay: config.tcp_relay,
+            tcp_connections_per_allocation: config.tcp_connections_per_allocation,
+            icmp_per_second: config.icmp_per_second,
+            connections: HashMap::new(),
+            data_clients: HashMap::new(),
+            transmits: VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
             by_five_tuple: HashMap::new(),
@@ -342,6 +527,31 @@ impl TurnServer {
     /// When [`TurnServer::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_sweep
+    }
+
+    /// The next message the core queued for a client, if any: call after
+    /// [`TurnServer::handle_timeout`] until it returns `None`. The queue holds at most
+    /// one message per pending RFC 6062 Connect, so it is bounded by the connection
+    /// limits.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Starts (true) or stops (false) redirecting every new Allocate to an alternate
+    /// server, e.g. to drain this one; existing allocations are untouched. Without an
+    /// alternate of the client's transport and family, Allocates are served as usual.
+    pub fn set_redirect(&mut self, redirect: bool) {
+        self.redirect = redirect;
+    }
+
+    /// Whether every new Allocate is being redirected.
+    pub fn redirecting(&self) -> bool {
+        self.redirect
+    }
+
+    /// RFC 6062 peer data connections alive, pending or bound.
+    pub fn peer_connection_count(&self) -> usize {
+        self.connections.len()
     }
 
     fn unix_now(&self, now: Instant) -> u64 {
@@ -398,10 +608,11 @@ impl TurnServer {
             return ClientAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        // A dead allocation that the sweep has not reached yet relays nothing.
+        // A dead allocation that the sweep has not reached yet relays nothing; a TCP
+        // allocation (RFC 6062) relays no datagrams at all.
         let Some(alloc) = self.slots[slot as usize]
             .as_mut()
-            .filter(|a| a.is_live(now))
+            .filter(|a| a.is_live(now) && !a.tcp)
         else {
             return ClientAction::None;
         };
@@ -478,10 +689,11 @@ impl TurnServer {
         let peer = normalise_addr(peer.0);
         let df = msg.raw(AttrType::DONT_FRAGMENT).is_some();
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        // A dead allocation that the sweep has not reached yet relays nothing.
+        // A dead allocation that the sweep has not reached yet relays nothing; a TCP
+        // allocation (RFC 6062) relays no datagrams at all.
         let Some(alloc) = self.slots[slot as usize]
             .as_mut()
-            .filter(|a| a.is_live(now))
+            .filter(|a| a.is_live(now) && !a.tcp)
         else {
             return ClientAction::None;
         };
@@ -564,14 +776,50 @@ impl TurnServer {
             })
         } else {
             let handled = match ty.method {
-                Method::ALLOCATE => self.allocate(now, from, msg, &auth, out, host),
-                Method::REFRESH => self.refresh(now, from, msg, &auth, out, host),
-                Method::CREATE_PERMISSION => self.create_permission(now, from, msg, &auth, out),
-                Method::CHANNEL_BIND => self.channel_bind(now, from, msg, &auth, out),
+                Method::ALLOCATE => self
+                    .allocate(now, from, msg, &auth, out, host)
+                    .map(Outcome::Reply),
+                Method::REFRESH => self
+                    .refresh(now, from, msg, &auth, out, host)
+                    .map(Outcome::Reply),
+                Method::CREATE_PERMISSION => self
+                    .create_permission(now, from, msg, &auth, out)
+                    .map(Outcome::Reply),
+                Method::CHANNEL_BIND => self
+                    .channel_bind(now, from, msg, &auth, out)
+                    .map(Outcome::Reply),
+                Method::CONNECT => self.connect(now, from, msg, &auth, host),
+                Method::CONNECTION_BIND => self.connection_bind(now, from, msg, &auth, out),
                 _ => Err(Reject::BadRequest),
             };
             match handled {
-                Ok(n) => Ok(n),
+                Ok(Outcome::Reply(n)) => Ok(n),
+                // Nothing to send or cache yet: the answer comes with the peer
+                // connection's outcome. Streams do not retransmit (RFC 8489 §6.2.2).
+                Ok(Outcome::Deferred) => return ClientAction::None,
+                // The connection turns into a raw pipe: nothing to cache either.
+                Ok(Outcome::BindData(reply, connection)) => {
+                    return ClientAction::BindData { reply, connection };
+                }
+                Err(Reject::TryAlternate) => match self.next_alternate(&from) {
+                    Some(alternate) => {
+                        self.stats.redirected += 1;
+                        let domain = (from.transport == ClientTransport::Tls)
+                            .then_some(self.alternate_domain.as_deref())
+                            .flatten();
+                        self.write_response(out, ty.error(), tid, fingerprint, &auth, |w| {
+                            w.put(&ErrorCodeAttr::new(ErrorCode::TRY_ALTERNATE))?;
+                            w.put(&AlternateServer(alternate))?;
+                            match domain {
+                                Some(d) => w.put(&AlternateDomain(d)),
+                                None => Ok(()),
+                            }
+                        })
+                    }
+                    None => self.write_response(out, ty.error(), tid, fingerprint, &auth, |w| {
+                        w.put(&ErrorCodeAttr::new(ErrorCode::INSUFFICIENT_CAPACITY))
+                    }),
+                },
                 Err(reject) => self.write_response(out, ty.error(), tid, fingerprint, &auth, |w| {
                     w.put(&ErrorCodeAttr::new(reject.code()))
                 }),
@@ -595,6 +843,31 @@ impl TurnServer {
         }
     }
 
+    /// The alternate server for a client, round-robin over those of its transport and
+    /// address family (RFC 8489 §10: the ALTERNATE-SERVER "MUST contain an IP address of
+    /// the same address family as the source IP address of the request message").
+    fn next_alternate(&mut self, from: &FiveTuple) -> Option<SocketAddr> {
+        let v4 = from.client.ip().to_canonical().is_ipv4();
+        let list = self.alternates.for_transport(from.transport);
+        let same = |a: &&SocketAddr| a.ip().to_canonical().is_ipv4() == v4;
+        let count = list.iter().filter(same).count();
+        if count == 0 {
+            return None;
+        }
+        let pick = (self.alternate_turn % count as u64) as usize;
+        self.alternate_turn = self.alternate_turn.wrapping_add(1);
+        list.iter().filter(same).nth(pick).copied()
+    }
+
+    /// Whether a 300 could be sent to this client.
+    fn has_alternate(&self, from: &FiveTuple) -> bool {
+        let v4 = from.client.ip().to_canonical().is_ipv4();
+        self.alternates
+            .for_transport(from.transport)
+            .iter()
+            .any(|a| a.ip().to_canonical().is_ipv4() == v4)
+    }
+
     /// Writes a response signed with the request's key: `body`, SOFTWARE, the integrity
     /// attribute the client used, and FINGERPRINT if the request had one.
     fn write_response(
@@ -606,17 +879,34 @@ impl TurnServer {
         auth: &Authenticated,
         body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
     ) -> Result<usize, EncodeError> {
+        let signer = Signer {
+            key: auth.key,
+            kind: auth.kind,
+            fingerprint,
+        };
+        self.write_signed(out, ty, tid, &signer, body)
+    }
+
+    /// [`Self::write_response`] with a kept [`Signer`].
+    fn write_signed(
+        &self,
+        out: &mut [u8],
+        ty: MessageType,
+        tid: TransactionId,
+        signer: &Signer,
+        body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
         let mut w = MessageWriter::new(out, ty, tid)?;
         body(&mut w)?;
         if let Some(s) = &self.software {
             w.put(&Software(s))?;
         }
-        let key = auth.key.integrity_key();
-        match auth.kind {
+        let key = signer.key.integrity_key();
+        match signer.kind {
             IntegrityKind::Sha1 => w.put_integrity(&key)?,
             IntegrityKind::Sha256 { .. } => w.put_integrity_sha256(&key, 32)?,
         }
-        if fingerprint {
+        if signer.fingerprint {
             w.put_fingerprint()?;
         }
         Ok(w.finish())
@@ -687,7 +977,8 @@ impl TurnServer {
         desired.min(max).max(DEFAULT_LIFETIME.min(max))
     }
 
-    /// Allocate (RFC 8656 §7.2, RFC 6156 §4.2).
+    /// Allocate (RFC 8656 §7.2, RFC 6156 §4.2; TCP relays RFC 6062 §5.1; mobility
+    /// RFC 8016 §3.1; redirection RFC 8489 §10).
     fn allocate(
         &mut self,
         now: Instant,
@@ -707,16 +998,47 @@ impl TurnServer {
             // Expired but not yet swept: it is gone, so the 5-tuple is free again.
             self.remove(slot, host);
         }
-        let transport = msg.get::<RequestedTransport>()?.ok_or(Reject::BadRequest)?;
-        if transport.0 != TransportProtocol::UDP {
-            return Err(Reject::UnsupportedTransportProtocol);
+        // A 5-tuple that is an RFC 6062 client data connection carries no more STUN; one
+        // that got here anyway must not also become a control connection.
+        if self.data_clients.contains_key(&from) {
+            return Err(Reject::BadRequest);
         }
+        // Draining: every new allocation goes elsewhere (after authentication, so the
+        // signed 300 can be trusted, RFC 8489 §10).
+        if self.redirect && self.has_alternate(&from) {
+            return Err(Reject::TryAlternate);
+        }
+        let transport = msg.get::<RequestedTransport>()?.ok_or(Reject::BadRequest)?;
         let dont_fragment = msg.get::<DontFragment>()?.is_some();
         let token = msg.get::<ReservationToken>()?;
         let even = msg.get::<EvenPort>()?;
         let requested = msg.get::<RequestedAddressFamily>()?;
         let additional = msg.get::<AdditionalAddressFamily>()?;
         let lifetime_req = msg.get::<Lifetime>()?;
+        let tcp = match transport.0 {
+            TransportProtocol::UDP => false,
+            // RFC 6062 §5.1, in its order: a protocol other than UDP or TCP is 442 (and
+            // so is TCP while TCP relaying is off); TCP from a client that is not on
+            // TCP or TLS is 400; DONT-FRAGMENT, EVEN-PORT and RESERVATION-TOKEN make no
+            // sense for a TCP relay: 400.
+            TransportProtocol::TCP if self.tcp_relay && host.supports_tcp_relay() => {
+                if !from.transport.is_stream() {
+                    return Err(Reject::BadRequest);
+                }
+                if dont_fragment || even.is_some() || token.is_some() {
+                    return Err(Reject::BadRequest);
+                }
+                true
+            }
+            _ => return Err(Reject::UnsupportedTransportProtocol),
+        };
+        // RFC 8016 §3.1: an empty MOBILITY-TICKET asks for mobility.
+        let wants_mobility = match msg.get::<MobilityTicket>()? {
+            None => false,
+            Some(_) if !self.mobility => return Err(Reject::MobilityForbidden),
+            Some(t) if !t.0.is_empty() => return Err(Reject::BadRequest),
+            Some(_) => true,
+        };
 
         // RFC 8656 §7.2: RESERVATION-TOKEN excludes EVEN-PORT, REQUESTED-ADDRESS-FAMILY
         // and ADDITIONAL-ADDRESS-FAMILY; the two family attributes exclude each other;
@@ -745,11 +1067,16 @@ impl TurnServer {
         }
 
         let quota_user = quota_user(&auth.username);
-        host.acquire_allocation(&self.quotas, quota_user)
-            .map_err(|e| match e {
-                QuotaExceeded::User => Reject::AllocationQuotaReached,
-                QuotaExceeded::Total => Reject::InsufficientCapacity,
-            })?;
+        match host.acquire_allocation(&self.quotas, quota_user) {
+            Ok(()) => {}
+            Err(QuotaExceeded::User) => return Err(Reject::AllocationQuotaReached),
+            // The server is full: another one may not be (RFC 8656 §7.2: the server may
+            // reject an Allocate with 300 Try Alternate to redirect the client).
+            Err(QuotaExceeded::Total) if self.has_alternate(&from) => {
+                return Err(Reject::TryAlternate);
+            }
+            Err(QuotaExceeded::Total) => return Err(Reject::InsufficientCapacity),
+        }
 
         // Bind the relay(s). On any failure, give the quota slot back.
         let mut reservation_token = None;
@@ -772,19 +1099,29 @@ impl TurnServer {
                 },
                 None => PortRequest::Any,
             };
-            match host.bind_relay(family, port) {
+            let bound = if tcp {
+                host.bind_tcp_relay(family)
+            } else {
+                host.bind_relay(family, port)
+            };
+            match bound {
                 Ok(bound) => {
                     if let Some((relay, addr)) = bound.reserved {
-                        let t = self.new_token();
-                        self.reservations.insert(
-                            t,
-                            Reservation {
-                                relay,
-                                addr,
-                                until: now + RESERVATION_LIFETIME,
-                            },
-                        );
-                        reservation_token = Some(t);
+                        if tcp {
+                            // Not asked for: a TCP relay has no port pair.
+                            host.release_relay(relay);
+                        } else {
+                            let t = self.new_token();
+                            self.reservations.insert(
+                                t,
+                                Reservation {
+                                    relay,
+                                    addr,
+                                    until: now + RESERVATION_LIFETIME,
+                                },
+                            );
+                            reservation_token = Some(t);
+                        }
                     }
                     Ok(Relay {
                         id: bound.relay,
@@ -792,6 +1129,9 @@ impl TurnServer {
                     })
                 }
                 Err(RelayError::FamilyUnavailable) => Err(Reject::AddressFamilyNotSupported),
+                Err(RelayError::Exhausted) if self.has_alternate(&from) => {
+                    Err(Reject::TryAlternate)
+                }
                 Err(RelayError::Exhausted) => Err(Reject::InsufficientCapacity),
             }
         };
@@ -808,7 +1148,12 @@ impl TurnServer {
         // fail on its own; the answer then carries ADDRESS-ERROR-CODE for it.
         let mut additional_error = None;
         if additional.is_some() {
-            match host.bind_relay(Family::V6, PortRequest::Any) {
+            let bound = if tcp {
+                host.bind_tcp_relay(Family::V6)
+            } else {
+                host.bind_relay(Family::V6, PortRequest::Any)
+            };
+            match bound {
                 Ok(b) => {
                     relays[1] = Some(Relay {
                         id: b.relay,
@@ -829,6 +1174,13 @@ impl TurnServer {
         if let Some(deadline) = credential_expires {
             lifetime = lifetime.min(deadline.saturating_duration_since(now));
         }
+        // The slot `insert` will use (the last free one, else a new one): the ticket
+        // names it.
+        let slot = self.free.last().copied().unwrap_or(self.slots.len() as u32);
+        let ticket = wants_mobility.then(|| {
+            let nonce = self.next_random();
+            self.ticket_key.mint(slot, 0, nonce)
+        });
         let ty = msg.message_type().success();
         let tid = msg.transaction_id();
         let client = from.client;
@@ -847,6 +1199,9 @@ impl TurnServer {
             if let Some(t) = reservation_token {
                 w.put(&ReservationToken(t))?;
             }
+            if let Some(t) = &ticket {
+                w.put(&MobilityTicket(t))?;
+            }
             w.put(&XorMappedAddress(SocketAddr::new(
                 client.ip().to_canonical(),
                 client.port(),
@@ -857,10 +1212,15 @@ impl TurnServer {
             for relay in relays.iter().flatten() {
                 host.release_relay(relay.id);
             }
+            if let Some(t) = reservation_token {
+                if let Some(r) = self.reservations.remove(&t) {
+                    host.release_relay(r.relay);
+                }
+            }
             host.release_allocation(quota_user);
             return Err(Reject::InsufficientCapacity);
         };
-        self.insert(Allocation {
+        let inserted = self.insert(Allocation {
             five_tuple: from,
             username: auth.username.as_str().into(),
             quota_user: quota_user.into(),
@@ -871,7 +1231,13 @@ impl TurnServer {
             channels: Vec::new(),
             bucket: TokenBucket::new(now, self.quotas.bandwidth_bytes_per_sec),
             dont_fragment,
+            tcp,
+            connections: Vec::new(),
+            ticket,
+            ticket_generation: 0,
+            icmp_bucket: TokenBucket::new(now, u64::from(self.icmp_per_second)),
         });
+        debug_assert_eq!(inserted, slot, "the ticket names the slot used");
         self.stats.allocations_created += 1;
         self.schedule_sweep(now);
         Ok(n)
@@ -921,6 +1287,12 @@ impl TurnServer {
         };
         self.free.push(slot);
         self.by_five_tuple.remove(&alloc.five_tuple);
+        // RFC 6062 §5.5: "If the allocation associated with a data connection expires,
+        // the data connection MUST be closed."
+        for id in &alloc.connections {
+            self.forget_connection(*id);
+            host.close_peer_connection(*id);
+        }
         for relay in alloc.relays.iter().flatten() {
             self.by_relay.remove(&relay.id);
             host.release_relay(relay.id);
@@ -929,7 +1301,10 @@ impl TurnServer {
         self.stats.allocations_closed += 1;
     }
 
-    /// Refresh (RFC 8656 §8.2): a new lifetime, or 0 to delete.
+    /// Refresh (RFC 8656 §8.2): a new lifetime, or 0 to delete; with
+    /// REQUESTED-ADDRESS-FAMILY on a dual allocation, 0 deletes that family only; with
+    /// MOBILITY-TICKET (RFC 8016), the allocation the ticket names, moved to this
+    /// 5-tuple.
     fn refresh(
         &mut self,
         now: Instant,
@@ -939,8 +1314,15 @@ impl TurnServer {
         out: &mut [u8],
         host: &mut impl Host,
     ) -> Handled {
-        let slot = self.allocation_for(now, &from, auth)?;
+        let ticket = msg.get::<MobilityTicket>()?;
+        let slot = match ticket {
+            None => self.allocation_for(now, &from, auth)?,
+            Some(_) if !self.mobility => return Err(Reject::MobilityForbidden),
+            Some(t) => self.allocation_for_ticket(now, &from, t.0, auth)?,
+        };
         let requested = msg.get::<Lifetime>()?;
+        let delete = requested.is_some_and(|l| l.0 == 0);
+        let mut only_family = None;
         if let Some(family) = msg.get::<RequestedAddressFamily>()? {
             // RFC 8656 §8.2: a family the allocation does not have is a mismatch.
             let fam = match family.0 {
@@ -948,26 +1330,47 @@ impl TurnServer {
                 AddressFamily::IPV6 => Family::V6,
                 _ => return Err(Reject::PeerAddressFamilyMismatch),
             };
-            let has = self.slots[slot as usize]
+            let alloc = self.slots[slot as usize]
                 .as_ref()
-                .is_some_and(|a| a.relay(fam).is_some());
-            if !has {
+                .ok_or(Reject::AllocationMismatch)?;
+            if alloc.relay(fam).is_none() {
                 return Err(Reject::PeerAddressFamilyMismatch);
             }
-        }
-        let lifetime = if requested.is_some_and(|l| l.0 == 0) {
-            self.remove(slot, host);
-            Duration::ZERO
-        } else {
-            let mut lifetime = self.granted_lifetime(requested);
-            let alloc = self.slots[slot as usize]
-                .as_mut()
-                .ok_or(Reject::AllocationMismatch)?;
-            if let Some(deadline) = alloc.credential_expires {
-                lifetime = lifetime.min(deadline.saturating_duration_since(now));
+            // RFC 8656 §8.1: on a dual allocation, the family names the half to refresh
+            // or delete. Deleting one half leaves the other's permissions and channels.
+            if alloc.relays.iter().flatten().count() > 1 {
+                only_family = Some(fam);
             }
-            alloc.expires = now + lifetime;
-            lifetime
+        }
+        // Everything is checked: now the allocation may move (RFC 8016 §3.2).
+        let mut new_ticket = None;
+        if ticket.is_some() {
+            self.move_allocation(slot, from);
+            new_ticket = (!delete).then(|| self.rotate_ticket(slot)).flatten();
+        }
+        let lifetime = match (delete, only_family) {
+            (true, Some(fam)) => {
+                self.remove_family(slot, fam, host);
+                Duration::ZERO
+            }
+            (true, None) => {
+                self.remove(slot, host);
+                Duration::ZERO
+            }
+            // A refresh of one half of a dual allocation refreshes both: the allocation
+            // has one lifetime (a simplification RFC 8656 §8.1 does not forbid, since the
+            // client refreshes every half it keeps).
+            (false, _) => {
+                let mut lifetime = self.granted_lifetime(requested);
+                let alloc = self.slots[slot as usize]
+                    .as_mut()
+                    .ok_or(Reject::AllocationMismatch)?;
+                if let Some(deadline) = alloc.credential_expires {
+                    lifetime = lifetime.min(deadline.saturating_duration_since(now));
+                }
+                alloc.expires = now + lifetime;
+                lifetime
+            }
         };
         let ty = msg.message_type().success();
         self.write_response(
@@ -976,9 +1379,104 @@ impl TurnServer {
             msg.transaction_id(),
             msg.has_fingerprint(),
             auth,
-            |w| w.put(&Lifetime(lifetime.as_secs() as u32)),
+            |w| {
+                w.put(&Lifetime(lifetime.as_secs() as u32))?;
+                match &new_ticket {
+                    Some(t) => w.put(&MobilityTicket(t)),
+                    None => Ok(()),
+                }
+            },
         )
         .map_err(|_| Reject::BadRequest)
+    }
+
+    /// The allocation a MOBILITY-TICKET names (RFC 8016 §3.2), checked: genuine and
+    /// current (400 otherwise), live (400: the ticket names nothing any more), the same
+    /// user (441), and a move that is possible (437 onto another allocation's 5-tuple,
+    /// 400 for a TCP allocation onto UDP).
+    fn allocation_for_ticket(
+        &self,
+        now: Instant,
+        from: &FiveTuple,
+        ticket: &[u8],
+        auth: &Authenticated,
+    ) -> Result<u32, Reject> {
+        let slot = self.ticket_key.open(ticket).ok_or(Reject::BadRequest)?;
+        let alloc = self
+            .slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .filter(|a| a.is_live(now))
+            .filter(|a| a.ticket.is_some_and(|t| ct_eq(&t, ticket)))
+            .ok_or(Reject::BadRequest)?;
+        if *alloc.username != *auth.username {
+            return Err(Reject::WrongCredentials);
+        }
+        if alloc.five_tuple != *from {
+            if self.by_five_tuple.contains_key(from) || self.data_clients.contains_key(from) {
+                return Err(Reject::AllocationMismatch);
+            }
+            if alloc.tcp && !from.transport.is_stream() {
+                return Err(Reject::BadRequest);
+            }
+        }
+        Ok(slot)
+    }
+
+    /// Moves an allocation to a new 5-tuple (a no-op if it is there already).
+    fn move_allocation(&mut self, slot: u32, to: FiveTuple) {
+        let Some(alloc) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if alloc.five_tuple == to {
+            return;
+        }
+        let old = core::mem::replace(&mut alloc.five_tuple, to);
+        self.by_five_tuple.remove(&old);
+        self.by_five_tuple.insert(to, slot);
+        self.stats.mobility_moves += 1;
+    }
+
+    /// Replaces an allocation's ticket with a new one, which it returns: the old one is
+    /// dead from now on.
+    fn rotate_ticket(&mut self, slot: u32) -> Option<[u8; TICKET_LEN]> {
+        let nonce = self.next_random();
+        let alloc = self.slots.get_mut(slot as usize).and_then(Option::as_mut)?;
+        alloc.ticket_generation = alloc.ticket_generation.wrapping_add(1);
+        let t = self.ticket_key.mint(slot, alloc.ticket_generation, nonce);
+        alloc.ticket = Some(t);
+        Some(t)
+    }
+
+    /// Deletes one half of a dual allocation: its relay, and the permissions, channels
+    /// and peer connections of its family (RFC 8656 §8.1).
+    fn remove_family(&mut self, slot: u32, family: Family, host: &mut impl Host) {
+        let Some(alloc) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(relay) = alloc.relays[family_index(family)].take() else {
+            return;
+        };
+        let of_family = |ip: IpAddr| Family::of(SocketAddr::new(ip, 0)) == family;
+        alloc.permissions.retain(|p| !of_family(p.ip));
+        alloc.channels.retain(|c| !of_family(c.peer.ip()));
+        let mut gone = Vec::new();
+        alloc.connections.retain(|id| {
+            let same = self
+                .connections
+                .get(id)
+                .is_some_and(|c| of_family(c.peer.ip()));
+            if same {
+                gone.push(*id);
+            }
+            !same
+        });
+        self.by_relay.remove(&relay.id);
+        host.release_relay(relay.id);
+        for id in gone {
+            self.forget_connection(id);
+            host.close_peer_connection(id);
+        }
     }
 
     /// Checks a peer address for a permission or channel: policy (403) and family (443).
@@ -1075,6 +1573,10 @@ impl TurnServer {
         out: &mut [u8],
     ) -> Handled {
         let slot = self.allocation_for(now, &from, auth)?;
+        // Channels carry datagrams; a TCP allocation (RFC 6062) relays none.
+        if self.slots[slot as usize].as_ref().is_some_and(|a| a.tcp) {
+            return Err(Reject::BadRequest);
+        }
         let number = msg.get::<ChannelNumber>()?.ok_or(Reject::BadRequest)?;
         if self.strict_channel_numbers && !number.is_rfc8656() {
             return Err(Reject::BadRequest);
@@ -1157,10 +1659,11 @@ impl TurnServer {
             return PeerAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        // A dead allocation that the sweep has not reached yet relays nothing.
+        // A dead allocation that the sweep has not reached yet relays nothing; a TCP
+        // allocation (RFC 6062) relays no datagrams at all.
         let Some(alloc) = self.slots[slot as usize]
             .as_mut()
-            .filter(|a| a.is_live(now))
+            .filter(|a| a.is_live(now) && !a.tcp)
         else {
             return PeerAction::None;
         };
@@ -1249,6 +1752,7 @@ impl TurnServer {
             }
         }
         self.cache.retain(|_, c| c.until > now);
+        self.sweep_connections(now, host);
         // Shrink the slab's tail so an idle server holds nothing. Pop first, then drop
         // the popped indices from the free list once: retaining after every pop made a
         // mass expiry (n allocations at once) cost O(n²) in a single sweep.
@@ -1262,7 +1766,8 @@ impl TurnServer {
         }
         let busy = !self.by_five_tuple.is_empty()
             || !self.reservations.is_empty()
-            || !self.cache.is_empty();
+            || !self.cache.is_empty()
+            || !self.connections.is_empty();
         self.next_sweep = busy.then(|| now + SWEEP_INTERVAL);
     }
 }
@@ -1277,9 +1782,12 @@ fn normalise_addr(addr: SocketAddr) -> SocketAddr {
 }
 
 impl TurnServer {
-    /// A TCP or TLS client connection closed: the allocation made over it, if any, is
-    /// deleted (RFC 8656 §3.1: with a stream transport the allocation lives as long as the
-    /// connection). Calling it for a 5-tuple without an allocation does nothing.
+    /// A TCP or TLS client connection closed. If an allocation was made over it, the
+    /// allocation is deleted, with its relays, its quota slot and its peer data
+    /// connections (RFC 8656 §3.1 and §5: over TCP or TLS the allocation lives as long
+    /// as the connection it was made on; RFC 6062 §5.5). If it was
+    /// an RFC 6062 client data connection, its peer data connection is closed
+    /// ([`Host::close_peer_connection`]). Anything else does nothing.
     pub fn handle_connection_closed(
         &mut self,
         now: Instant,
@@ -1290,6 +1798,103 @@ impl TurnServer {
         if let Some(&slot) = self.by_five_tuple.get(&five_tuple) {
             self.remove(slot, host);
         }
+        if let Some(id) = self.data_clients.get(&five_tuple).copied() {
+            self.forget_connection(id);
+            host.close_peer_connection(id);
+        }
         self.cache.remove(&five_tuple);
+    }
+
+    /// Handles an ICMP error about a datagram relay `relay` sent to `peer` (RFC 8656
+    /// §11.5): the runtime read it from the relay socket's error queue and passes the
+    /// destination of the failed datagram (`peer`, port 0 if the system did not say) and
+    /// the ICMP type and code as received, of the family of `peer` (ICMPv4 for an IPv4 or
+    /// IPv4-mapped peer, ICMPv6 otherwise). `error_data` is the next-hop MTU for
+    /// "fragmentation needed" (ICMPv4 3/4) and "packet too big" (ICMPv6 2); it is sent as
+    /// 0 for every other type, as RFC 8656 §18.13 requires.
+    ///
+    /// Only ICMPv4 types 3 (destination unreachable) and 11 (time exceeded) and ICMPv6
+    /// types 1, 2 and 3 are relayed; the allocation needs a permission for the peer's
+    /// IP (ports are not compared); and at most [`TurnConfig::icmp_per_second`] are
+    /// relayed per allocation and second. The message is a Data indication with
+    /// XOR-PEER-ADDRESS and ICMP and no DATA, always, channel or not (ChannelData cannot
+    /// carry it). It is written at the start of `buf`, which needs
+    /// [`ICMP_INDICATION_MAX`] bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_peer_icmp(
+        &mut self,
+        now: Instant,
+        relay: RelayId,
+        peer: SocketAddr,
+        icmp_type: u8,
+        icmp_code: u8,
+        error_data: u32,
+        buf: &mut [u8],
+    ) -> PeerAction {
+        let Some(&slot) = self.by_relay.get(&relay) else {
+            return PeerAction::None;
+        };
+        let Some(alloc) = self.slots[slot as usize]
+            .as_mut()
+            .filter(|a| a.is_live(now) && !a.tcp)
+        else {
+            return PeerAction::None;
+        };
+        let peer = normalise_addr(peer);
+        let v4 = peer.is_ipv4();
+        // RFC 8656 §11.5: "the type is either 3 or 11 for an ICMPv4 [RFC0792] packet or
+        // either 1, 2, or 3 for an ICMPv6 [RFC4443] packet".
+        let relayable = if v4 {
+            matches!(icmp_type, 3 | 11)
+        } else {
+            matches!(icmp_type, 1..=3)
+        };
+        let ours = alloc.relay(Family::of(peer)).is_some_and(|r| r.id == relay);
+        if !relayable || !ours || !alloc.has_permission(peer.ip(), now) {
+            self.stats.icmp_dropped += 1;
+            return PeerAction::None;
+        }
+        if !alloc
+            .icmp_bucket
+            .take(now, u64::from(self.icmp_per_second), 1)
+        {
+            self.stats.icmp_dropped += 1;
+            return PeerAction::None;
+        }
+        let to = alloc.five_tuple;
+        // RFC 8656 §18.13: the MTU for ICMPv6 "packet too big" and ICMPv4 "fragmentation
+        // needed", otherwise "the Error Data field MUST be set to zero".
+        let mtu = if v4 {
+            icmp_type == 3 && icmp_code == 4
+        } else {
+            icmp_type == 2
+        };
+        let icmp = Icmp {
+            icmp_type,
+            code: icmp_code,
+            error_data: if mtu { error_data } else { 0 },
+        };
+        let tid = self.random_tid();
+        let ty = MessageType::new(Method::DATA, Class::Indication);
+        let written = MessageWriter::new(buf, ty, tid).and_then(|mut w| {
+            w.put(&XorPeerAddress(peer))?;
+            w.put(&icmp)?;
+            Ok(w.finish())
+        });
+        match written {
+            Ok(n) => {
+                self.stats.icmp_relayed += 1;
+                PeerAction::ToClient { to, range: 0..n }
+            }
+            Err(_) => PeerAction::None,
+        }
+    }
+
+    /// A transaction ID for an indication the server originates.
+    fn random_tid(&mut self) -> TransactionId {
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&self.next_random().to_be_bytes());
+        tid[8..].copy_from_slice(&(self.next_random() as u32).to_be_bytes());
+        TransactionId(tid)
     }
 }

@@ -2,16 +2,20 @@
 //! and keep its bookkeeping straight.
 //!
 //! Operations: arbitrary bytes (raw, STUN-shaped, ChannelData-shaped) from a small pool
-//! of client 5-tuples over UDP, TCP and TLS; valid signed requests; valid requests with
-//! bytes flipped, cut or inserted; ChannelData and Send indications; peer datagrams on
-//! live or made-up relays with arbitrary buffers and ranges; time steps, large jumps
-//! with a late sweep, and early `handle_timeout` calls.
+//! of client 5-tuples over UDP, TCP and TLS; valid signed requests (UDP and TCP
+//! allocations, mobility tickets, Connect, ConnectionBind); valid requests with bytes
+//! flipped, cut or inserted; ChannelData and Send indications; peer datagrams on live or
+//! made-up relays with arbitrary buffers and ranges; ICMP errors; peer TCP connections
+//! opening, failing and closing; client connections closing; redirection on and off;
+//! time steps, large jumps with a late sweep, and early `handle_timeout` calls.
 //!
 //! After every operation: every reply parses as STUN, every payload range lies in its
 //! packet, every peer→client range lies in its buffer and parses as a Data indication or
-//! ChannelData carrying the payload; the quota ledger, the host's slot count and the
-//! core's allocation count agree; no relay or slot is released twice. At the end, a jump
-//! past every lifetime leaves nothing behind.
+//! ChannelData carrying the payload (or, for ICMP, XOR-PEER-ADDRESS and ICMP); every
+//! queued message parses and goes to a known client; the quota ledger, the host's slot
+//! count and the core's allocation count agree; no relay or slot is released twice; the
+//! core only closes peer connections the host opened or accepted. At the end, a jump
+//! past every lifetime leaves nothing behind, peer connections included.
 
 mod common;
 
@@ -21,8 +25,8 @@ use std::time::Duration;
 use common::*;
 use proptest::prelude::*;
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
-use turnpike_proto::{FiveTuple, PeerAction, RelayId};
-use turnpike_stun::attr::PasswordAlgorithmId;
+use turnpike_proto::{ConnectionId, FiveTuple, PeerAction, RelayId};
+use turnpike_stun::attr::{Icmp, PasswordAlgorithmId, XorPeerAddress};
 use turnpike_stun::{ChannelData, Class, Message, MessageType, Method};
 
 const PEERS: [&str; 8] = [
@@ -45,6 +49,9 @@ fn clients() -> Vec<TestClient> {
         TestClient::new(tls("[2001:db8:1::1]:40002"), BOB.0, BOB.1),
         TestClient::rest(udp("203.0.113.12:40003"), SECRET, "carol", expiry),
         TestClient::rest(udp("[2001:db8:1::2]:40004"), SECRET, "carol", expiry),
+        // Data connections (RFC 6062) and mobility targets.
+        TestClient::new(tcp("203.0.113.11:40101"), ALICE.0, ALICE.1),
+        TestClient::new(tls("[2001:db8:1::1]:40102"), BOB.0, BOB.1),
     ];
     v[2].algorithm = PasswordAlgorithmId::SHA256;
     v[3].userhash = true;
@@ -55,16 +62,23 @@ fn clients() -> Vec<TestClient> {
 #[derive(Debug, Clone)]
 enum Req {
     Allocate {
+        transport: u8,
         even: Option<bool>,
         family: Option<u8>,
         additional: Option<u8>,
         lifetime: Option<u32>,
         token: bool,
         df: bool,
+        /// MOBILITY-TICKET: empty (true) or junk (false).
+        mobile: Option<bool>,
     },
-    Refresh(Option<u32>, Option<u8>),
+    /// LIFETIME, REQUESTED-ADDRESS-FAMILY, MOBILITY-TICKET (a remembered one by index).
+    Refresh(Option<u32>, Option<u8>, Option<usize>),
     Permission(Vec<usize>),
     Bind(u16, usize),
+    Connect(usize),
+    /// A known connection id by index, or a made-up one.
+    ConnectionBind(Option<usize>, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +130,38 @@ enum Op {
     Advance(u64),
     Jump(u64),
     Timeout,
+    Icmp {
+        relay: Option<usize>,
+        made_up: u32,
+        peer: usize,
+        icmp_type: u8,
+        code: u8,
+        error_data: u32,
+    },
+    /// A client's connection closed (meaningful for TCP/TLS ones).
+    Closed(usize),
+    /// A Connect's peer connection succeeded or failed (index into the host's).
+    PeerConnected(usize, bool),
+    /// A peer connects to a relay.
+    PeerConnects {
+        relay: Option<usize>,
+        made_up: u32,
+        peer: usize,
+    },
+    /// A known peer connection closed.
+    PeerClosed(usize),
+    Redirect(bool),
+    /// A TCP allocation (RFC 6062) on `client`, a permission for `peer`, and a Connect
+    /// to it.
+    SetupTcp {
+        client: usize,
+        peer: usize,
+    },
+    /// A mobile allocation on `from`, then a Refresh with its ticket from `to`.
+    Move {
+        from: usize,
+        to: usize,
+    },
 }
 
 /// `None` four times out of five, so most generated requests are valid.
@@ -128,26 +174,38 @@ fn sometimes<T: std::fmt::Debug + Clone>(
 fn req() -> impl Strategy<Value = Req> {
     prop_oneof![
         3 => (
+            prop_oneof![8 => Just(17u8), 3 => Just(6u8), 1 => any::<u8>()],
             sometimes(any::<bool>()),
             sometimes(prop_oneof![Just(1u8), Just(2u8), any::<u8>()]),
             sometimes(prop_oneof![3 => Just(2u8), 1 => any::<u8>()]),
             sometimes(prop_oneof![Just(0u32), 0..4000u32, any::<u32>()]),
             any::<bool>(),
             any::<bool>(),
+            prop_oneof![2 => Just(None), 2 => Just(Some(true)), 1 => Just(Some(false))],
         )
-            .prop_map(|(even, family, additional, lifetime, token, df)| Req::Allocate {
-                even,
-                family,
-                additional,
-                lifetime,
-                token,
-                df,
-            }),
+            .prop_map(
+                |(transport, even, family, additional, lifetime, token, df, mobile)| {
+                    Req::Allocate {
+                        transport,
+                        even,
+                        family,
+                        additional,
+                        lifetime,
+                        token,
+                        df,
+                        mobile,
+                    }
+                },
+            ),
         2 => (
             proptest::option::of(prop_oneof![Just(0u32), 0..4000u32]),
-            proptest::option::of(1u8..=2)
+            proptest::option::of(1u8..=2),
+            sometimes(any::<usize>()),
         )
-            .prop_map(|(l, f)| Req::Refresh(l, f)),
+            .prop_map(|(l, f, t)| Req::Refresh(l, f, t)),
+        2 => likely_peer().prop_map(Req::Connect),
+        2 => (sometimes(any::<usize>()), any::<u32>())
+            .prop_map(|(i, made_up)| Req::ConnectionBind(i.or(Some(made_up as usize)), made_up)),
         2 => proptest::collection::vec(0..PEERS.len(), 0..4).prop_map(Req::Permission),
         2 => (prop_oneof![0x4000u16..0x4004, any::<u16>()], 0..PEERS.len())
             .prop_map(|(n, p)| Req::Bind(n, p)),
@@ -267,20 +325,57 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..70_000u64).prop_map(Op::Advance),
         1 => prop_oneof![0..700u64, 0..7_200u64].prop_map(Op::Jump),
         1 => Just(Op::Timeout),
+        2 => (
+            likely_relay(),
+            any::<u32>(),
+            likely_peer(),
+            prop_oneof![Just(3u8), Just(11u8), Just(1u8), Just(2u8), any::<u8>()],
+            any::<u8>(),
+            any::<u32>(),
+        )
+            .prop_map(|(relay, made_up, peer, icmp_type, code, error_data)| Op::Icmp {
+                relay,
+                made_up,
+                peer,
+                icmp_type,
+                code,
+                error_data,
+            }),
+        1 => (0..n).prop_map(Op::Closed),
+        2 => (any::<usize>(), prop_oneof![3 => Just(true), 1 => Just(false)])
+            .prop_map(|(i, ok)| Op::PeerConnected(i, ok)),
+        2 => (likely_relay(), any::<u32>(), likely_peer())
+            .prop_map(|(relay, made_up, peer)| Op::PeerConnects { relay, made_up, peer }),
+        1 => any::<usize>().prop_map(Op::PeerClosed),
+        1 => any::<bool>().prop_map(Op::Redirect),
+        2 => (0..n, likely_peer()).prop_map(|(client, peer)| Op::SetupTcp { client, peer }),
+        2 => (0..n, 0..n).prop_map(|(from, to)| Op::Move { from, to }),
     ]
 }
 
-fn attrs_of(req: &Req, token: Option<[u8; 8]>) -> (Method, Vec<A>) {
+fn attrs_of(
+    req: &Req,
+    token: Option<[u8; 8]>,
+    tickets: &[Vec<u8>],
+    connections: &[ConnectionId],
+) -> (Method, Vec<A>) {
     match req {
         Req::Allocate {
+            transport,
             even,
             family,
             additional,
             lifetime,
             token: use_token,
             df,
+            mobile,
         } => {
-            let mut v = vec![UDP];
+            let mut v = vec![A::Transport(*transport)];
+            match mobile {
+                Some(true) => v.push(A::Ticket(Vec::new())),
+                Some(false) => v.push(A::Ticket(vec![7; 32])),
+                None => {}
+            }
             if let Some(r) = even {
                 v.push(A::EvenPort(*r));
             }
@@ -301,12 +396,27 @@ fn attrs_of(req: &Req, token: Option<[u8; 8]>) -> (Method, Vec<A>) {
             }
             (Method::ALLOCATE, v)
         }
-        Req::Refresh(l, f) => {
+        Req::Refresh(l, f, t) => {
             let mut v: Vec<A> = l.map(A::Lifetime).into_iter().collect();
             if let Some(f) = f {
                 v.push(A::RequestedFamily(*f));
             }
+            if let Some(i) = t {
+                let ticket = match tickets {
+                    [] => vec![1; 32],
+                    _ => tickets[i % tickets.len()].clone(),
+                };
+                v.push(A::Ticket(ticket));
+            }
             (Method::REFRESH, v)
+        }
+        Req::Connect(p) => (Method::CONNECT, vec![A::Peer(sa(PEERS[*p]))]),
+        Req::ConnectionBind(i, made_up) => {
+            let id = match (i, connections) {
+                (Some(i), [_, ..]) => connections[i % connections.len()].0,
+                _ => *made_up,
+            };
+            (Method::CONNECTION_BIND, vec![A::Connection(id)])
         }
         Req::Permission(peers) => (
             Method::CREATE_PERMISSION,
@@ -345,6 +455,10 @@ struct World {
     sim: Sim,
     clients: Vec<TestClient>,
     token: Option<[u8; 8]>,
+    /// MOBILITY-TICKETs seen in responses.
+    tickets: Vec<Vec<u8>>,
+    /// Peer connections the host accepted (the ones it opened are in `host.connects`).
+    accepted: Vec<ConnectionId>,
 }
 
 impl World {
@@ -358,11 +472,20 @@ impl World {
             c.strict_expiry = true;
             c.nonce_lifetime = Duration::from_secs(300);
             c.max_lifetime = Duration::from_secs(3600);
+            c.mobility = true;
+            c.tcp_relay = true;
+            c.tcp_connections_per_allocation = 3;
+            c.icmp_per_second = 3;
+            c.alternates.udp = vec![sa("198.51.100.20:3478"), sa("[2001:db8:20::1]:3478")];
+            c.alternates.tls = vec![sa("198.51.100.40:5349")];
+            c.alternate_domain = Some("alt.example".into());
         });
         let mut w = Self {
             sim,
             clients: clients(),
             token: None,
+            tickets: Vec::new(),
+            accepted: Vec::new(),
         };
         w.sim.host.port_limit = 6;
         w
@@ -396,6 +519,46 @@ impl World {
         if count == 0 {
             // Only unredeemed reservations may hold sockets then.
             assert!(self.sim.host.live.len() <= 6);
+            assert_eq!(self.sim.server.peer_connection_count(), 0);
+        }
+        for id in &self.sim.host.closed_connections {
+            assert!(
+                self.sim.host.connects.iter().any(|c| c.2 == *id) || self.accepted.contains(id),
+                "closed {id:?}, which the host never opened or accepted"
+            );
+        }
+    }
+
+    /// Every id the host knows, opened or accepted.
+    fn connection_ids(&self) -> Vec<ConnectionId> {
+        let mut v: Vec<ConnectionId> = self.sim.host.connects.iter().map(|c| c.2).collect();
+        v.extend_from_slice(&self.accepted);
+        v
+    }
+
+    fn known(&self, to: FiveTuple) -> bool {
+        self.clients.iter().any(|c| c.ft == to)
+    }
+
+    /// Drains the queued messages: each parses and goes to a known client.
+    fn drain(&mut self) {
+        for (to, resp) in self.sim.transmits() {
+            assert!(self.known(to), "queued for an unknown 5-tuple");
+            assert_eq!(resp.ty().method, Method::CONNECT);
+            resp.assert_error(447);
+        }
+    }
+
+    fn pick_relay(&self, relay: Option<usize>, made_up: u32) -> RelayId {
+        match relay {
+            Some(i) if !self.sim.host.live.is_empty() => *self
+                .sim
+                .host
+                .live
+                .keys()
+                .nth(i % self.sim.host.live.len())
+                .unwrap(),
+            _ => RelayId(made_up),
         }
     }
 
@@ -412,6 +575,9 @@ impl World {
         if let Some(t) = resp.token() {
             self.token = Some(t);
         }
+        if let Some(t) = resp.ticket() {
+            self.tickets.push(t);
+        }
     }
 
     fn run(&mut self, op: &Op) {
@@ -421,12 +587,31 @@ impl World {
                 self.sim.client_send(ft, bytes);
             }
             Op::Request { client, req } => {
-                let (method, attrs) = attrs_of(req, self.token);
+                let ids = self.connection_ids();
+                let (method, attrs) = attrs_of(req, self.token, &self.tickets, &ids);
                 let c = &mut self.clients[*client];
-                let resp = c.request(&mut self.sim, method, &attrs);
+                let resp = if matches!(method, Method::CONNECT | Method::CONNECTION_BIND) {
+                    match c.send(&mut self.sim, method, &attrs).1 {
+                        Outcome::Reply(r) => r,
+                        Outcome::None => {
+                            assert_eq!(method, Method::CONNECT, "only a Connect waits");
+                            return;
+                        }
+                        Outcome::BindData { reply, .. } => {
+                            assert_eq!(method, Method::CONNECTION_BIND);
+                            reply.success()
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                } else {
+                    c.request(&mut self.sim, method, &attrs)
+                };
                 assert_eq!(resp.ty().method, method);
                 assert_ne!(resp.ty().class, Class::Request);
                 assert_ne!(resp.error_code(), Some(500));
+                if resp.error_code() == Some(300) {
+                    assert_eq!(resp.alternate_servers().len(), 1);
+                }
                 self.note_token(&resp);
             }
             Op::Mutated {
@@ -434,7 +619,8 @@ impl World {
                 req,
                 mutation,
             } => {
-                let (method, attrs) = attrs_of(req, self.token);
+                let ids = self.connection_ids();
+                let (method, attrs) = attrs_of(req, self.token, &self.tickets, &ids);
                 let c = &mut self.clients[*client];
                 if c.nonce.is_none() {
                     c.challenge(&mut self.sim, method, &attrs);
@@ -476,16 +662,7 @@ impl World {
                 start,
                 end,
             } => {
-                let relay = match relay {
-                    Some(i) if !self.sim.host.live.is_empty() => *self
-                        .sim
-                        .host
-                        .live
-                        .keys()
-                        .nth(i % self.sim.host.live.len())
-                        .unwrap(),
-                    _ => RelayId(*made_up),
-                };
+                let relay = self.pick_relay(*relay, *made_up);
                 self.peer(relay, sa(PEERS[*peer]), *buf_len, *start..*end);
             }
             Op::Setup { client, peer } => {
@@ -502,7 +679,89 @@ impl World {
                 let now = self.sim.now();
                 self.sim.server.handle_timeout(now, &mut self.sim.host);
             }
+            Op::Icmp {
+                relay,
+                made_up,
+                peer,
+                icmp_type,
+                code,
+                error_data,
+            } => {
+                let relay = self.pick_relay(*relay, *made_up);
+                if let Some(got) =
+                    self.sim
+                        .icmp(relay, sa(PEERS[*peer]), *icmp_type, *code, *error_data)
+                {
+                    assert!(self.known(got.to));
+                    let (_, icmp): (SocketAddr, Icmp) = got.icmp_indication();
+                    assert_eq!((icmp.icmp_type, icmp.code), (*icmp_type, *code));
+                }
+            }
+            Op::Closed(i) => {
+                let ft = self.client_ft(*i);
+                self.sim.connection_closed(ft);
+            }
+            Op::PeerConnected(i, ok) => {
+                let connects = &self.sim.host.connects;
+                if connects.is_empty() {
+                    return;
+                }
+                let id = connects[i % connects.len()].2;
+                if let Some((to, resp)) = self.sim.peer_connected(id, *ok) {
+                    assert!(self.known(to));
+                    assert_eq!(resp.ty().method, Method::CONNECT);
+                    if *ok {
+                        assert_eq!(resp.connection_id(), Some(id));
+                    } else {
+                        resp.assert_error(447);
+                    }
+                }
+            }
+            Op::PeerConnects {
+                relay,
+                made_up,
+                peer,
+            } => {
+                let relay = self.pick_relay(*relay, *made_up);
+                let (id, got) = self.sim.peer_connects(relay, sa(PEERS[*peer]));
+                self.accepted.push(id);
+                if let Some((to, ind)) = got {
+                    assert!(self.known(to));
+                    assert_eq!(ind.connection_id(), Some(id));
+                    assert!(ind.msg().get::<XorPeerAddress>().unwrap().is_some());
+                }
+            }
+            Op::PeerClosed(i) => {
+                let ids = self.connection_ids();
+                if ids.is_empty() {
+                    return;
+                }
+                let now = self.sim.now();
+                self.sim
+                    .server
+                    .handle_peer_connection_closed(now, ids[i % ids.len()]);
+            }
+            Op::Redirect(on) => self.sim.server.set_redirect(*on),
+            Op::SetupTcp { client, peer } => {
+                let peer = sa(PEERS[*peer]);
+                let c = &mut self.clients[*client];
+                c.allocate_tcp(&mut self.sim, &[]);
+                c.create_permission(&mut self.sim, &[peer]);
+                let (_, outcome) = c.send(&mut self.sim, Method::CONNECT, &[A::Peer(peer)]);
+                if let Outcome::Reply(r) = outcome {
+                    assert_eq!(r.ty().class, Class::Error);
+                }
+            }
+            Op::Move { from, to } => {
+                let resp = self.clients[*from].allocate(&mut self.sim, &[A::Ticket(Vec::new())]);
+                self.note_token(&resp);
+                if let Some(t) = resp.ticket() {
+                    let resp = self.clients[*to].refresh(&mut self.sim, Some(600), &[A::Ticket(t)]);
+                    self.note_token(&resp);
+                }
+            }
         }
+        self.drain();
     }
 
     fn peer(
@@ -565,8 +824,10 @@ proptest! {
         }
         // Past every lifetime, reservation and cache entry: nothing is left.
         w.late(Duration::from_secs(3 * 3600));
+        w.drain();
         w.check();
         prop_assert_eq!(w.sim.server.allocation_count(), 0);
+        prop_assert_eq!(w.sim.server.peer_connection_count(), 0);
         prop_assert!(w.sim.host.live.is_empty(), "live relays left: {:?}", w.sim.host.live);
         prop_assert_eq!(w.sim.host.ledger.total(), 0);
         prop_assert_eq!(w.sim.server.poll_timeout(), None);

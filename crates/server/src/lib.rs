@@ -40,6 +40,7 @@ use turnpike_proto::policy::PeerPolicy;
 use turnpike_proto::quota::{QuotaLedger, Quotas};
 use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
+mod icmp;
 pub mod relay;
 mod sockopt;
 mod stream;
@@ -49,6 +50,7 @@ mod worker;
 
 pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::TcpLimits;
+pub use turnpike_proto::Alternates;
 pub use turnpike_proto::binding::BindingConfig;
 
 /// A transport a listener serves.
@@ -130,6 +132,16 @@ pub struct TurnSettings {
     pub peer_policy: PeerPolicy,
     /// Quotas and bandwidth cap.
     pub quotas: Quotas,
+    /// ALTERNATE-SERVER lists per client transport (300 Try Alternate when full).
+    pub alternates: Alternates,
+    /// ALTERNATE-DOMAIN sent with alternates for TLS clients.
+    pub alternate_domain: Option<String>,
+    /// Send every new Allocate to an alternate (draining).
+    pub redirect: bool,
+    /// RFC 8016 mobility tickets.
+    pub mobility: bool,
+    /// ICMP errors relayed per allocation per second (0 = unlimited).
+    pub icmp_per_second: u32,
 }
 
 impl Default for TurnSettings {
@@ -144,6 +156,11 @@ impl Default for TurnSettings {
             strict_channel_numbers: false,
             peer_policy: PeerPolicy::default(),
             quotas: Quotas::default(),
+            alternates: Alternates::default(),
+            alternate_domain: None,
+            redirect: false,
+            mobility: false,
+            icmp_per_second: 10,
         }
     }
 }
@@ -287,6 +304,12 @@ impl Server {
                 software: config.binding.software.clone(),
                 time_base,
                 rng_seed: rand::random(),
+                alternates: t.alternates.clone(),
+                alternate_domain: t.alternate_domain.clone(),
+                redirect: t.redirect,
+                mobility: t.mobility,
+                icmp_per_second: t.icmp_per_second,
+                ..TurnConfig::new(t.realm.clone(), time_base)
             })
             .map_err(|e| StartError::BadUser(e.0))?;
             cores.push(core);

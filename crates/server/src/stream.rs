@@ -132,6 +132,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     payload,
                     dont_fragment,
                 } => shared.send_to_peer(relay, peer, &frame[payload], dont_fragment),
+                ClientAction::BindData { reply, .. } => {
+                    // This runtime does not relay to TCP peers yet (`tcp_relay` is off),
+                    // so the core never binds a data connection; answer regardless.
+                    let _ = tx.try_send(Bytes::copy_from_slice(&out[..reply]));
+                }
             }
             start += frame_len;
         }

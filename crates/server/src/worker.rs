@@ -30,7 +30,7 @@ use turnpike_proto::{
 
 use crate::relay::{RelayConfig, bind_in_range};
 use crate::tcp::{Incoming, TcpLimits};
-use crate::{sockopt, stream};
+use crate::{icmp, sockopt, stream};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -93,8 +93,41 @@ impl Shared {
                 Rc::clone(&r.socket)
             })
         };
-        if let Some(relay_socket) = relay_socket {
-            let _ = relay_socket.try_send_to(payload, peer);
+        let Some(relay_socket) = relay_socket else {
+            return;
+        };
+        match relay_socket.try_send_to(payload, peer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                // A queued ICMP error makes the next send fail (the socket's pending
+                // error): relay what is queued, then try this datagram once more.
+                self.drain_icmp(relay, &relay_socket);
+                let _ = relay_socket.try_send_to(payload, peer);
+            }
+        }
+    }
+
+    /// Reads every ICMP error queued on a relay socket and sends each to the client as a
+    /// Data indication with an ICMP attribute (the core checks permission and rate).
+    fn drain_icmp(&self, relay: RelayId, socket: &UdpSocket) {
+        let mut buf = [0u8; 128];
+        for _ in 0..64 {
+            let Ok(Some(err)) = icmp::read_error(socket) else {
+                return;
+            };
+            let action = self.core.borrow_mut().handle_peer_icmp(
+                Instant::now(),
+                relay,
+                err.peer,
+                err.icmp_type,
+                err.icmp_code,
+                err.info,
+                &mut buf,
+            );
+            if let PeerAction::ToClient { to, range } = action {
+                self.send_to_client(to, &buf[range]);
+            }
         }
     }
 
@@ -121,6 +154,11 @@ impl WorkerHost {
 
     fn register(&mut self, socket: std::net::UdpSocket) -> Option<(RelayId, SocketAddr)> {
         let local = socket.local_addr().ok()?;
+        // ICMP errors for what this relay sends come back on its error queue
+        // (RFC 8656 §11.5); without the option they would be lost.
+        if let Err(e) = icmp::enable_recverr(&socket, local.is_ipv6()) {
+            debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
+        }
         let socket = Rc::new(UdpSocket::from_std(socket).ok()?);
         self.next_id = self.next_id.wrapping_add(1);
         let id = RelayId(self.next_id);
@@ -304,6 +342,10 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 payload,
                 dont_fragment,
             } => shared.send_to_peer(relay, peer, &rx[payload], dont_fragment),
+            // RFC 6062 data connections exist only on streams; answer and move on.
+            ClientAction::BindData { reply, .. } => {
+                let _ = socket.try_send_to(&tx[..reply], from);
+            }
         }
     }
 }
@@ -315,8 +357,11 @@ async fn relay_loop(shared: Rc<Shared>, id: RelayId, socket: Rc<UdpSocket>) {
         let received = socket
             .recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM])
             .await;
-        // ICMP errors from earlier sends surface here as errors; they are not fatal.
-        let Ok((n, from)) = received else { continue };
+        // An ICMP error for an earlier send surfaces here as an error (IP_RECVERR).
+        let Ok((n, from)) = received else {
+            shared.drain_icmp(id, &socket);
+            continue;
+        };
         let action = shared.core.borrow_mut().handle_peer(
             Instant::now(),
             id,
@@ -344,6 +389,13 @@ async fn timer_loop(shared: Rc<Shared>) {
             .is_some_and(|t| t <= now);
         if due {
             shared.with_core(|core, host| core.handle_timeout(now, host));
+            // Answers the sweep produced (a Connect that timed out gets its 447).
+            loop {
+                let Some(t) = shared.core.borrow_mut().poll_transmit() else {
+                    break;
+                };
+                shared.send_to_client(t.to, &t.message);
+            }
         }
     }
 }

@@ -46,6 +46,9 @@ pub(crate) struct FileConfig {
     /// `[tls]`
     #[serde(default)]
     pub(crate) tls: Option<Tls>,
+    /// `[alternates]`
+    #[serde(default)]
+    pub(crate) alternates: AlternateSection,
     /// `[runtime]`
     #[serde(default)]
     pub(crate) runtime: Runtime,
@@ -155,6 +158,10 @@ pub(crate) struct Turn {
     pub(crate) strict_expiry: bool,
     #[serde(default)]
     pub(crate) strict_channel_numbers: bool,
+    #[serde(default)]
+    pub(crate) mobility: bool,
+    #[serde(default = "default_icmp")]
+    pub(crate) icmp_per_second: u32,
 }
 
 /// One static user.
@@ -165,6 +172,9 @@ pub(crate) struct UserEntry {
     pub(crate) password: String,
 }
 
+fn default_icmp() -> u32 {
+    10
+}
 fn no_secrets() -> Spanned<Vec<String>> {
     Spanned::new(0..0, Vec::new())
 }
@@ -188,6 +198,8 @@ impl Default for Turn {
             nonce_lifetime_secs: default_nonce_lifetime(),
             strict_expiry: false,
             strict_channel_numbers: false,
+            mobility: false,
+            icmp_per_second: default_icmp(),
         }
     }
 }
@@ -269,6 +281,22 @@ impl Default for QuotaSection {
             bandwidth_bytes_per_sec: 0,
         }
     }
+}
+
+/// `[alternates]`: ALTERNATE-SERVER (300 Try Alternate).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlternateSection {
+    #[serde(default)]
+    pub(crate) udp: Vec<SocketAddr>,
+    #[serde(default)]
+    pub(crate) tcp: Vec<SocketAddr>,
+    #[serde(default)]
+    pub(crate) tls: Vec<SocketAddr>,
+    #[serde(default)]
+    pub(crate) domain: Option<String>,
+    #[serde(default)]
+    pub(crate) redirect: bool,
 }
 
 /// `[tls]`: certificate and key for TLS on the TCP listeners.
@@ -476,7 +504,14 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
         None => None,
     };
-    let turn = turn_settings(raw.turn, raw.peers, &raw.quotas, &at)?;
+    let mut turn = turn_settings(raw.turn, raw.peers, &raw.quotas, &at)?;
+    turn.alternates = turnpike_server::Alternates {
+        udp: raw.alternates.udp,
+        tcp: raw.alternates.tcp,
+        tls: raw.alternates.tls,
+    };
+    turn.alternate_domain = raw.alternates.domain;
+    turn.redirect = raw.alternates.redirect;
     let relay = relay_config(raw.relay, &at)?;
     let server = ServerConfig {
         udp: raw.listen.udp.into_inner(),
@@ -579,6 +614,11 @@ fn turn_settings(
         nonce_lifetime: Duration::from_secs(nonce),
         strict_expiry: turn.strict_expiry,
         strict_channel_numbers: turn.strict_channel_numbers,
+        mobility: turn.mobility,
+        icmp_per_second: turn.icmp_per_second,
+        alternates: turnpike_server::Alternates::default(),
+        alternate_domain: None,
+        redirect: false,
         peer_policy: policy,
         quotas: Quotas {
             allocations_per_user: quotas.allocations_per_user,

@@ -165,6 +165,13 @@ fn prepare_turn(config: &mut Config) {
             );
         }
     }
+    if config.server.turn.mobility && config.workers > 1 {
+        tracing::warn!(
+            "[turn] mobility with {} workers: a ticket is only known to the worker that issued it, \
+             so a moved client may land on another one; set [runtime] workers = 1 to rely on it",
+            config.workers
+        );
+    }
     let turn = &mut config.server.turn;
     if turn.secrets.is_empty() && turn.users.is_empty() {
         use base64::Engine;

@@ -21,15 +21,16 @@ use std::time::{Duration, Instant};
 use turnpike_proto::auth::rest::mint;
 use turnpike_proto::policy::Cidr;
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+use turnpike_proto::server::tcp_relay::TCP_MESSAGE_MAX;
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
 use turnpike_proto::{
-    BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, Host, PeerAction, PortRequest,
-    RelayError, RelayId, TimeBase, TurnConfig, TurnServer,
+    BoundRelay, ClientAction, ClientTransport, ConnectionId, Family, FiveTuple, Host, PeerAction,
+    PortRequest, RelayError, RelayId, TimeBase, Transmit, TurnConfig, TurnServer,
 };
 use turnpike_stun::attr::{
-    AddressErrorCode, ErrorCodeAttr, Lifetime, Nonce, PasswordAlgorithm, PasswordAlgorithmId,
-    Realm, ReservationToken, UnknownAttributes, Userhash, Username, XorMappedAddress,
-    XorPeerAddress, XorRelayedAddress,
+    AddressErrorCode, AlternateDomain, AlternateServer, ErrorCodeAttr, Icmp, Lifetime,
+    MobilityTicket, Nonce, PasswordAlgorithm, PasswordAlgorithmId, Realm, ReservationToken,
+    UnknownAttributes, Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use turnpike_stun::{
     AttrType, ChannelData, Class, EncodeError, IntegrityKind, LongTermKey, Message, MessageType,
@@ -139,6 +140,17 @@ pub struct FakeHost {
     held: HashMap<String, u32>,
     /// Releases of a slot the user did not hold (a core bug if ever non-zero).
     pub bad_allocation_releases: u32,
+    /// TCP relays (RFC 6062) are supported.
+    pub tcp: bool,
+    /// Relay ids that are TCP listeners.
+    pub tcp_relays: Vec<RelayId>,
+    /// `connect_peer` fails to start.
+    pub connect_fails: bool,
+    /// Every `connect_peer` that started: (relay, peer, id).
+    pub connects: Vec<(RelayId, SocketAddr, ConnectionId)>,
+    /// Every `close_peer_connection`, in order.
+    pub closed_connections: Vec<ConnectionId>,
+    next_connection: u32,
 }
 
 impl Default for FakeHost {
@@ -158,6 +170,12 @@ impl Default for FakeHost {
             given_back: 0,
             held: HashMap::new(),
             bad_allocation_releases: 0,
+            tcp: true,
+            tcp_relays: Vec::new(),
+            connect_fails: false,
+            connects: Vec::new(),
+            closed_connections: Vec::new(),
+            next_connection: 0x1000,
         }
     }
 }
@@ -192,6 +210,12 @@ impl FakeHost {
     /// Allocations the ledger holds.
     pub fn slots_held(&self) -> u64 {
         self.acquired - self.given_back
+    }
+
+    /// A fresh connection id, as a runtime would name an accepted peer connection.
+    pub fn new_connection_id(&mut self) -> ConnectionId {
+        self.next_connection += 1;
+        ConnectionId(self.next_connection)
     }
 }
 
@@ -256,6 +280,38 @@ impl Host for FakeHost {
         self.given_back += 1;
         self.ledger.release(user);
     }
+
+    fn supports_tcp_relay(&self) -> bool {
+        self.tcp
+    }
+
+    fn bind_tcp_relay(&mut self, family: Family) -> Result<BoundRelay, RelayError> {
+        let bound = self.bind_relay(family, PortRequest::Any)?;
+        self.tcp_relays.push(bound.relay);
+        Ok(bound)
+    }
+
+    fn connect_peer(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+    ) -> Result<ConnectionId, RelayError> {
+        assert!(
+            self.tcp_relays.contains(&relay),
+            "connect from {relay:?}, not a TCP relay"
+        );
+        assert!(self.live.contains_key(&relay), "connect from a dead relay");
+        if self.connect_fails {
+            return Err(RelayError::Exhausted);
+        }
+        let id = self.new_connection_id();
+        self.connects.push((relay, peer, id));
+        Ok(id)
+    }
+
+    fn close_peer_connection(&mut self, connection: ConnectionId) {
+        self.closed_connections.push(connection);
+    }
 }
 
 // ----- the simulation ------------------------------------------------------------------
@@ -304,6 +360,13 @@ pub enum Outcome {
         /// DF.
         dont_fragment: bool,
     },
+    /// ConnectionBind succeeded: the response, then raw piping to `connection`.
+    BindData {
+        /// The success response.
+        reply: Resp,
+        /// The peer data connection.
+        connection: ConnectionId,
+    },
 }
 
 impl Outcome {
@@ -328,6 +391,15 @@ impl Outcome {
                 ..
             } => (relay, peer, payload, dont_fragment),
             other => panic!("expected a datagram to a peer, got {other:?}"),
+        }
+    }
+
+    /// The response and connection of a successful ConnectionBind; panics otherwise.
+    #[track_caller]
+    pub fn bind_data(self) -> (Resp, ConnectionId) {
+        match self {
+            Self::BindData { reply, connection } => (reply, connection),
+            other => panic!("expected BindData, got {other:?}"),
         }
     }
 }
@@ -368,6 +440,25 @@ impl Delivered {
             .0;
         let data = msg.raw(AttrType::DATA).expect("DATA").value.to_vec();
         (peer, data)
+    }
+
+    /// Decodes an ICMP Data indication: (XOR-PEER-ADDRESS, ICMP). Panics otherwise,
+    /// including when it carries DATA (RFC 8656 §11.5: XOR-PEER-ADDRESS and ICMP).
+    #[track_caller]
+    pub fn icmp_indication(&self) -> (SocketAddr, Icmp) {
+        let msg = Message::new_checked(&self.bytes[..]).expect("a STUN message");
+        assert_eq!(
+            msg.message_type(),
+            MessageType::new(Method::DATA, Class::Indication)
+        );
+        assert!(msg.raw(AttrType::DATA).is_none(), "no DATA with ICMP");
+        let peer = msg
+            .get::<XorPeerAddress>()
+            .unwrap()
+            .expect("XOR-PEER-ADDRESS")
+            .0;
+        let icmp = msg.get::<Icmp>().unwrap().expect("ICMP");
+        (peer, icmp)
     }
 }
 
@@ -461,6 +552,16 @@ impl Sim {
                 Message::new_checked(&resp.0[..]).expect("every reply is a valid STUN message");
                 Outcome::Reply(resp)
             }
+            ClientAction::BindData { reply, connection } => {
+                assert!(reply <= out.len(), "reply longer than the output buffer");
+                assert!(from.transport.is_stream(), "BindData on a datagram 5-tuple");
+                let resp = Resp(out[..reply].to_vec());
+                Message::new_checked(&resp.0[..]).expect("every reply is a valid STUN message");
+                Outcome::BindData {
+                    reply: resp,
+                    connection,
+                }
+            }
             ClientAction::ToPeer {
                 relay,
                 peer,
@@ -523,6 +624,100 @@ impl Sim {
                 })
             }
         }
+    }
+}
+
+impl Sim {
+    /// The runtime reports that the client connection `ft` (TCP/TLS) closed.
+    pub fn connection_closed(&mut self, ft: FiveTuple) {
+        let now = self.now();
+        self.server
+            .handle_connection_closed(now, ft, &mut self.host);
+    }
+
+    /// An ICMP error about a datagram relay `relay` sent to `peer`; checks the output
+    /// contract (the message fits the documented maximum).
+    pub fn icmp(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+        icmp_type: u8,
+        code: u8,
+        error_data: u32,
+    ) -> Option<Delivered> {
+        let mut buf = vec![0xEE; turnpike_proto::server::ICMP_INDICATION_MAX];
+        let now = self.now();
+        match self
+            .server
+            .handle_peer_icmp(now, relay, peer, icmp_type, code, error_data, &mut buf)
+        {
+            PeerAction::None => None,
+            PeerAction::ToClient { to, range } => {
+                assert!(range.end <= buf.len(), "range {range:?} outside the buffer");
+                Some(Delivered {
+                    to,
+                    bytes: buf[range.clone()].to_vec(),
+                    range,
+                    payload: 0..0,
+                })
+            }
+        }
+    }
+
+    /// The host reports the outcome of the connection it opened for a Connect: the
+    /// message for the client (the Connect response), if any.
+    pub fn peer_connected(
+        &mut self,
+        id: ConnectionId,
+        connected: bool,
+    ) -> Option<(FiveTuple, Resp)> {
+        let mut out = vec![0u8; TCP_MESSAGE_MAX];
+        let now = self.now();
+        match self
+            .server
+            .handle_peer_connected(now, id, connected, &mut out)
+        {
+            PeerAction::None => None,
+            PeerAction::ToClient { to, range } => {
+                let resp = Resp(out[range].to_vec());
+                Message::new_checked(&resp.0[..]).expect("valid STUN");
+                Some((to, resp))
+            }
+        }
+    }
+
+    /// A peer connects to TCP relay `relay`: the id the runtime gave the connection and
+    /// the ConnectionAttempt indication for the client, if the core keeps it.
+    pub fn peer_connects(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+    ) -> (ConnectionId, Option<(FiveTuple, Resp)>) {
+        let id = self.host.new_connection_id();
+        let mut out = vec![0u8; TCP_MESSAGE_MAX];
+        let now = self.now();
+        let got = match self
+            .server
+            .handle_peer_connection(now, relay, peer, id, &mut out)
+        {
+            PeerAction::None => None,
+            PeerAction::ToClient { to, range } => {
+                let resp = Resp(out[range].to_vec());
+                Message::new_checked(&resp.0[..]).expect("valid STUN");
+                Some((to, resp))
+            }
+        };
+        (id, got)
+    }
+
+    /// Every message the core queued, parsed.
+    pub fn transmits(&mut self) -> Vec<(FiveTuple, Resp)> {
+        let mut v = Vec::new();
+        while let Some(Transmit { to, message }) = self.server.poll_transmit() {
+            Message::new_checked(&message[..]).expect("valid STUN");
+            v.push((to, Resp(message)));
+        }
+        v
     }
 }
 
@@ -648,6 +843,40 @@ impl Resp {
             .map(|a| (a.family.0, a.code.code()))
     }
 
+    /// Every ALTERNATE-SERVER, in order.
+    pub fn alternate_servers(&self) -> Vec<SocketAddr> {
+        self.msg()
+            .get_all::<AlternateServer>()
+            .map(|a| a.unwrap().0)
+            .collect()
+    }
+
+    /// ALTERNATE-DOMAIN.
+    pub fn alternate_domain(&self) -> Option<String> {
+        self.msg()
+            .get::<AlternateDomain>()
+            .unwrap()
+            .map(|d| d.0.to_owned())
+    }
+
+    /// MOBILITY-TICKET.
+    pub fn ticket(&self) -> Option<Vec<u8>> {
+        self.msg()
+            .get::<MobilityTicket>()
+            .unwrap()
+            .map(|t| t.0.to_vec())
+    }
+
+    /// CONNECTION-ID.
+    pub fn connection_id(&self) -> Option<ConnectionId> {
+        self.msg().get::<ConnectionId>().unwrap()
+    }
+
+    /// XOR-PEER-ADDRESS.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.msg().get::<XorPeerAddress>().unwrap().map(|a| a.0)
+    }
+
     /// The raw value of an attribute that counts.
     pub fn raw(&self, ty: AttrType) -> Option<Vec<u8>> {
         self.msg().raw(ty).map(|a| a.value.to_vec())
@@ -690,6 +919,10 @@ pub enum A {
     DontFragment,
     /// DATA.
     Data(Vec<u8>),
+    /// MOBILITY-TICKET with this value (empty to ask for mobility).
+    Ticket(Vec<u8>),
+    /// CONNECTION-ID.
+    Connection(u32),
     /// Anything, raw.
     Raw(u16, Vec<u8>),
 }
@@ -714,6 +947,8 @@ impl A {
             }
             Self::DontFragment => w.put_raw(AttrType::DONT_FRAGMENT, &[]),
             Self::Data(d) => w.put_raw(AttrType::DATA, d),
+            Self::Ticket(t) => w.put(&MobilityTicket(t)),
+            Self::Connection(c) => w.put(&ConnectionId(*c)),
             Self::Raw(t, v) => w.put_raw(AttrType(*t), v),
         }
     }
@@ -721,6 +956,8 @@ impl A {
 
 /// REQUESTED-TRANSPORT UDP.
 pub const UDP: A = A::Transport(17);
+/// REQUESTED-TRANSPORT TCP (RFC 6062).
+pub const TCP: A = A::Transport(6);
 
 /// Which password-algorithm attributes a signed request carries (RFC 8489 §9.2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -957,6 +1194,27 @@ impl TestClient {
             return self.signed_once(sim, method, attrs);
         }
         resp
+    }
+
+    /// A signed request that may get no answer right away (an RFC 6062 Connect) or a
+    /// `BindData` (ConnectionBind): the 401 dance first if no nonce is known, then the
+    /// signed request; returns its transaction ID and what the server did.
+    #[track_caller]
+    pub fn send(&mut self, sim: &mut Sim, method: Method, attrs: &[A]) -> (TransactionId, Outcome) {
+        if self.nonce.is_none() {
+            self.challenge(sim, method, attrs).assert_error(401);
+        }
+        let tid = self.next_tid();
+        let packet = self.build_signed(method, tid, attrs);
+        (tid, self.send_raw(sim, &packet))
+    }
+
+    /// Allocate with REQUESTED-TRANSPORT TCP (RFC 6062) and `extra`.
+    #[track_caller]
+    pub fn allocate_tcp(&mut self, sim: &mut Sim, extra: &[A]) -> Resp {
+        let mut attrs = vec![TCP];
+        attrs.extend_from_slice(extra);
+        self.request(sim, Method::ALLOCATE, &attrs)
     }
 
     /// Allocate with REQUESTED-TRANSPORT UDP and `extra`.
