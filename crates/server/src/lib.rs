@@ -45,6 +45,7 @@ pub mod relay;
 mod sockopt;
 mod stream;
 mod tcp;
+mod tcp_relay;
 pub mod tls;
 mod worker;
 
@@ -140,6 +141,9 @@ pub struct TurnSettings {
     pub redirect: bool,
     /// RFC 8016 mobility tickets.
     pub mobility: bool,
+    /// RFC 6062 TCP relays. With it, every TCP/TLS client is served by the first worker,
+    /// so a ConnectionBind finds the allocation its CONNECTION-ID belongs to.
+    pub tcp_relay: bool,
     /// ICMP errors relayed per allocation per second (0 = unlimited).
     pub icmp_per_second: u32,
 }
@@ -160,6 +164,7 @@ impl Default for TurnSettings {
             alternate_domain: None,
             redirect: false,
             mobility: false,
+            tcp_relay: true,
             icmp_per_second: 10,
         }
     }
@@ -208,6 +213,7 @@ pub struct Server {
     bound: Vec<(Transport, SocketAddr)>,
     tcp_limits: TcpLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    tcp_relay: bool,
     relay: Arc<RelayConfig>,
     ledger: Arc<Mutex<QuotaLedger>>,
 }
@@ -308,6 +314,7 @@ impl Server {
                 alternate_domain: t.alternate_domain.clone(),
                 redirect: t.redirect,
                 mobility: t.mobility,
+                tcp_relay: t.tcp_relay,
                 icmp_per_second: t.icmp_per_second,
                 ..TurnConfig::new(t.realm.clone(), time_base)
             })
@@ -325,6 +332,7 @@ impl Server {
             bound,
             tcp_limits: config.tcp_limits,
             tls,
+            tcp_relay: config.turn.tcp_relay,
             relay: Arc::new(config.relay),
             ledger: Arc::new(Mutex::new(QuotaLedger::default())),
         })
@@ -367,6 +375,9 @@ impl Server {
                 Ok(handle) => threads.push(handle),
                 Err(e) => warn!(error = %e, "cannot start worker thread"),
             }
+        }
+        if self.tcp_relay {
+            to_workers.truncate(1);
         }
         let mut tasks = tokio::task::JoinSet::new();
         let limits = Arc::new(tcp::Limiter::new(self.tcp_limits));

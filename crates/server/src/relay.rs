@@ -132,6 +132,48 @@ fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Binds a TCP listener for an RFC 6062 relay on `ip`, at a port of the range, skipping
+/// ports in use. `SO_REUSEADDR`/`SO_REUSEPORT` let connections to peers leave from the same
+/// relayed address (RFC 6062 §5.2).
+pub(crate) fn bind_tcp_in_range(
+    ip: IpAddr,
+    min: u16,
+    max: u16,
+    start: u32,
+) -> io::Result<std::net::TcpListener> {
+    let span = u32::from(max.saturating_sub(min)) + 1;
+    for i in 0..span {
+        let port = u32::from(min) + (start.wrapping_add(i) % span);
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        let addr = SocketAddr::new(ip, port);
+        let Ok(socket) = tcp_socket(addr) else {
+            continue;
+        };
+        if socket.bind(&addr.into()).is_err() || socket.listen(128).is_err() {
+            continue;
+        }
+        return Ok(socket.into());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "relay port range exhausted",
+    ))
+}
+
+/// A TCP socket for the relay side, shareable with the relay's listener.
+pub(crate) fn tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use turnpike_proto::{ClientAction, ClientTransport, FiveTuple};
 use turnpike_stun::framing::{Frame, Framing, next_frame};
 
 use crate::tcp::{Incoming, Slot};
+use crate::tcp_relay;
 use crate::worker::Shared;
 
 /// The largest frame a stream may carry: a STUN header plus a 65535-byte body.
@@ -87,15 +88,41 @@ async fn run<S>(
     let write_task = tokio::task::spawn_local(write_loop(writer, rx, idle));
     shared.streams.borrow_mut().insert(five_tuple, tx.clone());
 
-    let reason = read_loop(&shared, &mut reader, five_tuple, &tx, idle).await;
-    debug!(%peer, ?transport, reason, "stream closed");
-
+    let outcome = read_loop(&shared, &mut reader, five_tuple, &tx, idle).await;
     shared.streams.borrow_mut().remove(&five_tuple);
+    let reason = match outcome {
+        Outcome::Closed(reason) => reason,
+        Outcome::Bind { connection, early } => {
+            // RFC 6062 §5.4: after the ConnectionBind success this connection carries raw
+            // bytes. Let the writer flush the success response, then pipe.
+            drop(tx);
+            let Ok(writer) = write_task.await else {
+                return;
+            };
+            let stream = reader.unsplit(writer);
+            tcp_relay::pipe(shared, connection, five_tuple, stream, early).await;
+            drop(slot);
+            return;
+        }
+    };
+    debug!(%peer, ?transport, reason, "stream closed");
     // RFC 8656 §3.1: an allocation made over a connection ends with it.
     shared.with_core(|core, host| core.handle_connection_closed(Instant::now(), five_tuple, host));
     drop(tx);
     let _ = write_task.await;
     drop(slot);
+}
+
+/// Why a read loop ended.
+enum Outcome {
+    /// The connection is done.
+    Closed(&'static str),
+    /// A ConnectionBind succeeded: pipe this connection to peer connection `connection`,
+    /// starting with the bytes the client sent after the request.
+    Bind {
+        connection: turnpike_proto::stun::attr::ConnectionId,
+        early: Vec<u8>,
+    },
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -104,7 +131,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     five_tuple: FiveTuple,
     tx: &mpsc::Sender<Bytes>,
     idle: Duration,
-) -> &'static str {
+) -> Outcome {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out = vec![0u8; 2048];
     let mut start = 0;
@@ -112,9 +139,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         loop {
             let frame_len = match next_frame(&buf[start..]) {
                 Framing::Frame(Frame::Stun(n) | Frame::ChannelData(n)) => n,
-                Framing::NeedMore(n) if n > MAX_FRAME => return "frame too large",
+                Framing::NeedMore(n) if n > MAX_FRAME => return Outcome::Closed("frame too large"),
                 Framing::NeedMore(_) => break,
-                Framing::Garbage => return "not STUN",
+                Framing::Garbage => return Outcome::Closed("not STUN"),
             };
             let frame = &buf[start..start + frame_len];
             let action = shared.with_core(|core, host| {
@@ -132,10 +159,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     payload,
                     dont_fragment,
                 } => shared.send_to_peer(relay, peer, &frame[payload], dont_fragment),
-                ClientAction::BindData { reply, .. } => {
-                    // This runtime does not relay to TCP peers yet (`tcp_relay` is off),
-                    // so the core never binds a data connection; answer regardless.
+                ClientAction::BindData { reply, connection } => {
                     let _ = tx.try_send(Bytes::copy_from_slice(&out[..reply]));
+                    let early = buf[start + frame_len..].to_vec();
+                    return Outcome::Bind { connection, early };
                 }
             }
             start += frame_len;
@@ -145,24 +172,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let old = buf.len();
         buf.resize(old + 4096, 0);
         match tokio::time::timeout(idle, reader.read(&mut buf[old..])).await {
-            Err(_) => return "idle timeout",
-            Ok(Err(_)) => return "read error",
-            Ok(Ok(0)) => return "closed by the client",
+            Err(_) => return Outcome::Closed("idle timeout"),
+            Ok(Err(_)) => return Outcome::Closed("read error"),
+            Ok(Ok(0)) => return Outcome::Closed("closed by the client"),
             Ok(Ok(n)) => buf.truncate(old + n),
         }
     }
 }
 
+/// Writes queued messages until the queue closes; returns the writer so a data
+/// connection can take the stream over.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Bytes>,
     idle: Duration,
-) {
+) -> W {
     while let Some(msg) = rx.recv().await {
         match tokio::time::timeout(idle, writer.write_all(&msg)).await {
             Ok(Ok(())) => {}
-            _ => return,
+            _ => return writer,
         }
     }
-    let _ = writer.shutdown().await;
+    let _ = writer.flush().await;
+    writer
 }

@@ -23,13 +23,15 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
+use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{
     BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, Host, PeerAction, PortRequest,
     RelayError, RelayId, TurnServer,
 };
 
-use crate::relay::{RelayConfig, bind_in_range};
+use crate::relay::{RelayConfig, bind_in_range, bind_tcp_in_range};
 use crate::tcp::{Incoming, TcpLimits};
+use crate::tcp_relay::{self, PeerConn, PeerConns};
 use crate::{icmp, sockopt, stream};
 
 /// Largest UDP payload.
@@ -46,6 +48,8 @@ struct RelaySocket {
 pub(crate) struct WorkerHost {
     relay: Arc<RelayConfig>,
     relays: HashMap<RelayId, RelaySocket>,
+    /// RFC 6062 relay listeners: their accept task and local address.
+    tcp_relays: HashMap<RelayId, (JoinHandle<()>, SocketAddr)>,
     next_id: u32,
     ledger: Arc<Mutex<QuotaLedger>>,
     shared: Weak<Shared>,
@@ -61,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
+    /// RFC 6062 peer data connections.
+    pub(crate) peer_conns: RefCell<PeerConns>,
 }
 
 impl Shared {
@@ -132,7 +138,7 @@ impl Shared {
     }
 
     /// Sends a framed message to a client, over UDP or its stream.
-    fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
+    pub(crate) fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
         if to.transport.is_stream() {
             if let Some(tx) = self.streams.borrow().get(&to) {
                 let _ = tx.try_send(Bytes::copy_from_slice(message));
@@ -213,6 +219,60 @@ impl Host for WorkerHost {
                 task.abort();
             }
         }
+        if let Some((task, _)) = self.tcp_relays.remove(&relay) {
+            task.abort();
+        }
+    }
+
+    fn supports_tcp_relay(&self) -> bool {
+        true
+    }
+
+    fn bind_tcp_relay(&mut self, family: Family) -> Result<BoundRelay, RelayError> {
+        let ip = self
+            .relay
+            .ip(family == Family::V6)
+            .ok_or(RelayError::FamilyUnavailable)?;
+        let start = self.next_random();
+        let listener = bind_tcp_in_range(ip, self.relay.min_port, self.relay.max_port, start)
+            .map_err(|_| RelayError::Exhausted)?;
+        let local = listener.local_addr().map_err(|_| RelayError::Exhausted)?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|_| RelayError::Exhausted)?;
+        let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = RelayId(self.next_id);
+        let task = tokio::task::spawn_local(tcp_relay::accept_loop(shared, id, listener));
+        self.tcp_relays.insert(id, (task, local));
+        Ok(BoundRelay {
+            relay: id,
+            addr: self.relay.advertised(local),
+            reserved: None,
+        })
+    }
+
+    fn connect_peer(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+    ) -> Result<ConnectionId, RelayError> {
+        let &(_, local) = self.tcp_relays.get(&relay).ok_or(RelayError::Exhausted)?;
+        let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
+        let id = shared.peer_conns.borrow_mut().new_id();
+        let task =
+            tokio::task::spawn_local(tcp_relay::connect(Rc::clone(&shared), id, local, peer));
+        shared
+            .peer_conns
+            .borrow_mut()
+            .conns
+            .insert(id, PeerConn::Connecting(task.abort_handle()));
+        Ok(id)
+    }
+
+    fn close_peer_connection(&mut self, connection: ConnectionId) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.peer_conns.borrow_mut().close(connection);
+        }
     }
 
     fn supports(&self, family: Family) -> bool {
@@ -279,6 +339,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
             host: RefCell::new(WorkerHost {
                 relay: setup.relay,
                 relays: HashMap::new(),
+                tcp_relays: HashMap::new(),
                 next_id: 0,
                 ledger: setup.ledger,
                 shared: weak.clone(),
@@ -288,6 +349,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
             streams: RefCell::new(HashMap::new()),
             tls: setup.tls,
             stream_limits: setup.stream_limits,
+            peer_conns: RefCell::new(PeerConns::default()),
         });
         let mut incoming = setup.incoming;
         let acceptor = Rc::clone(&shared);

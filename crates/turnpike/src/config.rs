@@ -160,6 +160,8 @@ pub(crate) struct Turn {
     pub(crate) strict_channel_numbers: bool,
     #[serde(default)]
     pub(crate) mobility: bool,
+    #[serde(default = "yes")]
+    pub(crate) tcp_relay: bool,
     #[serde(default = "default_icmp")]
     pub(crate) icmp_per_second: u32,
 }
@@ -172,6 +174,9 @@ pub(crate) struct UserEntry {
     pub(crate) password: String,
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_icmp() -> u32 {
     10
 }
@@ -199,6 +204,7 @@ impl Default for Turn {
             strict_expiry: false,
             strict_channel_numbers: false,
             mobility: false,
+            tcp_relay: true,
             icmp_per_second: default_icmp(),
         }
     }
@@ -615,6 +621,7 @@ fn turn_settings(
         strict_expiry: turn.strict_expiry,
         strict_channel_numbers: turn.strict_channel_numbers,
         mobility: turn.mobility,
+        tcp_relay: turn.tcp_relay,
         icmp_per_second: turn.icmp_per_second,
         alternates: turnpike_server::Alternates::default(),
         alternate_domain: None,

@@ -1,0 +1,183 @@
+//! RFC 6062 TCP relays in a worker: the relay listener that accepts peers, connections
+//! the relay opens to peers, and the byte pipe between a peer connection and the client
+//! data connection bound to it. The protocol decisions are the core's
+//! ([`turnpike_proto::server::tcp_relay`]); this module only owns sockets.
+//!
+//! Peer connections wait in [`PeerConns`] until a ConnectionBind claims them; a bound pair
+//! is copied in both directions by one task whose abort handle is kept, so the core can
+//! close it (allocation gone, RFC 6062 §5.5).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+use tracing::debug;
+use turnpike_proto::server::tcp_relay::CONNECT_TIMEOUT;
+use turnpike_proto::stun::attr::ConnectionId;
+use turnpike_proto::{FiveTuple, PeerAction, RelayId};
+
+use crate::relay::tcp_socket;
+use crate::worker::Shared;
+
+/// One peer data connection.
+pub(crate) enum PeerConn {
+    /// The relay is connecting to the peer.
+    Connecting(AbortHandle),
+    /// Connected (either way) and waiting for the client's ConnectionBind.
+    Waiting(TcpStream),
+    /// Piped to a client data connection by the task behind the handle.
+    Bound(AbortHandle),
+}
+
+/// The peer connections of one worker.
+#[derive(Default)]
+pub(crate) struct PeerConns {
+    pub(crate) conns: HashMap<ConnectionId, PeerConn>,
+    next: u32,
+}
+
+impl PeerConns {
+    /// A fresh connection id, never 0 and not in use.
+    pub(crate) fn new_id(&mut self) -> ConnectionId {
+        loop {
+            self.next = self.next.wrapping_add(0x9E37_79B9) | 1;
+            let id = ConnectionId(self.next);
+            if !self.conns.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Closes a connection in any state.
+    pub(crate) fn close(&mut self, id: ConnectionId) {
+        match self.conns.remove(&id) {
+            Some(PeerConn::Connecting(h) | PeerConn::Bound(h)) => h.abort(),
+            Some(PeerConn::Waiting(stream)) => drop(stream),
+            None => {}
+        }
+    }
+}
+
+/// Accepts peers on a TCP relay until aborted (ConnectionAttempt, RFC 6062 §5.3).
+pub(crate) async fn accept_loop(shared: Rc<Shared>, relay: RelayId, listener: TcpListener) {
+    let mut out = [0u8; 256];
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let id = shared.peer_conns.borrow_mut().new_id();
+        let action = shared.core.borrow_mut().handle_peer_connection(
+            Instant::now(),
+            relay,
+            peer,
+            id,
+            &mut out,
+        );
+        match action {
+            PeerAction::ToClient { to, range } => {
+                shared
+                    .peer_conns
+                    .borrow_mut()
+                    .conns
+                    .insert(id, PeerConn::Waiting(stream));
+                shared.send_to_client(to, &out[range]);
+            }
+            // No permission, over the limit: close it.
+            PeerAction::None => drop(stream),
+        }
+    }
+}
+
+/// Opens a connection from the relayed address `local` to `peer` (RFC 6062 §5.2) and
+/// reports the outcome to the core, which answers the Connect.
+pub(crate) async fn connect(
+    shared: Rc<Shared>,
+    id: ConnectionId,
+    local: SocketAddr,
+    peer: SocketAddr,
+) {
+    let attempt = async {
+        let socket = tcp_socket(local)?;
+        socket.bind(&local.into())?;
+        let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+        socket.connect(peer).await
+    };
+    let result = tokio::time::timeout(CONNECT_TIMEOUT, attempt).await;
+    let stream = match result {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "connect to peer failed");
+            None
+        }
+        Err(_) => None,
+    };
+    let mut out = [0u8; 256];
+    let action = shared.core.borrow_mut().handle_peer_connected(
+        Instant::now(),
+        id,
+        stream.is_some(),
+        &mut out,
+    );
+    {
+        let mut conns = shared.peer_conns.borrow_mut();
+        match (&stream, &action) {
+            (Some(_), PeerAction::ToClient { .. }) => {}
+            _ => {
+                conns.conns.remove(&id);
+            }
+        }
+    }
+    if let PeerAction::ToClient { to, range } = action {
+        if let Some(s) = stream {
+            shared
+                .peer_conns
+                .borrow_mut()
+                .conns
+                .insert(id, PeerConn::Waiting(s));
+        }
+        shared.send_to_client(to, &out[range]);
+    }
+}
+
+/// Pipes a client data connection and its peer connection until either side closes,
+/// then tells the core (RFC 6062 §5.5). `early` is what the client sent after its
+/// ConnectionBind in the same read.
+pub(crate) async fn pipe<S>(
+    shared: Rc<Shared>,
+    id: ConnectionId,
+    client: FiveTuple,
+    mut client_stream: S,
+    early: Vec<u8>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let peer = match shared.peer_conns.borrow_mut().conns.remove(&id) {
+        Some(PeerConn::Waiting(stream)) => Some(stream),
+        _ => None,
+    };
+    if let Some(mut peer) = peer {
+        let task = tokio::task::spawn_local(async move {
+            if !early.is_empty() && peer.write_all(&early).await.is_err() {
+                return;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut client_stream, &mut peer).await;
+        });
+        shared
+            .peer_conns
+            .borrow_mut()
+            .conns
+            .insert(id, PeerConn::Bound(task.abort_handle()));
+        let _ = task.await;
+        shared.peer_conns.borrow_mut().conns.remove(&id);
+    }
+    let now = Instant::now();
+    shared.with_core(|core, host| {
+        core.handle_peer_connection_closed(now, id);
+        core.handle_connection_closed(now, client, host);
+    });
+}
