@@ -1,5 +1,13 @@
-//! TURN over UDP against coturn's load client: `turnutils_uclient` relays through the server to
-//! `turnutils_peer` (an echo peer) with REST credentials, and counts what comes back.
+//! TURN against coturn's load client: `turnutils_uclient` relays through the server to
+//! `turnutils_peer` (an echo peer) with REST credentials, and counts what comes back. Over UDP,
+//! TCP (`-t`) and TLS (`-t -S`), to the server on 127.0.0.1, and on `[::1]` asking for IPv6
+//! relayed addresses (`-x`) with the echo peer on ::1.
+//!
+//! uclient's TLS client tries protocol versions at random per connection, older ones included:
+//! a server that only speaks TLS 1.2 and 1.3 (turnpike, coturn built on OpenSSL 3) refuses some
+//! handshakes (`tls_connect: cannot connect ... handshake failure`) before one succeeds. Those
+//! lines are not failures; the verdict is on the loss counts, the exit code, and the versions
+//! of the sessions that did connect.
 //!
 //! The server under test is turnpike by default, coturn's `turnserver` with
 //! `TURNPIKE_INTEROP_SERVER=coturn` (the baseline the harness was validated against).
@@ -7,12 +15,12 @@
 mod common;
 mod interop;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use interop::{Bounded, TurnServer, TurnTarget, run_bounded};
+use interop::{Bounded, Setup, TestCert, Transport, TurnServer, TurnTarget, run_bounded};
 
 /// How one `turnutils_uclient` run is shaped.
 #[derive(Clone, Debug)]
@@ -27,8 +35,12 @@ struct UclientOptions {
     payload: u32,
     /// `-s`: Send indications instead of ChannelData.
     send_indications: bool,
-    /// `-v`: log each Allocate sent and each response received.
+    /// `-v`: log each Allocate sent and each response received, and each relayed address.
     verbose: bool,
+    /// `-t` for TCP, `-t -S` for TLS (uclient's `-S` alone would be DTLS).
+    transport: Transport,
+    /// `-x`: ask for an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY).
+    ipv6_relay: bool,
     /// Hard limit on the run; uclient waits up to 10 s for missing echoes before it gives up.
     limit: Duration,
 }
@@ -43,7 +55,21 @@ impl UclientOptions {
             payload: 100,
             send_indications,
             verbose: false,
+            transport: Transport::Udp,
+            ipv6_relay: false,
             limit: Duration::from_secs(40),
+        }
+    }
+
+    /// The load for TCP and TLS: 10 clients at 50 packets/s each over channels, 1 s of
+    /// traffic per client, with `-v` to read back the relayed addresses.
+    fn stream(transport: Transport, ipv6_relay: bool) -> Self {
+        Self {
+            clients: 10,
+            verbose: true,
+            transport,
+            ipv6_relay,
+            ..Self::acceptance(false)
         }
     }
 
@@ -76,6 +102,12 @@ struct UclientReport {
     cannot_complete_allocation: bool,
     /// Whether any traffic phase started (`start_mclient:` lines).
     traffic_started: bool,
+    /// `tls_connect: client session connected with cipher C, method=M`: M of each TLS session.
+    tls_sessions: Vec<String>,
+    /// `tls_connect: cannot connect`: handshakes refused (uclient then tries another version).
+    tls_refused: usize,
+    /// With `-v`: `IPv4. Received relay addr: A` / `IPv6. ...`, one per allocation.
+    relayed: Vec<SocketAddr>,
     output: String,
 }
 
@@ -118,6 +150,21 @@ impl UclientReport {
                 }
             } else if line.contains("Cannot complete Allocation") {
                 r.cannot_complete_allocation = true;
+            } else if let Some(rest) = line.strip_prefix("tls_connect: ") {
+                if let Some((_, method)) = rest.split_once("method=") {
+                    r.tls_sessions.push(method.trim().to_owned());
+                } else if rest.starts_with("cannot connect") {
+                    r.tls_refused += 1;
+                }
+            } else if let Some((_, addr)) = line.split_once(". Received relay addr: ") {
+                // "::1:25928" or "127.0.0.1:25928": the port follows the last colon.
+                let parsed = addr.trim().rsplit_once(':').and_then(|(ip, port)| {
+                    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+                });
+                match parsed {
+                    Some(a) => r.relayed.push(a),
+                    None => r.error_codes.push(u16::MAX),
+                }
             }
         }
         r.output = output;
@@ -150,6 +197,82 @@ impl UclientReport {
         } else {
             Err(bad.join("; "))
         }
+    }
+
+    /// The transport checks on top of [`UclientReport::zero_loss`], for a `-v` run: each
+    /// allocation (two per client) got a relayed address of the asked family in the server's
+    /// range; over TLS, each connection that carried TURN ran TLS 1.2 or 1.3.
+    fn transport_ok(&self, opts: &UclientOptions, target: &TurnTarget) -> Result<(), String> {
+        let mut bad = Vec::new();
+        let allocations = 2 * opts.clients as usize;
+        let (a, b) = target.relay_ports;
+        if self.relayed.len() < allocations {
+            bad.push(format!(
+                "{} relayed addresses reported, want {allocations}",
+                self.relayed.len()
+            ));
+        }
+        let want_ip: IpAddr = if opts.ipv6_relay {
+            "::1".parse().unwrap()
+        } else {
+            "127.0.0.1".parse().unwrap()
+        };
+        let odd: Vec<&SocketAddr> = self
+            .relayed
+            .iter()
+            .filter(|r| r.ip() != want_ip || !(a..=b).contains(&r.port()))
+            .collect();
+        if !odd.is_empty() {
+            bad.push(format!(
+                "relayed addresses not {want_ip} in {a}-{b}: {odd:?}"
+            ));
+        }
+        match opts.transport {
+            Transport::Tls => {
+                if self.tls_sessions.len() < allocations {
+                    bad.push(format!(
+                        "{} TLS sessions, want at least {allocations}",
+                        self.tls_sessions.len()
+                    ));
+                }
+                let old: Vec<&String> = self
+                    .tls_sessions
+                    .iter()
+                    .filter(|m| !matches!(m.as_str(), "TLSv1.2" | "TLSv1.3"))
+                    .collect();
+                if !old.is_empty() {
+                    bad.push(format!("TLS sessions below 1.2: {old:?}"));
+                }
+            }
+            Transport::Udp | Transport::Tcp => {
+                if !self.tls_sessions.is_empty() || self.tls_refused != 0 {
+                    bad.push("TLS without -S".to_owned());
+                }
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
+
+    /// TLS versions of the sessions, counted: `TLSv1.2 x9, TLSv1.3 x12`.
+    fn tls_summary(&self) -> String {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for m in &self.tls_sessions {
+            match counts.iter_mut().find(|(k, _)| k == m) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((m, 1)),
+            }
+        }
+        counts.sort();
+        let list: Vec<String> = counts.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        format!(
+            "sessions [{}], {} handshakes refused",
+            list.join(", "),
+            self.tls_refused
+        )
     }
 
     /// Authentication was refused the way a TURN server must: every Allocate (uclient tries 32
@@ -200,23 +323,28 @@ fn first_number(s: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// coturn's echo peer on 127.0.0.1:PORT, stopped by its PID on drop.
+/// coturn's echo peer on IP:PORT (127.0.0.1 or ::1), stopped by its PID on drop.
 struct EchoPeer {
     child: Child,
+    ip: IpAddr,
     port: u16,
 }
 
 impl EchoPeer {
     fn start() -> Self {
-        let port = interop::free_udp_port();
+        Self::start_on("127.0.0.1".parse().unwrap())
+    }
+
+    fn start_on(ip: IpAddr) -> Self {
+        let port = interop::free_udp_port_on(ip);
         let child = Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-L", &ip.to_string(), "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("turnutils_peer is installed (Debian package coturn)");
-        let peer = Self { child, port };
+        let peer = Self { child, ip, port };
         peer.wait_ready(Duration::from_secs(5));
         peer
     }
@@ -225,17 +353,21 @@ impl EchoPeer {
     fn wait_ready(&self, limit: Duration) {
         assert!(
             self.echoes(limit),
-            "turnutils_peer on 127.0.0.1:{} did not echo within {limit:?}",
-            self.port
+            "turnutils_peer on {} did not echo within {limit:?}",
+            self.addr()
         );
     }
 
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+
     fn echoes(&self, limit: Duration) -> bool {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = self.addr();
+        let socket = UdpSocket::bind(interop::any_loopback_for(to)).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let to = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 64];
         while Instant::now() < deadline {
@@ -259,8 +391,8 @@ impl EchoPeer {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_else(|e| format!("ss: {e}"));
         format!(
-            "peer 127.0.0.1:{} (pid {}): alive {alive}, echoes {echoes}; sockets on its port:\n{holders}",
-            self.port,
+            "peer {} (pid {}): alive {alive}, echoes {echoes}; sockets on its port:\n{holders}",
+            self.addr(),
             self.child.id()
         )
     }
@@ -273,19 +405,25 @@ impl Drop for EchoPeer {
 }
 
 /// Runs `turnutils_uclient` against `target` with credentials `(user, pass)`, relaying to
-/// `peer_port`, and parses what it reports. Server-agnostic: the realm comes from the server's
+/// `peer`, and parses what it reports. Server-agnostic: the realm comes from the server's
 /// challenge.
 fn run_uclient(
     target: &TurnTarget,
     user: &str,
     pass: &str,
-    peer_port: u16,
+    peer: SocketAddr,
     opts: &UclientOptions,
 ) -> UclientReport {
+    let server = match opts.transport {
+        Transport::Udp => target.addr,
+        Transport::Tcp | Transport::Tls => target
+            .tcp
+            .unwrap_or_else(|| panic!("{:?} asked of a server without TCP", opts.transport)),
+    };
     let mut cmd = Command::new("turnutils_uclient");
     cmd.args(["-u", user, "-w", pass])
-        .args(["-e", "127.0.0.1", "-r", &peer_port.to_string()])
-        .args(["-p", &target.addr.port().to_string()])
+        .args(["-e", &peer.ip().to_string(), "-r", &peer.port().to_string()])
+        .args(["-p", &server.port().to_string()])
         .args(["-m", &opts.clients.to_string()])
         .args(["-n", &opts.messages.to_string()])
         .args(["-l", &opts.payload.to_string()])
@@ -297,7 +435,19 @@ fn run_uclient(
     if opts.verbose {
         cmd.arg("-v");
     }
-    cmd.arg(target.addr.ip().to_string());
+    match opts.transport {
+        Transport::Udp => {}
+        Transport::Tcp => {
+            cmd.arg("-t");
+        }
+        Transport::Tls => {
+            cmd.args(["-t", "-S"]);
+        }
+    }
+    if opts.ipv6_relay {
+        cmd.arg("-x");
+    }
+    cmd.arg(server.ip().to_string());
     UclientReport::parse(&run_bounded(cmd, opts.limit))
 }
 
@@ -311,7 +461,7 @@ fn check_zero_loss(
     let (user, pass) =
         interop::rest_credentials(&target.secret, "uclient", Duration::from_secs(3600));
     let opts = UclientOptions::acceptance(send_indications);
-    let report = run_uclient(target, &user, &pass, peer.port, &opts);
+    let report = run_uclient(target, &user, &pass, peer.addr(), &opts);
     let expected = u64::from(opts.clients) * u64::from(opts.messages);
     let verdict = report.zero_loss(expected).map_err(|why| {
         let server = match interop::wait_for_stun(target.addr, Duration::from_secs(1)) {
@@ -337,7 +487,7 @@ fn check_refused(
         limit: Duration::from_secs(15),
         ..UclientOptions::acceptance(false)
     };
-    let report = run_uclient(target, user, pass, peer.port, &opts);
+    let report = run_uclient(target, user, pass, peer.addr(), &opts);
     let verdict = report.refused_by_challenge();
     (report, verdict)
 }
@@ -354,11 +504,13 @@ fn fail(server: &TurnServer, report: &UclientReport, why: &str) -> ! {
     );
 }
 
-/// One 20-client load at a time: the two load tests never share the machine with each other.
-static LOAD: Mutex<()> = Mutex::new(());
+/// One 20-client load at a time: the two load tests never share the machine with each other,
+/// nor with the lighter stream loads (which hold it shared: five of 10 clients x 50 packets/s
+/// at once are 2,500 packets/s in all, a fraction of what either server relays without loss).
+static LOAD: RwLock<()> = RwLock::new(());
 
 fn zero_loss_test(tag: &str, relay_ports: (u16, u16), send_indications: bool) {
-    let _one_load = LOAD.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_load = LOAD.write().unwrap_or_else(|e| e.into_inner());
     let server = TurnServer::start(tag, &format!("{tag}-secret"), relay_ports);
     let opts = UclientOptions::acceptance(send_indications);
     match check_zero_loss(&server.target, send_indications) {
@@ -445,4 +597,78 @@ fn uclient_with_an_expired_rest_username_is_refused() {
         ),
         (r, Err(why)) => fail(&server, &r, &why),
     }
+}
+
+/// The stream load (10 clients x 50 packets/s over channels) over TCP or TLS, to the server on
+/// 127.0.0.1, or on [::1] with IPv6 relays (`-x`) to an echo peer on ::1: zero loss, exit 0,
+/// every relayed address of the asked family in the range, TLS 1.2/1.3 sessions only.
+fn stream_test(tag: &str, relay_ports: (u16, u16), transport: Transport, ipv6: bool) {
+    let _light_load = LOAD.read().unwrap_or_else(|e| e.into_inner());
+    let cert = (transport == Transport::Tls).then(|| TestCert::generate(tag));
+    let setup = Setup {
+        ipv6,
+        tcp: transport != Transport::Udp,
+        tls: cert.as_ref().map(|c| c.files.clone()),
+    };
+    let server = TurnServer::start_with(tag, &format!("{tag}-secret"), relay_ports, &setup);
+    let target = &server.target;
+    let opts = UclientOptions::stream(transport, ipv6);
+    let peer_ip: IpAddr = if ipv6 { "::1" } else { "127.0.0.1" }.parse().unwrap();
+    let mut peer = EchoPeer::start_on(peer_ip);
+    let (user, pass) =
+        interop::rest_credentials(&target.secret, "uclient", Duration::from_secs(3600));
+    let report = run_uclient(target, &user, &pass, peer.addr(), &opts);
+    let expected = u64::from(opts.clients) * u64::from(opts.messages);
+    let verdict = report
+        .zero_loss(expected)
+        .and_then(|()| report.transport_ok(&opts, target));
+    match verdict {
+        Ok(()) => eprintln!(
+            "{:?} {tag}: {:?} to {}, {} clients x {} pkt/s: sent {:?} received {:?} lost {:?} \
+             dropped {:?}, {} relayed addresses like {:?}, TLS {}, transmit {:?} s, run {:.1} s",
+            server.kind,
+            opts.transport,
+            target.tcp.unwrap_or(target.addr),
+            opts.clients,
+            opts.rate_per_client(),
+            report.sent,
+            report.received,
+            report.lost,
+            report.send_dropped,
+            report.relayed.len(),
+            report.relayed.first(),
+            report.tls_summary(),
+            report.transmit_secs,
+            report.elapsed.as_secs_f64()
+        ),
+        Err(why) => {
+            let why = format!("{why}\n{}", peer.diagnose());
+            fail(&server, &report, &why)
+        }
+    }
+}
+
+#[test]
+fn uclient_10_clients_over_tcp_lose_nothing() {
+    stream_test("uclient-tcp", (25600, 25699), Transport::Tcp, false);
+}
+
+#[test]
+fn uclient_10_clients_over_tls_lose_nothing() {
+    stream_test("uclient-tls", (25700, 25799), Transport::Tls, false);
+}
+
+#[test]
+fn uclient_over_udp_to_ipv6_server_with_ipv6_relays_loses_nothing() {
+    stream_test("uclient-udp6", (25800, 25899), Transport::Udp, true);
+}
+
+#[test]
+fn uclient_over_tcp_to_ipv6_server_with_ipv6_relays_loses_nothing() {
+    stream_test("uclient-tcp6", (25900, 25999), Transport::Tcp, true);
+}
+
+#[test]
+fn uclient_over_tls_to_ipv6_server_with_ipv6_relays_loses_nothing() {
+    stream_test("uclient-tls6", (26000, 26099), Transport::Tls, true);
 }

@@ -1,8 +1,17 @@
 #!/usr/bin/env node
 // Headless Debian Chromium against a TURN server, driven by playwright-core.
 //
-//   node browser_relay.mjs --turn 127.0.0.1:PORT --user U --pass P --expect ok|auth-error
-//        [--relay-ports A-B] [--messages 50] [--timeout-ms 45000] [--chromium /usr/bin/chromium]
+//   node browser_relay.mjs --turn 127.0.0.1:PORT --user U --pass P --expect ok|auth-error|cert-error
+//        [--transport udp|tcp|tls] [--spki-list BASE64] [--relay-ports A-B] [--messages 50]
+//        [--timeout-ms 45000] [--chromium /usr/bin/chromium]
+//
+// --transport picks the ICE server URL: udp `turn:H:P?transport=udp` (the default), tcp
+// `turn:H:P?transport=tcp`, tls `turns:H:P?transport=tcp`; the selected relay candidate's
+// `relayProtocol` must then be udp, tcp or tls. --spki-list is passed to Chromium as
+// `--ignore-certificate-errors-spki-list` (base64 SHA-256 of a self-signed certificate's
+// SubjectPublicKeyInfo), which is what makes it accept the test's certificate for turns:.
+// --expect cert-error: the TLS handshake is refused (no --spki-list for a self-signed
+// certificate), so the page must see icecandidateerror 701 for the turns: URL and gather nothing.
 //
 // Serves relay_page.html from http://127.0.0.1:<free port>/, launches Chromium with an explicit
 // command line (shared/design/INTEROP.md) and a fresh --user-data-dir, runs the scenario in the
@@ -26,6 +35,8 @@ function parseArgs(argv) {
     user: null,
     pass: null,
     expect: 'ok',
+    transport: 'udp',
+    spkiList: null,
     relayPorts: null,
     messages: 50,
     timeoutMs: 45000,
@@ -41,6 +52,8 @@ function parseArgs(argv) {
       case '--user': opts.user = val; break;
       case '--pass': opts.pass = val; break;
       case '--expect': opts.expect = val; break;
+      case '--transport': opts.transport = val; break;
+      case '--spki-list': opts.spkiList = val; break;
       case '--relay-ports': {
         const m = /^(\d+)-(\d+)$/.exec(val);
         if (!m) usage('--relay-ports wants A-B');
@@ -54,7 +67,9 @@ function parseArgs(argv) {
     }
   }
   if (!opts.turn || opts.user === null || opts.pass === null) usage('--turn, --user and --pass are required');
-  if (!['ok', 'auth-error'].includes(opts.expect)) usage('--expect is ok or auth-error');
+  if (!['ok', 'auth-error', 'cert-error'].includes(opts.expect)) usage('--expect is ok, auth-error or cert-error');
+  if (!['udp', 'tcp', 'tls'].includes(opts.transport)) usage('--transport is udp, tcp or tls');
+  if (opts.spkiList !== null && !/^[A-Za-z0-9+/=,]+$/.test(opts.spkiList)) usage('--spki-list wants base64 hashes');
   const m = /^(127\.\d+\.\d+\.\d+|\[::1\]):(\d+)$/.exec(opts.turn);
   if (!m) usage('--turn must be a loopback HOST:PORT (127.x.x.x or [::1])');
   return opts;
@@ -66,8 +81,24 @@ function usage(msg) {
   process.exit(2);
 }
 
-/** INTEROP.md's command line, plus the two flags playwright itself needs with ignoreDefaultArgs. */
-function chromiumArgs(userDataDir) {
+/** The ICE server URL for a transport: udp, tcp (TURN over TCP) or tls (TURN over TLS). */
+function turnUrl(transport, host, port) {
+  switch (transport) {
+    case 'tcp': return `turn:${host}:${port}?transport=tcp`;
+    case 'tls': return `turns:${host}:${port}?transport=tcp`;
+    default: return `turn:${host}:${port}?transport=udp`;
+  }
+}
+
+/**
+ * INTEROP.md's command line (with ::1 added to the resolver exclusions), plus the two flags
+ * playwright itself needs with ignoreDefaultArgs, plus --ignore-certificate-errors-spki-list
+ * when a self-signed certificate is to be accepted.
+ */
+function chromiumArgs(userDataDir, spkiList) {
+  const extra = spkiList ? [`--ignore-certificate-errors-spki-list=${spkiList}`] : [];
+  // For debugging only, e.g. TURNPIKE_CHROMIUM_ARGS='--enable-logging=stderr --v=1'.
+  extra.push(...(process.env.TURNPIKE_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean));
   return [
     '--headless',
     '--no-sandbox',
@@ -80,11 +111,15 @@ function chromiumArgs(userDataDir) {
     `--user-data-dir=${userDataDir}`,
     '--disable-features=WebRtcHideLocalIpsWithMdns',
     '--webrtc-ip-handling-policy=default_public_and_private_interfaces',
-    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1',
+    // TURN over TCP/TLS connects through Chromium's host resolver even for an IP literal, so
+    // ::1 must be excluded too (written without brackets), else `turn:[::1]:P?transport=tcp`
+    // fails with ERR_NAME_NOT_RESOLVED (icecandidateerror 701). UDP does not resolve.
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE ::1',
     '--autoplay-policy=no-user-gesture-required',
     // Needed by playwright: its CDP transport and no initial window.
     '--remote-debugging-pipe',
     '--no-startup-window',
+    ...extra,
   ];
 }
 
@@ -129,7 +164,9 @@ function judge(opts, r) {
       if (!sp) { f.push(`${name}: no selected candidate pair`); continue; }
       if (sp.local?.candidateType !== 'relay') f.push(`${name}: local candidate is ${sp.local?.candidateType}, not relay`);
       if (sp.remote?.candidateType !== 'relay') f.push(`${name}: remote candidate is ${sp.remote?.candidateType}, not relay`);
-      if (sp.local?.relayProtocol !== 'udp') f.push(`${name}: local relayProtocol is ${sp.local?.relayProtocol}, not udp`);
+      // relayProtocol is how the browser reaches the TURN server; the relayed candidate itself
+      // is always UDP (RFC 8656 relays over UDP).
+      if (sp.local?.relayProtocol !== opts.transport) f.push(`${name}: local relayProtocol is ${sp.local?.relayProtocol}, not ${opts.transport}`);
       if (sp.local?.protocol !== 'udp') f.push(`${name}: local candidate protocol is ${sp.local?.protocol}, not udp`);
       if (opts.relayPorts) {
         const [a, b] = opts.relayPorts;
@@ -153,6 +190,13 @@ function judge(opts, r) {
     const a = r.media?.receiver?.audio;
     if (!v || !(v.framesDecoded > 0)) f.push(`video: framesDecoded ${v?.framesDecoded} at pc2`);
     if (!a || !(a.packetsReceived > 0)) f.push(`audio: packetsReceived ${a?.packetsReceived} at pc2`);
+  } else if (opts.expect === 'cert-error') {
+    const errs = r.pc1?.candidateErrors || [];
+    const codes = JSON.stringify(errs.map((e) => [e.errorCode, e.url]));
+    if (!errs.some((e) => e.errorCode === 701 && String(e.url).startsWith('turns:'))) f.push(`no icecandidateerror 701 for the turns: URL (got ${codes})`);
+    if (errs.some((e) => e.errorCode === 401)) f.push(`a 401 came back: the TLS handshake went through (${codes})`);
+    const relays = (r.pc1?.candidates || []).filter((c) => c.type === 'relay');
+    if (relays.length) f.push(`gathered ${relays.length} relay candidates through an untrusted certificate`);
   } else {
     const errs = r.pc1?.candidateErrors || [];
     if (!errs.some((e) => e.errorCode === 401)) f.push(`no icecandidateerror 401 (got ${JSON.stringify(errs.map((e) => e.errorCode))})`);
@@ -169,7 +213,7 @@ async function main() {
   const userDataDir = mkdtempSync(join(tmpdir(), 'turnpike-chromium-'));
   let server = null;
   let browser = null;
-  const out = { expect: opts.expect, turn: opts.turn };
+  const out = { expect: opts.expect, turn: opts.turn, transport: opts.transport };
   let exitCode = 1;
 
   // Idempotent: a signal and main() may both ask for it.
@@ -218,7 +262,7 @@ async function main() {
     browser = await chromium.launch({
       executablePath: opts.chromium,
       ignoreDefaultArgs: true,
-      args: chromiumArgs(userDataDir),
+      args: chromiumArgs(userDataDir, opts.spkiList),
       timeout: Math.min(30000, left()),
       // We handle signals ourselves so that the browser and the temp dir both go.
       handleSIGINT: false,
@@ -238,7 +282,7 @@ async function main() {
     const budget = left() - 3000; // keep time to close the browser
     const cfg = {
       expect: opts.expect,
-      turnUrl: `turn:${host}:${port}?transport=udp`,
+      turnUrl: turnUrl(opts.transport, host, port),
       username: opts.user,
       credential: opts.pass,
       messages: opts.messages,
@@ -249,6 +293,7 @@ async function main() {
       connectTimeoutMs: Math.max(1000, Math.min(20000, budget / 3)),
       stepTimeoutMs: Math.max(1000, Math.min(10000, budget / 4)),
     };
+    out.turnUrl = cfg.turnUrl;
     const t = timeout(budget, 'page scenario');
     const result = await Promise.race([page.evaluate((c) => window.turnpikeRelay.run(c), cfg), t]);
     t.cancel();

@@ -1,5 +1,6 @@
 //! Shared by the TURN interop tests (`turn_uclient.rs`, `turn_browser.rs`): which TURN server
-//! to test (turnpike by default, coturn with `TURNPIKE_INTEROP_SERVER=coturn`), REST
+//! to test (turnpike by default, coturn with `TURNPIKE_INTEROP_SERVER=coturn`), how it listens
+//! (UDP, TCP, TLS with a certificate made at test time, IPv4 or IPv6 loopback), REST
 //! credentials, bounded child processes, and a small JSON reader for the browser's report.
 //!
 //! Every process started here is stopped by its PID; every wait has a deadline.
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -19,25 +20,194 @@ use turnpike_stun::{Class, Message, MessageType, MessageWriter, Method, Transact
 
 use crate::common::{ServerProcess, TempDir, binding_request, mapped_address};
 
-/// turnpike's configuration for the TURN interop tests. `<SECRET>`, `<A>` and `<B>` are
-/// replaced by the test's shared secret and relay port range. Keys as in the repository's
-/// `turnserver.toml` ([turn], [relay], [peers]); loopback peers are needed because
-/// `turnutils_peer` and the browser's other peer connection live on 127.0.0.1.
-pub const TURNPIKE_TURN_CONFIG: &str = r#"
+/// How the client reaches the TURN server: `turn:…?transport=udp`, `turn:…?transport=tcp` or
+/// `turns:…?transport=tcp`. The relayed side is UDP in every case (RFC 8656).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The name browsers report as a relay candidate's `relayProtocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
+}
+
+/// A certificate chain and private key in PEM files.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How the server under test listens.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Listen on `[::1]` instead of `127.0.0.1`, and relay on both `127.0.0.1` and `::1`: an
+    /// Allocate without REQUESTED-ADDRESS-FAMILY gets an IPv4 relay (RFC 8656 §7.2), which is
+    /// what browsers send; `turnutils_uclient -x` asks for an IPv6 one.
+    pub ipv6: bool,
+    /// Also listen on TCP. turnpike: one TCP listener on a port of its own; coturn listens on
+    /// TCP on its UDP port in any case.
+    pub tcp: bool,
+    /// TLS on the TCP listener (turnpike tells TLS from plain TCP by the first byte; coturn
+    /// does the same on its listening port). Implies `tcp`.
+    pub tls: Option<CertFiles>,
+}
+
+impl Setup {
+    fn loopback(&self) -> IpAddr {
+        if self.ipv6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+    }
+
+    fn relay_ips(&self) -> &'static [&'static str] {
+        if self.ipv6 {
+            &["127.0.0.1", "::1"]
+        } else {
+            &["127.0.0.1"]
+        }
+    }
+}
+
+/// turnpike's configuration for the TURN interop tests, keys as in the repository's
+/// `turnserver.toml` ([listen], [turn], [relay], [peers], [tls]). Port 0 everywhere: the
+/// chosen ports are read from turnpike's `listening` lines. Loopback peers are needed because
+/// `turnutils_peer` and the browser's other peer connection live on loopback.
+pub fn turnpike_config(secret: &str, relay_ports: (u16, u16), setup: &Setup) -> String {
+    let host = match setup.loopback() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    let tcp = if setup.tcp || setup.tls.is_some() {
+        format!("\"{host}:0\"")
+    } else {
+        String::new()
+    };
+    let ips: Vec<String> = setup
+        .relay_ips()
+        .iter()
+        .map(|ip| format!("\"{ip}\""))
+        .collect();
+    let mut config = format!(
+        r#"
 [listen]
-udp = ["127.0.0.1:0"]
-tcp = []
+udp = ["{host}:0"]
+tcp = [{tcp}]
 [turn]
-realm = "turnpike.test"
-secrets = ["<SECRET>"]
+realm = "{REALM}"
+secrets = ["{secret}"]
 [relay]
-ips = ["127.0.0.1"]
-ports = "<A>-<B>"
+ips = [{ips}]
+ports = "{a}-{b}"
 [peers]
 dangerous_allow_loopback_peers = true
-"#;
+"#,
+        ips = ips.join(", "),
+        a = relay_ports.0,
+        b = relay_ports.1,
+    );
+    if let Some(files) = &setup.tls {
+        config.push_str(&format!(
+            "[tls]\ncert = {}\nkey = {}\n",
+            toml_literal(&files.cert),
+            toml_literal(&files.key)
+        ));
+    }
+    config
+}
 
-/// The realm in [`TURNPIKE_TURN_CONFIG`]; coturn is given the same one.
+/// A path as a TOML literal string (no escapes: temporary paths have no `'`).
+fn toml_literal(path: &std::path::Path) -> String {
+    let text = path.to_str().expect("UTF-8 temporary path");
+    assert!(!text.contains('\''), "path with a quote: {text}");
+    format!("'{text}'")
+}
+
+/// A self-signed certificate made at test time with the `openssl` CLI: EC P-256,
+/// subjectAltName IP:127.0.0.1 and IP:::1, valid two days. Removed with its directory on drop.
+pub struct TestCert {
+    pub files: CertFiles,
+    /// base64(SHA-256(SubjectPublicKeyInfo DER)): what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes to accept this certificate.
+    pub spki_sha256: String,
+    _dir: TempDir,
+}
+
+impl TestCert {
+    pub fn generate(tag: &str) -> Self {
+        let dir = TempDir::new(&format!("cert-{tag}"));
+        let cert = dir.0.join("cert.pem");
+        let key = dir.0.join("key.pem");
+        let mut req = Command::new("openssl");
+        req.args(["req", "-x509", "-newkey", "ec"])
+            .args([
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args(["-subj", "/CN=turnpike.test"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,IP:::1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert);
+        let run = run_bounded(req, Duration::from_secs(20));
+        assert!(
+            run.code() == Some(0) && cert.is_file() && key.is_file(),
+            "openssl req failed ({:?}): {}",
+            run.status,
+            run.stderr
+        );
+        // The pipeline of shared/design/INTEROP.md, and the same hash from the private key:
+        // they agree only if the key is the certificate's.
+        let from_cert = spki_sha256(&format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der",
+            cert.display()
+        ));
+        let from_key = spki_sha256(&format!(
+            "openssl pkey -in '{}' -pubout -outform der",
+            key.display()
+        ));
+        assert_eq!(from_cert, from_key, "certificate and key do not match");
+        Self {
+            files: CertFiles { cert, key },
+            spki_sha256: from_cert,
+            _dir: dir,
+        }
+    }
+}
+
+/// base64 of the SHA-256 of what `der_command` (a shell pipeline) prints.
+fn spki_sha256(der_command: &str) -> String {
+    let mut sh = Command::new("bash");
+    sh.args(["-o", "pipefail", "-c"]).arg(format!(
+        "{der_command} | openssl dgst -sha256 -binary | base64"
+    ));
+    let run = run_bounded(sh, Duration::from_secs(20));
+    let hash = run.stdout.trim().to_owned();
+    assert!(
+        run.code() == Some(0) && hash.len() == 44 && hash.ends_with('='),
+        "SPKI hash pipeline failed ({:?}): {hash:?} {}",
+        run.status,
+        run.stderr
+    );
+    hash
+}
+
+/// The realm in [`turnpike_config`]; coturn is given the same one.
 pub const REALM: &str = "turnpike.test";
 
 /// Which server the interop tests drive.
@@ -62,7 +232,12 @@ impl ServerKind {
 /// What a client needs to reach a TURN server with REST credentials.
 #[derive(Clone, Debug)]
 pub struct TurnTarget {
+    /// Where the server takes UDP.
     pub addr: SocketAddr,
+    /// Where it takes TCP (and TLS, when `tls`), if it was asked to.
+    pub tcp: Option<SocketAddr>,
+    /// Whether TLS is served on `tcp`.
+    pub tls: bool,
     /// The REST API shared secret (coturn's `static-auth-secret`).
     pub secret: String,
     /// The server's realm. Clients learn it from the 401, so it is only checked against
@@ -92,18 +267,34 @@ impl TurnServer {
     }
 
     pub fn start_kind(kind: ServerKind, tag: &str, secret: &str, relay_ports: (u16, u16)) -> Self {
-        let (addr, inner) = match kind {
+        Self::start_setup(kind, tag, secret, relay_ports, &Setup::default())
+    }
+
+    /// As [`TurnServer::start`], listening as `setup` says.
+    pub fn start_with(tag: &str, secret: &str, relay_ports: (u16, u16), setup: &Setup) -> Self {
+        Self::start_setup(ServerKind::from_env(), tag, secret, relay_ports, setup)
+    }
+
+    pub fn start_setup(
+        kind: ServerKind,
+        tag: &str,
+        secret: &str,
+        relay_ports: (u16, u16),
+        setup: &Setup,
+    ) -> Self {
+        let want_tcp = setup.tcp || setup.tls.is_some();
+        let (addr, tcp, inner) = match kind {
             ServerKind::Turnpike => {
-                let config = TURNPIKE_TURN_CONFIG
-                    .replace("<SECRET>", secret)
-                    .replace("<A>", &relay_ports.0.to_string())
-                    .replace("<B>", &relay_ports.1.to_string());
+                let config = turnpike_config(secret, relay_ports, setup);
                 let server = ServerProcess::start(tag, &config);
-                (server.udp[0], Inner::Turnpike(server))
+                let tcp = server.tcp.first().copied();
+                assert_eq!(tcp.is_some(), want_tcp, "turnpike's TCP listener: {tcp:?}");
+                (server.udp[0], tcp, Inner::Turnpike(server))
             }
             ServerKind::Coturn => {
-                let coturn = Coturn::start(tag, secret, REALM, relay_ports);
-                (coturn.addr, Inner::Coturn(coturn))
+                let coturn = Coturn::start_setup(tag, secret, REALM, relay_ports, setup);
+                let tcp = want_tcp.then_some(coturn.addr);
+                (coturn.addr, tcp, Inner::Coturn(coturn))
             }
         };
         wait_for_stun(addr, Duration::from_secs(10)).unwrap_or_else(|e| {
@@ -113,6 +304,8 @@ impl TurnServer {
             kind,
             target: TurnTarget {
                 addr,
+                tcp,
+                tls: setup.tls.is_some(),
                 secret: secret.to_owned(),
                 realm: REALM.to_owned(),
                 relay_ports,
@@ -147,16 +340,44 @@ pub struct Coturn {
 
 impl Coturn {
     pub fn start(tag: &str, secret: &str, realm: &str, relay_ports: (u16, u16)) -> Self {
+        Self::start_setup(tag, secret, realm, relay_ports, &Setup::default())
+    }
+
+    /// With `setup.ipv6` it listens on ::1 and relays on 127.0.0.1 and ::1; with `setup.tls`
+    /// it takes TLS on its listening port too (and on a second, free, `tls-listening-port`).
+    pub fn start_setup(
+        tag: &str,
+        secret: &str,
+        realm: &str,
+        relay_ports: (u16, u16),
+        setup: &Setup,
+    ) -> Self {
         let dir = TempDir::new(&format!("coturn-{tag}"));
-        let port = free_udp_tcp_port();
+        let ip = setup.loopback();
+        let port = free_udp_tcp_port_on(ip);
         let log = dir.0.join("turnserver.log");
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
-        let child = Command::new("turnserver")
+        let mut cmd = Command::new("turnserver");
+        cmd.arg("-n").arg(format!("--listening-ip={ip}"));
+        for relay in setup.relay_ips() {
+            cmd.arg(format!("--relay-ip={relay}"));
+        }
+        match &setup.tls {
+            Some(files) => {
+                let tls_port = std::iter::repeat_with(|| free_udp_tcp_port_on(ip))
+                    .find(|&p| p != port)
+                    .unwrap();
+                cmd.arg(format!("--cert={}", files.cert.display()))
+                    .arg(format!("--pkey={}", files.key.display()))
+                    .arg(format!("--tls-listening-port={tls_port}"));
+            }
+            None => {
+                cmd.arg("--no-tls");
+            }
+        }
+        let child = cmd
             .args([
-                "-n",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
                 &format!("--listening-port={port}"),
                 &format!("--min-port={}", relay_ports.0),
                 &format!("--max-port={}", relay_ports.1),
@@ -165,7 +386,6 @@ impl Coturn {
                 &format!("--realm={realm}"),
                 "--allow-loopback-peers",
                 "--no-cli",
-                "--no-tls",
                 "--no-dtls",
                 "--fingerprint",
             ])
@@ -179,7 +399,7 @@ impl Coturn {
             .expect("turnserver is installed (Debian package coturn)");
         Self {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::new(ip, port),
             log,
             dir,
         }
@@ -225,28 +445,46 @@ fn signal(pid: u32, sig: &str) {
 
 /// A loopback port free for both UDP and TCP right now (coturn listens on both).
 pub fn free_udp_tcp_port() -> u16 {
+    free_udp_tcp_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A port of `ip` free for both UDP and TCP right now.
+pub fn free_udp_tcp_port_on(ip: IpAddr) -> u16 {
     for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind((ip, 0)).unwrap();
         let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
     }
-    panic!("no loopback port free for both UDP and TCP");
+    panic!("no port of {ip} free for both UDP and TCP");
 }
 
 /// A loopback UDP port free right now.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
+    free_udp_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A UDP port of `ip` free right now.
+pub fn free_udp_port_on(ip: IpAddr) -> u16 {
+    UdpSocket::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
 }
 
+/// The loopback address of `addr`'s family, port 0: where to bind a client socket for it.
+pub fn any_loopback_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+    }
+}
+
 /// Sends STUN Binding requests every 100 ms until one is answered or `limit` passes.
 pub fn wait_for_stun(addr: SocketAddr, limit: Duration) -> Result<SocketAddr, String> {
-    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let socket = UdpSocket::bind(any_loopback_for(addr)).map_err(|e| e.to_string())?;
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -278,7 +516,7 @@ pub struct Challenge {
 /// Sends an Allocate (REQUESTED-TRANSPORT UDP, FINGERPRINT) without credentials, as every
 /// TURN client's first request is, and returns the answer's ERROR-CODE, REALM and NONCE.
 pub fn unauthenticated_allocate(addr: SocketAddr) -> Result<Challenge, String> {
-    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let socket = UdpSocket::bind(any_loopback_for(addr)).map_err(|e| e.to_string())?;
     socket
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
