@@ -13,7 +13,8 @@
 //! - [`policy`]: which peers may be relayed to (safe by default).
 //! - [`quota`]: allocation quotas and the bandwidth cap.
 //! - [`host`]: what the core asks of its runtime (relay sockets, the quota ledger).
-//! - [`binding`]: the STUN Binding service on its own.
+//! - [`binding`]: the STUN Binding service on its own, with opt-in RFC 5780 NAT behaviour
+//!   discovery ([`binding::Rfc5780Addresses`]).
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod quota;
 pub mod server;
 
 pub use allocation::{ClientTransport, FiveTuple};
+pub use binding::{Rfc5780Addresses, Rfc5780Error};
 pub use host::{BoundRelay, Family, Host, PortRequest, RelayError, RelayId};
 pub use server::{
     Alternates, ClientAction, PeerAction, Reject, TimeBase, Transmit, TurnConfig, TurnServer,

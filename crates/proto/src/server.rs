@@ -32,6 +32,13 @@
 //! (RFC 8489 §10, RFC 8656 §7.2); TLS clients also get ALTERNATE-DOMAIN (RFC 8489
 //! §14.16) when one is configured.
 //!
+//! # RFC 5780
+//!
+//! With [`TurnConfig::rfc5780`], Binding requests received on the configured addresses
+//! get NAT behaviour discovery (see [`crate::binding`]): the runtime listens on all four
+//! (per family), passes the receiving address as [`FiveTuple::server`], and sends a
+//! [`ClientAction::ReplyFrom`] with the socket bound to its `from` address.
+//!
 //! # Timers
 //!
 //! There is no timer per allocation, permission or channel: every expiry is checked
@@ -66,7 +73,7 @@ use crate::allocation::{
 };
 use crate::auth::rest::parse_rest_username;
 use crate::auth::{AuthReject, Authenticated, BadUser, Credentials, OFFERED_ALGORITHMS};
-use crate::binding::{BindingConfig, BindingService, Response};
+use crate::binding::{BindingConfig, BindingService, Response, Rfc5780Addresses};
 use crate::host::{Family, Host, PortRequest, RelayError, RelayId};
 use crate::policy::{PeerPolicy, normalise};
 use crate::quota::{QuotaExceeded, Quotas, TokenBucket};
@@ -165,6 +172,11 @@ pub struct TurnConfig {
     /// ICMP Data indications relayed per allocation per second (RFC 8656 §11.5); the
     /// excess is dropped. 0 = unlimited.
     pub icmp_per_second: u32,
+    /// RFC 5780 NAT behaviour discovery for Binding requests received on these addresses
+    /// (see [`crate::binding`]); answers that leave from another of them or go to
+    /// another port come out as [`ClientAction::ReplyFrom`]. `None` (the default): off,
+    /// CHANGE-REQUEST and RESPONSE-PORT get 420.
+    pub rfc5780: Option<Rfc5780Addresses>,
 }
 
 /// ALTERNATE-SERVER targets, per client transport: a UDP client is redirected to a UDP
@@ -225,6 +237,7 @@ impl TurnConfig {
             tcp_relay: false,
             tcp_connections_per_allocation: 64,
             icmp_per_second: 10,
+            rfc5780: None,
         }
     }
 }
@@ -237,6 +250,21 @@ pub enum ClientAction {
     None,
     /// Send `out[..n]` back to the client.
     Reply(usize),
+    /// A Binding answer under RFC 5780 ([`TurnConfig::rfc5780`], UDP only): send
+    /// `out[..len]` from the server address `from` (one of
+    /// [`Rfc5780Addresses::listen_addresses`]: use the socket bound there, which may
+    /// not be the one the request arrived on) to `to` (the client's IP, with its port or
+    /// the RESPONSE-PORT it asked for). Both are canonical (IPv4 as IPv4, never
+    /// IPv4-mapped). An answer from the receiving address to the client's own address
+    /// stays [`ClientAction::Reply`].
+    ReplyFrom {
+        /// Length of the response in `out`.
+        len: usize,
+        /// The server address to send from.
+        from: SocketAddr,
+        /// The client address to send to.
+        to: SocketAddr,
+    },
     /// Send `packet[payload]` from relay `relay` to `peer`.
     ToPeer {
         /// The relay socket.
@@ -476,6 +504,7 @@ impl TurnServer {
             credentials,
             binding: BindingService::new(BindingConfig {
                 software: config.software.clone(),
+                rfc5780: config.rfc5780,
             }),
             max_lifetime: config.max_lifetime,
             strict_expiry: config.strict_expiry,
@@ -579,7 +608,12 @@ impl TurnServer {
     // ----- client side ------------------------------------------------------------------
 
     /// Handles a datagram (or stream frame) from a client. Responses are written into
-    /// `out` (1500 bytes is plenty); relayed payloads point into `packet`.
+    /// `out` (1500 bytes is plenty, except for an RFC 5780 Binding request with PADDING,
+    /// whose answer is as long as the request plus
+    /// [`RESPONSE_OVERHEAD`](crate::binding::RESPONSE_OVERHEAD) and SOFTWARE, see
+    /// [`BindingConfig::max_response_len`]; one that does not fit gets no answer);
+    /// relayed payloads point into `packet`. `from.server` must be the local address
+    /// the packet arrived on for RFC 5780 to be served.
     pub fn handle_client(
         &mut self,
         now: Instant,
@@ -651,23 +685,24 @@ impl TurnServer {
     ) -> ClientAction {
         let Ok(msg) = Message::new_checked(packet) else {
             // Malformed: the Binding service applies the drop / 400-if-not-larger rule.
-            return self.binding_answer(packet, from.client, out);
+            return self.binding_answer(packet, from, out);
         };
         if msg.verify_fingerprint().is_err() {
             return ClientAction::None;
         }
         let ty = msg.message_type();
         match (ty.class, ty.method) {
-            (_, Method::BINDING) => self.binding_answer(packet, from.client, out),
+            (_, Method::BINDING) => self.binding_answer(packet, from, out),
             (Class::Indication, Method::SEND) => self.send_indication(now, from, &msg),
             (Class::Request, _) => self.request(now, from, &msg, out, host),
             _ => ClientAction::None,
         }
     }
 
-    fn binding_answer(&self, packet: &[u8], source: SocketAddr, out: &mut [u8]) -> ClientAction {
-        match self.binding.handle(packet, source, out) {
+    fn binding_answer(&self, packet: &[u8], from: FiveTuple, out: &mut [u8]) -> ClientAction {
+        match self.binding.handle_tuple(packet, from, out) {
             Response::Send(n) => ClientAction::Reply(n),
+            Response::SendFrom { len, from, to } => ClientAction::ReplyFrom { len, from, to },
             Response::Ignore(_) => ClientAction::None,
         }
     }

@@ -28,6 +28,7 @@ fn answer(svc: &BindingService, packet: &[u8], from: SocketAddr) -> Option<Vec<u
     let mut out = [0u8; 1024];
     match svc.handle(packet, from, &mut out) {
         Response::Send(n) => Some(out[..n].to_vec()),
+        Response::SendFrom { .. } => panic!("`handle` never redirects"),
         Response::Ignore(_) => None,
     }
 }
@@ -74,6 +75,7 @@ fn v4_mapped_source_is_reported_as_v4() {
 fn fingerprint_is_echoed_and_software_is_configurable() {
     let svc = BindingService::new(BindingConfig {
         software: Some("turnpike test".into()),
+        ..BindingConfig::default()
     });
     let from: SocketAddr = "192.0.2.1:9".parse().unwrap();
     let resp = answer(

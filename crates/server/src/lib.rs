@@ -237,8 +237,17 @@ impl Server {
     pub fn bind(config: ServerConfig) -> Result<Self, StartError> {
         let workers = config.workers.max(1);
         let mut bound = Vec::new();
+        // RFC 5780 needs a socket on each of its four exact addresses.
+        let mut udp_addresses = config.udp.clone();
+        if let Some(set) = &config.binding.rfc5780 {
+            for addr in set.listen_addresses() {
+                if !udp_addresses.contains(&addr) {
+                    udp_addresses.push(addr);
+                }
+            }
+        }
         let mut groups: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
-        for &address in &config.udp {
+        for &address in &udp_addresses {
             let err = |source| StartError::Bind {
                 address,
                 transport: Transport::Udp,
@@ -308,6 +317,7 @@ impl Server {
                 peer_policy: t.peer_policy.clone(),
                 quotas: t.quotas,
                 software: config.binding.software.clone(),
+                rfc5780: config.binding.rfc5780,
                 time_base,
                 rng_seed: rand::random(),
                 alternates: t.alternates.clone(),

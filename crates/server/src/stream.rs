@@ -149,7 +149,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             });
             match action {
                 ClientAction::None => {}
-                ClientAction::Reply(n) => {
+                ClientAction::Reply(n) | ClientAction::ReplyFrom { len: n, .. } => {
                     // A full queue means the client is not reading: drop, it retransmits.
                     let _ = tx.try_send(Bytes::copy_from_slice(&out[..n]));
                 }

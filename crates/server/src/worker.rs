@@ -376,7 +376,8 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
 /// Receives from clients on one listener socket.
 async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSocket>) {
     let mut rx = vec![0u8; MAX_DATAGRAM];
-    let mut tx = vec![0u8; 2048];
+    // Room for the largest answer: an RFC 5780 response echoes the request's PADDING.
+    let mut tx = vec![0u8; MAX_DATAGRAM + 1024];
     loop {
         let (n, from) = match socket.recv_from(&mut rx).await {
             Ok(r) => r,
@@ -397,6 +398,16 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
             ClientAction::None => {}
             ClientAction::Reply(len) => {
                 let _ = socket.try_send_to(&tx[..len], from);
+            }
+            // RFC 5780: answer from another of our addresses and/or to another port.
+            ClientAction::ReplyFrom {
+                len,
+                from: source,
+                to,
+            } => {
+                if let Some(listener) = shared.listeners.get(&source) {
+                    let _ = listener.try_send_to(&tx[..len], to);
+                }
             }
             ClientAction::ToPeer {
                 relay,

@@ -49,6 +49,9 @@ pub(crate) struct FileConfig {
     /// `[alternates]`
     #[serde(default)]
     pub(crate) alternates: AlternateSection,
+    /// `[rfc5780]`
+    #[serde(default)]
+    pub(crate) rfc5780: Option<Rfc5780Section>,
     /// `[runtime]`
     #[serde(default)]
     pub(crate) runtime: Runtime,
@@ -289,6 +292,14 @@ impl Default for QuotaSection {
     }
 }
 
+/// `[rfc5780]`: NAT behaviour discovery (RFC 5780).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Rfc5780Section {
+    pub(crate) ips: Spanned<Vec<std::net::IpAddr>>,
+    pub(crate) ports: Spanned<[u16; 2]>,
+}
+
 /// `[alternates]`: ALTERNATE-SERVER (300 Try Alternate).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -446,7 +457,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
     })?;
 
-    if raw.listen.udp.get_ref().is_empty() && raw.listen.tcp.get_ref().is_empty() {
+    if raw.listen.udp.get_ref().is_empty()
+        && raw.listen.tcp.get_ref().is_empty()
+        && raw.rfc5780.is_none()
+    {
         return Err(at(
             raw.listen.udp.span(),
             "no listener: [listen] udp and tcp are both empty".into(),
@@ -510,6 +524,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
         None => None,
     };
+    let rfc5780 = match raw.rfc5780 {
+        Some(r) => Some(rfc5780_addresses(&r, &at)?),
+        None => None,
+    };
     let mut turn = turn_settings(raw.turn, raw.peers, &raw.quotas, &at)?;
     turn.alternates = turnpike_server::Alternates {
         udp: raw.alternates.udp,
@@ -522,7 +540,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let server = ServerConfig {
         udp: raw.listen.udp.into_inner(),
         tcp: raw.listen.tcp.into_inner(),
-        binding: turnpike_server::BindingConfig { software },
+        binding: turnpike_server::BindingConfig { software, rfc5780 },
         tcp_limits: TcpLimits {
             idle_timeout: Duration::from_secs(idle),
             max_connections: raw.tcp.max_connections.into_inner(),
@@ -635,6 +653,47 @@ fn turn_settings(
             bandwidth_bytes_per_sec: quotas.bandwidth_bytes_per_sec,
         },
     })
+}
+
+fn rfc5780_addresses(
+    r: &Rfc5780Section,
+    at: &At<'_>,
+) -> Result<turnpike_proto::binding::Rfc5780Addresses, ConfigError> {
+    use std::net::IpAddr;
+    let ips = r.ips.get_ref();
+    let v4: Vec<std::net::Ipv4Addr> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<std::net::Ipv6Addr> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    let pair = |n: usize| n == 0 || n == 2;
+    if !pair(v4.len()) || !pair(v6.len()) || ips.is_empty() {
+        return Err(at(
+            r.ips.span(),
+            "ips must hold two IPv4 and/or two IPv6 addresses of this host (primary, alternate)"
+                .into(),
+        ));
+    }
+    let [p1, p2] = *r.ports.get_ref();
+    let set = turnpike_proto::binding::Rfc5780Addresses {
+        primary_port: p1,
+        alternate_port: p2,
+        v4: (v4.len() == 2).then(|| (v4[0], v4[1])),
+        v6: (v6.len() == 2).then(|| (v6[0], v6[1])),
+        streams: false,
+    };
+    set.validate()
+        .map_err(|e| at(r.ports.span(), e.to_string()))?;
+    Ok(set)
 }
 
 fn relay_config(relay: Relay, at: &At<'_>) -> Result<RelayConfig, ConfigError> {

@@ -226,6 +226,7 @@ fn run(config: Config) -> ExitCode {
         for ip in server.relay_ips() {
             let _ = writeln!(stdout, "relaying on {ip}");
         }
+        let _ = writeln!(stdout, "ready");
         let _ = stdout.flush();
         drop(stdout);
         server.run(shutdown_signal()).await;

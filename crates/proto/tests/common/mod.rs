@@ -347,6 +347,15 @@ pub enum Outcome {
     None,
     /// A reply to the client.
     Reply(Resp),
+    /// A Binding reply under RFC 5780, sent from `from` to `to`.
+    ReplyFrom {
+        /// The response.
+        reply: Resp,
+        /// The server address it leaves from.
+        from: SocketAddr,
+        /// The client address it goes to.
+        to: SocketAddr,
+    },
     /// A datagram to a peer.
     ToPeer {
         /// The relay socket.
@@ -551,6 +560,22 @@ impl Sim {
                 let resp = Resp(out[..n].to_vec());
                 Message::new_checked(&resp.0[..]).expect("every reply is a valid STUN message");
                 Outcome::Reply(resp)
+            }
+            ClientAction::ReplyFrom { len, from: src, to } => {
+                assert!(len <= out.len(), "reply longer than the output buffer");
+                assert_eq!(
+                    to.ip(),
+                    from.client.ip().to_canonical(),
+                    "a reply never goes to another IP"
+                );
+                assert!(!from.transport.is_stream(), "ReplyFrom on a stream");
+                let resp = Resp(out[..len].to_vec());
+                Message::new_checked(&resp.0[..]).expect("every reply is a valid STUN message");
+                Outcome::ReplyFrom {
+                    reply: resp,
+                    from: src,
+                    to,
+                }
             }
             ClientAction::BindData { reply, connection } => {
                 assert!(reply <= out.len(), "reply longer than the output buffer");

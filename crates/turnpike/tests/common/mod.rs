@@ -71,22 +71,26 @@ impl ServerProcess {
             }
         });
         let (mut udp, mut tcp) = (Vec::new(), Vec::new());
-        let expected = config.matches(":0\"").count();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while udp.len() + tcp.len() < expected {
+        // The binary prints one line per listener, then "ready".
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
                 panic!("turnpike did not report its listeners in time");
             });
             let parts: Vec<&str> = line.split_whitespace().collect();
-            if let ["listening", transport, addr] = parts[..] {
-                let addr: SocketAddr = addr.parse().unwrap();
-                match transport {
-                    "udp" => udp.push(addr),
-                    "tcp" => tcp.push(addr),
-                    other => panic!("unknown transport {other}"),
+            match parts[..] {
+                ["ready"] => break,
+                ["listening", transport, addr] => {
+                    let addr: SocketAddr = addr.parse().unwrap();
+                    match transport {
+                        "udp" => udp.push(addr),
+                        "tcp" => tcp.push(addr),
+                        other => panic!("unknown transport {other}"),
+                    }
                 }
+                _ => {}
             }
         }
         Self {
