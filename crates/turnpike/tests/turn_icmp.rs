@@ -6,18 +6,15 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::time::Duration;
 
 use common::ServerProcess;
-use turnpike_proto::auth::rest::mint;
+use common::turn_client::Client;
 use turnpike_stun::attr::{
-    Data, ErrorCodeAttr, Icmp, Nonce, Realm, RequestedTransport, TransportProtocol, Username,
-    XorPeerAddress, XorRelayedAddress,
+    Data, Icmp, RequestedTransport, TransportProtocol, XorPeerAddress, XorRelayedAddress,
 };
-use turnpike_stun::{
-    Class, IntegrityKey, LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId,
-};
+use turnpike_stun::{Class, Message, MessageType, MessageWriter, Method};
 
 const SECRET: &str = "icmp-secret";
 
@@ -30,118 +27,10 @@ fn config(relay_ports: (u16, u16)) -> String {
     )
 }
 
-struct Client {
-    socket: UdpSocket,
-    server: SocketAddr,
-    username: String,
-    key: Option<IntegrityKey>,
-    realm: String,
-    nonce: String,
-    next_tid: u8,
-}
-
-impl Client {
-    fn new(server: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let expiry = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        let (username, _) = mint(SECRET.as_bytes(), "icmp", expiry);
-        Self {
-            socket,
-            server,
-            username,
-            key: None,
-            realm: String::new(),
-            nonce: String::new(),
-            next_tid: 0,
-        }
-    }
-
-    fn tid(&mut self) -> TransactionId {
-        self.next_tid += 1;
-        TransactionId([self.next_tid; 12])
-    }
-
-    /// Sends a signed request built by `body` and returns the response bytes.
-    fn request(
-        &mut self,
-        method: Method,
-        body: impl Fn(&mut MessageWriter<'_>) -> Result<(), turnpike_stun::EncodeError>,
-    ) -> Vec<u8> {
-        for _ in 0..2 {
-            let tid = self.tid();
-            let mut buf = [0u8; 512];
-            let mut w = MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid)
-                .unwrap();
-            body(&mut w).unwrap();
-            if let Some(key) = &self.key {
-                w.put(&Username(&self.username)).unwrap();
-                w.put(&Realm(&self.realm)).unwrap();
-                w.put(&Nonce(&self.nonce)).unwrap();
-                w.put_integrity(key).unwrap();
-            }
-            let n = w.finish();
-            self.socket.send_to(&buf[..n], self.server).unwrap();
-            let resp = self.receive(|m| m.transaction_id() == tid);
-            let msg = Message::new_checked(&resp[..]).unwrap();
-            let code = msg.get::<ErrorCodeAttr>().unwrap().map(|e| e.code.code());
-            if code == Some(401) || code == Some(438) {
-                // The 401 dance: learn REALM and NONCE, derive the long-term key.
-                self.realm = msg.get::<Realm>().unwrap().unwrap().0.to_owned();
-                self.nonce = msg.get::<Nonce>().unwrap().unwrap().0.to_owned();
-                let password =
-                    turnpike_proto::auth::rest::rest_password(SECRET.as_bytes(), &self.username);
-                let key = LongTermKey::derive(
-                    turnpike_stun::attr::PasswordAlgorithmId::MD5,
-                    &self.username,
-                    &self.realm,
-                    &password,
-                )
-                .unwrap();
-                self.key = Some(key.integrity_key());
-                continue;
-            }
-            return resp;
-        }
-        panic!("still challenged after authenticating");
-    }
-
-    fn receive(&self, want: impl Fn(&Message<&[u8]>) -> bool) -> Vec<u8> {
-        self.try_receive(want, Duration::from_secs(3))
-            .expect("no matching message from the server")
-    }
-
-    fn try_receive(
-        &self,
-        want: impl Fn(&Message<&[u8]>) -> bool,
-        within: Duration,
-    ) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + within;
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            let Ok((n, _)) = self.socket.recv_from(&mut buf) else {
-                continue;
-            };
-            if let Ok(msg) = Message::new_checked(&buf[..n]) {
-                if want(&msg) {
-                    return Some(buf[..n].to_vec());
-                }
-            }
-        }
-        None
-    }
-}
-
 #[test]
 fn port_unreachable_from_a_peer_reaches_the_client_as_an_icmp_data_indication() {
     let server = ServerProcess::start("icmp", &config((25900, 25949)));
-    let mut client = Client::new(server.udp[0]);
+    let mut client = Client::new(server.udp[0], SECRET, "icmp");
 
     let resp = client.request(Method::ALLOCATE, |w| {
         w.put(&RequestedTransport(TransportProtocol::UDP))

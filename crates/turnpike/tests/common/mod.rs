@@ -1,6 +1,8 @@
 //! Starting and stopping the real `turnpike` binary for integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod turn_client;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
