@@ -94,24 +94,7 @@ pub(crate) fn enable_recverr(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()
     } else {
         (libc::IPPROTO_IP, libc::IP_RECVERR)
     };
-    let value: libc::c_int = 1;
-    // SAFETY: `value` is a live c_int on the stack and the length passed is its size; the
-    // descriptor belongs to `socket`, which outlives the call. setsockopt reads only
-    // `size_of::<c_int>()` bytes from the pointer.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&raw const value).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sockopt::set_int(socket, level, name, 1)
 }
 
 /// Reads one queued ICMP error without blocking; `Ok(None)` when the queue is empty.

@@ -1,4 +1,5 @@
-//! Socket options socket2 does not expose. The only `unsafe` in turnpike lives here.
+//! Socket options socket2 does not expose. `unsafe` in turnpike lives here and in
+//! `icmp.rs` (reading the error queue), each block with its `SAFETY:` argument.
 
 #![allow(unsafe_code)]
 
@@ -23,6 +24,16 @@ pub(crate) fn set_dont_fragment(socket: &impl AsRawFd, ipv6: bool, on: bool) -> 
         };
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, mode)
     };
+    set_int(socket, level, name, value)
+}
+
+/// `setsockopt` of one `c_int` value.
+pub(crate) fn set_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a live c_int on the stack and the length passed is its size; the
     // descriptor belongs to `socket`, which outlives the call. setsockopt reads only
     // `size_of::<c_int>()` bytes from the pointer.
