@@ -56,22 +56,33 @@ pub(crate) struct ChannelBinding {
     pub(crate) expires: Instant,
 }
 
-/// One relayed address of an allocation.
+/// One relayed address of an allocation, while it is being made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Relay {
     pub(crate) id: RelayId,
     pub(crate) addr: SocketAddr,
 }
 
+/// RFC 8016 state of an allocation created with mobility.
+#[derive(Debug)]
+pub(crate) struct Mobility {
+    /// The one MOBILITY-TICKET currently valid for this allocation. Replaced on every
+    /// use, so a ticket works once.
+    pub(crate) ticket: [u8; crate::server::mobility::TICKET_LEN],
+    /// How many tickets were issued (goes into the next one).
+    pub(crate) generation: u32,
+}
+
 /// An allocation.
 #[derive(Debug)]
 pub(crate) struct Allocation {
     pub(crate) five_tuple: FiveTuple,
+    /// The USERNAME that made it. The name the quota ledger counts (the user part of a
+    /// REST username) is derived from it again on release rather than kept twice.
     pub(crate) username: Box<str>,
-    /// The name the quota ledger counts (the user part of a REST username).
-    pub(crate) quota_user: Box<str>,
-    /// Index 0: IPv4, index 1: IPv6.
-    pub(crate) relays: [Option<Relay>; 2],
+    /// The relay sockets, index 0: IPv4, index 1: IPv6. Their addresses are only needed
+    /// in the Allocate response, so they are not kept.
+    pub(crate) relays: [Option<RelayId>; 2],
     pub(crate) expires: Instant,
     /// With `strict_expiry`, when the credential that created it runs out.
     pub(crate) credential_expires: Option<Instant>,
@@ -84,11 +95,12 @@ pub(crate) struct Allocation {
     /// RFC 6062: the peer data connections of a TCP allocation, pending or bound (their
     /// state lives in the server's connection table).
     pub(crate) connections: Vec<ConnectionId>,
-    /// RFC 8016: the one MOBILITY-TICKET currently valid for this allocation, if it was
-    /// created with mobility. Replaced on every use, so a ticket works once.
-    pub(crate) ticket: Option<[u8; crate::server::mobility::TICKET_LEN]>,
-    /// RFC 8016: how many tickets were issued (goes into the next one).
-    pub(crate) ticket_generation: u32,
+    /// RFC 8016: the ticket state, if it was created with mobility (boxed: most
+    /// allocations have none, and the slab holds every allocation inline).
+    pub(crate) mobility: Option<Box<Mobility>>,
+    /// The last answer to a request on its 5-tuple, kept for retransmissions until the
+    /// sweep drops it (RFC 8489 §6.3.4).
+    pub(crate) cached: Option<Box<crate::server::Cached>>,
     /// ICMP Data indications allowed (RFC 8656 §11.5), in messages per second.
     pub(crate) icmp_bucket: TokenBucket,
 }
@@ -101,7 +113,7 @@ impl Allocation {
         self.expires > now && self.credential_expires.is_none_or(|c| c > now)
     }
 
-    pub(crate) fn relay(&self, family: Family) -> Option<Relay> {
+    pub(crate) fn relay(&self, family: Family) -> Option<RelayId> {
         self.relays[family_index(family)]
     }
 
@@ -127,6 +139,16 @@ impl Allocation {
             .find(|c| c.peer == peer && c.expires > now)
             .map(|c| c.number)
     }
+}
+
+/// Pushes onto a per-allocation list, growing it 1, 2, 4, 8… elements: most allocations
+/// hold one permission and one channel, and `Vec`'s own first growth reserves room for
+/// four (160 and 224 bytes where 40 and 56 are used).
+pub(crate) fn push_lean<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(list.len().max(1));
+    }
+    list.push(item);
 }
 
 pub(crate) fn family_index(family: Family) -> usize {

@@ -69,7 +69,8 @@ use turnpike_stun::{
 };
 
 use crate::allocation::{
-    Allocation, ChannelBinding, ClientTransport, FiveTuple, Permission, Relay, family_index,
+    Allocation, ChannelBinding, ClientTransport, FiveTuple, Mobility, Permission, Relay,
+    family_index, push_lean,
 };
 use crate::auth::rest::parse_rest_username;
 use crate::auth::{AuthReject, Authenticated, BadUser, Credentials, OFFERED_ALGORITHMS};
@@ -78,9 +79,11 @@ use crate::host::{Family, Host, PortRequest, RelayError, RelayId};
 use crate::policy::{PeerPolicy, normalise};
 use crate::quota::{QuotaExceeded, Quotas, TokenBucket};
 
+use self::index::TupleIndex;
 use self::mobility::{TICKET_LEN, TicketKey, ct_eq};
 use self::tcp_relay::PeerConnection;
 
+mod index;
 pub mod mobility;
 pub mod tcp_relay;
 
@@ -390,7 +393,9 @@ impl From<turnpike_stun::DecodeError> for Reject {
     }
 }
 
-struct Cached {
+/// The last answer to a 5-tuple, kept for retransmissions.
+#[derive(Debug)]
+pub(crate) struct Cached {
     tid: TransactionId,
     /// The request's method: a response always has the method of its request (RFC 8489
     /// §6.3), so a new request that reuses the transaction ID with another method is not
@@ -466,7 +471,7 @@ pub struct TurnServer {
     transmits: VecDeque<Transmit>,
     slots: Vec<Option<Allocation>>,
     free: Vec<u32>,
-    by_five_tuple: HashMap<FiveTuple, u32>,
+    by_five_tuple: TupleIndex,
     by_relay: HashMap<RelayId, u32>,
     reservations: HashMap<[u8; 8], Reservation>,
     cache: HashMap<FiveTuple, Cached>,
@@ -529,7 +534,7 @@ impl TurnServer {
             transmits: VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            by_five_tuple: HashMap::new(),
+            by_five_tuple: TupleIndex::new(),
             by_relay: HashMap::new(),
             reservations: HashMap::new(),
             cache: HashMap::new(),
@@ -638,7 +643,7 @@ impl TurnServer {
         let Ok(frame) = ChannelData::new_checked(packet) else {
             return ClientAction::None;
         };
-        let Some(&slot) = self.by_five_tuple.get(&from) else {
+        let Some(slot) = self.by_five_tuple.get(&from, &self.slots) else {
             return ClientAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
@@ -668,7 +673,7 @@ impl TurnServer {
         }
         self.stats.to_peer += 1;
         ClientAction::ToPeer {
-            relay: relay.id,
+            relay,
             peer: channel.peer,
             payload: 4..4 + len,
             dont_fragment: alloc.dont_fragment,
@@ -714,7 +719,7 @@ impl TurnServer {
         from: FiveTuple,
         msg: &Message<&[u8]>,
     ) -> ClientAction {
-        let Some(&slot) = self.by_five_tuple.get(&from) else {
+        let Some(slot) = self.by_five_tuple.get(&from, &self.slots) else {
             return ClientAction::None;
         };
         let (Ok(Some(peer)), Some(data)) = (msg.get::<XorPeerAddress>(), msg.raw(AttrType::DATA))
@@ -746,7 +751,7 @@ impl TurnServer {
         }
         self.stats.to_peer += 1;
         ClientAction::ToPeer {
-            relay: relay.id,
+            relay,
             peer,
             payload: start..start + data.value.len(),
             dont_fragment: df || alloc.dont_fragment,
@@ -765,13 +770,22 @@ impl TurnServer {
         let tid = msg.transaction_id();
         let fingerprint = msg.has_fingerprint();
 
-        // A retransmission gets the very same answer (RFC 8489 §6.3.4).
-        if let Some(c) = self.cache.get(&from) {
-            if c.tid == tid && c.method == ty.method && c.until > now && c.bytes.len() <= out.len()
-            {
-                out[..c.bytes.len()].copy_from_slice(&c.bytes);
-                return ClientAction::Reply(c.bytes.len());
-            }
+        // A retransmission gets the very same answer (RFC 8489 §6.3.4): the one kept
+        // with the 5-tuple's allocation, else the one in the map.
+        let hit = |c: &&Cached| {
+            c.tid == tid && c.method == ty.method && c.until > now && c.bytes.len() <= out.len()
+        };
+        let with_allocation = self
+            .by_five_tuple
+            .get(&from, &self.slots)
+            .and_then(|slot| self.slots[slot as usize].as_ref())
+            .and_then(|a| a.cached.as_deref());
+        if let Some(c) = with_allocation
+            .filter(hit)
+            .or_else(|| self.cache.get(&from).filter(hit))
+        {
+            out[..c.bytes.len()].copy_from_slice(&c.bytes);
+            return ClientAction::Reply(c.bytes.len());
         }
 
         let unix_now = self.unix_now(now);
@@ -862,15 +876,29 @@ impl TurnServer {
         };
         match written {
             Ok(n) => {
-                self.cache.insert(
-                    from,
-                    Cached {
-                        tid,
-                        method: ty.method,
-                        bytes: out[..n].into(),
-                        until: now + TRANSACTION_CACHE,
-                    },
-                );
+                let cached = Cached {
+                    tid,
+                    method: ty.method,
+                    bytes: out[..n].into(),
+                    until: now + TRANSACTION_CACHE,
+                };
+                // Kept with the allocation when the 5-tuple has one (a box of 8 bytes in
+                // the slab, none once expired, where a map entry would cost ~200 bytes
+                // with its key and the map's slack), else in the map. Either way only
+                // the last answer per 5-tuple is kept.
+                let alloc = match self.by_five_tuple.get(&from, &self.slots) {
+                    Some(slot) => self.slots[slot as usize].as_mut(),
+                    None => None,
+                };
+                match alloc {
+                    Some(a) => {
+                        a.cached = Some(Box::new(cached));
+                        self.cache.remove(&from);
+                    }
+                    None => {
+                        self.cache.insert(from, cached);
+                    }
+                }
                 self.schedule_sweep(now);
                 ClientAction::Reply(n)
             }
@@ -988,9 +1016,9 @@ impl TurnServer {
         from: &FiveTuple,
         auth: &Authenticated,
     ) -> Result<u32, Reject> {
-        let &slot = self
+        let slot = self
             .by_five_tuple
-            .get(from)
+            .get(from, &self.slots)
             .ok_or(Reject::AllocationMismatch)?;
         // An allocation past its lifetime is gone (RFC 8656 §2.2) even if the sweep has
         // not removed it yet: 437, never a refresh that revives it.
@@ -1023,7 +1051,7 @@ impl TurnServer {
         out: &mut [u8],
         host: &mut impl Host,
     ) -> Handled {
-        if let Some(&slot) = self.by_five_tuple.get(&from) {
+        if let Some(slot) = self.by_five_tuple.get(&from, &self.slots) {
             if self.slots[slot as usize]
                 .as_ref()
                 .is_some_and(|a| a.is_live(now))
@@ -1258,8 +1286,7 @@ impl TurnServer {
         let inserted = self.insert(Allocation {
             five_tuple: from,
             username: auth.username.as_str().into(),
-            quota_user: quota_user.into(),
-            relays,
+            relays: relays.map(|r| r.map(|r| r.id)),
             expires: now + lifetime,
             credential_expires,
             permissions: Vec::new(),
@@ -1268,8 +1295,13 @@ impl TurnServer {
             dont_fragment,
             tcp,
             connections: Vec::new(),
-            ticket,
-            ticket_generation: 0,
+            cached: None,
+            mobility: ticket.map(|ticket| {
+                Box::new(Mobility {
+                    ticket,
+                    generation: 0,
+                })
+            }),
             icmp_bucket: TokenBucket::new(now, u64::from(self.icmp_per_second)),
         });
         debug_assert_eq!(inserted, slot, "the ticket names the slot used");
@@ -1305,13 +1337,21 @@ impl TurnServer {
                 s
             }
             None => {
+                // Grow the slab by an eighth, not by doubling: it holds every
+                // allocation inline, so doubling would leave up to half of it (on average
+                // a quarter) unused. Large blocks are remapped rather than copied by the
+                // system allocator, so the extra growth steps cost little.
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots
+                        .reserve_exact((self.slots.len() / 8).max(SLAB_MIN_GROWTH));
+                }
                 self.slots.push(Some(alloc));
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_five_tuple.insert(five_tuple, slot);
-        for relay in relays.iter().flatten() {
-            self.by_relay.insert(relay.id, slot);
+        self.by_five_tuple.insert(&five_tuple, slot, &self.slots);
+        for &relay in relays.iter().flatten() {
+            self.by_relay.insert(relay, slot);
         }
         slot
     }
@@ -1321,18 +1361,18 @@ impl TurnServer {
             return;
         };
         self.free.push(slot);
-        self.by_five_tuple.remove(&alloc.five_tuple);
+        self.by_five_tuple.remove(&alloc.five_tuple, slot);
         // RFC 6062 §5.5: "If the allocation associated with a data connection expires,
         // the data connection MUST be closed."
         for id in &alloc.connections {
             self.forget_connection(*id);
             host.close_peer_connection(*id);
         }
-        for relay in alloc.relays.iter().flatten() {
-            self.by_relay.remove(&relay.id);
-            host.release_relay(relay.id);
+        for &relay in alloc.relays.iter().flatten() {
+            self.by_relay.remove(&relay);
+            host.release_relay(relay);
         }
-        host.release_allocation(&alloc.quota_user);
+        host.release_allocation(quota_user(&alloc.username));
         self.stats.allocations_closed += 1;
     }
 
@@ -1442,13 +1482,19 @@ impl TurnServer {
             .get(slot as usize)
             .and_then(Option::as_ref)
             .filter(|a| a.is_live(now))
-            .filter(|a| a.ticket.is_some_and(|t| ct_eq(&t, ticket)))
+            .filter(|a| {
+                a.mobility
+                    .as_ref()
+                    .is_some_and(|m| ct_eq(&m.ticket, ticket))
+            })
             .ok_or(Reject::BadRequest)?;
         if *alloc.username != *auth.username {
             return Err(Reject::WrongCredentials);
         }
         if alloc.five_tuple != *from {
-            if self.by_five_tuple.contains_key(from) || self.data_clients.contains_key(from) {
+            if self.by_five_tuple.contains(from, &self.slots)
+                || self.data_clients.contains_key(from)
+            {
                 return Err(Reject::AllocationMismatch);
             }
             if alloc.tcp && !from.transport.is_stream() {
@@ -1467,8 +1513,12 @@ impl TurnServer {
             return;
         }
         let old = core::mem::replace(&mut alloc.five_tuple, to);
-        self.by_five_tuple.remove(&old);
-        self.by_five_tuple.insert(to, slot);
+        // The last answer belongs to the old 5-tuple: it stays with it.
+        if let Some(c) = alloc.cached.take() {
+            self.cache.insert(old, *c);
+        }
+        self.by_five_tuple.remove(&old, slot);
+        self.by_five_tuple.insert(&to, slot, &self.slots);
         self.stats.mobility_moves += 1;
     }
 
@@ -1477,10 +1527,15 @@ impl TurnServer {
     fn rotate_ticket(&mut self, slot: u32) -> Option<[u8; TICKET_LEN]> {
         let nonce = self.next_random();
         let alloc = self.slots.get_mut(slot as usize).and_then(Option::as_mut)?;
-        alloc.ticket_generation = alloc.ticket_generation.wrapping_add(1);
-        let t = self.ticket_key.mint(slot, alloc.ticket_generation, nonce);
-        alloc.ticket = Some(t);
-        Some(t)
+        let m = alloc.mobility.get_or_insert_with(|| {
+            Box::new(Mobility {
+                ticket: [0; TICKET_LEN],
+                generation: 0,
+            })
+        });
+        m.generation = m.generation.wrapping_add(1);
+        m.ticket = self.ticket_key.mint(slot, m.generation, nonce);
+        Some(m.ticket)
     }
 
     /// Deletes one half of a dual allocation: its relay, and the permissions, channels
@@ -1506,8 +1561,8 @@ impl TurnServer {
             }
             !same
         });
-        self.by_relay.remove(&relay.id);
-        host.release_relay(relay.id);
+        self.by_relay.remove(&relay);
+        host.release_relay(relay);
         for id in gone {
             self.forget_connection(id);
             host.close_peer_connection(id);
@@ -1553,10 +1608,13 @@ impl TurnServer {
         for &ip in ips {
             match alloc.permissions.iter_mut().find(|p| p.ip == ip) {
                 Some(p) => p.expires = now + PERMISSION_LIFETIME,
-                None => alloc.permissions.push(Permission {
-                    ip,
-                    expires: now + PERMISSION_LIFETIME,
-                }),
+                None => push_lean(
+                    &mut alloc.permissions,
+                    Permission {
+                        ip,
+                        expires: now + PERMISSION_LIFETIME,
+                    },
+                ),
             }
         }
         Ok(())
@@ -1649,11 +1707,14 @@ impl TurnServer {
             .retain(|c| c.expires + CHANNEL_COOLDOWN > now);
         match alloc.channels.iter_mut().find(|c| c.number == number) {
             Some(c) => c.expires = now + CHANNEL_LIFETIME,
-            None => alloc.channels.push(ChannelBinding {
-                number,
-                peer,
-                expires: now + CHANNEL_LIFETIME,
-            }),
+            None => push_lean(
+                &mut alloc.channels,
+                ChannelBinding {
+                    number,
+                    peer,
+                    expires: now + CHANNEL_LIFETIME,
+                },
+            ),
         }
         let ty = msg.message_type().success();
         self.write_response(
@@ -1767,6 +1828,9 @@ impl TurnServer {
                 Some(a) => {
                     a.permissions.retain(|p| p.expires > now);
                     a.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
+                    if a.cached.as_ref().is_some_and(|c| c.until <= now) {
+                        a.cached = None;
+                    }
                     !a.is_live(now)
                 }
                 None => false,
@@ -1799,11 +1863,42 @@ impl TurnServer {
             let len = self.slots.len() as u32;
             self.free.retain(|&s| s < len);
         }
+        // Give memory back once a table is mostly empty (after a mass expiry or a busy
+        // minute of transactions): maps and vectors keep their capacity otherwise.
+        trim_vec(&mut self.slots);
+        trim_vec(&mut self.free);
+        self.by_five_tuple.trim(&self.slots);
+        trim_map(&mut self.by_relay);
+        trim_map(&mut self.cache);
+        trim_map(&mut self.reservations);
+        trim_map(&mut self.connections);
+        trim_map(&mut self.data_clients);
         let busy = !self.by_five_tuple.is_empty()
             || !self.reservations.is_empty()
             || !self.cache.is_empty()
             || !self.connections.is_empty();
         self.next_sweep = busy.then(|| now + SWEEP_INTERVAL);
+    }
+}
+
+/// The smallest step the allocation slab grows by.
+const SLAB_MIN_GROWTH: usize = 16;
+
+/// Tables this small are never shrunk.
+const TRIM_FLOOR: usize = 64;
+
+/// Halves (or more) a map that is less than a quarter full; the hysteresis keeps an
+/// oscillating size from rehashing on every sweep.
+fn trim_map<K: Eq + core::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > TRIM_FLOOR && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// [`trim_map`] for a vector.
+fn trim_vec<T>(v: &mut Vec<T>) {
+    if v.capacity() > TRIM_FLOOR && v.len() < v.capacity() / 4 {
+        v.shrink_to(v.len() * 2);
     }
 }
 
@@ -1830,7 +1925,7 @@ impl TurnServer {
         host: &mut impl Host,
     ) {
         let _ = now;
-        if let Some(&slot) = self.by_five_tuple.get(&five_tuple) {
+        if let Some(slot) = self.by_five_tuple.get(&five_tuple, &self.slots) {
             self.remove(slot, host);
         }
         if let Some(id) = self.data_clients.get(&five_tuple).copied() {
@@ -1884,7 +1979,7 @@ impl TurnServer {
         } else {
             matches!(icmp_type, 1..=3)
         };
-        let ours = alloc.relay(Family::of(peer)).is_some_and(|r| r.id == relay);
+        let ours = alloc.relay(Family::of(peer)) == Some(relay);
         if !relayable || !ours || !alloc.has_permission(peer.ip(), now) {
             self.stats.icmp_dropped += 1;
             return PeerAction::None;

@@ -154,7 +154,7 @@ impl TurnServer {
         let relay = alloc
             .relay(Family::of(peer))
             .ok_or(Reject::PeerAddressFamilyMismatch)?;
-        let id = match host.connect_peer(relay.id, peer) {
+        let id = match host.connect_peer(relay, peer) {
             Ok(id) if !self.connections.contains_key(&id) => id,
             // A host that reuses a live id breaks its contract; the client is told the
             // connection failed and the other connection is left alone.
@@ -195,7 +195,7 @@ impl TurnServer {
         // "If the client connection transport is not TCP or TLS, the server MUST return
         // a 400 (Bad Request) error."
         if !from.transport.is_stream()
-            || self.by_five_tuple.contains_key(&from)
+            || self.by_five_tuple.contains(&from, &self.slots)
             || self.data_clients.contains_key(&from)
         {
             return Err(Reject::BadRequest);
@@ -324,7 +324,7 @@ impl TurnServer {
         else {
             return PeerAction::None;
         };
-        let ours = alloc.relay(Family::of(peer)).is_some_and(|r| r.id == relay);
+        let ours = alloc.relay(Family::of(peer)) == Some(relay);
         let full = limit != 0 && alloc.connections.len() >= limit;
         if !ours || full || !alloc.has_permission(peer.ip(), now) {
             return PeerAction::None;
