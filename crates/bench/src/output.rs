@@ -1,0 +1,176 @@
+//! Human-readable tables and CSV lines for the reports.
+
+use std::fmt::Write;
+
+use crate::load::LoadReport;
+use crate::search::SearchReport;
+use crate::storm::StormReport;
+
+fn rate(pps: f64, bound: bool) -> String {
+    if bound {
+        format!("≥ {pps:.0} pkt/s (load generator bound)")
+    } else {
+        format!("{pps:.0} pkt/s")
+    }
+}
+
+/// A multi-line table for one load run.
+pub fn load_table(r: &LoadReport) -> String {
+    let mut s = String::new();
+    let l = &r.latency;
+    let _ = writeln!(s, "target              {}", r.target);
+    let _ = writeln!(
+        s,
+        "workload            {} clients x {:.1} pps x {} B, {} {}, {:.2} s",
+        r.clients, r.rate_per_client, r.size, r.mode, r.shape, r.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "offered             {:.0} pkt/s (target {:.0}), {} sent, {} send errors",
+        r.offered_pps, r.target_pps, r.sent, r.send_errors
+    );
+    let _ = writeln!(
+        s,
+        "delivered           {}, {:.2} Mbit/s payload, {} packets",
+        rate(r.delivered_pps, r.generator_bound),
+        r.delivered_mbps,
+        r.delivered
+    );
+    let _ = writeln!(
+        s,
+        "loss                {:.3} % ({} lost), {} reordered, {} duplicates",
+        r.loss_pct, r.lost, r.reordered, r.duplicates
+    );
+    let _ = writeln!(
+        s,
+        "latency (one-way)   p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  (min {:.1}, mean {:.1}, max {:.1})",
+        l.p50_us, l.p99_us, l.p999_us, l.min_us, l.mean_us, l.max_us
+    );
+    let _ = writeln!(
+        s,
+        "jitter (RFC 3550)   mean {:.1} µs, worst flow {:.1} µs",
+        r.jitter_us_mean, r.jitter_us_max
+    );
+    let _ = writeln!(
+        s,
+        "fairness            per-flow delivered min {} max {}, Jain {:.4}",
+        r.fairness.min_delivered, r.fairness.max_delivered, r.fairness.jain_index
+    );
+    if let Some(c) = r.ceiling_pps {
+        let _ = writeln!(s, "generator ceiling   {c:.0} pkt/s (calibrated)");
+    }
+    s
+}
+
+/// The CSV header matching [`load_csv_row`].
+pub const LOAD_CSV_HEADER: &str = "target,mode,shape,clients,size,rate_per_client,target_pps,duration_s,sent,offered_pps,delivered,delivered_pps,delivered_mbps,lost,loss_pct,reordered,duplicates,send_errors,lat_min_us,lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,jitter_us_mean,jitter_us_max,flow_min,flow_max,jain,ceiling_pps,generator_bound";
+
+/// One CSV line for a load run.
+pub fn load_csv_row(r: &LoadReport) -> String {
+    let l = &r.latency;
+    format!(
+        "{},{},{},{},{},{:.3},{:.1},{:.3},{},{:.1},{},{:.1},{:.3},{},{:.4},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.2},{:.2},{},{},{:.5},{},{}",
+        r.target,
+        r.mode,
+        r.shape,
+        r.clients,
+        r.size,
+        r.rate_per_client,
+        r.target_pps,
+        r.duration_s,
+        r.sent,
+        r.offered_pps,
+        r.delivered,
+        r.delivered_pps,
+        r.delivered_mbps,
+        r.lost,
+        r.loss_pct,
+        r.reordered,
+        r.duplicates,
+        r.send_errors,
+        l.min_us,
+        l.p50_us,
+        l.p90_us,
+        l.p99_us,
+        l.p999_us,
+        l.max_us,
+        r.jitter_us_mean,
+        r.jitter_us_max,
+        r.fairness.min_delivered,
+        r.fairness.max_delivered,
+        r.fairness.jain_index,
+        r.ceiling_pps.map_or(String::new(), |c| format!("{c:.0}")),
+        r.generator_bound
+    )
+}
+
+/// A table of a search's trials and its result.
+pub fn search_table(r: &SearchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "trial  target pps  offered pps  delivered pps   loss %   p50 µs   p99 µs  pass"
+    );
+    for (i, t) in r.trials.iter().enumerate() {
+        let x = &t.report;
+        let _ = writeln!(
+            s,
+            "{:>5}  {:>10.0}  {:>11.0}  {:>13.0}  {:>7.3}  {:>7.1}  {:>7.1}  {}",
+            i + 1,
+            t.target_pps,
+            x.offered_pps,
+            x.delivered_pps,
+            x.loss_pct,
+            x.latency.p50_us,
+            x.latency.p99_us,
+            if t.pass { "yes" } else { "no" }
+        );
+    }
+    let best = if r.max_lossless_pps == 0.0 {
+        "none of the trials passed".to_owned()
+    } else if r.generator_bound {
+        rate(r.max_lossless_pps, true)
+    } else if r.at_upper_bound {
+        format!(
+            "≥ {:.0} pkt/s (top of the range passed)",
+            r.max_lossless_pps
+        )
+    } else {
+        rate(r.max_lossless_pps, false)
+    };
+    let _ = writeln!(s, "max rate with loss ≤ {} %: {best}", r.max_loss_pct);
+    s
+}
+
+/// A table for a storm.
+pub fn storm_table(r: &StormReport) -> String {
+    let mut s = String::new();
+    let l = &r.allocate_latency;
+    let _ = writeln!(s, "target              {}", r.target);
+    let _ = writeln!(
+        s,
+        "allocations         {} ok, {} failed, {} deleted of {} asked, {} workers, {:.2} s",
+        r.allocated, r.failed, r.deleted, r.requested, r.concurrency, r.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "rate                {:.0} allocations/s (401 round trip and delete included)",
+        r.allocations_per_s
+    );
+    let _ = writeln!(
+        s,
+        "allocate latency    p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs",
+        l.p50_us, l.p99_us, l.max_us
+    );
+    if r.mismatch_retries > 0 {
+        let _ = writeln!(
+            s,
+            "437 retries         {} (allocation still held for a reused local port)",
+            r.mismatch_retries
+        );
+    }
+    if let Some(e) = &r.first_error {
+        let _ = writeln!(s, "first error         {e}");
+    }
+    s
+}
