@@ -40,6 +40,7 @@ use turnpike_proto::policy::PeerPolicy;
 use turnpike_proto::quota::{QuotaLedger, Quotas};
 use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
+mod batch;
 mod icmp;
 pub mod relay;
 mod sockopt;

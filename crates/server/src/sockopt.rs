@@ -1,5 +1,6 @@
-//! Socket options socket2 does not expose. `unsafe` in turnpike lives here and in
-//! `icmp.rs` (reading the error queue), each block with its `SAFETY:` argument.
+//! Socket options socket2 does not expose. `unsafe` in the server lives here, in `icmp.rs`
+//! (reading the error queue) and in `batch.rs` (recvmmsg), each block with its `SAFETY:`
+//! argument.
 
 #![allow(unsafe_code)]
 

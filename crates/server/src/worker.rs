@@ -11,11 +11,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,6 +31,7 @@ use turnpike_proto::{
     RelayError, RelayId, TurnServer,
 };
 
+use crate::batch::{BATCH, RecvBatch};
 use crate::relay::{RelayConfig, bind_in_range, bind_tcp_in_range};
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
@@ -373,77 +376,123 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     });
 }
 
-/// Receives from clients on one listener socket.
+/// Receives from clients on one listener socket, a `recvmmsg` batch per readiness event.
 async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSocket>) {
-    let mut rx = vec![0u8; MAX_DATAGRAM];
+    let mut rx = RecvBatch::new(MAX_DATAGRAM);
     // Room for the largest answer: an RFC 5780 response echoes the request's PADDING.
     let mut tx = vec![0u8; MAX_DATAGRAM + 1024];
+    let fd = socket.as_raw_fd();
     loop {
-        let (n, from) = match socket.recv_from(&mut rx).await {
-            Ok(r) => r,
-            Err(e) => {
-                debug!(error = %e, "udp receive error");
-                continue;
-            }
-        };
-        let five_tuple = FiveTuple {
-            client: from,
-            server: local,
-            transport: ClientTransport::Udp,
-        };
-        let action = shared.with_core(|core, host| {
-            core.handle_client(Instant::now(), five_tuple, &rx[..n], &mut tx, host)
-        });
-        match action {
-            ClientAction::None => {}
-            ClientAction::Reply(len) => {
-                let _ = socket.try_send_to(&tx[..len], from);
-            }
-            // RFC 5780: answer from another of our addresses and/or to another port.
-            ClientAction::ReplyFrom {
-                len,
-                from: source,
-                to,
-            } => {
-                if let Some(listener) = shared.listeners.get(&source) {
-                    let _ = listener.try_send_to(&tx[..len], to);
+        if let Err(e) = socket.readable().await {
+            debug!(error = %e, "udp receive error");
+            continue;
+        }
+        // Drain the socket: batch after batch until it would block.
+        loop {
+            let n = match socket.try_io(Interest::READABLE, || rx.recv(fd)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!(error = %e, "udp receive error");
+                    break;
                 }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                let Some((datagram, from)) = rx.get(i) else {
+                    continue;
+                };
+                handle_datagram(&shared, &socket, local, now, datagram, from, &mut tx);
             }
-            ClientAction::ToPeer {
-                relay,
-                peer,
-                payload,
-                dont_fragment,
-            } => shared.send_to_peer(relay, peer, &rx[payload], dont_fragment),
-            // RFC 6062 data connections exist only on streams; answer and move on.
-            ClientAction::BindData { reply, .. } => {
-                let _ = socket.try_send_to(&tx[..reply], from);
+            if n < BATCH {
+                break;
             }
+            // A full batch: let the worker's other tasks run before the next one.
+            tokio::task::yield_now().await;
         }
     }
 }
 
-/// Receives from peers on one relay socket.
+/// Hands one client datagram to the core and carries out its answer.
+fn handle_datagram(
+    shared: &Shared,
+    socket: &UdpSocket,
+    local: SocketAddr,
+    now: Instant,
+    datagram: &[u8],
+    from: SocketAddr,
+    tx: &mut [u8],
+) {
+    let five_tuple = FiveTuple {
+        client: from,
+        server: local,
+        transport: ClientTransport::Udp,
+    };
+    let action =
+        shared.with_core(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
+    match action {
+        ClientAction::None => {}
+        ClientAction::Reply(len) => {
+            let _ = socket.try_send_to(&tx[..len], from);
+        }
+        // RFC 5780: answer from another of our addresses and/or to another port.
+        ClientAction::ReplyFrom {
+            len,
+            from: source,
+            to,
+        } => {
+            if let Some(listener) = shared.listeners.get(&source) {
+                let _ = listener.try_send_to(&tx[..len], to);
+            }
+        }
+        ClientAction::ToPeer {
+            relay,
+            peer,
+            payload,
+            dont_fragment,
+        } => shared.send_to_peer(relay, peer, &datagram[payload], dont_fragment),
+        // RFC 6062 data connections exist only on streams; answer and move on.
+        ClientAction::BindData { reply, .. } => {
+            let _ = socket.try_send_to(&tx[..reply], from);
+        }
+    }
+}
+
+/// Receives from peers on one relay socket: after each wakeup, reads until the socket
+/// would block (at most [`BATCH`] datagrams before letting other tasks run).
 async fn relay_loop(shared: Rc<Shared>, id: RelayId, socket: Rc<UdpSocket>) {
     let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM];
+    let payload = PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM;
     loop {
-        let received = socket
-            .recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM])
-            .await;
-        // An ICMP error for an earlier send surfaces here as an error (IP_RECVERR).
-        let Ok((n, from)) = received else {
-            shared.drain_icmp(id, &socket);
-            continue;
-        };
-        let action = shared.core.borrow_mut().handle_peer(
-            Instant::now(),
-            id,
-            from,
-            &mut buf,
-            PEER_HEADROOM..PEER_HEADROOM + n,
-        );
-        if let PeerAction::ToClient { to, range } = action {
-            shared.send_to_client(to, &buf[range]);
+        let mut received = socket.recv_from(&mut buf[payload.clone()]).await;
+        let mut count = 0;
+        loop {
+            // An ICMP error for an earlier send surfaces here as an error (IP_RECVERR).
+            let (n, from) = match received {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    shared.drain_icmp(id, &socket);
+                    break;
+                }
+            };
+            let action = shared.core.borrow_mut().handle_peer(
+                Instant::now(),
+                id,
+                from,
+                &mut buf,
+                PEER_HEADROOM..PEER_HEADROOM + n,
+            );
+            if let PeerAction::ToClient { to, range } = action {
+                shared.send_to_client(to, &buf[range]);
+            }
+            count += 1;
+            if count == BATCH {
+                // Still more queued, maybe: let the worker's other tasks run first.
+                tokio::task::yield_now().await;
+                count = 0;
+            }
+            received = socket.try_recv_from(&mut buf[payload.clone()]);
         }
     }
 }
