@@ -647,12 +647,7 @@ impl TurnServer {
             return ClientAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        // A dead allocation that the sweep has not reached yet relays nothing; a TCP
-        // allocation (RFC 6062) relays no datagrams at all.
-        let Some(alloc) = self.slots[slot as usize]
-            .as_mut()
-            .filter(|a| a.is_live(now) && !a.tcp)
-        else {
+        let Some(alloc) = datagram_relay(&mut self.slots, slot, now) else {
             return ClientAction::None;
         };
         let Some(channel) = alloc.active_channel(frame.channel(), now).copied() else {
@@ -729,12 +724,7 @@ impl TurnServer {
         let peer = normalise_addr(peer.0);
         let df = msg.raw(AttrType::DONT_FRAGMENT).is_some();
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        // A dead allocation that the sweep has not reached yet relays nothing; a TCP
-        // allocation (RFC 6062) relays no datagrams at all.
-        let Some(alloc) = self.slots[slot as usize]
-            .as_mut()
-            .filter(|a| a.is_live(now) && !a.tcp)
-        else {
+        let Some(alloc) = datagram_relay(&mut self.slots, slot, now) else {
             return ClientAction::None;
         };
         let Some(relay) = alloc.relay(Family::of(peer)) else {
@@ -1755,12 +1745,7 @@ impl TurnServer {
             return PeerAction::None;
         };
         let rate = self.quotas.bandwidth_bytes_per_sec;
-        // A dead allocation that the sweep has not reached yet relays nothing; a TCP
-        // allocation (RFC 6062) relays no datagrams at all.
-        let Some(alloc) = self.slots[slot as usize]
-            .as_mut()
-            .filter(|a| a.is_live(now) && !a.tcp)
-        else {
+        let Some(alloc) = datagram_relay(&mut self.slots, slot, now) else {
             return PeerAction::None;
         };
         let from = normalise_addr(from);
@@ -1907,6 +1892,20 @@ fn quota_user(username: &str) -> &str {
     parse_rest_username(username).map_or(username, |r| r.user)
 }
 
+/// The allocation in `slot` if it may relay datagrams now: a dead allocation the sweep has
+/// not reached yet relays nothing, and a TCP allocation (RFC 6062) relays no datagrams.
+/// A free function over the slab, so callers can still update other fields of the server.
+fn datagram_relay(
+    slots: &mut [Option<Allocation>],
+    slot: u32,
+    now: Instant,
+) -> Option<&mut Allocation> {
+    slots
+        .get_mut(slot as usize)?
+        .as_mut()
+        .filter(|a| a.is_live(now) && !a.tcp)
+}
+
 fn normalise_addr(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(normalise(addr.ip()), addr.port())
 }
@@ -1964,10 +1963,7 @@ impl TurnServer {
         let Some(&slot) = self.by_relay.get(&relay) else {
             return PeerAction::None;
         };
-        let Some(alloc) = self.slots[slot as usize]
-            .as_mut()
-            .filter(|a| a.is_live(now) && !a.tcp)
-        else {
+        let Some(alloc) = datagram_relay(&mut self.slots, slot, now) else {
             return PeerAction::None;
         };
         let peer = normalise_addr(peer);
