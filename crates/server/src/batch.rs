@@ -1,38 +1,60 @@
-//! Batched UDP receive: one `recvmmsg` call takes up to [`BATCH`] datagrams off a socket.
+//! Batched UDP I/O: one `recvmmsg` call takes up to [`BATCH`] datagrams off one or more
+//! sockets, one `sendmmsg` call sends a run of datagrams from one socket.
 //!
-//! Used on the client-facing listener sockets, where many clients' datagrams queue up on
-//! one socket: one syscall and one readiness round trip per batch instead of per datagram
-//! (performance.md §2, "recvmmsg batching"). Every slot is as large as the largest UDP
-//! payload, so nothing is ever truncated; the slots are allocated zeroed (lazily mapped
-//! pages), so only the bytes the kernel writes are ever backed by memory.
+//! Receive: on the client-facing listener sockets many clients' datagrams queue up on one
+//! socket, so one syscall and one readiness round trip per batch instead of per datagram
+//! (performance.md §2, "recvmmsg batching"); on relay sockets the batch is filled from
+//! several sockets in turn ([`RecvBatch::recv_at`]) so that what they produce for the
+//! clients leaves in one `sendmmsg` ([`SendBatch`]). Every slot is as large as the largest
+//! UDP payload plus the room asked for around it, so nothing is ever truncated; the slots
+//! are allocated zeroed (lazily mapped pages), so only the bytes the kernel writes are
+//! ever backed by memory.
 
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ops::Range;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use socket2::SockAddr;
 
 /// Datagrams per `recvmmsg` call.
 pub(crate) const BATCH: usize = 32;
 
 /// Receive buffers, addresses and headers for one `recvmmsg` batch.
 pub(crate) struct RecvBatch {
+    /// Bytes per slot: headroom, payload, tailroom.
     slot: usize,
+    /// Bytes before the payload in each slot.
+    head: usize,
+    /// Largest payload per slot.
+    payload: usize,
     bufs: Vec<u8>,
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
     lens: [usize; BATCH],
 }
 
 impl RecvBatch {
-    /// A batch whose slots each hold `slot` bytes.
+    /// A batch whose slots each hold a `slot`-byte datagram.
     pub(crate) fn new(slot: usize) -> Self {
+        Self::with_room(0, slot, 0)
+    }
+
+    /// A batch whose slots hold a `payload`-byte datagram with `head` bytes of room
+    /// before it and `tail` after (for headers written in place).
+    pub(crate) fn with_room(head: usize, payload: usize, tail: usize) -> Self {
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         let addrs = Box::new(unsafe {
             MaybeUninit::<[libc::sockaddr_storage; BATCH]>::zeroed().assume_init()
         });
+        let slot = head + payload + tail;
         Self {
             slot,
+            head,
+            payload,
             bufs: vec![0; slot * BATCH],
             addrs,
             lens: [0; BATCH],
@@ -42,31 +64,43 @@ impl RecvBatch {
     /// Receives up to [`BATCH`] datagrams from `fd` without blocking; answers how many.
     /// `WouldBlock` when none is queued.
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_at(fd, 0)
+    }
+
+    /// Receives up to `BATCH - start` datagrams from `fd` into slots `start..`, without
+    /// blocking; answers how many. `WouldBlock` when none is queued; `Ok(0)` when
+    /// `start` is past the last slot.
+    pub(crate) fn recv_at(&mut self, fd: RawFd, start: usize) -> io::Result<usize> {
+        if start >= BATCH {
+            return Ok(0);
+        }
+        let count = BATCH - start;
         // SAFETY: iovec and mmsghdr are plain old data; all-zero is a valid value (null
         // pointers, zero lengths), and every field the kernel reads is set below.
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let base = self.bufs.as_mut_ptr();
-        for i in 0..BATCH {
-            // SAFETY: `i * slot` is within `bufs`, which holds `slot * BATCH` bytes.
-            iovs[i].iov_base = unsafe { base.add(i * self.slot) }.cast();
-            iovs[i].iov_len = self.slot;
-            let hdr = &mut msgs[i].msg_hdr;
+        for (k, i) in (start..BATCH).enumerate() {
+            // SAFETY: `i * slot + head` is within `bufs`, which holds `slot * BATCH`
+            // bytes, and `payload` more bytes from there stay within slot `i`.
+            iovs[k].iov_base = unsafe { base.add(i * self.slot + self.head) }.cast();
+            iovs[k].iov_len = self.payload;
+            let hdr = &mut msgs[k].msg_hdr;
             hdr.msg_name = (&raw mut self.addrs[i]).cast();
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_iov = &raw mut iovs[i];
+            hdr.msg_iov = &raw mut iovs[k];
             hdr.msg_iovlen = 1;
         }
-        // SAFETY: `msgs` holds BATCH headers, each pointing at one live iovec (into
-        // `bufs`, `slot` bytes each, disjoint) and one live sockaddr_storage with its size
-        // as msg_namelen; all outlive the call, which writes only within those bounds.
-        // MSG_DONTWAIT: never block the worker; a null timeout is allowed.
+        // SAFETY: the first `count` headers of `msgs` each point at one live iovec (into
+        // `bufs`, disjoint payload areas of distinct slots) and one live sockaddr_storage
+        // with its size as msg_namelen; all outlive the call, which writes only within
+        // those bounds. MSG_DONTWAIT: never block the worker; a null timeout is allowed.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
                 msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                count as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -74,27 +108,269 @@ impl RecvBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = n as usize;
-        for (len, msg) in self.lens.iter_mut().zip(&msgs[..n]) {
-            *len = (msg.msg_len as usize).min(self.slot);
-        }
-        // A name the kernel did not fill (length 0) would decode as family 0: mark it.
-        for (addr, msg) in self.addrs.iter_mut().zip(&msgs[..n]) {
+        let n = (n as usize).min(count);
+        for (k, msg) in msgs[..n].iter().enumerate() {
+            let i = start + k;
+            self.lens[i] = (msg.msg_len as usize).min(self.payload);
+            // A name the kernel did not fill (length 0) would decode as family 0: mark it.
             if msg.msg_hdr.msg_namelen == 0 {
-                addr.ss_family = 0;
+                self.addrs[i].ss_family = 0;
             }
         }
         Ok(n)
     }
 
-    /// Datagram `i` of the last [`recv`](Self::recv) and its source; `None` for a source
-    /// that is not IPv4 or IPv6.
+    /// Datagram `i` of the last receive and its source; `None` for a source that is not
+    /// IPv4 or IPv6.
     pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        let start = i * self.slot;
+        let start = i * self.slot + self.head;
         let data = &self.bufs[start..start + self.lens[i]];
         let from = to_socket_addr(&self.addrs[i])?;
         Some((data, from))
     }
+
+    /// Slot `i` whole (headroom, payload, tailroom), where its datagram lies in it, and
+    /// the datagram's source; `None` for a source that is not IPv4 or IPv6.
+    pub(crate) fn slot_mut(&mut self, i: usize) -> Option<(&mut [u8], Range<usize>, SocketAddr)> {
+        let from = to_socket_addr(&self.addrs[i])?;
+        let start = i * self.slot;
+        let slot = &mut self.bufs[start..start + self.slot];
+        Some((slot, self.head..self.head + self.lens[i], from))
+    }
+
+    /// Bytes `range` of slot `i`.
+    fn bytes(&self, i: usize, range: &Range<usize>) -> &[u8] {
+        let start = i * self.slot;
+        &self.bufs[start..start + self.slot][range.clone()]
+    }
+}
+
+/// One datagram waiting in a [`SendBatch`]: bytes `range` of a [`RecvBatch`] slot, to go
+/// from socket `fd` to `to`.
+pub(crate) struct Outgoing {
+    /// The sending socket.
+    pub(crate) fd: RawFd,
+    /// The destination.
+    pub(crate) to: SockAddr,
+    /// The slot of the [`RecvBatch`] that holds the bytes.
+    pub(crate) slot: usize,
+    /// Where the bytes are in the slot.
+    pub(crate) range: Range<usize>,
+    /// The caller's note (the relay, for a datagram to a peer).
+    pub(crate) tag: u32,
+}
+
+/// Datagrams to send, collected while a [`RecvBatch`] is processed and sent with one
+/// `sendmmsg` per run of the same socket by [`flush`](Self::flush).
+pub(crate) struct SendBatch {
+    queue: Vec<Outgoing>,
+}
+
+impl SendBatch {
+    /// An empty batch.
+    pub(crate) fn new() -> Self {
+        Self {
+            queue: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Queues a datagram; its bytes must stay in the [`RecvBatch`] until the flush.
+    pub(crate) fn push(
+        &mut self,
+        fd: RawFd,
+        to: SocketAddr,
+        slot: usize,
+        range: Range<usize>,
+        tag: u32,
+    ) {
+        self.queue.push(Outgoing {
+            fd,
+            to: SockAddr::from(to),
+            slot,
+            range,
+            tag,
+        });
+    }
+
+    /// Sends everything queued, one `sendmmsg` per run of the same socket, and empties
+    /// the queue. A full socket buffer drops the rest of that run (as a full link
+    /// would); a datagram that fails for another reason (a pending ICMP error, say) is
+    /// handed to `failed`, and the run goes on after it.
+    pub(crate) fn flush(&mut self, rx: &RecvBatch, mut failed: impl FnMut(&Outgoing, &[u8])) {
+        let mut at = 0;
+        while at < self.queue.len() {
+            let fd = self.queue[at].fd;
+            let end = self.queue[at..]
+                .iter()
+                .position(|o| o.fd != fd)
+                .map_or(self.queue.len(), |k| at + k);
+            let mut next = at;
+            while next < end {
+                match send_run(rx, &self.queue[next..end]) {
+                    // 0: GSO was just turned off; send the same datagrams again.
+                    Ok(sent) => next += sent,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        let o = &self.queue[next];
+                        failed(o, rx.bytes(o.slot, &o.range));
+                        next += 1;
+                    }
+                }
+            }
+            at = end;
+        }
+        self.queue.clear();
+    }
+}
+
+/// Sends one datagram from `fd` to `to` without blocking.
+pub(crate) fn send_one(fd: RawFd, bytes: &[u8], to: &SockAddr) -> io::Result<usize> {
+    // SAFETY: `bytes` and `to` are live for the call and given with their lengths;
+    // sendto only reads them.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT,
+            to.as_ptr().cast(),
+            to.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Most segments in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
+const MAX_SEGMENTS: usize = 64;
+/// Largest datagram sent with GSO: one that fits a 1500-byte MTU behind IPv6 and UDP
+/// headers. The kernel refuses (EINVAL) a segment larger than the route's MTU where a
+/// plain send would be fragmented, so larger datagrams go one by one.
+const MAX_GSO_SEGMENT: usize = 1452;
+/// Most bytes in one GSO send: the largest UDP payload over IPv4.
+const MAX_GSO_BYTES: usize = 65_507;
+/// Room for one `cmsghdr` carrying a `u16`, as `CMSG_SPACE(2)` rounds it.
+const CMSG_U16: usize = 24;
+
+/// Whether UDP GSO is used; cleared for good the first time the kernel refuses it.
+static GSO: AtomicBool = AtomicBool::new(true);
+
+/// A `CMSG_U16`-byte control buffer, aligned for `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CMSG_U16]);
+
+/// One `sendmmsg` of `run` (all from the same socket, at most [`BATCH`] are taken):
+/// answers how many datagrams the kernel took.
+///
+/// UDP GSO (`UDP_SEGMENT`): consecutive datagrams to the same destination, all of the
+/// first one's size but the last (which may be shorter), go as one message whose iovecs
+/// the kernel cuts into datagrams of that size — one trip through the stack instead of
+/// one each. A video frame relayed as a burst of full-size packets is the common case.
+fn send_run(rx: &RecvBatch, run: &[Outgoing]) -> io::Result<usize> {
+    let count = run.len().min(BATCH);
+    let gso = GSO.load(Ordering::Relaxed);
+    // SAFETY: iovec and mmsghdr are plain old data; all-zero is a valid value (null
+    // pointers, zero lengths), and every field the kernel reads is set below.
+    let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut controls = [Control([0; CMSG_U16]); BATCH];
+    // Datagrams in each message.
+    let mut sizes = [0usize; BATCH];
+    let mut messages = 0;
+    let mut k = 0;
+    while k < count {
+        let first = &run[k];
+        let seg = first.range.len();
+        let mut end = k + 1;
+        let mut total = seg;
+        if gso && seg > 0 && seg <= MAX_GSO_SEGMENT {
+            while end < count
+                && end - k < MAX_SEGMENTS
+                && run[end].to == first.to
+                && run[end].range.len() <= seg
+                && !run[end].range.is_empty()
+                && total + run[end].range.len() <= MAX_GSO_BYTES
+            {
+                total += run[end].range.len();
+                end += 1;
+                // Only the last segment may be shorter.
+                if run[end - 1].range.len() < seg {
+                    break;
+                }
+            }
+        }
+        for (i, o) in run[k..end].iter().enumerate() {
+            let bytes = rx.bytes(o.slot, &o.range);
+            // The kernel only reads through this pointer (sendmmsg), so the cast away
+            // from const is never written through.
+            iovs[k + i].iov_base = bytes.as_ptr().cast_mut().cast();
+            iovs[k + i].iov_len = bytes.len();
+        }
+        let hdr = &mut msgs[messages].msg_hdr;
+        hdr.msg_name = first.to.as_ptr().cast_mut().cast();
+        hdr.msg_namelen = first.to.len();
+        hdr.msg_iov = &raw mut iovs[k];
+        hdr.msg_iovlen = end - k;
+        if end - k > 1 {
+            let control = &mut controls[messages];
+            hdr.msg_control = control.0.as_mut_ptr().cast();
+            hdr.msg_controllen = CMSG_U16 as _;
+            // SAFETY: the control buffer is CMSG_U16 bytes, aligned for cmsghdr and
+            // large enough for CMSG_SPACE(2) (the length set just above), so
+            // CMSG_FIRSTHDR is non-null and the header and its 2 data bytes lie within it.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(hdr);
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+                libc::CMSG_DATA(cmsg)
+                    .cast::<u16>()
+                    .write_unaligned(seg as u16);
+            }
+        }
+        sizes[messages] = end - k;
+        messages += 1;
+        k = end;
+    }
+    // SAFETY: the first `messages` headers each point at live iovecs over bytes borrowed
+    // from `rx`, at a live socket address of the length given and, for GSO, at a live
+    // control buffer of the length given; sendmmsg only reads them, and all outlive the
+    // call. MSG_DONTWAIT: never block the worker.
+    let n = unsafe {
+        libc::sendmmsg(
+            run[0].fd,
+            msgs.as_mut_ptr(),
+            messages as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        // A kernel or device without UDP GSO: stop asking; the caller retries the
+        // datagram, this time alone.
+        if gso
+            && sizes[0] > 1
+            && matches!(
+                e.raw_os_error(),
+                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
+            )
+        {
+            GSO.store(false, Ordering::Relaxed);
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(sizes[..n as usize].iter().sum())
 }
 
 fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -151,6 +427,71 @@ mod tests {
         assert_eq!(batch.get(2).unwrap(), (&b""[..], a.local_addr().unwrap()));
         let err = batch.recv(rx.as_raw_fd()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// Fills slot `i` of a fresh batch with `data` by receiving it.
+    fn loaded(datagrams: &[Vec<u8>]) -> RecvBatch {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for d in datagrams {
+            tx.send_to(d, rx.local_addr().unwrap()).unwrap();
+        }
+        let mut batch = RecvBatch::with_room(4, 2048, 4);
+        let mut got = 0;
+        while got < datagrams.len() {
+            got += batch.recv_at(rx.as_raw_fd(), got).unwrap();
+        }
+        batch
+    }
+
+    fn recv_all(socket: &std::net::UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        (0..n)
+            .map(|_| {
+                let mut buf = [0u8; 4096];
+                let len = socket.recv(&mut buf).unwrap();
+                buf[..len].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn send_batch_keeps_datagram_boundaries_across_gso_runs() {
+        // A burst of equal datagrams with a shorter last one (one GSO message), then
+        // datagrams to another destination and of other sizes.
+        let mut data: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1200]).collect();
+        data.push(vec![9; 300]);
+        data.push(vec![10; 1200]);
+        data.push(vec![11; 100]);
+        data.push(vec![12; 100]);
+        let batch = loaded(&data);
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut sends = SendBatch::new();
+        for (i, d) in data.iter().enumerate() {
+            let to = if i == 7 {
+                b.local_addr()
+            } else {
+                a.local_addr()
+            }
+            .unwrap();
+            sends.push(out.as_raw_fd(), to, i, 4..4 + d.len(), 0);
+        }
+        let mut failures = 0;
+        sends.flush(&batch, |_, _| failures += 1);
+        assert_eq!(failures, 0);
+        // The kernel took the GSO messages (Linux ≥ 4.18 on loopback).
+        assert!(GSO.load(Ordering::Relaxed), "UDP GSO was refused");
+        let mut expected_a = data.clone();
+        let expected_b = vec![expected_a.remove(7)];
+        assert_eq!(recv_all(&a, expected_a.len()), expected_a);
+        assert_eq!(recv_all(&b, 1), expected_b);
+        // Nothing more: no datagram was merged or duplicated.
+        a.set_nonblocking(true).unwrap();
+        assert!(a.recv(&mut [0u8; 16]).is_err());
     }
 
     #[test]

@@ -42,6 +42,7 @@ use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
 mod batch;
 mod icmp;
+mod poller;
 pub mod relay;
 mod sockopt;
 mod stream;

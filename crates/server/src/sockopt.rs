@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Sets or clears the Don't Fragment bit on datagrams sent from `socket` (RFC 8656 §18.9,
 /// DONT-FRAGMENT): `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO` / `IP_PMTUDISC_DONT` for IPv4,
@@ -55,6 +55,27 @@ pub(crate) fn set_int(
 }
 
 /// Reads the Don't Fragment setting back (for tests).
+/// Reads and clears the socket's pending error (`SO_ERROR`).
+pub(crate) fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals; the kernel writes at most `len` bytes to
+    // `value` and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+}
+
 #[cfg(test)]
 pub(crate) fn dont_fragment(socket: &impl AsRawFd, ipv6: bool) -> io::Result<bool> {
     let (level, name) = if ipv6 {

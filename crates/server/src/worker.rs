@@ -5,19 +5,25 @@
 //! an allocation's relay socket is owned by the worker that received its Allocate. The only
 //! state shared between workers is the quota ledger, touched on Allocate and deletion.
 //!
-//! Sends use `try_send_to`: a full socket buffer drops the datagram, as the network would,
-//! instead of stalling every other client of the worker.
+//! Data path (performance.md §2): listener sockets are read with `recvmmsg` batches;
+//! the relay sockets of all allocations sit in one level-triggered epoll set
+//! ([`Poller`]), itself one tokio registration, so one `epoll_wait` names every relay
+//! socket with data and each is read once per round with `recvmmsg`. Whatever a batch
+//! produces leaves with one `sendmmsg` per sending socket. Sends never block: a full
+//! socket buffer drops the datagram, as the network would, instead of stalling every other
+//! client of the worker.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,7 +37,8 @@ use turnpike_proto::{
     RelayError, RelayId, TurnServer,
 };
 
-use crate::batch::{BATCH, RecvBatch};
+use crate::batch::{BATCH, RecvBatch, SendBatch, send_one};
+use crate::poller::{MAX_EVENTS, Poller, Ready};
 use crate::relay::{RelayConfig, bind_in_range, bind_tcp_in_range};
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
@@ -40,9 +47,9 @@ use crate::{icmp, sockopt, stream};
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// A UDP relay socket (non-blocking, in the worker's [`Poller`]).
 struct RelaySocket {
-    socket: Rc<UdpSocket>,
-    task: Option<JoinHandle<()>>,
+    socket: std::net::UdpSocket,
     /// Whether DF is currently set on the socket.
     dont_fragment: bool,
 }
@@ -51,6 +58,8 @@ struct RelaySocket {
 pub(crate) struct WorkerHost {
     relay: Arc<RelayConfig>,
     relays: HashMap<RelayId, RelaySocket>,
+    /// The readiness set of `relays`.
+    poller: Rc<AsyncFd<Poller>>,
     /// RFC 6062 relay listeners: their accept task and local address.
     tcp_relays: HashMap<RelayId, (JoinHandle<()>, SocketAddr)>,
     next_id: u32,
@@ -80,7 +89,21 @@ impl Shared {
         f(&mut core, &mut host)
     }
 
-    /// Sends a payload from a relay socket to a peer, setting DF as asked.
+    /// The descriptor of a relay socket, after setting its DF option as asked.
+    fn relay_fd(&self, relay: RelayId, peer: SocketAddr, dont_fragment: bool) -> Option<RawFd> {
+        let mut host = self.host.borrow_mut();
+        let r = host.relays.get_mut(&relay)?;
+        // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the request; it
+        // changes only when a client switches it.
+        if r.dont_fragment != dont_fragment
+            && sockopt::set_dont_fragment(&r.socket, peer.is_ipv6(), dont_fragment).is_ok()
+        {
+            r.dont_fragment = dont_fragment;
+        }
+        Some(r.socket.as_raw_fd())
+    }
+
+    /// Sends a payload from a relay socket to a peer now, setting DF as asked.
     pub(crate) fn send_to_peer(
         &self,
         relay: RelayId,
@@ -88,41 +111,31 @@ impl Shared {
         payload: &[u8],
         dont_fragment: bool,
     ) {
-        let relay_socket = {
-            let mut host = self.host.borrow_mut();
-            host.relays.get_mut(&relay).map(|r| {
-                // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the request;
-                // it changes only when a client switches it.
-                if r.dont_fragment != dont_fragment {
-                    let v6 = peer.is_ipv6();
-                    if sockopt::set_dont_fragment(&*r.socket, v6, dont_fragment).is_ok() {
-                        r.dont_fragment = dont_fragment;
-                    }
-                }
-                Rc::clone(&r.socket)
-            })
-        };
-        let Some(relay_socket) = relay_socket else {
+        let Some(fd) = self.relay_fd(relay, peer, dont_fragment) else {
             return;
         };
-        match relay_socket.try_send_to(payload, peer) {
+        let to = socket2::SockAddr::from(peer);
+        match send_one(fd, payload, &to) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 // A queued ICMP error makes the next send fail (the socket's pending
                 // error): relay what is queued, then try this datagram once more.
-                self.drain_icmp(relay, &relay_socket);
-                let _ = relay_socket.try_send_to(payload, peer);
+                self.drain_icmp(relay, fd);
+                let _ = send_one(fd, payload, &to);
             }
         }
     }
 
     /// Reads every ICMP error queued on a relay socket and sends each to the client as a
     /// Data indication with an ICMP attribute (the core checks permission and rate).
-    fn drain_icmp(&self, relay: RelayId, socket: &UdpSocket) {
+    /// Clears the socket's pending error too, so a level-triggered poll does not report
+    /// it again.
+    fn drain_icmp(&self, relay: RelayId, fd: RawFd) {
         let mut buf = [0u8; 128];
         for _ in 0..64 {
-            let Ok(Some(err)) = icmp::read_error(socket) else {
+            let Ok(Some(err)) = icmp::read_error(&fd) else {
+                let _ = sockopt::take_error(fd);
                 return;
             };
             let action = self.core.borrow_mut().handle_peer_icmp(
@@ -168,18 +181,17 @@ impl WorkerHost {
         if let Err(e) = icmp::enable_recverr(&socket, local.is_ipv6()) {
             debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
         }
-        let socket = Rc::new(UdpSocket::from_std(socket).ok()?);
+        socket.set_nonblocking(true).ok()?;
         self.next_id = self.next_id.wrapping_add(1);
         let id = RelayId(self.next_id);
-        let task = self
-            .shared
-            .upgrade()
-            .map(|shared| tokio::task::spawn_local(relay_loop(shared, id, Rc::clone(&socket))));
+        self.poller
+            .get_ref()
+            .add(socket.as_raw_fd(), u64::from(id.0))
+            .ok()?;
         self.relays.insert(
             id,
             RelaySocket {
                 socket,
-                task,
                 dont_fragment: false,
             },
         );
@@ -218,9 +230,7 @@ impl Host for WorkerHost {
 
     fn release_relay(&mut self, relay: RelayId) {
         if let Some(r) = self.relays.remove(&relay) {
-            if let Some(task) = r.task {
-                task.abort();
-            }
+            self.poller.get_ref().remove(r.socket.as_raw_fd());
         }
         if let Some((task, _)) = self.tcp_relays.remove(&relay) {
             task.abort();
@@ -337,11 +347,19 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
         }
         let seed =
             (setup.index as u64 + 1).wrapping_mul(0x9E37_79B9) ^ u64::from(std::process::id());
+        let poller = match Poller::new().and_then(Poller::register) {
+            Ok(p) => Rc::new(p),
+            Err(e) => {
+                warn!(error = %e, "worker cannot create its relay poller");
+                return;
+            }
+        };
         let shared = Rc::new_cyclic(|weak| Shared {
             core: RefCell::new(setup.core),
             host: RefCell::new(WorkerHost {
                 relay: setup.relay,
                 relays: HashMap::new(),
+                poller: Rc::clone(&poller),
                 tcp_relays: HashMap::new(),
                 next_id: 0,
                 ledger: setup.ledger,
@@ -364,6 +382,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
         for (&addr, socket) in &shared.listeners {
             tokio::task::spawn_local(listener_loop(Rc::clone(&shared), addr, Rc::clone(socket)));
         }
+        tokio::task::spawn_local(relay_loop(Rc::clone(&shared), poller));
         tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
         let _ = shutdown.wait_for(|stop| *stop).await;
         let stats = shared.core.borrow().stats();
@@ -381,6 +400,7 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
     let mut rx = RecvBatch::new(MAX_DATAGRAM);
     // Room for the largest answer: an RFC 5780 response echoes the request's PADDING.
     let mut tx = vec![0u8; MAX_DATAGRAM + 1024];
+    let mut to_peers = SendBatch::new();
     let fd = socket.as_raw_fd();
     loop {
         if let Err(e) = socket.readable().await {
@@ -402,8 +422,18 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 let Some((datagram, from)) = rx.get(i) else {
                     continue;
                 };
-                handle_datagram(&shared, &socket, local, now, datagram, from, &mut tx);
+                let to_peer =
+                    handle_datagram(&shared, &socket, local, now, datagram, from, &mut tx);
+                if let Some((relay_fd, relay, peer, payload)) = to_peer {
+                    to_peers.push(relay_fd, peer, i, payload, relay.0);
+                }
             }
+            to_peers.flush(&rx, |failed, bytes| {
+                // A queued ICMP error makes the next send fail (the socket's pending
+                // error): relay what is queued, then try this datagram once more.
+                shared.drain_icmp(RelayId(failed.tag), failed.fd);
+                let _ = send_one(failed.fd, bytes, &failed.to);
+            });
             if n < BATCH {
                 break;
             }
@@ -413,7 +443,9 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
     }
 }
 
-/// Hands one client datagram to the core and carries out its answer.
+/// Hands one client datagram to the core and carries out its answer, except data for a
+/// peer: that is answered as (relay socket, relay, peer, where the payload is in the
+/// datagram) for the caller to send with the rest of its batch.
 fn handle_datagram(
     shared: &Shared,
     socket: &UdpSocket,
@@ -422,7 +454,7 @@ fn handle_datagram(
     datagram: &[u8],
     from: SocketAddr,
     tx: &mut [u8],
-) {
+) -> Option<(RawFd, RelayId, SocketAddr, std::ops::Range<usize>)> {
     let five_tuple = FiveTuple {
         client: from,
         server: local,
@@ -431,9 +463,10 @@ fn handle_datagram(
     let action =
         shared.with_core(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
     match action {
-        ClientAction::None => {}
+        ClientAction::None => None,
         ClientAction::Reply(len) => {
             let _ = socket.try_send_to(&tx[..len], from);
+            None
         }
         // RFC 5780: answer from another of our addresses and/or to another port.
         ClientAction::ReplyFrom {
@@ -444,57 +477,131 @@ fn handle_datagram(
             if let Some(listener) = shared.listeners.get(&source) {
                 let _ = listener.try_send_to(&tx[..len], to);
             }
+            None
         }
         ClientAction::ToPeer {
             relay,
             peer,
             payload,
             dont_fragment,
-        } => shared.send_to_peer(relay, peer, &datagram[payload], dont_fragment),
+        } => shared
+            .relay_fd(relay, peer, dont_fragment)
+            .map(|fd| (fd, relay, peer, payload)),
         // RFC 6062 data connections exist only on streams; answer and move on.
         ClientAction::BindData { reply, .. } => {
             let _ = socket.try_send_to(&tx[..reply], from);
+            None
         }
     }
 }
 
-/// Receives from peers on one relay socket: after each wakeup, reads until the socket
-/// would block (at most [`BATCH`] datagrams before letting other tasks run).
-async fn relay_loop(shared: Rc<Shared>, id: RelayId, socket: Rc<UdpSocket>) {
-    let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM];
-    let payload = PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM;
+/// Rounds of the relay poller before letting the worker's other tasks run.
+const RELAY_ROUNDS: usize = 4;
+
+/// Receives from peers on every UDP relay socket of the worker: per round, one
+/// `epoll_wait` for the ready sockets, one `recvmmsg` per socket into a shared batch, the
+/// core's verdict per datagram, and one `sendmmsg` per listener for what goes to clients.
+async fn relay_loop(shared: Rc<Shared>, poller: Rc<AsyncFd<Poller>>) {
+    let mut rx = RecvBatch::with_room(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM);
+    let mut owners = [RelayId(0); BATCH];
+    let mut to_clients = SendBatch::new();
+    let mut ready: Vec<Ready> = Vec::with_capacity(MAX_EVENTS);
     loop {
-        let mut received = socket.recv_from(&mut buf[payload.clone()]).await;
-        let mut count = 0;
-        loop {
-            // An ICMP error for an earlier send surfaces here as an error (IP_RECVERR).
-            let (n, from) = match received {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    shared.drain_icmp(id, &socket);
-                    break;
+        let mut guard = match poller.readable().await {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(error = %e, "relay poller failed");
+                return;
+            }
+        };
+        let mut rounds = 0;
+        while rounds < RELAY_ROUNDS {
+            rounds += 1;
+            if let Err(e) = poller.get_ref().ready(&mut ready) {
+                debug!(error = %e, "epoll_wait on relay sockets failed");
+            }
+            if ready.is_empty() {
+                // Nothing is ready: re-arm. A datagram that arrived since the call
+                // above has already made the poller readable again under a newer tick,
+                // which this does not clear.
+                guard.clear_ready();
+                break;
+            }
+            let mut filled = 0;
+            for r in &ready {
+                let relay = RelayId(r.token as u32);
+                let Some(fd) = shared
+                    .host
+                    .borrow()
+                    .relays
+                    .get(&relay)
+                    .map(|s| s.socket.as_raw_fd())
+                else {
+                    continue;
+                };
+                if r.error {
+                    shared.drain_icmp(relay, fd);
                 }
-            };
-            let action = shared.core.borrow_mut().handle_peer(
-                Instant::now(),
-                id,
-                from,
-                &mut buf,
-                PEER_HEADROOM..PEER_HEADROOM + n,
-            );
-            if let PeerAction::ToClient { to, range } = action {
-                shared.send_to_client(to, &buf[range]);
+                if !r.readable {
+                    continue;
+                }
+                if filled == BATCH {
+                    relay_batch(&shared, &mut rx, &owners[..filled], &mut to_clients);
+                    filled = 0;
+                }
+                match rx.recv_at(fd, filled) {
+                    Ok(n) => {
+                        owners[filled..filled + n].fill(relay);
+                        filled += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // An ICMP error for an earlier send surfaces as an error (IP_RECVERR).
+                    Err(_) => shared.drain_icmp(relay, fd),
+                }
             }
-            count += 1;
-            if count == BATCH {
-                // Still more queued, maybe: let the worker's other tasks run first.
-                tokio::task::yield_now().await;
-                count = 0;
-            }
-            received = socket.try_recv_from(&mut buf[payload.clone()]);
+            relay_batch(&shared, &mut rx, &owners[..filled], &mut to_clients);
+        }
+        drop(guard);
+        if rounds == RELAY_ROUNDS {
+            // Maybe more to read: let the worker's other tasks run first.
+            tokio::task::yield_now().await;
         }
     }
+}
+
+/// Hands a batch of peer datagrams (slot `i` came to relay `owners[i]`) to the core and
+/// sends what it answers: to UDP clients in one `sendmmsg` per listener, to stream
+/// clients through their write queues.
+fn relay_batch(
+    shared: &Shared,
+    rx: &mut RecvBatch,
+    owners: &[RelayId],
+    to_clients: &mut SendBatch,
+) {
+    if owners.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    {
+        let mut core = shared.core.borrow_mut();
+        for (i, &relay) in owners.iter().enumerate() {
+            let Some((slot, payload, from)) = rx.slot_mut(i) else {
+                continue;
+            };
+            if let PeerAction::ToClient { to, range } =
+                core.handle_peer(now, relay, from, slot, payload)
+            {
+                if to.transport.is_stream() {
+                    if let Some(tx) = shared.streams.borrow().get(&to) {
+                        let _ = tx.try_send(Bytes::copy_from_slice(&slot[range]));
+                    }
+                } else if let Some(listener) = shared.listeners.get(&to.server) {
+                    to_clients.push(listener.as_raw_fd(), to.client, i, range, 0);
+                }
+            }
+        }
+    }
+    to_clients.flush(rx, |_, _| {});
 }
 
 /// Drives the core's sweep.
