@@ -366,6 +366,7 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
         let mut to_workers = Vec::new();
+        let ports = Arc::new(relay::PortsInUse::default());
         for (index, (listeners, core)) in self.workers.into_iter().zip(self.cores).enumerate() {
             let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
             to_workers.push(conn_tx);
@@ -375,6 +376,7 @@ impl Server {
                 listeners,
                 relay: Arc::clone(&self.relay),
                 ledger: Arc::clone(&self.ledger),
+                ports: Arc::clone(&ports),
                 incoming: conn_rx,
                 tls: self.tls.clone(),
                 stream_limits: self.tcp_limits,

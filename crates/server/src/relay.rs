@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -84,9 +85,54 @@ pub fn detect_relay_ips() -> Vec<IpAddr> {
     out
 }
 
+/// Relay ports this process holds, per address family, shared by the workers: the port
+/// search skips them without a syscall, so finding a free port stays cheap when most of
+/// the range is in use (a search that tried `bind` on every taken port cost milliseconds
+/// per Allocate near the top of a 10 000-port range).
+#[derive(Debug)]
+pub(crate) struct PortsInUse {
+    v4: Mutex<Box<[u64; 1024]>>,
+    v6: Mutex<Box<[u64; 1024]>>,
+}
+
+impl Default for PortsInUse {
+    fn default() -> Self {
+        Self {
+            v4: Mutex::new(Box::new([0; 1024])),
+            v6: Mutex::new(Box::new([0; 1024])),
+        }
+    }
+}
+
+impl PortsInUse {
+    fn bits(&self, v6: bool) -> std::sync::MutexGuard<'_, Box<[u64; 1024]>> {
+        let m = if v6 { &self.v6 } else { &self.v4 };
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `port` of the family free again.
+    pub(crate) fn release(&self, v6: bool, port: u16) {
+        self.bits(v6)[usize::from(port / 64)] &= !(1u64 << (port % 64));
+    }
+}
+
+fn is_set(bits: &[u64; 1024], port: u16) -> bool {
+    bits[usize::from(port / 64)] & (1u64 << (port % 64)) != 0
+}
+
+fn set(bits: &mut [u64; 1024], port: u16) {
+    bits[usize::from(port / 64)] |= 1u64 << (port % 64);
+}
+
+/// Most `bind` calls one search makes on ports this process does not hold (held by other
+/// programs): past that the range counts as exhausted (508) rather than spending more.
+const MAX_BIND_ATTEMPTS: usize = 64;
+
 /// Binds a UDP socket on `ip` at a port of the range, starting at a random offset and
-/// skipping ports the kernel (or another worker) has taken. `even` restricts the search
-/// to even ports; with `reserve_next`, port+1 is bound too and returned.
+/// skipping the ports this process holds (`held`) and those the kernel refuses. `even`
+/// restricts the search to even ports; with `reserve_next`, port+1 is bound too and
+/// returned. The ports bound are marked in `held`; release them there when the sockets
+/// close.
 pub(crate) fn bind_in_range(
     ip: IpAddr,
     min: u16,
@@ -94,40 +140,67 @@ pub(crate) fn bind_in_range(
     start: u32,
     even: bool,
     reserve_next: bool,
+    held: &PortsInUse,
 ) -> io::Result<(std::net::UdpSocket, Option<std::net::UdpSocket>)> {
+    let exhausted = || io::Error::new(io::ErrorKind::AddrInUse, "relay port range exhausted");
     let span = u32::from(max.saturating_sub(min)) + 1;
+    let mut bits = held.bits(ip.is_ipv6());
+    let mut attempts = 0;
+    // One socket for every attempt: a failed bind leaves it unbound and reusable.
+    let mut socket = None;
     for i in 0..span {
         let port = u32::from(min) + (start.wrapping_add(i) % span);
         let Ok(port) = u16::try_from(port) else {
             continue;
         };
-        if even && !port.is_multiple_of(2) {
+        if (even && !port.is_multiple_of(2))
+            || is_set(&bits, port)
+            || (reserve_next && (port >= max || is_set(&bits, port + 1)))
+        {
             continue;
         }
-        let Ok(socket) = bind_udp_exact(SocketAddr::new(ip, port)) else {
-            continue;
+        if attempts == MAX_BIND_ATTEMPTS {
+            break;
+        }
+        attempts += 1;
+        let candidate = match socket.take() {
+            Some(s) => s,
+            None => udp_socket(ip)?,
         };
+        if candidate.bind(&SocketAddr::new(ip, port).into()).is_err() {
+            socket = Some(candidate);
+            continue;
+        }
         if !reserve_next {
-            return Ok((socket, None));
+            set(&mut bits, port);
+            return Ok((candidate.into(), None));
         }
-        if port < max {
-            if let Ok(next) = bind_udp_exact(SocketAddr::new(ip, port + 1)) {
-                return Ok((socket, Some(next)));
-            }
+        if let Ok(next) = bind_udp_exact(SocketAddr::new(ip, port + 1)) {
+            set(&mut bits, port);
+            set(&mut bits, port + 1);
+            return Ok((candidate.into(), Some(next)));
         }
+        // port+1 is taken by another program: close this one and search on.
     }
-    Err(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "relay port range exhausted",
-    ))
+    Err(exhausted())
 }
 
-fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
+/// A non-blocking UDP socket of `ip`'s family, IPv6-only for IPv6.
+fn udp_socket(ip: IpAddr) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(ip, 0)),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if ip.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = udp_socket(addr.ip())?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
@@ -208,10 +281,18 @@ mod tests {
         if port == u16::MAX {
             return;
         }
+        let held = PortsInUse::default();
         // A range of two ports whose first is taken: the second is used.
-        let (s, _) = bind_in_range(ip, port, port + 1, 0, false, false).unwrap();
+        let (s, _) = bind_in_range(ip, port, port + 1, 0, false, false, &held).unwrap();
         assert_eq!(s.local_addr().unwrap().port(), port + 1);
-        // Now both are taken.
-        assert!(bind_in_range(ip, port, port + 1, 0, false, false).is_err());
+        // Now both are taken, one of them by this process (no bind is tried on it).
+        assert!(is_set(&held.bits(false), port + 1));
+        assert!(bind_in_range(ip, port, port + 1, 0, false, false, &held).is_err());
+        // Released in the set but still bound: the kernel refuses it, still exhausted.
+        held.release(false, port + 1);
+        assert!(bind_in_range(ip, port, port + 1, 0, false, false, &held).is_err());
+        drop(s);
+        let (s, _) = bind_in_range(ip, port, port + 1, 0, false, false, &held).unwrap();
+        assert_eq!(s.local_addr().unwrap().port(), port + 1);
     }
 }

@@ -39,7 +39,7 @@ use turnpike_proto::{
 
 use crate::batch::{BATCH, RecvBatch, SendBatch, send_one};
 use crate::poller::{MAX_EVENTS, Poller, Ready};
-use crate::relay::{RelayConfig, bind_in_range, bind_tcp_in_range};
+use crate::relay::{PortsInUse, RelayConfig, bind_in_range, bind_tcp_in_range};
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
 use crate::{icmp, sockopt, stream};
@@ -50,6 +50,8 @@ const MAX_DATAGRAM: usize = 65_535;
 /// A UDP relay socket (non-blocking, in the worker's [`Poller`]).
 struct RelaySocket {
     socket: std::net::UdpSocket,
+    /// Its local address (its port is released in [`PortsInUse`] when it closes).
+    local: SocketAddr,
     /// Whether DF is currently set on the socket.
     dont_fragment: bool,
 }
@@ -64,6 +66,8 @@ pub(crate) struct WorkerHost {
     tcp_relays: HashMap<RelayId, (JoinHandle<()>, SocketAddr)>,
     next_id: u32,
     ledger: Arc<Mutex<QuotaLedger>>,
+    /// Relay ports held by every worker of the process.
+    ports: Arc<PortsInUse>,
     shared: Weak<Shared>,
     rng: u64,
 }
@@ -192,6 +196,7 @@ impl WorkerHost {
             id,
             RelaySocket {
                 socket,
+                local,
                 dont_fragment: false,
             },
         );
@@ -217,6 +222,7 @@ impl Host for WorkerHost {
             start,
             even,
             reserve_next,
+            &self.ports,
         )
         .map_err(|_| RelayError::Exhausted)?;
         let (relay, addr) = self.register(socket).ok_or(RelayError::Exhausted)?;
@@ -231,6 +237,8 @@ impl Host for WorkerHost {
     fn release_relay(&mut self, relay: RelayId) {
         if let Some(r) = self.relays.remove(&relay) {
             self.poller.get_ref().remove(r.socket.as_raw_fd());
+            drop(r.socket);
+            self.ports.release(r.local.is_ipv6(), r.local.port());
         }
         if let Some((task, _)) = self.tcp_relays.remove(&relay) {
             task.abort();
@@ -314,6 +322,7 @@ pub(crate) struct WorkerSetup {
     pub(crate) listeners: Vec<std::net::UdpSocket>,
     pub(crate) relay: Arc<RelayConfig>,
     pub(crate) ledger: Arc<Mutex<QuotaLedger>>,
+    pub(crate) ports: Arc<PortsInUse>,
     pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
@@ -363,6 +372,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
                 tcp_relays: HashMap::new(),
                 next_id: 0,
                 ledger: setup.ledger,
+                ports: setup.ports,
                 shared: weak.clone(),
                 rng: seed | 1,
             }),
