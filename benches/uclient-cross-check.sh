@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side UDP relay benchmark: turnpike vs coturn on loopback (performance.md §6).
+# Cross-check of the relay rate with coturn's own load generator: turnpike vs coturn on
+# loopback, both driven by turnutils_uclient (called by benches/vs-coturn.sh; runs alone
+# too). uclient cannot saturate either server on this machine, so the figures to read are
+# the server CPU per relayed packet at the same uclient load, and that the two generators
+# (turnpike-bench in vs_coturn.py, uclient here) agree.
 #
 # Each run: start one server pinned to CPU1 (SERVER_CPU), start K turnutils_uclient
 # processes (pinned to CPU0, LOAD_CPU) against it with turnutils_peer as the echo peer,
@@ -17,7 +21,7 @@
 # and after the run the loss uclient reports (sum of "Total lost packets" / sum sent).
 # It prints medians per (level, server) and the turnpike/coturn ratios.
 #
-# Usage: benches/vs-coturn.sh [ROUNDS]       (default 3; 6 for the protocol's minimum)
+# Usage: benches/uclient-cross-check.sh [ROUNDS]       (default 3; 6 for the protocol's minimum)
 # Env:   LEVELS="L:K:Z:M:N ..."  payload bytes : uclient processes : interval ms :
 #        clients per process : messages per client. WARMUP, WINDOW, RUN_TIMEOUT (s),
 #        TP_BIN (turnpike binary; default target/release/turnpike, built if missing).
@@ -39,7 +43,7 @@ TP_BIN=${TP_BIN:-$ROOT/target/release/turnpike}
 # SERVERS="coturn turnpike turnpike2" also runs TP_BIN2 (e.g. a build before a change).
 SERVERS=${SERVERS:-coturn turnpike}
 TP_BIN2=${TP_BIN2:-}
-WORK=$(mktemp -d /tmp/vs-coturn.XXXXXX)
+WORK=$(mktemp -d /tmp/uclient-cross-check.XXXXXX)
 RESULTS=$WORK/results.tsv
 
 command -v turnserver >/dev/null || { echo "coturn (turnserver) not installed" >&2; exit 1; }

@@ -1,23 +1,29 @@
-//! A small blocking TURN client over UDP: the 401 round trip with REST or static
-//! credentials, Allocate, CreatePermission, ChannelBind, Refresh, and the two ways of
-//! sending data (ChannelData and Send indications).
+//! A small blocking TURN client over UDP, TCP or TLS: the 401 round trip with REST or
+//! static credentials, Allocate, CreatePermission, ChannelBind, Refresh, and the two ways
+//! of sending data (ChannelData and Send indications).
 //!
-//! Every wait is bounded: a request is retransmitted [`RETRIES`] times with a
-//! [`RETRY_TIMEOUT`] each, then fails with [`ClientError::Timeout`].
+//! Every wait is bounded: over UDP a request is retransmitted [`RETRIES`] times with a
+//! [`RETRY_TIMEOUT`] each, then fails with [`ClientError::Timeout`]; over a stream it is
+//! sent once and waited for as long. On streams (RFC 8656 §12.5) messages and ChannelData
+//! frames (padded to 4 bytes) are cut with `turnpike_stun::framing`.
 
 use std::fmt;
-use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 use sha1::Sha1;
 use turnpike_stun::attr::{
     Data, ErrorCodeAttr, Lifetime, Nonce, PasswordAlgorithmId, Realm, RequestedTransport,
     TransportProtocol, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
+use turnpike_stun::framing::{Frame, Framing, next_frame};
 use turnpike_stun::{
     CHANNEL_DATA_HEADER_LEN, ChannelNumber, Class, EncodeError, IntegrityKey, LongTermKey, Message,
     MessageType, MessageWriter, Method, TransactionId, write_channel_data_header,
@@ -29,6 +35,49 @@ pub const RETRY_TIMEOUT: Duration = Duration::from_millis(500);
 pub const RETRIES: u32 = 3;
 /// How many times Allocate moves to a new local port after a 437.
 pub const MISMATCH_RETRIES: u32 = 8;
+/// How long a TCP connection (and a TLS handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most a stream may buffer toward one frame (a STUN message or ChannelData is at
+/// most 64 KiB plus its header).
+const MAX_FRAME: usize = 65_536 + 8;
+
+/// How a client reaches the server.
+#[derive(Debug, Clone, Default)]
+pub enum Transport {
+    /// UDP (a socket connected to the server).
+    #[default]
+    Udp,
+    /// TCP (RFC 8656 §3.1), one connection per client.
+    Tcp,
+    /// TLS over TCP (`turns:`), one connection per client.
+    Tls(TlsSettings),
+}
+
+impl Transport {
+    /// `udp`, `tcp` or `tls`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls(_) => "tls",
+        }
+    }
+
+    /// Whether this is a stream transport (TCP or TLS).
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Self::Udp)
+    }
+}
+
+/// What a TLS client needs: its configuration and the name the server's certificate must
+/// carry.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The rustls configuration (roots or no verification, ALPN).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The server name to verify and to send as SNI (an IP address sends no SNI).
+    pub name: ServerName<'static>,
+}
 
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
@@ -95,6 +144,8 @@ pub enum ClientError {
     },
     /// The response was not what TURN promises (missing attribute, bad integrity).
     Protocol(String),
+    /// TLS could not be set up.
+    Tls(rustls::Error),
 }
 
 impl fmt::Display for ClientError {
@@ -108,6 +159,7 @@ impl fmt::Display for ClientError {
                 reason,
             } => write!(f, "{method:?} rejected: {code} {reason}"),
             Self::Protocol(s) => write!(f, "protocol error: {s}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -126,9 +178,78 @@ impl From<EncodeError> for ClientError {
     }
 }
 
-/// A TURN client on one UDP socket, connected to the server.
+/// Responses to a client's requests, handed over by another thread that reads the
+/// client's connection (see [`TurnClient::set_inbox`]).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    frames: Mutex<Vec<Vec<u8>>>,
+    arrived: Condvar,
+}
+
+impl Inbox {
+    /// Most frames kept: a transaction waits for one at a time.
+    const MAX: usize = 16;
+
+    /// Hands over a STUN response (or anything else the reader could not place).
+    pub fn put(&self, frame: Vec<u8>) {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if frames.len() >= Self::MAX {
+            frames.remove(0);
+        }
+        frames.push(frame);
+        self.arrived.notify_all();
+    }
+
+    /// Waits until `deadline` for the response to `tid`.
+    fn wait_for(&self, tid: TransactionId, deadline: Instant) -> Option<Vec<u8>> {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(i) = frames.iter().position(|f| TurnClient::is_response(f, tid)) {
+                return Some(frames.remove(i));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            frames = self
+                .arrived
+                .wait_timeout(frames, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The client's connection to the server.
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Udp(s) => s.local_addr(),
+            Self::Tcp(s) => s.local_addr(),
+            Self::Tls(s) => s.sock.local_addr(),
+        }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Udp(_) => None,
+            Self::Tcp(s) => Some(s),
+            Self::Tls(s) => Some(&s.sock),
+        }
+    }
+}
+
+/// A TURN client on one UDP socket, TCP connection or TLS connection to the server.
 pub struct TurnClient {
-    socket: UdpSocket,
+    conn: Conn,
+    /// Bytes read from a stream and not yet cut into frames.
+    rbuf: Vec<u8>,
     server: SocketAddr,
     username: String,
     password: String,
@@ -143,12 +264,22 @@ pub struct TurnClient {
     pub challenges: u32,
     /// How many 437 answers to Allocate made the client move to a new local port.
     pub mismatches: u32,
+    /// Whether a 437 may move the client to a new local port (not when the caller chose
+    /// the local address, see [`TurnClient::from_socket`], nor on streams).
+    may_rebind: bool,
+    /// Frames received while waiting for a response that were not it (ChannelData from
+    /// a peer, indications, late responses), kept for [`TurnClient::take_stray`].
+    stray: Vec<Vec<u8>>,
+    /// Whether stray frames are kept (else dropped).
+    keep_stray: bool,
+    /// Where responses come from while another thread reads the connection.
+    inbox: Option<Arc<Inbox>>,
 }
 
 impl fmt::Debug for TurnClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TurnClient")
-            .field("local", &self.socket.local_addr().ok())
+            .field("local", &self.conn.local_addr().ok())
             .field("server", &self.server)
             .field("relayed", &self.relayed)
             .finish_non_exhaustive()
@@ -171,13 +302,68 @@ impl TurnClient {
         };
         let socket = UdpSocket::bind(bind)?;
         socket.connect(server)?;
+        Self::with_conn(Conn::Udp(socket), server, credentials)
+    }
+
+    /// Connects to `server` over `transport` (UDP as [`TurnClient::connect`]; TCP and TLS
+    /// with a new connection, TLS handshake included).
+    pub fn connect_over(
+        server: SocketAddr,
+        credentials: &Credentials,
+        transport: &Transport,
+    ) -> Result<Self, ClientError> {
+        let tcp = || -> Result<TcpStream, ClientError> {
+            let tcp = TcpStream::connect_timeout(&server, CONNECT_TIMEOUT)?;
+            tcp.set_nodelay(true)?;
+            tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+            tcp.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+            Ok(tcp)
+        };
+        let conn = match transport {
+            Transport::Udp => return Self::connect(server, credentials),
+            Transport::Tcp => Conn::Tcp(tcp()?),
+            Transport::Tls(t) => {
+                let conn = ClientConnection::new(Arc::clone(&t.config), t.name.clone())
+                    .map_err(ClientError::Tls)?;
+                let mut tls = StreamOwned::new(conn, tcp()?);
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock).map_err(tls_error)?;
+                }
+                Conn::Tls(Box::new(tls))
+            }
+        };
+        let mut c = Self::with_conn(conn, server, credentials)?;
+        c.may_rebind = false;
+        Ok(c)
+    }
+
+    /// A client on `socket`, a UDP socket the caller bound (its local address is kept:
+    /// a 437 on Allocate is returned, not answered by moving to a new port); it is
+    /// connected to `server` here.
+    pub fn from_socket(
+        socket: UdpSocket,
+        server: SocketAddr,
+        credentials: &Credentials,
+    ) -> Result<Self, ClientError> {
+        socket.connect(server)?;
+        let mut c = Self::with_conn(Conn::Udp(socket), server, credentials)?;
+        c.may_rebind = false;
+        Ok(c)
+    }
+
+    fn with_conn(
+        conn: Conn,
+        server: SocketAddr,
+        credentials: &Credentials,
+    ) -> Result<Self, ClientError> {
         let (username, password) = credentials.username_password();
-        let local = socket.local_addr()?;
+        let local = conn.local_addr()?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         Ok(Self {
-            socket,
+            conn,
+            rbuf: Vec::new(),
             server,
             username,
             password,
@@ -190,21 +376,44 @@ impl TurnClient {
             mapped: None,
             challenges: 0,
             mismatches: 0,
+            may_rebind: true,
+            stray: Vec::new(),
+            keep_stray: false,
+            inbox: None,
         })
     }
 
     /// A new local socket (new port) for the same server and credentials.
     fn rebind(&mut self) -> Result<(), ClientError> {
-        let local = self.socket.local_addr()?;
+        let local = self.conn.local_addr()?;
         let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0))?;
         socket.connect(self.server)?;
-        self.socket = socket;
+        self.conn = Conn::Udp(socket);
         Ok(())
     }
 
-    /// The client's socket (connected to the server).
-    pub fn socket(&self) -> &UdpSocket {
-        &self.socket
+    /// The client's UDP socket (connected to the server); `None` over TCP and TLS.
+    pub fn socket(&self) -> Option<&UdpSocket> {
+        match &self.conn {
+            Conn::Udp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The client's TCP connection (under TLS, the connection TLS runs on); `None` over
+    /// UDP.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        self.conn.tcp()
+    }
+
+    /// Whether the client talks over a stream (TCP or TLS).
+    pub fn is_stream(&self) -> bool {
+        !matches!(self.conn, Conn::Udp(_))
+    }
+
+    /// The client's local address.
+    pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
+        Ok(self.conn.local_addr()?)
     }
 
     /// The server's address.
@@ -220,6 +429,38 @@ impl TurnClient {
     /// The reflexive address the server reported in the Allocate response.
     pub fn mapped(&self) -> Option<SocketAddr> {
         self.mapped
+    }
+
+    /// Keeps the frames that arrive while a transaction waits for its response and are
+    /// not it (ChannelData, Data indications), for [`TurnClient::take_stray`]; off by
+    /// default (they are dropped).
+    pub fn keep_stray(&mut self, keep: bool) {
+        self.keep_stray = keep;
+        if !keep {
+            self.stray.clear();
+        }
+    }
+
+    /// While `inbox` is set, transactions send as usual but do not read the connection:
+    /// they wait for their response in the inbox, where a thread that reads the
+    /// connection (for data, say) puts every STUN response it sees.
+    pub fn set_inbox(&mut self, inbox: Option<Arc<Inbox>>) {
+        self.inbox = inbox;
+    }
+
+    /// A second handle on the connection for a reading thread: the UDP socket or the
+    /// TCP connection (`None` under TLS, whose state cannot be shared).
+    pub fn reader(&self) -> io::Result<Option<Reader>> {
+        Ok(match &self.conn {
+            Conn::Udp(s) => Some(Reader::Udp(s.try_clone()?)),
+            Conn::Tcp(s) => Some(Reader::Tcp(s.try_clone()?)),
+            Conn::Tls(_) => None,
+        })
+    }
+
+    /// The frames kept since the last call (see [`TurnClient::keep_stray`]).
+    pub fn take_stray(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.stray)
     }
 
     fn next_tid(&mut self) -> TransactionId {
@@ -310,24 +551,47 @@ impl TurnClient {
         }
     }
 
-    /// Sends `packet` and waits for the response with `tid`, retransmitting.
+    /// Whether `frame` is the response to `tid`.
+    fn is_response(frame: &[u8], tid: TransactionId) -> bool {
+        Message::new_checked(frame).is_ok_and(|msg| {
+            msg.transaction_id() == tid
+                && matches!(msg.message_type().class, Class::Success | Class::Error)
+        })
+    }
+
+    /// Sends `packet` and waits for the response with `tid` (over UDP retransmitting).
     fn transact(
-        &self,
+        &mut self,
         method: Method,
         packet: &[u8],
         tid: TransactionId,
     ) -> Result<Vec<u8>, ClientError> {
+        if let Some(inbox) = self.inbox.clone() {
+            let tries = if self.is_stream() { 1 } else { RETRIES };
+            let wait = RETRY_TIMEOUT * (RETRIES / tries);
+            for _ in 0..tries {
+                self.send_raw(packet)?;
+                if let Some(r) = inbox.wait_for(tid, Instant::now() + wait) {
+                    return Ok(r);
+                }
+            }
+            return Err(ClientError::Timeout(method));
+        }
+        let socket = match &self.conn {
+            Conn::Udp(s) => s,
+            Conn::Tcp(_) | Conn::Tls(_) => return self.transact_stream(method, packet, tid),
+        };
         let mut buf = [0u8; 2048];
         for _ in 0..RETRIES {
-            self.socket.send(packet)?;
+            socket.send(packet)?;
             let deadline = Instant::now() + RETRY_TIMEOUT;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                self.socket.set_read_timeout(Some(left))?;
-                let n = match self.socket.recv(&mut buf) {
+                socket.set_read_timeout(Some(left))?;
+                let n = match socket.recv(&mut buf) {
                     Ok(n) => n,
                     Err(e)
                         if matches!(
@@ -341,16 +605,150 @@ impl TurnClient {
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
                     Err(e) => return Err(e.into()),
                 };
-                if let Ok(msg) = Message::new_checked(&buf[..n]) {
-                    if msg.transaction_id() == tid
-                        && matches!(msg.message_type().class, Class::Success | Class::Error)
-                    {
-                        return Ok(buf[..n].to_vec());
-                    }
+                if Self::is_response(&buf[..n], tid) {
+                    return Ok(buf[..n].to_vec());
+                }
+                if self.keep_stray {
+                    self.stray.push(buf[..n].to_vec());
                 }
             }
         }
         Err(ClientError::Timeout(method))
+    }
+
+    /// [`TurnClient::transact`] over a stream: one transmission, one long wait.
+    fn transact_stream(
+        &mut self,
+        method: Method,
+        packet: &[u8],
+        tid: TransactionId,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.send_raw(packet)?;
+        let deadline = Instant::now() + RETRY_TIMEOUT * RETRIES;
+        loop {
+            while let Some(frame) = self.next_stream_frame()? {
+                if Self::is_response(&frame, tid) {
+                    return Ok(frame);
+                }
+                if self.keep_stray {
+                    self.stray.push(frame);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(method));
+            }
+            match self.fill(left) {
+                Ok(()) => {}
+                Err(ClientError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what the stream has (waiting up to `wait`) into the frame buffer.
+    fn fill(&mut self, wait: Duration) -> Result<(), ClientError> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match &mut self.conn {
+            Conn::Udp(_) => return Ok(()),
+            Conn::Tcp(s) => {
+                s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+                s.read(&mut chunk)
+            }
+            Conn::Tls(s) => {
+                s.sock
+                    .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+                s.read(&mut chunk)
+            }
+        }
+        .map_err(tls_error)?;
+        if n == 0 {
+            return Err(ClientError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )));
+        }
+        self.rbuf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Cuts the next complete frame off the stream buffer, if there is one.
+    fn next_stream_frame(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        match next_frame(&self.rbuf) {
+            Framing::Frame(f) => {
+                let n = f.len().min(self.rbuf.len());
+                let mut frame: Vec<u8> = self.rbuf.drain(..n).collect();
+                if let Frame::ChannelData(_) = f {
+                    // Drop the padding: the header's length says where the data ends.
+                    let len = frame
+                        .get(2..4)
+                        .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+                    frame.truncate(CHANNEL_DATA_HEADER_LEN + len);
+                }
+                Ok(Some(frame))
+            }
+            Framing::NeedMore(n) if n <= MAX_FRAME => Ok(None),
+            Framing::NeedMore(_) | Framing::Garbage => Err(ClientError::Protocol(
+                "the stream does not carry STUN or ChannelData".into(),
+            )),
+        }
+    }
+
+    /// Waits up to `wait` for the next frame from the server: a datagram over UDP, a
+    /// frame cut from the stream over TCP and TLS (ChannelData without its padding).
+    /// `Ok(None)` when nothing came in time.
+    pub fn recv_frame(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, ClientError> {
+        if let Conn::Udp(s) = &self.conn {
+            s.set_read_timeout(Some(wait.max(Duration::from_micros(1))))?;
+            let mut buf = [0u8; 65_536];
+            return match s.recv(&mut buf) {
+                Ok(n) => Ok(Some(buf[..n].to_vec())),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        if let Some(f) = self.next_stream_frame()? {
+            return Ok(Some(f));
+        }
+        match self.fill(wait) {
+            Ok(()) => self.next_stream_frame(),
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `bytes` as they are: one datagram over UDP; over a stream written whole (a
+    /// caller may pass several frames at once, each padded to 4 bytes).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match &mut self.conn {
+            Conn::Udp(s) => {
+                s.send(bytes)?;
+            }
+            Conn::Tcp(s) => s.write_all(bytes)?,
+            Conn::Tls(s) => {
+                s.write_all(bytes).map_err(tls_error)?;
+                s.flush().map_err(tls_error)?;
+            }
+        }
+        Ok(())
     }
 
     /// Allocates a UDP relay with `lifetime` seconds (None: the server's default) and
@@ -371,7 +769,9 @@ impl TurnClient {
                 Ok(())
             });
             match result {
-                Err(ClientError::Rejected { code: 437, .. }) if attempt < MISMATCH_RETRIES => {
+                Err(ClientError::Rejected { code: 437, .. })
+                    if attempt < MISMATCH_RETRIES && self.may_rebind =>
+                {
                     attempt += 1;
                     self.mismatches += 1;
                     self.rebind()?;
@@ -431,21 +831,25 @@ impl TurnClient {
         let tid = self.next_tid();
         let mut buf = vec![0u8; data.len() + 64];
         let n = encode_send_indication(&mut buf, tid, peer, data)?;
-        self.socket.send(&buf[..n])?;
-        Ok(())
+        self.send_raw(&buf[..n])
     }
 
-    /// Sends `data` on `channel` as ChannelData.
+    /// Sends `data` on `channel` as ChannelData (padded to 4 bytes over a stream).
     pub fn send_channel_data(
-        &self,
+        &mut self,
         channel: ChannelNumber,
         data: &[u8],
     ) -> Result<(), ClientError> {
-        let mut buf = vec![0u8; data.len() + CHANNEL_DATA_HEADER_LEN];
+        let len = CHANNEL_DATA_HEADER_LEN + data.len();
+        let padded = if self.is_stream() {
+            len.next_multiple_of(4)
+        } else {
+            len
+        };
+        let mut buf = vec![0u8; padded];
         write_channel_data_header(&mut buf, channel, data.len())?;
-        buf[CHANNEL_DATA_HEADER_LEN..].copy_from_slice(data);
-        self.socket.send(&buf)?;
-        Ok(())
+        buf[CHANNEL_DATA_HEADER_LEN..len].copy_from_slice(data);
+        self.send_raw(&buf)
     }
 
     /// Deletes the allocation (Refresh with lifetime 0), once: a failed attempt is not
@@ -455,6 +859,30 @@ impl TurnClient {
             self.refresh(0)?;
         }
         Ok(())
+    }
+}
+
+/// A second handle on a client's connection, for a thread that reads it.
+#[derive(Debug)]
+pub enum Reader {
+    /// The client's UDP socket.
+    Udp(UdpSocket),
+    /// The client's TCP connection.
+    Tcp(TcpStream),
+}
+
+/// An I/O error from a TLS stream as a [`ClientError`]: rustls' own errors (a refused
+/// certificate, say) come out as [`ClientError::Tls`].
+fn tls_error(e: io::Error) -> ClientError {
+    if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return ClientError::Io(e);
+    }
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<rustls::Error>())
+    {
+        Some(Ok(inner)) => ClientError::Tls(*inner),
+        _ => ClientError::Protocol("TLS error".into()),
     }
 }
 

@@ -8,10 +8,18 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use turnpike_bench::load::{MIN_PAYLOAD, Mode, RunParams, Session, Shape, Target};
+use turnpike_bench::client::Transport;
+use turnpike_bench::engine::Poller;
+use turnpike_bench::flood::{FIRST_SOURCE, FloodKind, FloodParams, run as flood_run};
+use turnpike_bench::hold::{HoldParams, MAX_CLIENTS as HOLD_MAX_CLIENTS, run as hold_run};
+use turnpike_bench::load::{
+    DEFAULT_RECV_BATCH, DEFAULT_RECV_WAIT, DEFAULT_SEND_BATCH, DEFAULT_TICK, MIN_PAYLOAD, Mode,
+    RunParams, SendPath, Session, SessionConfig, Shape, Target, To,
+};
 use turnpike_bench::search::{SearchParams, plot, search};
 use turnpike_bench::storm::{StormParams, run as storm_run};
-use turnpike_bench::{Credentials, output};
+use turnpike_bench::sys;
+use turnpike_bench::{Credentials, output, tls};
 
 /// Longest single run or search, in seconds.
 const MAX_SECS: f64 = 3600.0;
@@ -37,11 +45,17 @@ enum Command {
     Storm(StormArgs),
     /// Floods a plain UDP reflector on loopback to measure the generator's own ceiling.
     Calibrate(CalibrateArgs),
+    /// Create N allocations (permission and channel each), hold them, delete them; for
+    /// measuring the server's memory per allocation.
+    Hold(HoldArgs),
+    /// Unauthenticated Binding/Allocate requests from many spoofed 127.0.0.0/8 sources
+    /// (loopback servers only), counting the answers by class.
+    Flood(FloodArgs),
 }
 
 #[derive(Args, Debug)]
 struct ServerArgs {
-    /// The TURN server's UDP address.
+    /// The TURN server's address (UDP; its TCP or TLS listener with --transport tcp|tls).
     #[arg(long)]
     server: SocketAddr,
     /// REST shared secret (coturn `static-auth-secret`, turnpike `secrets`).
@@ -97,7 +111,13 @@ struct WorkloadArgs {
     /// Frames per second for --shape bursty.
     #[arg(long, default_value_t = 30)]
     fps: u32,
+    /// Where the data goes: peers (client → relay → the bench's peer sockets) or clients
+    /// (client 2k ↔ client 2k+1 through both relays, both directions; needs an even
+    /// --clients, UDP or TCP).
+    #[arg(long, value_enum, default_value_t = To::Peers)]
+    to: To,
     /// Peer sockets (each with its own receiving thread); flow i goes to peer i % peers.
+    /// With --to clients: receiving threads (client i is read by thread i % peers).
     #[arg(long, default_value_t = 1)]
     peers: usize,
     /// The peer sockets' IP address (default: the local address that routes to the server).
@@ -110,8 +130,89 @@ struct WorkloadArgs {
     #[arg(long, default_value_t = 100_000_000)]
     max_packets: u64,
     /// Datagrams per recvmmsg call on each peer socket (1 = plain recv).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_RECV_BATCH)]
     recv_batch: usize,
+    #[command(flatten)]
+    send: IoArgs,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+/// The clients' transport to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum TransportKind {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP (RFC 8656 §3.1), one connection per client.
+    Tcp,
+    /// TLS over TCP (turns:), one connection per client.
+    Tls,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct TransportArgs {
+    /// Client transport to the server (data still leaves the relay as UDP to the bench's
+    /// peer sockets). --server is then the server's TCP (or TLS) address.
+    #[arg(long, value_enum, default_value_t = TransportKind::Udp)]
+    transport: TransportKind,
+    /// With --transport tls: PEM file of the roots to verify the server against (no
+    /// system roots are used).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// With --transport tls: do not verify the server's certificate (self-signed test
+    /// servers).
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
+    /// With --transport tls: the name the certificate must carry, sent as SNI (default:
+    /// the server's IP address).
+    #[arg(long)]
+    tls_name: Option<String>,
+}
+
+impl TransportArgs {
+    fn build(&self, target: &Target) -> Result<Transport, String> {
+        Ok(match (self.transport, target) {
+            (TransportKind::Udp, _) | (_, Target::Reflector { .. }) => Transport::Udp,
+            (TransportKind::Tcp, _) => Transport::Tcp,
+            (TransportKind::Tls, Target::Turn { server, .. }) => Transport::Tls(
+                tls::settings(
+                    *server,
+                    self.tls_name.as_deref(),
+                    self.ca.as_deref(),
+                    self.insecure,
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+        })
+    }
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct IoArgs {
+    /// How datagrams are sent: plain (one send per datagram on each client's socket),
+    /// mmsg (sendmmsg per client socket), shared (one socket sends for all clients with
+    /// sendmmsg, each client's own 127.0.1.x source via IP_PKTINFO; loopback IPv4 only).
+    /// Default: shared for a server on loopback IPv4, else mmsg.
+    #[arg(long, value_enum)]
+    send_path: Option<SendPath>,
+    /// Datagrams per sendmmsg call (1..=512).
+    #[arg(long, default_value_t = DEFAULT_SEND_BATCH)]
+    send_batch: usize,
+    /// Do not send a client's datagrams due in one pacing pass as one UDP GSO message
+    /// (mmsg and shared paths; the server still receives them one by one).
+    #[arg(long)]
+    no_gso: bool,
+    /// Microseconds the receiving threads let datagrams gather after a read that did not
+    /// fill a batch (0: wake for every datagram). Latency comes from the kernel's receive
+    /// time stamps either way.
+    #[arg(long, default_value_t = DEFAULT_RECV_WAIT.as_micros() as u64)]
+    recv_wait_us: u64,
+    /// Pacing quantum in µs: at most one sending pass over the clients per tick; a
+    /// client's datagrams due within a tick go out together (one GSO message). 0: a pass
+    /// whenever a datagram is due.
+    #[arg(long, default_value_t = DEFAULT_TICK.as_micros() as u64)]
+    tick_us: u64,
 }
 
 impl WorkloadArgs {
@@ -140,6 +241,9 @@ impl WorkloadArgs {
         }
         if !(1..=64).contains(&self.peers) {
             return Err("--peers must be 1..=64".into());
+        }
+        if !(1..=512).contains(&self.send.send_batch) {
+            return Err("--send-batch must be 1..=512".into());
         }
         Ok(())
     }
@@ -232,9 +336,19 @@ struct StormArgs {
     /// Allocations to make in total.
     #[arg(long, default_value_t = 1000)]
     allocations: u64,
-    /// Allocations in flight (worker threads).
-    #[arg(long, default_value_t = 4)]
+    /// Allocations in flight (all threads together), each on its own socket.
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Threads (event loops); the in-flight allocations are shared out among them.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// How each thread waits for responses.
+    #[arg(long, value_enum, default_value_t = Poller::Epoll)]
+    poller: Poller,
+    /// Address for the client sockets (default: 127.0.0.2 for a server on 127.0.0.1,
+    /// so that client ports never take the server's relay ports; else any).
+    #[arg(long)]
+    local_ip: Option<IpAddr>,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     max_duration: f64,
@@ -267,8 +381,35 @@ struct CalibrateArgs {
     /// so that it does not take the generator's own core.
     #[arg(long)]
     reflector_cpu: Option<usize>,
+    /// Datagrams per recvmmsg call on each peer socket (1 = plain recv).
+    #[arg(long, default_value_t = DEFAULT_RECV_BATCH)]
+    recv_batch: usize,
+    #[command(flatten)]
+    send: IoArgs,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+impl CalibrateArgs {
+    /// The workload at `rate` pkt/s per client through the reflector.
+    fn work(&self, rate: f64) -> WorkloadArgs {
+        WorkloadArgs {
+            clients: self.clients,
+            rate,
+            size: self.size,
+            mode: Mode::Channel,
+            shape: self.shape,
+            fps: 30,
+            peers: self.peers,
+            peer_ip: None,
+            drain_ms: 500,
+            max_packets: 100_000_000,
+            recv_batch: self.recv_batch.clamp(1, 1024),
+            send: self.send,
+            transport: TransportArgs::default(),
+            to: To::Peers,
+        }
+    }
 }
 
 fn progress(quiet: bool, len: u64, template: &str) -> ProgressBar {
@@ -299,7 +440,20 @@ fn setup(target: &Target, work: &WorkloadArgs, mode: Mode, quiet: bool) -> Resul
         "{prefix} {wide_bar} {pos}/{len}",
     );
     pb.set_prefix("allocating");
-    let s = Session::setup(target, work.clients, work.peers, mode, work.peer_ip, &|i| {
+    let cfg = SessionConfig {
+        clients: work.clients,
+        peers: work.peers,
+        mode,
+        peer_ip: work.peer_ip,
+        send_path: work.send.send_path,
+        send_batch: work.send.send_batch,
+        gso: !work.send.no_gso,
+        recv_wait: Duration::from_micros(work.send.recv_wait_us.min(50_000)),
+        tick: Duration::from_micros(work.send.tick_us.min(20_000)),
+        transport: work.transport.build(target)?,
+        to: work.to,
+    };
+    let s = Session::setup_with(target, &cfg, &|i| {
         pb.set_position(i as u64);
     })
     .map_err(|e| format!("setup: {e}"))?;
@@ -309,25 +463,19 @@ fn setup(target: &Target, work: &WorkloadArgs, mode: Mode, quiet: bool) -> Resul
 
 /// Floods the loopback reflector and returns the delivered rate.
 fn calibrate(
-    clients: usize,
-    size: usize,
-    peers: usize,
+    base: &WorkloadArgs,
     duration: f64,
     cpu: Option<usize>,
     quiet: bool,
 ) -> Result<turnpike_bench::LoadReport, String> {
     let work = WorkloadArgs {
-        clients,
         rate: 10_000_000.0,
-        size,
         mode: Mode::Channel,
         shape: Shape::Steady,
-        fps: 30,
-        peers,
         peer_ip: None,
         drain_ms: 300,
         max_packets: 100_000_000,
-        recv_batch: 32,
+        ..base.clone()
     };
     work.check()?;
     let mut session = setup(&Target::Reflector { cpu }, &work, Mode::Channel, quiet)?;
@@ -346,14 +494,7 @@ fn calibrate(
 
 fn ceiling(c: &CeilingArgs, work: &WorkloadArgs, quiet: bool) -> Result<Option<f64>, String> {
     if c.calibrate {
-        let r = calibrate(
-            work.clients,
-            work.size,
-            work.peers,
-            2.0,
-            c.reflector_cpu,
-            quiet,
-        )?;
+        let r = calibrate(work, 2.0, c.reflector_cpu, quiet)?;
         eprintln!(
             "calibrated generator ceiling: {:.0} pkt/s delivered via the loopback reflector",
             r.delivered_pps
@@ -446,15 +587,21 @@ fn cmd_search(a: &SearchArgs) -> Result<(), String> {
 
 fn cmd_storm(a: &StormArgs) -> Result<(), String> {
     let max = secs(a.max_duration, "--max-duration")?;
-    if !(1..=1024).contains(&a.concurrency) {
-        return Err("--concurrency must be 1..=1024".into());
+    if !(1..=20_000).contains(&a.concurrency) {
+        return Err("--concurrency must be 1..=20000".into());
+    }
+    if !(1..=64).contains(&a.threads) {
+        return Err("--threads must be 1..=64".into());
     }
     let p = StormParams {
         server: a.server.server,
         credentials: a.server.credentials(),
         allocations: a.allocations.min(100_000_000),
         concurrency: a.concurrency,
+        threads: a.threads,
+        poller: a.poller,
         max_duration: Duration::from_secs_f64(max),
+        local_ip: a.local_ip,
     };
     let pb = progress(
         a.out.quiet,
@@ -497,30 +644,11 @@ fn cmd_storm(a: &StormArgs) -> Result<(), String> {
 
 fn cmd_calibrate(a: &CalibrateArgs) -> Result<(), String> {
     let duration = secs(a.duration, "--duration")?;
-    let r = calibrate(
-        a.clients,
-        a.size,
-        a.peers,
-        duration,
-        a.reflector_cpu,
-        a.out.quiet,
-    )?;
+    let r = calibrate(&a.work(1.0), duration, a.reflector_cpu, a.out.quiet)?;
     let paced = match a.rate {
         None => None,
         Some(rate) => {
-            let work = WorkloadArgs {
-                clients: a.clients,
-                rate,
-                size: a.size,
-                mode: Mode::Channel,
-                shape: a.shape,
-                fps: 30,
-                peers: a.peers,
-                peer_ip: None,
-                drain_ms: 500,
-                max_packets: 100_000_000,
-                recv_batch: 32,
-            };
+            let work = a.work(rate);
             work.check()?;
             let target = Target::Reflector {
                 cpu: a.reflector_cpu,
@@ -562,6 +690,176 @@ fn cmd_calibrate(a: &CalibrateArgs) -> Result<(), String> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+struct HoldArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Allocations to create and hold (1..=20000); the open-files limit is raised to
+    /// its hard limit.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Requests in flight at most (setup, refreshes and teardown alike).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The peer of every permission and channel (default: a UDP socket of the bench,
+    /// which then checks every relay once with one datagram).
+    #[arg(long)]
+    peer: Option<SocketAddr>,
+    /// Seconds to hold (default: until stdin reaches EOF, or SIGTERM/SIGINT; with
+    /// stdin at /dev/null the hold ends as soon as it begins).
+    #[arg(long)]
+    hold_secs: Option<f64>,
+    /// LIFETIME to ask for, in seconds (default: the server's).
+    #[arg(long)]
+    lifetime: Option<u32>,
+    /// Refresh allocation, permission and channel this often, in seconds (default: half
+    /// the granted lifetime, at most 120).
+    #[arg(long)]
+    refresh_secs: Option<f64>,
+    /// Address for the client sockets (default: 127.0.0.2 for a server on 127.0.0.1,
+    /// so that client ports never take the server's relay ports; else any).
+    #[arg(long)]
+    local_ip: Option<IpAddr>,
+    /// Also print the report as JSON when the hold begins and at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct FloodArgs {
+    /// The server's UDP address: IPv4 loopback only.
+    #[arg(long)]
+    server: SocketAddr,
+    /// Which requests: Binding, Allocate without credentials, or both alternating.
+    #[arg(long, value_enum, default_value_t = FloodKind::Both)]
+    kind: FloodKind,
+    /// Distinct source addresses (127.1.0.1 upwards, skipping host bytes 0 and 255).
+    #[arg(long, default_value_t = 100_000)]
+    sources: u32,
+    /// Requests per source.
+    #[arg(long, default_value_t = 1)]
+    per_source: u32,
+    /// Requests per second, all sources together.
+    #[arg(long, default_value_t = 100_000.0)]
+    rate: f64,
+    /// The first source address (host byte 1..=254).
+    #[arg(long, default_value_t = FIRST_SOURCE)]
+    first_source: std::net::Ipv4Addr,
+    /// Local UDP port of every source (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Datagrams per sendmmsg call (1..=1024).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Milliseconds to wait for answers after the last send.
+    #[arg(long, default_value_t = 1000)]
+    drain_ms: u64,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Writes to stdout; a closed stdout (a reader that went away) is not an error.
+fn print_or_ignore(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
+}
+
+fn opt_secs(v: Option<f64>, name: &str) -> Result<Option<Duration>, String> {
+    v.map(|v| secs(v, name).map(Duration::from_secs_f64))
+        .transpose()
+}
+
+fn cmd_hold(a: &HoldArgs) -> Result<(), String> {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let hold_for = opt_secs(a.hold_secs, "--hold-secs")?;
+    let refresh_every = opt_secs(a.refresh_secs, "--refresh-secs")?;
+    if !(1..=HOLD_MAX_CLIENTS).contains(&a.clients) {
+        return Err(format!("--clients must be 1..={HOLD_MAX_CLIENTS}"));
+    }
+    if !(1..=20_000).contains(&a.concurrency) {
+        return Err("--concurrency must be 1..=20000".into());
+    }
+    sys::catch_termination().map_err(|e| format!("signal handlers: {e}"))?;
+    let eof = Arc::new(AtomicBool::new(false));
+    if hold_for.is_none() {
+        let eof = Arc::clone(&eof);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            eof.store(true, Ordering::Relaxed);
+        });
+    }
+    let stop = || sys::terminate_requested() || eof.load(Ordering::Relaxed);
+    let p = HoldParams {
+        server: a.server.server,
+        credentials: a.server.credentials(),
+        clients: a.clients,
+        concurrency: a.concurrency,
+        peer: a.peer,
+        hold: hold_for,
+        lifetime: a.lifetime,
+        refresh_every,
+        local_ip: a.local_ip,
+    };
+    let json = a.json;
+    let r = hold_run(&p, &stop, &mut |r| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "holding {} allocations", r.held);
+        if json {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(r).unwrap_or_default()
+            );
+        }
+        let _ = out.flush();
+    })
+    .map_err(|e| e.to_string())?;
+    if a.json {
+        print_or_ignore(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&r).unwrap_or_default()
+        ));
+    } else {
+        print_or_ignore(&output::hold_table(&r));
+    }
+    if r.held == 0 {
+        return Err(r
+            .first_error
+            .unwrap_or_else(|| "no allocation succeeded".into()));
+    }
+    Ok(())
+}
+
+fn cmd_flood(a: &FloodArgs) -> Result<(), String> {
+    let p = FloodParams {
+        server: a.server,
+        kind: a.kind,
+        sources: a.sources,
+        per_source: a.per_source,
+        rate: a.rate,
+        first_source: a.first_source,
+        port: a.port,
+        batch: a.batch,
+        drain: Duration::from_millis(a.drain_ms.min(60_000)),
+    };
+    let r = flood_run(&p).map_err(|e| e.to_string())?;
+    if a.json {
+        print_or_ignore(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&r).unwrap_or_default()
+        ));
+    } else {
+        print_or_ignore(&output::flood_table(&r));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -569,6 +867,8 @@ fn main() -> ExitCode {
         Command::Search(a) => cmd_search(a),
         Command::Storm(a) => cmd_storm(a),
         Command::Calibrate(a) => cmd_calibrate(a),
+        Command::Hold(a) => cmd_hold(a),
+        Command::Flood(a) => cmd_flood(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

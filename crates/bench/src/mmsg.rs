@@ -1,21 +1,81 @@
-//! The bench's only `unsafe`: batched receive with `recvmmsg(2)` on Linux (one syscall
-//! for up to a batch of datagrams; elsewhere, or with a batch of 1, plain `recv`), and
-//! pinning a thread to a CPU.
+//! The bench's only `unsafe`: batched receive with `recvmmsg(2)` and batched send with
+//! `sendmmsg(2)` on Linux (one syscall for up to a batch of datagrams; elsewhere, or with
+//! a batch of 1, plain `recv`/`send`), `IP_PKTINFO` source addresses, pinning a thread to a
+//! CPU, and a thread's CPU time.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
 
 /// Receive buffers for up to `batch` datagrams of at most `slot` bytes.
+///
+/// With [`RecvBatch::with_rx_info`] (on a socket set up by [`enable_rx_info`]), each
+/// datagram also comes with the kernel's receive time and the socket's count of datagrams
+/// dropped for want of buffer space.
 pub struct RecvBatch {
     buf: Vec<u8>,
     slot: usize,
     lens: Vec<usize>,
+    /// Each datagram's kernel receive time (since the Unix epoch), with rx info.
+    stamps: Vec<Option<Duration>>,
+    /// The socket's drop counter as of the last datagram that carried it.
+    drops: Option<u32>,
+    info: bool,
     /// Only kept alive: every `hdr` entry points at one of these.
     #[cfg(target_os = "linux")]
     _iov: Vec<libc::iovec>,
     #[cfg(target_os = "linux")]
+    ctrl: Vec<CmsgBuf>,
+    #[cfg(target_os = "linux")]
     hdr: Vec<libc::mmsghdr>,
+}
+
+/// Asks the kernel to stamp each datagram received on `socket` with its receive time
+/// (`SO_TIMESTAMPNS`) and to report the socket's drop count (`SO_RXQ_OVFL`), for a
+/// [`RecvBatch::with_rx_info`].
+pub fn enable_rx_info(socket: &UdpSocket) -> io::Result<()> {
+    enable_rx(socket, true)
+}
+
+/// Asks the kernel to report `socket`'s drop count (`SO_RXQ_OVFL`) but not receive times
+/// (cheaper where the times are not needed), for a [`RecvBatch::with_rx_info`].
+pub fn enable_drop_count(socket: &UdpSocket) -> io::Result<()> {
+    enable_rx(socket, false)
+}
+
+fn enable_rx(socket: &UdpSocket, times: bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        let opts: &[libc::c_int] = if times {
+            &[libc::SO_TIMESTAMPNS, libc::SO_RXQ_OVFL]
+        } else {
+            &[libc::SO_RXQ_OVFL]
+        };
+        for &opt in opts {
+            // SAFETY: `one` is a live c_int and its size is passed; the kernel only reads it.
+            let r = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&raw const one).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, times);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "needs Linux"))
+    }
 }
 
 impl RecvBatch {
@@ -49,32 +109,74 @@ impl RecvBatch {
             buf,
             slot,
             lens: vec![0; batch],
+            stamps: vec![None; batch],
+            drops: None,
+            info: false,
             #[cfg(target_os = "linux")]
             _iov: iov,
+            #[cfg(target_os = "linux")]
+            ctrl: Vec::new(),
             #[cfg(target_os = "linux")]
             hdr,
         }
     }
 
+    /// Also reads each datagram's receive time and the socket's drop count (Linux; the
+    /// socket needs [`enable_rx_info`]).
+    pub fn with_rx_info(mut self) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            self.ctrl = vec![CmsgBuf([0; CMSG_BUF]); self.lens.len()];
+            self.info = true;
+        }
+        self
+    }
+
     /// Receives at least one datagram (blocking up to the socket's read timeout) and
     /// as many more as are already queued, up to the batch size. Returns how many.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_flags(socket, true)
+    }
+
+    /// Receives whatever is queued, up to the batch size, without waiting (0 when
+    /// nothing is: an empty queue is not an error here).
+    pub fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        match self.recv_flags(socket, false) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
+    }
+
+    fn recv_flags(&mut self, socket: &UdpSocket, wait: bool) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
-        if self.lens.len() > 1 {
+        if self.lens.len() > 1 || self.info || !wait {
             use std::os::fd::AsRawFd;
             let vlen = u32::try_from(self.hdr.len()).unwrap_or(u32::MAX);
+            if self.info {
+                for (h, c) in self.hdr.iter_mut().zip(&mut self.ctrl) {
+                    h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = CMSG_BUF as _;
+                }
+            }
+            let flags = if wait {
+                libc::MSG_WAITFORONE
+            } else {
+                libc::MSG_DONTWAIT
+            };
             // SAFETY: `hdr` holds `vlen` initialised mmsghdrs whose single iovec each
             // points into `buf`, a live heap allocation of `slot` bytes per entry that
             // is neither moved nor resized while `self` lives (the Vecs' heap buffers
-            // stay put when `self` moves). The kernel writes at most `iov_len` bytes per
-            // entry and sets `msg_len`; `&mut self` guarantees no other access meanwhile.
+            // stay put when `self` moves); with rx info each also points at its own
+            // CMSG_BUF-byte `ctrl` entry, its length set just above. The kernel writes at
+            // most `iov_len` bytes per entry and `msg_controllen` control bytes, and sets
+            // `msg_len`; `&mut self` guarantees no other access meanwhile.
             // A null timeout means "wait per the socket's SO_RCVTIMEO for the first".
             let n = unsafe {
                 libc::recvmmsg(
                     socket.as_raw_fd(),
                     self.hdr.as_mut_ptr(),
                     vlen,
-                    libc::MSG_WAITFORONE,
+                    flags,
                     std::ptr::null_mut(),
                 )
             };
@@ -84,6 +186,44 @@ impl RecvBatch {
             let n = usize::try_from(n).unwrap_or(0);
             for (len, h) in self.lens.iter_mut().zip(&self.hdr).take(n) {
                 *len = h.msg_len as usize;
+            }
+            if self.info {
+                for i in 0..n {
+                    self.stamps[i] = None;
+                    let h = &self.hdr[i].msg_hdr;
+                    // SAFETY: the kernel filled `msg_controllen` bytes of this entry's
+                    // `ctrl` buffer (at most CMSG_BUF, and `MSG_CTRUNC` cuts anything
+                    // longer) with well-formed cmsghdrs; CMSG_FIRSTHDR and CMSG_NXTHDR
+                    // stay within that length and return null past it. The data of the
+                    // two kinds read is a timespec and a u32, each checked against the
+                    // header's length before an unaligned read inside the buffer.
+                    unsafe {
+                        let mut c = libc::CMSG_FIRSTHDR(h);
+                        while !c.is_null() {
+                            let data = libc::CMSG_DATA(c);
+                            let len = (*c).cmsg_len as usize;
+                            let level = (*c).cmsg_level;
+                            let kind = (*c).cmsg_type;
+                            if level == libc::SOL_SOCKET
+                                && kind == libc::SCM_TIMESTAMPNS
+                                && len
+                                    >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+                            {
+                                let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
+                                self.stamps[i] = Some(Duration::new(
+                                    u64::try_from(ts.tv_sec).unwrap_or(0),
+                                    u32::try_from(ts.tv_nsec).unwrap_or(0),
+                                ));
+                            } else if level == libc::SOL_SOCKET
+                                && kind == libc::SO_RXQ_OVFL
+                                && len >= libc::CMSG_LEN(size_of::<u32>() as u32) as usize
+                            {
+                                self.drops = Some(std::ptr::read_unaligned(data.cast()));
+                            }
+                            c = libc::CMSG_NXTHDR(h, c);
+                        }
+                    }
+                }
             }
             return Ok(n);
         }
@@ -97,6 +237,557 @@ impl RecvBatch {
         let start = i * self.slot;
         &self.buf[start..start + self.lens[i].min(self.slot)]
     }
+
+    /// The kernel's receive time of the `i`th datagram of the last receive, since the
+    /// Unix epoch (with rx info only).
+    pub fn stamp(&self, i: usize) -> Option<Duration> {
+        self.stamps.get(i).copied().flatten()
+    }
+
+    /// How many datagrams the socket has dropped for want of buffer space, as of the
+    /// last datagram that carried the count (the kernel attaches it once there is a
+    /// drop; with rx info only).
+    pub fn drops(&self) -> Option<u32> {
+        self.drops
+    }
+}
+
+/// Datagrams queued for one `sendmmsg(2)` call.
+///
+/// Each datagram is a head copied into the batch (up to the slot size given to
+/// [`SendBatch::new`]) followed by a borrowed tail (the bench's zero filler), with an
+/// optional destination (for unconnected sockets) and an optional IPv4 source address,
+/// sent as an `IP_PKTINFO` control message (`ipi_spec_dst`): one socket bound to the
+/// wildcard address can then send as many loopback addresses.
+///
+/// With UDP GSO on ([`SendBatch::set_gso`]), consecutive datagrams of one size to the
+/// same destination from the same source go as one message with a `UDP_SEGMENT`
+/// control message, which the kernel cuts into datagrams of that size after one trip
+/// through the stack instead of one trip each. The receiver sees the same datagrams.
+pub struct SendBatch<'a> {
+    slot: usize,
+    heads: Vec<u8>,
+    head_lens: Vec<usize>,
+    tails: Vec<&'a [u8]>,
+    /// Datagrams queued.
+    len: usize,
+    /// Messages: consecutive datagrams sent as one (GSO) or alone.
+    msgs: Vec<Msg>,
+    gso: bool,
+    #[cfg(target_os = "linux")]
+    sys: SysBatch,
+}
+
+/// One message of a [`SendBatch`]: `count` datagrams from `first` on.
+#[derive(Debug, Clone, Copy)]
+struct Msg {
+    first: usize,
+    count: usize,
+    /// Each datagram's length (all equal).
+    size: usize,
+    dest: Option<SocketAddr>,
+    src: Option<Ipv4Addr>,
+}
+
+/// The kernel-facing arrays of a [`SendBatch`], filled just before each call.
+#[cfg(target_os = "linux")]
+struct SysBatch {
+    /// Two per datagram: head and tail.
+    iov: Vec<libc::iovec>,
+    names: Vec<RawAddr>,
+    ctrl: Vec<CmsgBuf>,
+    hdr: Vec<libc::mmsghdr>,
+}
+
+/// A socket address as the kernel takes it.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+#[repr(C)]
+union RawAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+/// Room for an `IP_PKTINFO` and a `UDP_SEGMENT` control message, aligned for `cmsghdr`.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct CmsgBuf([u8; CMSG_BUF]);
+
+/// [`CmsgBuf`]'s size: CMSG_SPACE(12) + CMSG_SPACE(2) is 32 + 24 on 64-bit Linux.
+#[cfg(target_os = "linux")]
+const CMSG_BUF: usize = 64;
+
+/// What one [`SendBatch::send`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams that failed (a refused message loses its datagrams).
+    pub errors: usize,
+    /// System calls made.
+    pub calls: usize,
+}
+
+/// Most datagrams in one batch (the kernel's `UIO_MAXIOV` is 1024 iovecs per message
+/// and messages per call; a GSO message takes two iovecs per datagram).
+pub const MAX_SEND_BATCH: usize = 512;
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
+#[cfg(target_os = "linux")]
+const UDP_SEGMENT: libc::c_int = 103;
+/// Most datagrams in one GSO message (the kernel's `UDP_MAX_SEGMENTS`, 64 on older
+/// kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Largest datagram sent with GSO: one that fits a 1500-byte MTU behind IPv6 and UDP
+/// headers (the kernel refuses a segment larger than the route's MTU).
+const GSO_MAX_SEGMENT: usize = 1452;
+/// Most bytes in one GSO message: the largest UDP payload over IPv4.
+const GSO_MAX_BYTES: usize = 65_507;
+
+impl<'a> SendBatch<'a> {
+    /// Room for `batch` (1..=[`MAX_SEND_BATCH`]) datagrams with heads of up to `slot`
+    /// bytes; GSO off.
+    pub fn new(batch: usize, slot: usize) -> Self {
+        let batch = batch.clamp(1, MAX_SEND_BATCH);
+        Self {
+            slot,
+            heads: vec![0; batch * slot],
+            head_lens: vec![0; batch],
+            tails: vec![&[]; batch],
+            len: 0,
+            msgs: Vec::with_capacity(batch),
+            gso: false,
+            #[cfg(target_os = "linux")]
+            sys: SysBatch {
+                iov: vec![
+                    libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    };
+                    2 * batch
+                ],
+                // SAFETY: sockaddr_in and sockaddr_in6 are plain C structs of integers,
+                // for which all-zero bytes are valid.
+                names: vec![unsafe { std::mem::zeroed::<RawAddr>() }; batch],
+                ctrl: vec![CmsgBuf([0; CMSG_BUF]); batch],
+                // SAFETY: mmsghdr is a plain C struct of integers and pointers, for which
+                // all-zero bytes are a valid value (null pointers, zero lengths).
+                hdr: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; batch],
+            },
+        }
+    }
+
+    /// Turns UDP GSO on or off (on only where [`gso_available`]).
+    pub fn set_gso(&mut self, on: bool) {
+        self.gso = on && gso_available();
+    }
+
+    /// Whether GSO is on.
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// How many datagrams are queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the batch is full (send it before pushing more).
+    pub fn is_full(&self) -> bool {
+        self.len == self.head_lens.len()
+    }
+
+    /// Queues a datagram `head ++ tail` (the head is copied, cut to the slot size) to
+    /// `dest` (None: the connected peer) from `src` (None: the socket's own address).
+    /// Returns the copied head, to fill in; `None` when the batch is full.
+    pub fn push(
+        &mut self,
+        head: &[u8],
+        tail: &'a [u8],
+        dest: Option<SocketAddr>,
+        src: Option<Ipv4Addr>,
+    ) -> Option<&mut [u8]> {
+        if self.is_full() {
+            return None;
+        }
+        let i = self.len;
+        let n = head.len().min(self.slot);
+        let size = n + tail.len();
+        let joins = self.gso
+            && size > 0
+            && size <= GSO_MAX_SEGMENT
+            && self.msgs.last().is_some_and(|m| {
+                m.size == size
+                    && m.dest == dest
+                    && m.src == src
+                    && m.count < GSO_MAX_SEGMENTS
+                    && (m.count + 1) * size <= GSO_MAX_BYTES
+            });
+        match self.msgs.last_mut() {
+            Some(m) if joins => m.count += 1,
+            _ => self.msgs.push(Msg {
+                first: i,
+                count: 1,
+                size,
+                dest,
+                src,
+            }),
+        }
+        let at = i * self.slot;
+        self.heads[at..at + n].copy_from_slice(&head[..n]);
+        self.head_lens[i] = n;
+        self.tails[i] = tail;
+        self.len += 1;
+        Some(&mut self.heads[at..at + n])
+    }
+
+    /// The queued heads, in order, to update just before sending (send timestamps).
+    pub fn heads_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
+        self.heads
+            .chunks_exact_mut(self.slot)
+            .zip(&self.head_lens)
+            .take(self.len)
+            .map(|(c, &n)| &mut c[..n])
+    }
+
+    /// Drops every queued datagram.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.msgs.clear();
+    }
+
+    /// Sends every queued datagram on `socket` (as few `sendmmsg` calls as the kernel
+    /// allows; a message the kernel refuses is counted and skipped) and empties the batch.
+    /// A refused GSO message turns GSO off for this batch.
+    pub fn send(&mut self, socket: &UdpSocket) -> SendOutcome {
+        let mut out = SendOutcome::default();
+        if self.len == 0 {
+            return out;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            self.fill_sys();
+            let mut at = 0;
+            while at < self.msgs.len() {
+                let left = u32::try_from(self.msgs.len() - at).unwrap_or(u32::MAX);
+                out.calls += 1;
+                // SAFETY: `hdr[at..msgs.len()]` are initialised mmsghdrs (filled by
+                // `fill_sys` just above) whose pointers reach into `heads`, `tails`
+                // (borrowed for 'a, outliving `self`), `iov`, `names` and `ctrl`, all live
+                // and unmoved for the duration of the call (`&mut self` is held). The
+                // kernel only reads them, apart from writing each entry's `msg_len`.
+                let r = unsafe {
+                    libc::sendmmsg(socket.as_raw_fd(), self.sys.hdr[at..].as_mut_ptr(), left, 0)
+                };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    let m = self.msgs[at];
+                    if m.count > 1 && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO)) {
+                        self.gso = false;
+                    }
+                    out.errors += m.count;
+                    at += 1;
+                } else {
+                    let r = usize::try_from(r).unwrap_or(0).max(1);
+                    out.sent += self.msgs[at..at + r].iter().map(|m| m.count).sum::<usize>();
+                    at += r;
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let mut scratch = Vec::new();
+            for m in &self.msgs {
+                for i in m.first..m.first + m.count {
+                    scratch.clear();
+                    let at = i * self.slot;
+                    scratch.extend_from_slice(&self.heads[at..at + self.head_lens[i]]);
+                    scratch.extend_from_slice(self.tails[i]);
+                    out.calls += 1;
+                    let r = match m.dest {
+                        Some(d) => socket.send_to(&scratch, d),
+                        None => socket.send(&scratch),
+                    };
+                    if r.is_ok() {
+                        out.sent += 1;
+                    } else {
+                        out.errors += 1;
+                    }
+                }
+            }
+        }
+        self.clear();
+        out
+    }
+
+    /// Points the kernel-facing arrays at the queued datagrams.
+    #[cfg(target_os = "linux")]
+    fn fill_sys(&mut self) {
+        let info_len = u32::try_from(size_of::<libc::in_pktinfo>()).unwrap_or(0);
+        let seg_len = u32::try_from(size_of::<u16>()).unwrap_or(0);
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+        let (info_space, info_cmsg, seg_space, seg_cmsg) = unsafe {
+            (
+                libc::CMSG_SPACE(info_len) as usize,
+                libc::CMSG_LEN(info_len) as usize,
+                libc::CMSG_SPACE(seg_len) as usize,
+                libc::CMSG_LEN(seg_len) as usize,
+            )
+        };
+        let sys = &mut self.sys;
+        for i in 0..self.len {
+            let at = i * self.slot;
+            sys.iov[2 * i] = libc::iovec {
+                iov_base: self.heads[at..].as_mut_ptr().cast(),
+                iov_len: self.head_lens[i],
+            };
+            sys.iov[2 * i + 1] = libc::iovec {
+                // The kernel only reads through this pointer (sendmmsg).
+                iov_base: self.tails[i].as_ptr().cast_mut().cast(),
+                iov_len: self.tails[i].len(),
+            };
+        }
+        for (k, m) in self.msgs.iter().enumerate() {
+            let h = &mut sys.hdr[k].msg_hdr;
+            h.msg_iov = &raw mut sys.iov[2 * m.first];
+            h.msg_iovlen = 2 * m.count;
+            match m.dest {
+                None => {
+                    h.msg_name = std::ptr::null_mut();
+                    h.msg_namelen = 0;
+                }
+                Some(SocketAddr::V4(a)) => {
+                    sys.names[k].v4 = libc::sockaddr_in {
+                        sin_family: libc::AF_INET as libc::sa_family_t,
+                        sin_port: a.port().to_be(),
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from(*a.ip()).to_be(),
+                        },
+                        sin_zero: [0; 8],
+                    };
+                    h.msg_name = (&raw mut sys.names[k]).cast();
+                    h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                }
+                Some(SocketAddr::V6(a)) => {
+                    sys.names[k].v6 = libc::sockaddr_in6 {
+                        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                        sin6_port: a.port().to_be(),
+                        sin6_flowinfo: a.flowinfo().to_be(),
+                        sin6_addr: libc::in6_addr {
+                            s6_addr: a.ip().octets(),
+                        },
+                        sin6_scope_id: a.scope_id(),
+                    };
+                    h.msg_name = (&raw mut sys.names[k]).cast();
+                    h.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+                }
+            }
+            let space = m.src.map_or(0, |_| info_space) + if m.count > 1 { seg_space } else { 0 };
+            if space == 0 {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            } else {
+                let buf = &mut sys.ctrl[k];
+                buf.0.fill(0);
+                h.msg_control = buf.0.as_mut_ptr().cast();
+                h.msg_controllen = space as _;
+                // SAFETY: `h.msg_control` points at `ctrl[k]`, CMSG_BUF (64) bytes aligned
+                // for cmsghdr and zeroed, and `msg_controllen` (at most CMSG_SPACE of an
+                // in_pktinfo plus CMSG_SPACE of a u16, 56) fits in it. CMSG_FIRSTHDR then
+                // points at its start; CMSG_NXTHDR, given the first header's length,
+                // points CMSG_SPACE(12) further, still inside (it returns null only when
+                // the next header would not fit in `msg_controllen`, checked). Each
+                // header and its CMSG_DATA lie inside `ctrl[k]`; the data may be
+                // unaligned for its type, so it is written unaligned.
+                unsafe {
+                    let mut c = libc::CMSG_FIRSTHDR(h);
+                    if let Some(src) = m.src {
+                        (*c).cmsg_level = libc::IPPROTO_IP;
+                        (*c).cmsg_type = libc::IP_PKTINFO;
+                        (*c).cmsg_len = info_cmsg as _;
+                        let info = libc::in_pktinfo {
+                            ipi_ifindex: 0,
+                            ipi_spec_dst: libc::in_addr {
+                                s_addr: u32::from(src).to_be(),
+                            },
+                            ipi_addr: libc::in_addr { s_addr: 0 },
+                        };
+                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+                        c = libc::CMSG_NXTHDR(h, c);
+                    }
+                    if m.count > 1 && !c.is_null() {
+                        (*c).cmsg_level = libc::SOL_UDP;
+                        (*c).cmsg_type = UDP_SEGMENT;
+                        (*c).cmsg_len = seg_cmsg as _;
+                        let seg = u16::try_from(m.size).unwrap_or(u16::MAX);
+                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), seg);
+                    }
+                }
+            }
+            sys.hdr[k].msg_len = 0;
+        }
+    }
+}
+
+/// Whether this kernel takes UDP GSO (`UDP_SEGMENT`): probed once with two datagrams
+/// over loopback.
+pub fn gso_available() -> bool {
+    static PROBE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROBE.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        {
+            let probe = || -> io::Result<bool> {
+                let rx = UdpSocket::bind("127.0.0.1:0")?;
+                rx.set_read_timeout(Some(Duration::from_millis(200)))?;
+                let tx = UdpSocket::bind("127.0.0.1:0")?;
+                tx.connect(rx.local_addr()?)?;
+                let tail = [0u8; 4];
+                let mut b = SendBatch::new(2, 4);
+                b.gso = true;
+                let _ = b.push(&[1, 2, 3, 4], &tail, None, None);
+                let _ = b.push(&[5, 6, 7, 8], &tail, None, None);
+                if b.msgs.len() != 1 || b.send(&tx).sent != 2 {
+                    return Ok(false);
+                }
+                let mut buf = [0u8; 64];
+                let first = rx.recv(&mut buf)?;
+                let second = rx.recv(&mut buf)?;
+                Ok(first == 8 && second == 8 && buf[..4] == [5, 6, 7, 8])
+            };
+            probe().unwrap_or(false)
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    })
+}
+
+/// Read readiness of many sockets (epoll; Linux only, elsewhere `new` fails with
+/// `Unsupported`).
+pub struct Readiness {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
+    #[cfg(target_os = "linux")]
+    events: Vec<libc::epoll_event>,
+    ready: Vec<u64>,
+}
+
+impl Readiness {
+    /// A poller reporting up to `max` ready sockets per wait.
+    pub fn new(max: usize) -> io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new
+            // file descriptor that nothing else owns.
+            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just created and is owned by nobody else.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            Ok(Self {
+                fd,
+                events: vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)],
+                ready: Vec::new(),
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = max;
+            Err(io::Error::new(io::ErrorKind::Unsupported, "needs Linux"))
+        }
+    }
+
+    /// Watches `socket` for readability, reported as `token`. The socket must outlive its
+    /// registration (it is dropped from the set when closed).
+    #[cfg(unix)]
+    pub fn add(&self, socket: &impl std::os::fd::AsRawFd, token: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: token,
+            };
+            // SAFETY: both descriptors are open (`self.fd` is owned, `socket` borrowed)
+            // and `ev` is a valid epoll_event the kernel only reads.
+            let r = unsafe {
+                libc::epoll_ctl(
+                    self.fd.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    socket.as_raw_fd(),
+                    &raw mut ev,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (socket, token);
+            Err(io::Error::new(io::ErrorKind::Unsupported, "needs Linux"))
+        }
+    }
+
+    /// Waits up to `timeout` (zero: just looks) and returns the tokens of the readable
+    /// sockets.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<&[u64]> {
+        self.ready.clear();
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            let max = i32::try_from(self.events.len()).unwrap_or(i32::MAX);
+            // SAFETY: `events` has room for `max` entries, which is all the kernel
+            // writes; `self.fd` is an open epoll descriptor.
+            let n =
+                unsafe { libc::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), max, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    return Ok(&self.ready);
+                }
+                return Err(e);
+            }
+            let n = usize::try_from(n).unwrap_or(0);
+            self.ready.extend(self.events[..n].iter().map(|e| e.u64));
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = timeout;
+        Ok(&self.ready)
+    }
+}
+
+/// The CPU time the calling thread has used (user and system).
+pub fn thread_cpu_time() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the
+        // kernel knows.
+        let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+        if r == 0 {
+            return Duration::new(
+                u64::try_from(ts.tv_sec).unwrap_or(0),
+                u32::try_from(ts.tv_nsec).unwrap_or(0),
+            );
+        }
+    }
+    Duration::ZERO
 }
 
 /// Pins the calling thread to `cpu` (Linux; elsewhere an `Unsupported` error).
@@ -166,5 +857,91 @@ mod tests {
         tx.send_to(b"abc", rx.local_addr().unwrap()).unwrap();
         assert_eq!(one.recv(&rx).unwrap(), 1);
         assert_eq!(one.packet(0), b"abc");
+    }
+
+    fn recv_all(rx: &UdpSocket, n: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+        let mut buf = [0u8; 2048];
+        (0..n)
+            .map(|_| {
+                let (len, from) = rx.recv_from(&mut buf).unwrap();
+                (buf[..len].to_vec(), from)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sends_a_batch_with_and_without_gso() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let tail = [9u8; 100];
+        for gso in [false, true] {
+            let mut b = SendBatch::new(8, 16);
+            b.set_gso(gso);
+            for i in 0..5u8 {
+                let h = b.push(&[i; 4], &tail, None, None).unwrap();
+                h[1] = 0xAA;
+            }
+            // A different size starts a new GSO message.
+            b.push(&[7; 4], &tail[..10], None, None).unwrap();
+            assert_eq!(b.len(), 6);
+            assert_eq!(b.msgs.len(), if b.gso() { 2 } else { 6 });
+            for h in b.heads_mut() {
+                h[2] = 0xBB;
+            }
+            let o = b.send(&tx);
+            assert_eq!((o.sent, o.errors), (6, 0), "gso {gso}");
+            assert!(b.is_empty());
+            let got = recv_all(&rx, 6);
+            for (i, (d, _)) in got.iter().enumerate() {
+                let i = u8::try_from(i).unwrap();
+                let head = if i < 5 {
+                    [i, 0xAA, 0xBB, i]
+                } else {
+                    [7, 7, 0xBB, 7]
+                };
+                assert_eq!(d.len(), if i < 5 { 104 } else { 14 });
+                assert_eq!(&d[..4], &head);
+                assert!(d[4..].iter().all(|&x| x == 9));
+            }
+        }
+        // A full batch refuses more.
+        let mut b = SendBatch::new(1, 16);
+        assert!(b.push(b"x", &[], None, None).is_some());
+        assert!(b.is_full() && b.push(b"y", &[], None, None).is_none());
+    }
+
+    #[test]
+    fn sends_from_chosen_loopback_addresses() {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into()).unwrap();
+        let shared: UdpSocket = s.into();
+        let port = shared.local_addr().unwrap().port();
+        let to = Some(rx.local_addr().unwrap());
+        let mut b = SendBatch::new(8, 16);
+        b.set_gso(true);
+        let srcs = [
+            Ipv4Addr::new(127, 0, 1, 1),
+            Ipv4Addr::new(127, 0, 1, 1),
+            Ipv4Addr::new(127, 0, 1, 2),
+            Ipv4Addr::new(127, 0, 2, 9),
+        ];
+        for (i, src) in srcs.iter().enumerate() {
+            b.push(&[u8::try_from(i).unwrap(); 8], &[], to, Some(*src))
+                .unwrap();
+        }
+        assert_eq!(b.send(&shared).sent, 4);
+        let got = recv_all(&rx, 4);
+        for (i, (d, from)) in got.iter().enumerate() {
+            assert_eq!(d[0], u8::try_from(i).unwrap());
+            assert_eq!(*from, SocketAddr::from((srcs[i], port)));
+        }
     }
 }

@@ -262,3 +262,267 @@ fn load_with_calibrate_and_csv() {
     assert!(col("ceiling_pps").parse::<f64>().unwrap() > 0.0);
     assert_eq!(col("generator_bound"), "false");
 }
+
+#[test]
+fn storm_event_engine_reuses_sockets() {
+    let _serial = serial();
+    let server = ServerProcess::start("storm-engine", "41400-41499");
+    let addr = server.udp.to_string();
+    let out = bench(
+        &[
+            "storm",
+            "--server",
+            &addr,
+            "--secret",
+            "S",
+            "--allocations",
+            "200",
+            "--json",
+            "--quiet",
+        ],
+        Duration::from_secs(20),
+    );
+    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+    assert_eq!(f(&v, &["allocated"]), 200.0, "{out}");
+    assert_eq!(f(&v, &["failed"]), 0.0, "{out}");
+    assert_eq!(f(&v, &["deleted"]), 200.0, "{out}");
+    assert_eq!((f(&v, &["concurrency"]), f(&v, &["threads"])), (64.0, 1.0));
+    // Unauthenticated Allocate, signed Allocate, Refresh 0: three requests each, plus
+    // whatever had to be sent again.
+    let rtx = f(&v, &["retransmissions"]);
+    assert_eq!(f(&v, &["requests_sent"]), 600.0 + rtx, "{out}");
+    // One socket per slot, reused for every allocation after it.
+    assert!(f(&v, &["sockets_opened"]) <= 64.0, "{out}");
+    assert_eq!(f(&v, &["mismatch_retries"]), 0.0, "{out}");
+    assert!(f(&v, &["generator_cpu_s"]) > 0.0);
+
+    // Two threads with poll(2), static credentials refused: every allocation fails
+    // cleanly with the 401, nothing hangs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
+        .args([
+            "storm",
+            "--server",
+            &addr,
+            "--user",
+            "nobody",
+            "--password",
+            "wrong",
+            "--allocations",
+            "20",
+            "--concurrency",
+            "4",
+            "--threads",
+            "2",
+            "--poller",
+            "poll",
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .expect("run turnpike-bench");
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON output parses");
+    assert_eq!((f(&v, &["allocated"]), f(&v, &["failed"])), (0.0, 20.0));
+    assert!(
+        v["first_error"].as_str().unwrap_or("").contains("401"),
+        "{v}"
+    );
+}
+
+/// Starts `turnpike-bench hold ...` with stdin and stdout piped, and returns the child
+/// once it printed its `holding N allocations` line (and that line).
+fn start_hold(args: &[&str]) -> (std::process::Child, std::process::ChildStdout, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
+        .arg("hold")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start turnpike-bench hold");
+    let mut stdout = child.stdout.take().unwrap();
+    // Byte by byte up to the first newline, so that nothing after it is consumed.
+    let mut line = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut b = [0u8; 1];
+    while std::time::Instant::now() < deadline {
+        match stdout.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            _ => break,
+        }
+    }
+    (child, stdout, String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Waits (bounded) for the child to exit; returns its success and the rest of stdout.
+fn finish_hold(
+    mut child: std::process::Child,
+    mut stdout: std::process::ChildStdout,
+) -> (bool, String) {
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("turnpike-bench hold did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), reader.join().unwrap())
+}
+
+/// The JSON documents printed one after the other.
+fn json_stream(s: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(s)
+        .into_iter::<Value>()
+        .map(|v| v.expect("JSON output parses"))
+        .collect()
+}
+
+#[test]
+fn hold_keeps_allocations_until_stdin_closes() {
+    let _serial = serial();
+    let server = ServerProcess::start("hold", "41500-41599");
+    let addr = server.udp.to_string();
+    let (child, stdout, line) = start_hold(&[
+        "--server",
+        &addr,
+        "--secret",
+        "S",
+        "--clients",
+        "50",
+        "--concurrency",
+        "16",
+        "--refresh-secs",
+        "0.3",
+        "--json",
+    ]);
+    assert_eq!(line, "holding 50 allocations");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut child = child;
+    drop(child.stdin.take()); // EOF: the hold ends.
+    let (ok, rest) = finish_hold(child, stdout);
+    assert!(ok, "{rest}");
+    let docs = json_stream(&rest);
+    assert_eq!(docs.len(), 2, "{rest}");
+    let (begin, end) = (&docs[0], &docs[1]);
+    assert_eq!(f(begin, &["held"]), 50.0, "{begin}");
+    assert_eq!(f(begin, &["deleted"]), 0.0);
+    assert_eq!(f(end, &["allocated"]), 50.0, "{end}");
+    assert_eq!(f(end, &["failed"]), 0.0, "{end}");
+    // Every relay delivered the bench peer's datagram over the channel.
+    assert_eq!(f(end, &["relay_checked"]), 50.0, "{end}");
+    // About three refresh rounds in the second held, none lost.
+    assert!(f(end, &["refreshes"]) >= 50.0, "{end}");
+    assert_eq!(f(end, &["lost"]), 0.0, "{end}");
+    assert!(f(end, &["permissions"]) >= 100.0, "{end}");
+    assert!(f(end, &["channel_binds"]) >= 100.0, "{end}");
+    // Deleted at the end: they were still there after the hold (a Refresh 0 for a
+    // missing allocation is a 437).
+    assert_eq!(f(end, &["deleted"]), 50.0, "{end}");
+    assert_eq!(f(end, &["delete_failed"]), 0.0, "{end}");
+    assert!(f(end, &["hold_s"]) >= 0.9, "{end}");
+}
+
+#[test]
+fn hold_ends_on_sigterm_and_with_hold_secs() {
+    let _serial = serial();
+    let server = ServerProcess::start("hold2", "41600-41699");
+    let addr = server.udp.to_string();
+    let (child, stdout, line) = start_hold(&[
+        "--server",
+        &addr,
+        "--secret",
+        "S",
+        "--clients",
+        "10",
+        "--peer",
+        "127.0.0.1:9",
+    ]);
+    assert_eq!(line, "holding 10 allocations");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let (ok, rest) = finish_hold(child, stdout);
+    assert!(ok, "{rest}");
+    assert!(rest.contains("teardown            10 deleted"), "{rest}");
+
+    let out = bench(
+        &[
+            "hold",
+            "--server",
+            &addr,
+            "--secret",
+            "S",
+            "--clients",
+            "10",
+            "--hold-secs",
+            "0.2",
+            "--json",
+        ],
+        Duration::from_secs(20),
+    );
+    let (first, rest) = out.split_once('\n').unwrap();
+    assert_eq!(first, "holding 10 allocations");
+    let docs = json_stream(rest);
+    assert_eq!(f(&docs[1], &["deleted"]), 10.0, "{out}");
+}
+
+#[test]
+fn flood_from_spoofed_sources_is_answered() {
+    let _serial = serial();
+    let server = ServerProcess::start("flood", "41700-41799");
+    let addr = server.udp.to_string();
+    let out = bench(
+        &[
+            "flood",
+            "--server",
+            &addr,
+            "--sources",
+            "2000",
+            "--rate",
+            "20000",
+            "--json",
+        ],
+        Duration::from_secs(20),
+    );
+    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+    assert_eq!(f(&v, &["sent"]), 2000.0, "{out}");
+    let answered = f(&v, &["answered"]);
+    assert!(answered >= 1990.0, "{out}");
+    // Binding and unauthenticated Allocate alternate: half 200, half 401.
+    assert!(f(&v, &["binding_success"]) >= 990.0, "{out}");
+    assert!(f(&v, &["unauthorized"]) >= 990.0, "{out}");
+    assert_eq!(
+        f(&v, &["binding_success"]) + f(&v, &["unauthorized"]),
+        answered,
+        "{out}"
+    );
+    // Each answer went to the source its request came from, and Binding saw it.
+    assert_eq!(f(&v, &["wrong_destination"]), 0.0, "{out}");
+    assert_eq!(f(&v, &["mapped_mismatch"]), 0.0, "{out}");
+    assert_eq!(v["first_source"], "127.1.0.1");
+    assert_eq!(v["last_source"], "127.1.7.222");
+
+    // Refused off loopback.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
+        .args(["flood", "--server", "192.0.2.1:3478", "--sources", "10"])
+        .output()
+        .expect("run turnpike-bench");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only runs against a server on IPv4 loopback"),
+        "{err}"
+    );
+}

@@ -58,22 +58,36 @@ pub fn turnpike_bin() -> PathBuf {
 pub struct ServerProcess {
     child: Child,
     pub udp: SocketAddr,
+    /// The TCP (and TLS) listener, when the configuration has one.
+    pub tcp: Option<SocketAddr>,
     dir: PathBuf,
+}
+
+/// A fresh directory under the system's temporary directory for a test's files.
+pub fn test_dir(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-bench-test-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 impl ServerProcess {
     /// Starts turnpike on loopback (free listener port, relay ports `ports`) with the
     /// REST secret `S` and loopback peers allowed.
     pub fn start(tag: &str, ports: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "turnpike-bench-test-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_with(tag, ports, "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n")
+    }
+
+    /// As [`ServerProcess::start`], with `listen` (the `[listen]` table, and `[tls]` if
+    /// wanted) instead of a UDP listener only.
+    pub fn start_with(tag: &str, ports: &str, listen: &str) -> Self {
+        let dir = test_dir(tag);
         let config = format!(
-            "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n[turn]\nrealm = \"bench\"\nsecrets = [\"S\"]\n\
+            "{listen}[turn]\nrealm = \"bench\"\nsecrets = [\"S\"]\n\
              [relay]\nips = [\"127.0.0.1\"]\nports = \"{ports}\"\n[peers]\ndangerous_allow_loopback_peers = true\n"
         );
         let path = dir.join("turnserver.toml");
@@ -96,6 +110,7 @@ impl ServerProcess {
             }
         });
         let mut udp = None;
+        let mut tcp = None;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -107,12 +122,14 @@ impl ServerProcess {
             match parts[..] {
                 ["ready"] => break,
                 ["listening", "udp", addr] => udp = Some(addr.parse().unwrap()),
+                ["listening", "tcp", addr] => tcp = Some(addr.parse().unwrap()),
                 _ => {}
             }
         }
         Self {
             child,
-            udp: udp.expect("a UDP listener"),
+            udp: udp.or(tcp).expect("a listener"),
+            tcp,
             dir,
         }
     }
