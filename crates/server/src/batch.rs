@@ -137,11 +137,25 @@ impl RecvBatch {
         let slot = &mut self.bufs[start..start + self.slot];
         Some((slot, self.head..self.head + self.lens[i], from))
     }
+}
 
+/// Where the bytes of queued datagrams live: the slots of a [`RecvBatch`], or one flat
+/// buffer (slot 0) for answers written one after the other.
+pub(crate) trait Slots {
     /// Bytes `range` of slot `i`.
+    fn bytes(&self, i: usize, range: &Range<usize>) -> &[u8];
+}
+
+impl Slots for RecvBatch {
     fn bytes(&self, i: usize, range: &Range<usize>) -> &[u8] {
         let start = i * self.slot;
         &self.bufs[start..start + self.slot][range.clone()]
+    }
+}
+
+impl Slots for Vec<u8> {
+    fn bytes(&self, _: usize, range: &Range<usize>) -> &[u8] {
+        &self[range.clone()]
     }
 }
 
@@ -167,6 +181,11 @@ pub(crate) struct SendBatch {
 }
 
 impl SendBatch {
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// An empty batch.
     pub(crate) fn new() -> Self {
         Self {
@@ -196,7 +215,7 @@ impl SendBatch {
     /// the queue. A full socket buffer drops the rest of that run (as a full link
     /// would); a datagram that fails for another reason (a pending ICMP error, say) is
     /// handed to `failed`, and the run goes on after it.
-    pub(crate) fn flush(&mut self, rx: &RecvBatch, mut failed: impl FnMut(&Outgoing, &[u8])) {
+    pub(crate) fn flush(&mut self, rx: &impl Slots, mut failed: impl FnMut(&Outgoing, &[u8])) {
         let mut at = 0;
         while at < self.queue.len() {
             let fd = self.queue[at].fd;
@@ -272,7 +291,7 @@ struct Control([u8; CMSG_U16]);
 /// first one's size but the last (which may be shorter), go as one message whose iovecs
 /// the kernel cuts into datagrams of that size — one trip through the stack instead of
 /// one each. A video frame relayed as a burst of full-size packets is the common case.
-fn send_run(rx: &RecvBatch, run: &[Outgoing]) -> io::Result<usize> {
+fn send_run(rx: &impl Slots, run: &[Outgoing]) -> io::Result<usize> {
     let count = run.len().min(BATCH);
     let gso = GSO.load(Ordering::Relaxed);
     // SAFETY: iovec and mmsghdr are plain old data; all-zero is a valid value (null

@@ -141,7 +141,7 @@ pub(crate) fn bind_in_range(
     even: bool,
     reserve_next: bool,
     held: &PortsInUse,
-) -> io::Result<(std::net::UdpSocket, Option<std::net::UdpSocket>)> {
+) -> io::Result<(BoundUdp, Option<BoundUdp>)> {
     let exhausted = || io::Error::new(io::ErrorKind::AddrInUse, "relay port range exhausted");
     let span = u32::from(max.saturating_sub(min)) + 1;
     let mut bits = held.bits(ip.is_ipv6());
@@ -171,31 +171,37 @@ pub(crate) fn bind_in_range(
             socket = Some(candidate);
             continue;
         }
+        let bound = (candidate.into(), SocketAddr::new(ip, port));
         if !reserve_next {
             set(&mut bits, port);
-            return Ok((candidate.into(), None));
+            return Ok((bound, None));
         }
-        if let Ok(next) = bind_udp_exact(SocketAddr::new(ip, port + 1)) {
+        let next = SocketAddr::new(ip, port + 1);
+        if let Ok(socket) = bind_udp_exact(next) {
             set(&mut bits, port);
             set(&mut bits, port + 1);
-            return Ok((candidate.into(), Some(next)));
+            return Ok((bound, Some((socket, next))));
         }
         // port+1 is taken by another program: close this one and search on.
     }
     Err(exhausted())
 }
 
-/// A non-blocking UDP socket of `ip`'s family, IPv6-only for IPv6.
+/// A UDP socket bound to a relay address, and that address.
+pub(crate) type BoundUdp = (std::net::UdpSocket, SocketAddr);
+
+/// A non-blocking UDP socket of `ip`'s family, IPv6-only for IPv6. Non-blocking from
+/// `socket()` itself (`SOCK_NONBLOCK`): Allocate is on the allocation-rate path, and
+/// every syscall saved there counts.
 fn udp_socket(ip: IpAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(SocketAddr::new(ip, 0)),
-        Type::DGRAM,
+        Type::DGRAM.nonblocking(),
         Some(Protocol::UDP),
     )?;
     if ip.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_nonblocking(true)?;
     Ok(socket)
 }
 
@@ -283,8 +289,9 @@ mod tests {
         }
         let held = PortsInUse::default();
         // A range of two ports whose first is taken: the second is used.
-        let (s, _) = bind_in_range(ip, port, port + 1, 0, false, false, &held).unwrap();
+        let ((s, local), _) = bind_in_range(ip, port, port + 1, 0, false, false, &held).unwrap();
         assert_eq!(s.local_addr().unwrap().port(), port + 1);
+        assert_eq!(local, s.local_addr().unwrap());
         // Now both are taken, one of them by this process (no bind is tried on it).
         assert!(is_set(&held.bits(false), port + 1));
         assert!(bind_in_range(ip, port, port + 1, 0, false, false, &held).is_err());
@@ -292,7 +299,7 @@ mod tests {
         held.release(false, port + 1);
         assert!(bind_in_range(ip, port, port + 1, 0, false, false, &held).is_err());
         drop(s);
-        let (s, _) = bind_in_range(ip, port, port + 1, 0, false, false, &held).unwrap();
+        let ((s, _), _) = bind_in_range(ip, port, port + 1, 0, false, false, &held).unwrap();
         assert_eq!(s.local_addr().unwrap().port(), port + 1);
     }
 }

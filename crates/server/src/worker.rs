@@ -39,7 +39,7 @@ use turnpike_proto::{
 
 use crate::batch::{BATCH, RecvBatch, SendBatch, send_one};
 use crate::poller::{MAX_EVENTS, Poller, Ready};
-use crate::relay::{PortsInUse, RelayConfig, bind_in_range, bind_tcp_in_range};
+use crate::relay::{BoundUdp, PortsInUse, RelayConfig, bind_in_range, bind_tcp_in_range};
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
 use crate::{icmp, sockopt, stream};
@@ -178,14 +178,12 @@ impl WorkerHost {
         self.rng as u32
     }
 
-    fn register(&mut self, socket: std::net::UdpSocket) -> Option<(RelayId, SocketAddr)> {
-        let local = socket.local_addr().ok()?;
+    fn register(&mut self, (socket, local): BoundUdp) -> Option<(RelayId, SocketAddr)> {
         // ICMP errors for what this relay sends come back on its error queue
         // (RFC 8656 §11.5); without the option they would be lost.
         if let Err(e) = icmp::enable_recverr(&socket, local.is_ipv6()) {
             debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
         }
-        socket.set_nonblocking(true).ok()?;
         self.next_id = self.next_id.wrapping_add(1);
         let id = RelayId(self.next_id);
         self.poller
@@ -236,7 +234,8 @@ impl Host for WorkerHost {
 
     fn release_relay(&mut self, relay: RelayId) {
         if let Some(r) = self.relays.remove(&relay) {
-            self.poller.get_ref().remove(r.socket.as_raw_fd());
+            // Closing the socket takes it out of the poller too (no other descriptor
+            // refers to it): no EPOLL_CTL_DEL needed.
             drop(r.socket);
             self.ports.release(r.local.is_ipv6(), r.local.port());
         }
@@ -411,6 +410,9 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
     // Room for the largest answer: an RFC 5780 response echoes the request's PADDING.
     let mut tx = vec![0u8; MAX_DATAGRAM + 1024];
     let mut to_peers = SendBatch::new();
+    // Answers of one batch, one after the other, sent with one sendmmsg at its end.
+    let mut replies: Vec<u8> = Vec::with_capacity(BATCH * 256);
+    let mut to_clients = SendBatch::new();
     let fd = socket.as_raw_fd();
     loop {
         if let Err(e) = socket.readable().await {
@@ -432,10 +434,19 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 let Some((datagram, from)) = rx.get(i) else {
                     continue;
                 };
-                let to_peer =
-                    handle_datagram(&shared, &socket, local, now, datagram, from, &mut tx);
-                if let Some((relay_fd, relay, peer, payload)) = to_peer {
-                    to_peers.push(relay_fd, peer, i, payload, relay.0);
+                match handle_datagram(&shared, local, now, datagram, from, &mut tx) {
+                    Handled::Done => {}
+                    Handled::ToPeer {
+                        fd: relay_fd,
+                        relay,
+                        peer,
+                        payload,
+                    } => to_peers.push(relay_fd, peer, i, payload, relay.0),
+                    Handled::Reply(len) => {
+                        let at = replies.len();
+                        replies.extend_from_slice(&tx[..len]);
+                        to_clients.push(fd, from, 0, at..at + len, 0);
+                    }
                 }
             }
             to_peers.flush(&rx, |failed, bytes| {
@@ -444,6 +455,10 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 shared.drain_icmp(RelayId(failed.tag), failed.fd);
                 let _ = send_one(failed.fd, bytes, &failed.to);
             });
+            if !to_clients.is_empty() {
+                to_clients.flush(&replies, |_, _| {});
+                replies.clear();
+            }
             if n < BATCH {
                 break;
             }
@@ -453,18 +468,32 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
     }
 }
 
-/// Hands one client datagram to the core and carries out its answer, except data for a
-/// peer: that is answered as (relay socket, relay, peer, where the payload is in the
-/// datagram) for the caller to send with the rest of its batch.
+/// What is left to send after [`handle_datagram`], with the rest of the batch.
+enum Handled {
+    /// Nothing (or sent already).
+    Done,
+    /// The answer in `tx[..len]`, to the datagram's source.
+    Reply(usize),
+    /// Data for a peer: from relay socket `fd` (of `relay`), bytes `payload` of the
+    /// datagram.
+    ToPeer {
+        fd: RawFd,
+        relay: RelayId,
+        peer: SocketAddr,
+        payload: std::ops::Range<usize>,
+    },
+}
+
+/// Hands one client datagram to the core; answers and data for peers are left for the
+/// caller to send with the rest of its batch.
 fn handle_datagram(
     shared: &Shared,
-    socket: &UdpSocket,
     local: SocketAddr,
     now: Instant,
     datagram: &[u8],
     from: SocketAddr,
     tx: &mut [u8],
-) -> Option<(RawFd, RelayId, SocketAddr, std::ops::Range<usize>)> {
+) -> Handled {
     let five_tuple = FiveTuple {
         client: from,
         server: local,
@@ -473,11 +502,8 @@ fn handle_datagram(
     let action =
         shared.with_core(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
     match action {
-        ClientAction::None => None,
-        ClientAction::Reply(len) => {
-            let _ = socket.try_send_to(&tx[..len], from);
-            None
-        }
+        ClientAction::None => Handled::Done,
+        ClientAction::Reply(len) => Handled::Reply(len),
         // RFC 5780: answer from another of our addresses and/or to another port.
         ClientAction::ReplyFrom {
             len,
@@ -487,21 +513,24 @@ fn handle_datagram(
             if let Some(listener) = shared.listeners.get(&source) {
                 let _ = listener.try_send_to(&tx[..len], to);
             }
-            None
+            Handled::Done
         }
         ClientAction::ToPeer {
             relay,
             peer,
             payload,
             dont_fragment,
-        } => shared
-            .relay_fd(relay, peer, dont_fragment)
-            .map(|fd| (fd, relay, peer, payload)),
+        } => match shared.relay_fd(relay, peer, dont_fragment) {
+            Some(fd) => Handled::ToPeer {
+                fd,
+                relay,
+                peer,
+                payload,
+            },
+            None => Handled::Done,
+        },
         // RFC 6062 data connections exist only on streams; answer and move on.
-        ClientAction::BindData { reply, .. } => {
-            let _ = socket.try_send_to(&tx[..reply], from);
-            None
-        }
+        ClientAction::BindData { reply, .. } => Handled::Reply(reply),
     }
 }
 
