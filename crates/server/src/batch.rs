@@ -225,7 +225,15 @@ impl SendBatch {
                 .map_or(self.queue.len(), |k| at + k);
             let mut next = at;
             while next < end {
-                match send_run(rx, &self.queue[next..end]) {
+                let sent = if end - next == 1 {
+                    // One datagram: plain sendto costs less than sendmmsg's header
+                    // copying (the common case for data to peers: one relay socket each).
+                    let o = &self.queue[next];
+                    send_one(o.fd, rx.bytes(o.slot, &o.range), &o.to).map(|_| 1)
+                } else {
+                    send_run(rx, &self.queue[next..end])
+                };
+                match sent {
                     // 0: GSO was just turned off; send the same datagrams again.
                     Ok(sent) => next += sent,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
