@@ -256,8 +256,7 @@ pub struct TurnClient {
     key: Option<IntegrityKey>,
     realm: String,
     nonce: String,
-    tid_counter: u64,
-    tid_salt: u32,
+    tids: Tids,
     relayed: Option<SocketAddr>,
     mapped: Option<SocketAddr>,
     /// How many 401/438 challenges this client answered.
@@ -358,9 +357,6 @@ impl TurnClient {
     ) -> Result<Self, ClientError> {
         let (username, password) = credentials.username_password();
         let local = conn.local_addr()?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         Ok(Self {
             conn,
             rbuf: Vec::new(),
@@ -370,8 +366,7 @@ impl TurnClient {
             key: None,
             realm: String::new(),
             nonce: String::new(),
-            tid_counter: 0,
-            tid_salt: nanos ^ u32::from(local.port()) << 16,
+            tids: Tids::new(u32::from(local.port()) << 16),
             relayed: None,
             mapped: None,
             challenges: 0,
@@ -463,14 +458,6 @@ impl TurnClient {
         std::mem::take(&mut self.stray)
     }
 
-    fn next_tid(&mut self) -> TransactionId {
-        self.tid_counter += 1;
-        let mut t = [0u8; 12];
-        t[..8].copy_from_slice(&self.tid_counter.to_be_bytes());
-        t[8..].copy_from_slice(&self.tid_salt.to_be_bytes());
-        TransactionId(t)
-    }
-
     /// Sends a request built by `body` (signed once the realm and nonce are known) and
     /// returns the success response's bytes. Answers 401 and 438 once each.
     fn request(
@@ -480,16 +467,13 @@ impl TurnClient {
     ) -> Result<Vec<u8>, ClientError> {
         let mut challenged = 0;
         loop {
-            let tid = self.next_tid();
+            let tid = self.tids.next_id();
             let mut buf = [0u8; 1024];
             let mut w =
                 MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid)?;
             body(&mut w)?;
             if let Some(key) = &self.key {
-                w.put(&Username(&self.username))?;
-                w.put(&Realm(&self.realm))?;
-                w.put(&Nonce(&self.nonce))?;
-                w.put_integrity(key)?;
+                sign(&mut w, &self.username, &self.realm, &self.nonce, key)?;
             }
             w.put_fingerprint()?;
             let n = w.finish();
@@ -507,10 +491,8 @@ impl TurnClient {
                 }
                 return Ok(resp);
             }
-            let (code, reason) = match msg.get::<ErrorCodeAttr>() {
-                Ok(Some(e)) => (e.code.code(), e.reason.to_owned()),
-                _ => (0, "error response without ERROR-CODE".to_owned()),
-            };
+            let (code, reason) = error_code(&msg);
+            let reason = reason.to_owned();
             if (code == 401 || code == 438) && challenged < 2 {
                 challenged += 1;
                 self.challenges += 1;
@@ -522,14 +504,8 @@ impl TurnClient {
                 if let Some(realm) = realm {
                     if realm != self.realm || self.key.is_none() {
                         self.realm = realm;
-                        let key = LongTermKey::derive(
-                            PasswordAlgorithmId::MD5,
-                            &self.username,
-                            &self.realm,
-                            &self.password,
-                        )
-                        .map_err(|e| ClientError::Protocol(format!("key: {e:?}")))?;
-                        self.key = Some(key.integrity_key());
+                        self.key =
+                            Some(long_term_key(&self.username, &self.realm, &self.password)?);
                     } else if code == 401 {
                         // Signed with the right key and still refused: wrong credentials.
                         return Err(ClientError::Rejected {
@@ -828,7 +804,7 @@ impl TurnClient {
 
     /// Sends `data` to `peer` in a Send indication.
     pub fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), ClientError> {
-        let tid = self.next_tid();
+        let tid = self.tids.next_id();
         let mut buf = vec![0u8; data.len() + 64];
         let n = encode_send_indication(&mut buf, tid, peer, data)?;
         self.send_raw(&buf[..n])
@@ -883,6 +859,68 @@ fn tls_error(e: io::Error) -> ClientError {
     {
         Some(Ok(inner)) => ClientError::Tls(*inner),
         _ => ClientError::Protocol("TLS error".into()),
+    }
+}
+
+/// Transaction IDs: a counter, then a salt (the clock's nanoseconds mixed with a value of
+/// the caller's) that tells clients started at the same time apart.
+#[derive(Debug)]
+pub(crate) struct Tids {
+    counter: u64,
+    salt: u32,
+}
+
+impl Tids {
+    pub(crate) fn new(mix: u32) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            counter: 0,
+            salt: nanos ^ mix,
+        }
+    }
+
+    pub(crate) fn next_id(&mut self) -> TransactionId {
+        self.counter += 1;
+        let mut t = [0u8; 12];
+        t[..8].copy_from_slice(&self.counter.to_be_bytes());
+        t[8..].copy_from_slice(&self.salt.to_be_bytes());
+        TransactionId(t)
+    }
+}
+
+/// The long-term key (MD5) of `username`, `realm` and `password`, ready for
+/// MESSAGE-INTEGRITY.
+pub(crate) fn long_term_key(
+    username: &str,
+    realm: &str,
+    password: &str,
+) -> Result<IntegrityKey, ClientError> {
+    LongTermKey::derive(PasswordAlgorithmId::MD5, username, realm, password)
+        .map(|k| k.integrity_key())
+        .map_err(|e| ClientError::Protocol(format!("key: {e:?}")))
+}
+
+/// Signs a request: USERNAME, REALM, NONCE and MESSAGE-INTEGRITY with `key`.
+pub(crate) fn sign(
+    w: &mut MessageWriter<'_>,
+    username: &str,
+    realm: &str,
+    nonce: &str,
+    key: &IntegrityKey,
+) -> Result<(), EncodeError> {
+    w.put(&Username(username))?;
+    w.put(&Realm(realm))?;
+    w.put(&Nonce(nonce))?;
+    w.put_integrity(key)
+}
+
+/// An error response's code and reason phrase (0 and a note when it has no ERROR-CODE).
+pub(crate) fn error_code<T: AsRef<[u8]>>(msg: &Message<T>) -> (u16, &str) {
+    match msg.get::<ErrorCodeAttr>() {
+        Ok(Some(e)) => (e.code.code(), e.reason),
+        _ => (0, "error response without ERROR-CODE"),
     }
 }
 

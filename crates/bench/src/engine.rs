@@ -25,20 +25,21 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use turnpike_stun::attr::{
-    ErrorCodeAttr, Lifetime, Nonce, PasswordAlgorithmId, Realm, RequestedTransport,
-    TransportProtocol, Username, XorPeerAddress, XorRelayedAddress,
+    Lifetime, Nonce, Realm, RequestedTransport, TransportProtocol, XorPeerAddress,
+    XorRelayedAddress,
 };
 use turnpike_stun::{
-    ChannelNumber, Class, EncodeError, IntegrityKey, LongTermKey, Message, MessageType,
-    MessageWriter, Method, TransactionId,
+    ChannelNumber, Class, EncodeError, IntegrityKey, Message, MessageType, MessageWriter, Method,
+    TransactionId,
 };
 
-use crate::client::Credentials;
+use crate::client::{ClientError, Credentials, Tids, error_code, long_term_key, sign};
+use crate::load::new_hist;
 use crate::sys;
 
 /// How many times Allocate moves to a fresh socket after a 437 within one program.
@@ -162,42 +163,8 @@ pub fn default_local_ip(server: SocketAddr) -> IpAddr {
     }
 }
 
-/// Why a program failed.
-#[derive(Debug, Clone)]
-pub enum EngineError {
-    /// A socket error.
-    Io(String),
-    /// No response after all transmissions.
-    Timeout(Method),
-    /// An error response.
-    Rejected {
-        /// The request's method.
-        method: Method,
-        /// The error code.
-        code: u16,
-        /// The reason phrase.
-        reason: String,
-    },
-    /// A response TURN does not allow (bad integrity, missing attribute).
-    Protocol(String),
-}
-
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "socket error: {e}"),
-            Self::Timeout(m) => write!(f, "{m:?}: no response from the server"),
-            Self::Rejected {
-                method,
-                code,
-                reason,
-            } => write!(f, "{method:?} rejected: {code} {reason}"),
-            Self::Protocol(s) => write!(f, "protocol error: {s}"),
-        }
-    }
-}
-
-impl std::error::Error for EngineError {}
+/// Why a program failed: the blocking client's errors (never [`ClientError::Tls`]).
+pub type EngineError = ClientError;
 
 /// Counters over everything an engine did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -285,9 +252,7 @@ impl SignerCache {
             }
         }
         let (username, password) = self.credentials.username_password();
-        let key = LongTermKey::derive(PasswordAlgorithmId::MD5, &username, realm, &password)
-            .map_err(|e| EngineError::Protocol(format!("key: {e:?}")))?
-            .integrity_key();
+        let key = long_term_key(&username, realm, &password)?;
         let s = Rc::new(Signer {
             username,
             realm: realm.to_owned(),
@@ -342,8 +307,7 @@ pub struct Engine {
     pollfds: Vec<libc::pollfd>,
     readable: Vec<bool>,
     signers: SignerCache,
-    tid_counter: u64,
-    tid_salt: u32,
+    tids: Tids,
     rx: Vec<u8>,
     now: Instant,
     stats: EngineStats,
@@ -360,11 +324,6 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// A histogram of nanoseconds up to a minute.
-pub fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!())
-}
-
 impl Engine {
     /// An engine with `slots` slots (no socket is opened yet); `salt` tells engines apart
     /// in transaction IDs.
@@ -378,9 +337,6 @@ impl Engine {
             Poller::Poll | Poller::Spin => None,
         };
         let now = Instant::now();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         let slots = (0..slots)
             .map(|_| Slot {
                 socket: None,
@@ -420,8 +376,7 @@ impl Engine {
             epoll,
             pollfds: Vec::new(),
             readable: Vec::new(),
-            tid_counter: 0,
-            tid_salt: nanos ^ salt.rotate_left(16),
+            tids: Tids::new(salt.rotate_left(16)),
             rx: vec![0; RX_MAX],
             now,
             stats: EngineStats::default(),
@@ -592,7 +547,7 @@ impl Engine {
                 Ok(())
             };
             if let Err(e) = socket {
-                self.fail(s, &EngineError::Io(e.to_string()), finished);
+                self.fail(s, &EngineError::Io(e), finished);
                 continue;
             }
             self.send_step(s, finished);
@@ -658,17 +613,9 @@ impl Engine {
         Ok(())
     }
 
-    fn next_tid(&mut self) -> TransactionId {
-        self.tid_counter += 1;
-        let mut t = [0u8; 12];
-        t[..8].copy_from_slice(&self.tid_counter.to_be_bytes());
-        t[8..].copy_from_slice(&self.tid_salt.to_be_bytes());
-        TransactionId(t)
-    }
-
     /// Encodes the slot's current step as a new transaction and sends it.
     fn send_step(&mut self, s: usize, finished: &mut Vec<Finished>) {
-        let tid = self.next_tid();
+        let tid = self.tids.next_id();
         let cfg = &self.cfg;
         let slot = &mut self.slots[s];
         let Some(program) = slot.program else {
@@ -753,7 +700,7 @@ impl Engine {
                     None
                 }
                 Err(e) => {
-                    self.note_error(&EngineError::Io(e.to_string()));
+                    self.note_error(&EngineError::Io(e));
                     None
                 }
             },
@@ -851,10 +798,7 @@ impl Engine {
         msg: &Message<&[u8]>,
         finished: &mut Vec<Finished>,
     ) {
-        let (code, reason) = match msg.get::<ErrorCodeAttr>() {
-            Ok(Some(e)) => (e.code.code(), e.reason),
-            _ => (0, "error response without ERROR-CODE"),
-        };
+        let (code, reason) = error_code(msg);
         let rejected = || EngineError::Rejected {
             method: step.method(),
             code,
@@ -935,7 +879,7 @@ impl Engine {
                     }
                 }
                 if let Err(e) = opened {
-                    self.fail(s, &EngineError::Io(e.to_string()), finished);
+                    self.fail(s, &EngineError::Io(e), finished);
                     return;
                 }
                 self.send_step(s, finished);
@@ -1042,10 +986,7 @@ fn encode(
         Step::Delete => w.put(&Lifetime(0)).map_err(enc)?,
     }
     if let Some(sg) = signer {
-        w.put(&Username(&sg.username)).map_err(enc)?;
-        w.put(&Realm(&sg.realm)).map_err(enc)?;
-        w.put(&Nonce(nonce)).map_err(enc)?;
-        w.put_integrity(&sg.key).map_err(enc)?;
+        sign(&mut w, &sg.username, &sg.realm, nonce, &sg.key).map_err(enc)?;
     }
     w.put_fingerprint().map_err(enc)?;
     let n = w.finish();
@@ -1057,8 +998,8 @@ fn encode(
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use turnpike_stun::ErrorCode;
-    use turnpike_stun::attr::ErrorCodeAttr;
+    use turnpike_stun::attr::{ErrorCodeAttr, PasswordAlgorithmId, Username};
+    use turnpike_stun::{ErrorCode, LongTermKey};
 
     /// A scripted TURN server: 401 first, one 438, drops the first signed Allocate
     /// after the 438 (the client must retransmit), 437 for an Allocate on a 5-tuple that

@@ -4,10 +4,11 @@
 //!
 //! No raw socket is needed: one UDP socket bound to `0.0.0.0:port` sends every datagram
 //! with an `IP_PKTINFO` control message naming its source address (Linux accepts any
-//! local address, and all of 127.0.0.0/8 is local), batched with `sendmmsg`. The
-//! answers come back to `127.x.y.z:port`, i.e. to the same socket, and are read with
-//! `recvmmsg`, each with its destination address. The transaction ID carries the source
-//! index, so every answer is checked against the source its request came from.
+//! local address, and all of 127.0.0.0/8 is local), batched with `sendmmsg` ([`SendBatch`],
+//! as on the load engine's shared send path). The answers come back to
+//! `127.x.y.z:port`, i.e. to the same socket, and are read with `recvmmsg`, each with its
+//! destination address. The transaction ID carries the source index, so every answer is
+//! checked against the source its request came from.
 //!
 //! Loopback only: a non-loopback server is refused.
 
@@ -18,12 +19,14 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use turnpike_stun::attr::{ErrorCodeAttr, RequestedTransport, TransportProtocol, XorMappedAddress};
+use turnpike_stun::attr::{RequestedTransport, TransportProtocol, XorMappedAddress};
 use turnpike_stun::{
     Class, EncodeError, Message, MessageType, MessageWriter, Method, TransactionId,
 };
 
-use crate::sys::{self, PktinfoReceiver, PktinfoSender};
+use crate::client::error_code;
+use crate::mmsg::{RecvBatch, SENDMMSG_MAX, SendBatch};
+use crate::sys;
 
 /// The first spoofed source address by default.
 pub const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 1);
@@ -224,7 +227,7 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
             p.sources
         ))
     })?;
-    let batch = p.batch.clamp(1, 1024);
+    let batch = p.batch.clamp(1, SENDMMSG_MAX);
     let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p.port))?;
     sys::enable_pktinfo(&socket)?;
     socket.set_nonblocking(true)?;
@@ -243,8 +246,9 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
         ..FloodReport::default()
     };
     let cpu0 = sys::cpu_time(false);
-    let mut tx = PktinfoSender::new(batch, SLOT);
-    let mut rx = PktinfoReceiver::new(64, RX_SLOT);
+    let mut tx = SendBatch::new(batch, SLOT);
+    let mut req = [0u8; SLOT];
+    let mut rx = RecvBatch::new(64, RX_SLOT).with_destinations();
     let mut fds = Vec::new();
     let mut readable = Vec::new();
     let start = Instant::now();
@@ -259,11 +263,11 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
                 let seq = next + m as u64;
                 let index = u32::try_from(seq % u64::from(p.sources)).unwrap_or(0);
                 let src = source(first, index).unwrap_or(first);
-                let len = encode(tx.buffer(m), p.kind, index, seq)
+                let len = encode(&mut req, p.kind, index, seq)
                     .map_err(|e| FloodError::Io(io::Error::other(format!("encode: {e:?}"))))?;
-                tx.set(m, len, src, server);
+                tx.push(&req[..len], &[], Some(SocketAddr::V4(server)), Some(src));
             }
-            match tx.send(&socket, k) {
+            match tx.send_until_blocked(&socket) {
                 Ok(n) => {
                     next += n as u64;
                     report.sent += n as u64;
@@ -322,12 +326,12 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
 /// Reads and classifies every answer already queued.
 fn receive(
     socket: &UdpSocket,
-    rx: &mut PktinfoReceiver,
+    rx: &mut RecvBatch,
     report: &mut FloodReport,
     first: Ipv4Addr,
 ) -> io::Result<()> {
     loop {
-        let n = rx.recv(socket)?;
+        let n = rx.recv_now(socket)?;
         for i in 0..n {
             classify(rx.packet(i), rx.destination(i), report, first);
         }
@@ -371,10 +375,7 @@ fn classify(packet: &[u8], dst: Option<Ipv4Addr>, report: &mut FloodReport, firs
             }
         }
         Class::Error => {
-            let code = match msg.get::<ErrorCodeAttr>() {
-                Ok(Some(e)) => e.code.code(),
-                _ => 0,
-            };
+            let (code, _) = error_code(&msg);
             if code == 401 {
                 report.unauthorized += 1;
             } else {

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -19,7 +19,6 @@ use serde::Serialize;
 use crate::client::{Credentials, RETRIES, RETRY_TIMEOUT};
 use crate::engine::{Engine, EngineConfig, Finished, Poller, Program, default_local_ip};
 use crate::load::Latency;
-use crate::storm::latency;
 use crate::sys;
 
 /// Most allocations one hold may create.
@@ -138,14 +137,7 @@ fn local_ip_towards(server: SocketAddr) -> io::Result<IpAddr> {
     if server.ip().is_loopback() {
         return Ok(server.ip());
     }
-    let any: IpAddr = if server.is_ipv4() {
-        Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        Ipv6Addr::UNSPECIFIED.into()
-    };
-    let probe = UdpSocket::bind(SocketAddr::new(any, 0))?;
-    probe.connect(server)?;
-    Ok(probe.local_addr()?.ip())
+    crate::load::local_ip_towards(server)
 }
 
 /// Runs a hold: sets up, calls `on_holding` once with the report so far, holds until
@@ -238,7 +230,7 @@ pub fn run(
     }
     report.setup_s = t0.elapsed().as_secs_f64();
     report.allocations_per_s = engine.stats().allocated as f64 / report.setup_s.max(1e-9);
-    report.allocate_latency = latency(engine.latency());
+    report.allocate_latency = Latency::from_hist(engine.latency());
 
     // Relay check: the bench's peer sends one datagram to every relayed address.
     if let Some(peer_socket) = &own_peer {

@@ -7,14 +7,15 @@
 //!   (or client to client), with exact one-way latency, loss, reordering, RFC 3550 jitter
 //!   and fairness; batched sends (`sendmmsg`, UDP GSO, one shared socket for many
 //!   loopback clients).
-//! - [`mmsg`]: `sendmmsg`/`recvmmsg` batches, kernel receive times, CPU pinning.
+//! - [`mmsg`]: `sendmmsg`/`recvmmsg` batches (kernel receive times, `IP_PKTINFO` source and
+//!   destination addresses, UDP GSO), CPU pinning.
 //! - [`tls`]: rustls client settings for `turns:`.
 //! - [`search`]: RFC 2544-style search for the highest loss-free rate, and an SVG plot.
 //! - [`storm`]: authenticated allocation storm.
 //! - [`hold`]: create many allocations (permission and channel each), hold them, delete them.
 //! - [`flood`]: unauthenticated Binding/Allocate requests from many spoofed loopback sources.
 //! - [`engine`]: the event-driven many-allocations-per-thread client under `storm` and `hold`.
-//! - [`sys`]: epoll, rlimits, signals and `IP_PKTINFO` batches (Linux system calls).
+//! - [`sys`]: epoll, poll, rlimits, signals and socket options (Linux system calls).
 //! - [`output`]: human tables and CSV.
 
 pub mod client;

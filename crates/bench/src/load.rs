@@ -246,6 +246,30 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+/// A histogram of nanoseconds up to a minute (1 ns .. 60 s, 3 significant figures).
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!())
+}
+
+impl Latency {
+    /// The summary of a histogram of nanoseconds (all zero when it is empty).
+    pub fn from_hist(hist: &Histogram<u64>) -> Self {
+        if hist.is_empty() {
+            return Self::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Self {
+            min_us: us(hist.min()),
+            mean_us: hist.mean() / 1000.0,
+            p50_us: us(hist.value_at_quantile(0.5)),
+            p90_us: us(hist.value_at_quantile(0.9)),
+            p99_us: us(hist.value_at_quantile(0.99)),
+            p999_us: us(hist.value_at_quantile(0.999)),
+            max_us: us(hist.max()),
+        }
+    }
+}
+
 /// Fairness across flows.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Fairness {
@@ -455,7 +479,7 @@ struct ClientRx {
 }
 
 /// The local address that routes to `to` (no packet is sent).
-fn local_ip_towards(to: SocketAddr) -> io::Result<IpAddr> {
+pub(crate) fn local_ip_towards(to: SocketAddr) -> io::Result<IpAddr> {
     let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
     let s = UdpSocket::bind(bind)?;
     s.connect(to)?;
@@ -1030,21 +1054,7 @@ impl Session {
             .zip(&r.flows)
             .map(|(s, f)| s.saturating_sub(f.received))
             .sum();
-        let h = &r.hist;
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let latency = if h.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                min_us: us(h.min()),
-                mean_us: h.mean() / 1000.0,
-                p50_us: us(h.value_at_quantile(0.5)),
-                p90_us: us(h.value_at_quantile(0.9)),
-                p99_us: us(h.value_at_quantile(0.99)),
-                p999_us: us(h.value_at_quantile(0.999)),
-                max_us: us(h.max()),
-            }
-        };
+        let latency = Latency::from_hist(&r.hist);
         let ratios: Vec<f64> = s
             .sent
             .iter()
@@ -1436,9 +1446,7 @@ impl RecvStats {
     fn new(n: usize) -> Self {
         Self {
             flows: vec![FlowRecv::default(); n],
-            // 1 ns .. 60 s, 3 significant figures.
-            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3)
-                .unwrap_or_else(|_| unreachable!()),
+            hist: new_hist(),
             cpu: Duration::ZERO,
             drops: 0,
             reflector_drops: None,
@@ -1639,7 +1647,7 @@ fn receive_clients(group: &mut [ClientRx], inboxes: &[Arc<Inbox>], c: &RecvCommo
     if c.epoch_rt.is_some() {
         batch = batch.with_rx_info();
     }
-    let Ok(mut poll) = crate::mmsg::Readiness::new(group.len().max(1)) else {
+    let Ok(mut poll) = crate::sys::Epoll::new(group.len().max(1)) else {
         return stats;
     };
     for (k, rx) in group.iter().enumerate() {
@@ -1664,8 +1672,8 @@ fn receive_clients(group: &mut [ClientRx], inboxes: &[Arc<Inbox>], c: &RecvCommo
             Duration::ZERO
         };
         ready.clear();
-        match poll.wait(timeout) {
-            Ok(r) => ready.extend_from_slice(r),
+        match poll.wait(Some(timeout)) {
+            Ok(_) => ready.extend(poll.tokens()),
             Err(_) => break,
         }
         for &k in &ready {

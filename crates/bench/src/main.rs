@@ -767,6 +767,14 @@ fn print_or_ignore(s: &str) {
     let _ = out.flush();
 }
 
+/// Writes `v` as pretty JSON and a newline, as [`print_or_ignore`] does.
+fn print_json(v: &impl serde::Serialize) {
+    print_or_ignore(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ));
+}
+
 fn opt_secs(v: Option<f64>, name: &str) -> Result<Option<Duration>, String> {
     v.map(|v| secs(v, name).map(Duration::from_secs_f64))
         .transpose()
@@ -821,10 +829,7 @@ fn cmd_hold(a: &HoldArgs) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     if a.json {
-        print_or_ignore(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&r).unwrap_or_default()
-        ));
+        print_json(&r);
     } else {
         print_or_ignore(&output::hold_table(&r));
     }
@@ -850,10 +855,7 @@ fn cmd_flood(a: &FloodArgs) -> Result<(), String> {
     };
     let r = flood_run(&p).map_err(|e| e.to_string())?;
     if a.json {
-        print_or_ignore(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&r).unwrap_or_default()
-        ));
+        print_json(&r);
     } else {
         print_or_ignore(&output::flood_table(&r));
     }

@@ -1,7 +1,9 @@
-//! The bench's only `unsafe`: batched receive with `recvmmsg(2)` and batched send with
-//! `sendmmsg(2)` on Linux (one syscall for up to a batch of datagrams; elsewhere, or with
-//! a batch of 1, plain `recv`/`send`), `IP_PKTINFO` source addresses, pinning a thread to a
-//! CPU, and a thread's CPU time.
+//! Batched receive with `recvmmsg(2)` and batched send with `sendmmsg(2)` on Linux (one
+//! syscall for up to a batch of datagrams; elsewhere, or with a batch of 1, plain
+//! `recv`/`send`), with the control messages the bench uses: kernel receive times and
+//! drop counts, `IP_PKTINFO` source addresses (sending as any local IPv4 address) and
+//! destination addresses (which address a datagram was sent to), UDP GSO. Also pinning a
+//! thread to a CPU, and a thread's CPU time.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -12,7 +14,8 @@ use std::time::Duration;
 ///
 /// With [`RecvBatch::with_rx_info`] (on a socket set up by [`enable_rx_info`]), each
 /// datagram also comes with the kernel's receive time and the socket's count of datagrams
-/// dropped for want of buffer space.
+/// dropped for want of buffer space; with [`RecvBatch::with_destinations`] (on a socket
+/// set up by [`crate::sys::enable_pktinfo`]), with the IPv4 address it was sent to.
 pub struct RecvBatch {
     buf: Vec<u8>,
     slot: usize,
@@ -21,12 +24,18 @@ pub struct RecvBatch {
     stamps: Vec<Option<Duration>>,
     /// The socket's drop counter as of the last datagram that carried it.
     drops: Option<u32>,
+    /// Each datagram's destination address, with destinations.
+    dsts: Vec<Option<Ipv4Addr>>,
     info: bool,
+    dst: bool,
     /// Only kept alive: every `hdr` entry points at one of these.
     #[cfg(target_os = "linux")]
     _iov: Vec<libc::iovec>,
+    /// Control buffers, `ctrl_words` 8-byte words (aligned for `cmsghdr`) per datagram.
     #[cfg(target_os = "linux")]
-    ctrl: Vec<CmsgBuf>,
+    ctrl: Vec<u64>,
+    #[cfg(target_os = "linux")]
+    ctrl_words: usize,
     #[cfg(target_os = "linux")]
     hdr: Vec<libc::mmsghdr>,
 }
@@ -48,26 +57,13 @@ fn enable_rx(socket: &UdpSocket, times: bool) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let one: libc::c_int = 1;
         let opts: &[libc::c_int] = if times {
             &[libc::SO_TIMESTAMPNS, libc::SO_RXQ_OVFL]
         } else {
             &[libc::SO_RXQ_OVFL]
         };
         for &opt in opts {
-            // SAFETY: `one` is a live c_int and its size is passed; the kernel only reads it.
-            let r = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&raw const one).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            crate::sys::setsockopt_int(socket.as_raw_fd(), libc::SOL_SOCKET, opt, 1)?;
         }
         Ok(())
     }
@@ -76,6 +72,22 @@ fn enable_rx(socket: &UdpSocket, times: bool) -> io::Result<()> {
         let _ = (socket, times);
         Err(io::Error::new(io::ErrorKind::Unsupported, "needs Linux"))
     }
+}
+
+/// `CMSG_SPACE` of `len` bytes of data.
+#[cfg(target_os = "linux")]
+fn cmsg_space(len: usize) -> usize {
+    let len = u32::try_from(len).unwrap_or(0);
+    // SAFETY: CMSG_SPACE only computes a size.
+    unsafe { libc::CMSG_SPACE(len) as usize }
+}
+
+/// `CMSG_LEN` of `len` bytes of data.
+#[cfg(target_os = "linux")]
+fn cmsg_len(len: usize) -> usize {
+    let len = u32::try_from(len).unwrap_or(0);
+    // SAFETY: CMSG_LEN only computes a size.
+    unsafe { libc::CMSG_LEN(len) as usize }
 }
 
 impl RecvBatch {
@@ -111,11 +123,15 @@ impl RecvBatch {
             lens: vec![0; batch],
             stamps: vec![None; batch],
             drops: None,
+            dsts: vec![None; batch],
             info: false,
+            dst: false,
             #[cfg(target_os = "linux")]
             _iov: iov,
             #[cfg(target_os = "linux")]
             ctrl: Vec::new(),
+            #[cfg(target_os = "linux")]
+            ctrl_words: 0,
             #[cfg(target_os = "linux")]
             hdr,
         }
@@ -126,10 +142,35 @@ impl RecvBatch {
     pub fn with_rx_info(mut self) -> Self {
         #[cfg(target_os = "linux")]
         {
-            self.ctrl = vec![CmsgBuf([0; CMSG_BUF]); self.lens.len()];
             self.info = true;
+            self.size_ctrl();
         }
         self
+    }
+
+    /// Also reads the IPv4 address each datagram was sent to (Linux; the socket needs
+    /// [`crate::sys::enable_pktinfo`]).
+    pub fn with_destinations(mut self) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            self.dst = true;
+            self.size_ctrl();
+        }
+        self
+    }
+
+    /// Control buffers with room for the control messages asked for.
+    #[cfg(target_os = "linux")]
+    fn size_ctrl(&mut self) {
+        let mut space = 0;
+        if self.info {
+            space += cmsg_space(size_of::<libc::timespec>()) + cmsg_space(size_of::<u32>());
+        }
+        if self.dst {
+            space += cmsg_space(size_of::<libc::in_pktinfo>());
+        }
+        self.ctrl_words = space.div_ceil(8);
+        self.ctrl = vec![0; self.ctrl_words * self.lens.len()];
     }
 
     /// Receives at least one datagram (blocking up to the socket's read timeout) and
@@ -149,13 +190,18 @@ impl RecvBatch {
 
     fn recv_flags(&mut self, socket: &UdpSocket, wait: bool) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
-        if self.lens.len() > 1 || self.info || !wait {
+        if self.lens.len() > 1 || self.ctrl_words > 0 || !wait {
             use std::os::fd::AsRawFd;
             let vlen = u32::try_from(self.hdr.len()).unwrap_or(u32::MAX);
-            if self.info {
-                for (h, c) in self.hdr.iter_mut().zip(&mut self.ctrl) {
-                    h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
-                    h.msg_hdr.msg_controllen = CMSG_BUF as _;
+            if self.ctrl_words > 0 {
+                let bytes = self.ctrl_words * 8;
+                for (h, c) in self
+                    .hdr
+                    .iter_mut()
+                    .zip(self.ctrl.chunks_exact_mut(self.ctrl_words))
+                {
+                    h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = bytes as _;
                 }
             }
             let flags = if wait {
@@ -166,10 +212,10 @@ impl RecvBatch {
             // SAFETY: `hdr` holds `vlen` initialised mmsghdrs whose single iovec each
             // points into `buf`, a live heap allocation of `slot` bytes per entry that
             // is neither moved nor resized while `self` lives (the Vecs' heap buffers
-            // stay put when `self` moves); with rx info each also points at its own
-            // CMSG_BUF-byte `ctrl` entry, its length set just above. The kernel writes at
-            // most `iov_len` bytes per entry and `msg_controllen` control bytes, and sets
-            // `msg_len`; `&mut self` guarantees no other access meanwhile.
+            // stay put when `self` moves); with control messages each also points at its
+            // own `ctrl_words`-word chunk of `ctrl`, its length set just above. The kernel
+            // writes at most `iov_len` bytes per entry and `msg_controllen` control bytes,
+            // and sets `msg_len`; `&mut self` guarantees no other access meanwhile.
             // A null timeout means "wait per the socket's SO_RCVTIMEO for the first".
             let n = unsafe {
                 libc::recvmmsg(
@@ -187,16 +233,21 @@ impl RecvBatch {
             for (len, h) in self.lens.iter_mut().zip(&self.hdr).take(n) {
                 *len = h.msg_len as usize;
             }
-            if self.info {
+            if self.ctrl_words > 0 {
+                let stamp_len = cmsg_len(size_of::<libc::timespec>());
+                let drops_len = cmsg_len(size_of::<u32>());
+                let info_len = cmsg_len(size_of::<libc::in_pktinfo>());
                 for i in 0..n {
                     self.stamps[i] = None;
+                    self.dsts[i] = None;
                     let h = &self.hdr[i].msg_hdr;
                     // SAFETY: the kernel filled `msg_controllen` bytes of this entry's
-                    // `ctrl` buffer (at most CMSG_BUF, and `MSG_CTRUNC` cuts anything
+                    // `ctrl` chunk (at most its size, and `MSG_CTRUNC` cuts anything
                     // longer) with well-formed cmsghdrs; CMSG_FIRSTHDR and CMSG_NXTHDR
                     // stay within that length and return null past it. The data of the
-                    // two kinds read is a timespec and a u32, each checked against the
-                    // header's length before an unaligned read inside the buffer.
+                    // three kinds read is a timespec, a u32 and an in_pktinfo, each
+                    // checked against the header's length before an unaligned read
+                    // inside the buffer.
                     unsafe {
                         let mut c = libc::CMSG_FIRSTHDR(h);
                         while !c.is_null() {
@@ -206,8 +257,7 @@ impl RecvBatch {
                             let kind = (*c).cmsg_type;
                             if level == libc::SOL_SOCKET
                                 && kind == libc::SCM_TIMESTAMPNS
-                                && len
-                                    >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+                                && len >= stamp_len
                             {
                                 let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
                                 self.stamps[i] = Some(Duration::new(
@@ -216,9 +266,16 @@ impl RecvBatch {
                                 ));
                             } else if level == libc::SOL_SOCKET
                                 && kind == libc::SO_RXQ_OVFL
-                                && len >= libc::CMSG_LEN(size_of::<u32>() as u32) as usize
+                                && len >= drops_len
                             {
                                 self.drops = Some(std::ptr::read_unaligned(data.cast()));
+                            } else if level == libc::IPPROTO_IP
+                                && kind == libc::IP_PKTINFO
+                                && len >= info_len
+                            {
+                                let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                                self.dsts[i] =
+                                    Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
                             }
                             c = libc::CMSG_NXTHDR(h, c);
                         }
@@ -249,6 +306,12 @@ impl RecvBatch {
     /// drop; with rx info only).
     pub fn drops(&self) -> Option<u32> {
         self.drops
+    }
+
+    /// The IPv4 address the `i`th datagram of the last receive was sent to, if the
+    /// kernel said (with destinations only).
+    pub fn destination(&self, i: usize) -> Option<Ipv4Addr> {
+        self.dsts.get(i).copied().flatten()
     }
 }
 
@@ -329,9 +392,12 @@ pub struct SendOutcome {
     pub calls: usize,
 }
 
-/// Most datagrams in one batch (the kernel's `UIO_MAXIOV` is 1024 iovecs per message
-/// and messages per call; a GSO message takes two iovecs per datagram).
+/// Most datagrams in one batch of the load engine (`--send-batch`).
 pub const MAX_SEND_BATCH: usize = 512;
+/// Most datagrams one [`SendBatch`] holds: the kernel's `UIO_MAXIOV`, the most messages
+/// one `sendmmsg` call takes and the most iovecs per message (a GSO message takes two per
+/// datagram, and holds at most 64 datagrams).
+pub const SENDMMSG_MAX: usize = 1024;
 /// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
 #[cfg(target_os = "linux")]
 const UDP_SEGMENT: libc::c_int = 103;
@@ -345,10 +411,10 @@ const GSO_MAX_SEGMENT: usize = 1452;
 const GSO_MAX_BYTES: usize = 65_507;
 
 impl<'a> SendBatch<'a> {
-    /// Room for `batch` (1..=[`MAX_SEND_BATCH`]) datagrams with heads of up to `slot`
+    /// Room for `batch` (1..=[`SENDMMSG_MAX`]) datagrams with heads of up to `slot`
     /// bytes; GSO off.
     pub fn new(batch: usize, slot: usize) -> Self {
-        let batch = batch.clamp(1, MAX_SEND_BATCH);
+        let batch = batch.clamp(1, SENDMMSG_MAX);
         Self {
             slot,
             heads: vec![0; batch * slot],
@@ -465,9 +531,27 @@ impl<'a> SendBatch<'a> {
     /// allows; a message the kernel refuses is counted and skipped) and empties the batch.
     /// A refused GSO message turns GSO off for this batch.
     pub fn send(&mut self, socket: &UdpSocket) -> SendOutcome {
+        self.send_msgs(socket, false).0
+    }
+
+    /// For a non-blocking `socket`: sends the queued datagrams in order until the kernel
+    /// refuses one (a full socket buffer, or an error) and empties the batch; returns how
+    /// many were sent. The error comes back only when nothing was sent and the socket's
+    /// buffer was not simply full (then `Ok(0)`).
+    pub fn send_until_blocked(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        match self.send_msgs(socket, true) {
+            (out, Some(e)) if out.sent == 0 && e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            (out, _) => Ok(out.sent),
+        }
+    }
+
+    /// [`SendBatch::send`], or with `stop` [`SendBatch::send_until_blocked`]: then the
+    /// first refusal ends the call, and is returned.
+    fn send_msgs(&mut self, socket: &UdpSocket, stop: bool) -> (SendOutcome, Option<io::Error>) {
         let mut out = SendOutcome::default();
+        let mut refused = None;
         if self.len == 0 {
-            return out;
+            return (out, refused);
         }
         #[cfg(target_os = "linux")]
         {
@@ -494,6 +578,10 @@ impl<'a> SendBatch<'a> {
                     if m.count > 1 && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO)) {
                         self.gso = false;
                     }
+                    if stop {
+                        refused = Some(e);
+                        break;
+                    }
                     out.errors += m.count;
                     at += 1;
                 } else {
@@ -506,7 +594,7 @@ impl<'a> SendBatch<'a> {
         #[cfg(not(target_os = "linux"))]
         {
             let mut scratch = Vec::new();
-            for m in &self.msgs {
+            'msgs: for m in &self.msgs {
                 for i in m.first..m.first + m.count {
                     scratch.clear();
                     let at = i * self.slot;
@@ -517,32 +605,28 @@ impl<'a> SendBatch<'a> {
                         Some(d) => socket.send_to(&scratch, d),
                         None => socket.send(&scratch),
                     };
-                    if r.is_ok() {
-                        out.sent += 1;
-                    } else {
-                        out.errors += 1;
+                    match r {
+                        Ok(_) => out.sent += 1,
+                        Err(e) if stop => {
+                            refused = Some(e);
+                            break 'msgs;
+                        }
+                        Err(_) => out.errors += 1,
                     }
                 }
             }
         }
         self.clear();
-        out
+        (out, refused)
     }
 
     /// Points the kernel-facing arrays at the queued datagrams.
     #[cfg(target_os = "linux")]
     fn fill_sys(&mut self) {
-        let info_len = u32::try_from(size_of::<libc::in_pktinfo>()).unwrap_or(0);
-        let seg_len = u32::try_from(size_of::<u16>()).unwrap_or(0);
-        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
-        let (info_space, info_cmsg, seg_space, seg_cmsg) = unsafe {
-            (
-                libc::CMSG_SPACE(info_len) as usize,
-                libc::CMSG_LEN(info_len) as usize,
-                libc::CMSG_SPACE(seg_len) as usize,
-                libc::CMSG_LEN(seg_len) as usize,
-            )
-        };
+        let info_space = cmsg_space(size_of::<libc::in_pktinfo>());
+        let info_cmsg = cmsg_len(size_of::<libc::in_pktinfo>());
+        let seg_space = cmsg_space(size_of::<u16>());
+        let seg_cmsg = cmsg_len(size_of::<u16>());
         let sys = &mut self.sys;
         for i in 0..self.len {
             let at = i * self.slot;
@@ -668,105 +752,6 @@ pub fn gso_available() -> bool {
         #[cfg(not(target_os = "linux"))]
         false
     })
-}
-
-/// Read readiness of many sockets (epoll; Linux only, elsewhere `new` fails with
-/// `Unsupported`).
-pub struct Readiness {
-    #[cfg(target_os = "linux")]
-    fd: std::os::fd::OwnedFd,
-    #[cfg(target_os = "linux")]
-    events: Vec<libc::epoll_event>,
-    ready: Vec<u64>,
-}
-
-impl Readiness {
-    /// A poller reporting up to `max` ready sockets per wait.
-    pub fn new(max: usize) -> io::Result<Self> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::FromRawFd;
-            // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new
-            // file descriptor that nothing else owns.
-            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `fd` was just created and is owned by nobody else.
-            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-            Ok(Self {
-                fd,
-                events: vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)],
-                ready: Vec::new(),
-            })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = max;
-            Err(io::Error::new(io::ErrorKind::Unsupported, "needs Linux"))
-        }
-    }
-
-    /// Watches `socket` for readability, reported as `token`. The socket must outlive its
-    /// registration (it is dropped from the set when closed).
-    #[cfg(unix)]
-    pub fn add(&self, socket: &impl std::os::fd::AsRawFd, token: u64) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: token,
-            };
-            // SAFETY: both descriptors are open (`self.fd` is owned, `socket` borrowed)
-            // and `ev` is a valid epoll_event the kernel only reads.
-            let r = unsafe {
-                libc::epoll_ctl(
-                    self.fd.as_raw_fd(),
-                    libc::EPOLL_CTL_ADD,
-                    socket.as_raw_fd(),
-                    &raw mut ev,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (socket, token);
-            Err(io::Error::new(io::ErrorKind::Unsupported, "needs Linux"))
-        }
-    }
-
-    /// Waits up to `timeout` (zero: just looks) and returns the tokens of the readable
-    /// sockets.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<&[u64]> {
-        self.ready.clear();
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            let max = i32::try_from(self.events.len()).unwrap_or(i32::MAX);
-            // SAFETY: `events` has room for `max` entries, which is all the kernel
-            // writes; `self.fd` is an open epoll descriptor.
-            let n =
-                unsafe { libc::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), max, ms) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(&self.ready);
-                }
-                return Err(e);
-            }
-            let n = usize::try_from(n).unwrap_or(0);
-            self.ready.extend(self.events[..n].iter().map(|e| e.u64));
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = timeout;
-        Ok(&self.ready)
-    }
 }
 
 /// The CPU time the calling thread has used (user and system).
@@ -943,5 +928,33 @@ mod tests {
             assert_eq!(d[0], u8::try_from(i).unwrap());
             assert_eq!(*from, SocketAddr::from((srcs[i], port)));
         }
+
+        // The same on a non-blocking socket, and the answers to those sources: they reach
+        // the wildcard socket, each with the address it was sent to.
+        crate::sys::enable_pktinfo(&shared).unwrap();
+        shared.set_nonblocking(true).unwrap();
+        for (i, src) in srcs.iter().enumerate().skip(1) {
+            b.push(&[u8::try_from(i).unwrap() + 10], &[], to, Some(*src))
+                .unwrap();
+        }
+        assert_eq!(b.send_until_blocked(&shared).unwrap(), 3);
+        assert!(b.is_empty());
+        for (d, from) in recv_all(&rx, 3) {
+            rx.send_to(&d, from).unwrap();
+        }
+        let mut r = RecvBatch::new(8, 64).with_destinations();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while got.len() < 3 && std::time::Instant::now() < deadline {
+            let n = r.recv_now(&shared).unwrap();
+            for i in 0..n {
+                got.push((r.packet(i).to_vec(), r.destination(i)));
+            }
+        }
+        got.sort();
+        let want: Vec<_> = (1..4)
+            .map(|i| (vec![u8::try_from(i).unwrap() + 10], Some(srcs[i])))
+            .collect();
+        assert_eq!(got, want);
     }
 }

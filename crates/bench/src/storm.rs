@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use crate::client::{Credentials, RETRIES, RETRY_TIMEOUT};
 use crate::engine::{
-    Engine, EngineConfig, EngineStats, Finished, Poller, Program, default_local_ip, new_hist,
+    Engine, EngineConfig, EngineStats, Finished, Poller, Program, default_local_ip,
 };
-use crate::load::Latency;
+use crate::load::{Latency, new_hist};
 use crate::sys;
 
 /// What to run.
@@ -168,25 +168,8 @@ pub fn run(p: &StormParams, tick: &dyn Fn(u64)) -> StormReport {
     report.allocations_per_s = report.allocated as f64 / secs;
     report.generator_cpu_us_per_allocation =
         report.generator_cpu_s * 1e6 / report.allocated.max(1) as f64;
-    report.allocate_latency = latency(&hist);
+    report.allocate_latency = Latency::from_hist(&hist);
     report
-}
-
-/// Percentiles of a histogram of nanoseconds, in microseconds.
-pub fn latency(hist: &Histogram<u64>) -> Latency {
-    if hist.is_empty() {
-        return Latency::default();
-    }
-    let us = |ns: u64| ns as f64 / 1000.0;
-    Latency {
-        min_us: us(hist.min()),
-        mean_us: hist.mean() / 1000.0,
-        p50_us: us(hist.value_at_quantile(0.5)),
-        p90_us: us(hist.value_at_quantile(0.9)),
-        p99_us: us(hist.value_at_quantile(0.99)),
-        p999_us: us(hist.value_at_quantile(0.999)),
-        max_us: us(hist.max()),
-    }
 }
 
 struct WorkerResult {

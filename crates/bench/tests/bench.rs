@@ -3,20 +3,35 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
-use common::{ServerProcess, bench};
+use common::{ServerProcess, bench, bench_fails, credentials, serial};
 use serde_json::Value;
+use turnpike_bench::TurnClient;
 use turnpike_bench::load::{Mode, RunParams, Session, Shape, Target};
 use turnpike_bench::search::{SearchParams, plot, search};
-use turnpike_bench::{Credentials, TurnClient};
 
-/// The tests run one at a time: a calibration flood next to a loss-free assertion
-/// would make it flaky on a 2-core machine.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// A test's set-up: its turn (see [`serial`]) and a server on relay ports `ports`, with
+/// its UDP address as text.
+fn start(tag: &str, ports: &str) -> (MutexGuard<'static, ()>, ServerProcess, String) {
+    let serial = serial();
+    let server = ServerProcess::start(tag, ports);
+    let addr = server.udp.to_string();
+    (serial, server, addr)
+}
+
+/// Runs `turnpike-bench <command> --server <addr> --secret S <args>` (bounded); returns
+/// its stdout.
+fn run(command: &str, addr: &str, args: &[&str]) -> String {
+    let mut all = vec![command, "--server", addr, "--secret", "S"];
+    all.extend_from_slice(args);
+    bench(&all, Duration::from_secs(20))
+}
+
+/// The JSON document `out`.
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).expect("JSON output parses")
 }
 
 fn f(v: &Value, path: &[&str]) -> f64 {
@@ -30,16 +45,11 @@ fn f(v: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn load_two_clients_no_loss_json() {
-    let _serial = serial();
-    let server = ServerProcess::start("load", "41000-41099");
-    let addr = server.udp.to_string();
-    let out = bench(
+    let (_serial, _server, addr) = start("load", "41000-41099");
+    let out = run(
+        "load",
+        &addr,
         &[
-            "load",
-            "--server",
-            &addr,
-            "--secret",
-            "S",
             "--clients",
             "2",
             "--rate",
@@ -49,9 +59,8 @@ fn load_two_clients_no_loss_json() {
             "--json",
             "--quiet",
         ],
-        Duration::from_secs(20),
     );
-    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+    let v = json(&out);
     let sent = f(&v, &["sent"]);
     assert!((190.0..=210.0).contains(&sent), "sent {sent}");
     assert_eq!(f(&v, &["lost"]), 0.0, "{out}");
@@ -69,16 +78,11 @@ fn load_two_clients_no_loss_json() {
 
 #[test]
 fn storm_completes_allocations() {
-    let _serial = serial();
-    let server = ServerProcess::start("storm", "41100-41199");
-    let addr = server.udp.to_string();
-    let out = bench(
+    let (_serial, _server, addr) = start("storm", "41100-41199");
+    let out = run(
+        "storm",
+        &addr,
         &[
-            "storm",
-            "--server",
-            &addr,
-            "--secret",
-            "S",
             "--allocations",
             "60",
             "--concurrency",
@@ -86,9 +90,8 @@ fn storm_completes_allocations() {
             "--json",
             "--quiet",
         ],
-        Duration::from_secs(20),
     );
-    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+    let v = json(&out);
     assert_eq!(f(&v, &["allocated"]), 60.0, "{out}");
     assert_eq!(f(&v, &["failed"]), 0.0);
     assert_eq!(f(&v, &["deleted"]), 60.0);
@@ -98,38 +101,25 @@ fn storm_completes_allocations() {
 #[test]
 fn calibrate_reports_a_positive_ceiling() {
     let _serial = serial();
-    let out = bench(
-        &[
+    let calibrate = |extra: &[&str]| {
+        let args = [
             "calibrate",
             "--clients",
             "2",
             "--duration",
             "0.5",
-            "--json",
             "--quiet",
-        ],
-        Duration::from_secs(20),
-    );
-    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+        ];
+        bench(&[&args[..], extra].concat(), Duration::from_secs(20))
+    };
+    let out = calibrate(&["--json"]);
+    let v = json(&out);
     assert!(f(&v, &["ceiling_pps"]) > 0.0, "{out}");
     assert!(f(&v, &["flood", "delivered"]) > 0.0);
     assert!(v["paced"].is_null());
 
     // With --rate, the same paced load through the reflector: nothing lost.
-    let out = bench(
-        &[
-            "calibrate",
-            "--clients",
-            "2",
-            "--duration",
-            "0.5",
-            "--rate",
-            "100",
-            "--csv",
-            "--quiet",
-        ],
-        Duration::from_secs(20),
-    );
+    let out = calibrate(&["--rate", "100", "--csv"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("run,target,"));
@@ -140,12 +130,8 @@ fn calibrate_reports_a_positive_ceiling() {
 
 #[test]
 fn library_send_indications_search_and_plot() {
-    let _serial = serial();
-    let server = ServerProcess::start("lib", "41200-41299");
-    let credentials = Credentials::Rest {
-        secret: "S".into(),
-        user: "lib".into(),
-    };
+    let (_serial, server, _) = start("lib", "41200-41299");
+    let credentials = credentials("lib");
     // The client alone: allocate, permission, refresh, delete.
     let mut c = TurnClient::connect(server.udp, &credentials).unwrap();
     let relayed = c.allocate(Some(300)).unwrap();
@@ -156,7 +142,7 @@ fn library_send_indications_search_and_plot() {
     assert_eq!(c.refresh(0).unwrap(), 0);
 
     // A wrong secret is refused, not retried forever.
-    let bad = Credentials::Rest {
+    let bad = turnpike_bench::Credentials::Rest {
         secret: "wrong".into(),
         user: "x".into(),
     };
@@ -227,16 +213,11 @@ fn library_send_indications_search_and_plot() {
 
 #[test]
 fn load_with_calibrate_and_csv() {
-    let _serial = serial();
-    let server = ServerProcess::start("cal", "41300-41399");
-    let addr = server.udp.to_string();
-    let out = bench(
+    let (_serial, _server, addr) = start("cal", "41300-41399");
+    let out = run(
+        "load",
+        &addr,
         &[
-            "load",
-            "--server",
-            &addr,
-            "--secret",
-            "S",
             "--clients",
             "2",
             "--rate",
@@ -249,7 +230,6 @@ fn load_with_calibrate_and_csv() {
             "--csv",
             "--quiet",
         ],
-        Duration::from_secs(20),
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -265,24 +245,13 @@ fn load_with_calibrate_and_csv() {
 
 #[test]
 fn storm_event_engine_reuses_sockets() {
-    let _serial = serial();
-    let server = ServerProcess::start("storm-engine", "41400-41499");
-    let addr = server.udp.to_string();
-    let out = bench(
-        &[
-            "storm",
-            "--server",
-            &addr,
-            "--secret",
-            "S",
-            "--allocations",
-            "200",
-            "--json",
-            "--quiet",
-        ],
-        Duration::from_secs(20),
+    let (_serial, _server, addr) = start("storm-engine", "41400-41499");
+    let out = run(
+        "storm",
+        &addr,
+        &["--allocations", "200", "--json", "--quiet"],
     );
-    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+    let v = json(&out);
     assert_eq!(f(&v, &["allocated"]), 200.0, "{out}");
     assert_eq!(f(&v, &["failed"]), 0.0, "{out}");
     assert_eq!(f(&v, &["deleted"]), 200.0, "{out}");
@@ -298,29 +267,25 @@ fn storm_event_engine_reuses_sockets() {
 
     // Two threads with poll(2), static credentials refused: every allocation fails
     // cleanly with the 401, nothing hangs.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
-        .args([
-            "storm",
-            "--server",
-            &addr,
-            "--user",
-            "nobody",
-            "--password",
-            "wrong",
-            "--allocations",
-            "20",
-            "--concurrency",
-            "4",
-            "--threads",
-            "2",
-            "--poller",
-            "poll",
-            "--json",
-            "--quiet",
-        ])
-        .output()
-        .expect("run turnpike-bench");
-    assert!(!out.status.success());
+    let out = bench_fails(&[
+        "storm",
+        "--server",
+        &addr,
+        "--user",
+        "nobody",
+        "--password",
+        "wrong",
+        "--allocations",
+        "20",
+        "--concurrency",
+        "4",
+        "--threads",
+        "2",
+        "--poller",
+        "poll",
+        "--json",
+        "--quiet",
+    ]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON output parses");
     assert_eq!((f(&v, &["allocated"]), f(&v, &["failed"])), (0.0, 20.0));
     assert!(
@@ -329,13 +294,17 @@ fn storm_event_engine_reuses_sockets() {
     );
 }
 
-/// Starts `turnpike-bench hold ...` with stdin and stdout piped, and returns the child
-/// once it printed its `holding N allocations` line (and that line).
-fn start_hold(args: &[&str]) -> (std::process::Child, std::process::ChildStdout, String) {
+/// Starts `turnpike-bench hold --server <addr> --secret S <args>` with stdin and stdout
+/// piped, and returns the child once it printed its `holding N allocations` line (and
+/// that line).
+fn start_hold(
+    addr: &str,
+    args: &[&str],
+) -> (std::process::Child, std::process::ChildStdout, String) {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
-        .arg("hold")
+        .args(["hold", "--server", addr, "--secret", "S"])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -391,22 +360,19 @@ fn json_stream(s: &str) -> Vec<Value> {
 
 #[test]
 fn hold_keeps_allocations_until_stdin_closes() {
-    let _serial = serial();
-    let server = ServerProcess::start("hold", "41500-41599");
-    let addr = server.udp.to_string();
-    let (child, stdout, line) = start_hold(&[
-        "--server",
+    let (_serial, _server, addr) = start("hold", "41500-41599");
+    let (child, stdout, line) = start_hold(
         &addr,
-        "--secret",
-        "S",
-        "--clients",
-        "50",
-        "--concurrency",
-        "16",
-        "--refresh-secs",
-        "0.3",
-        "--json",
-    ]);
+        &[
+            "--clients",
+            "50",
+            "--concurrency",
+            "16",
+            "--refresh-secs",
+            "0.3",
+            "--json",
+        ],
+    );
     assert_eq!(line, "holding 50 allocations");
     std::thread::sleep(Duration::from_secs(1));
     let mut child = child;
@@ -436,19 +402,8 @@ fn hold_keeps_allocations_until_stdin_closes() {
 
 #[test]
 fn hold_ends_on_sigterm_and_with_hold_secs() {
-    let _serial = serial();
-    let server = ServerProcess::start("hold2", "41600-41699");
-    let addr = server.udp.to_string();
-    let (child, stdout, line) = start_hold(&[
-        "--server",
-        &addr,
-        "--secret",
-        "S",
-        "--clients",
-        "10",
-        "--peer",
-        "127.0.0.1:9",
-    ]);
+    let (_serial, _server, addr) = start("hold2", "41600-41699");
+    let (child, stdout, line) = start_hold(&addr, &["--clients", "10", "--peer", "127.0.0.1:9"]);
     assert_eq!(line, "holding 10 allocations");
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -457,20 +412,10 @@ fn hold_ends_on_sigterm_and_with_hold_secs() {
     assert!(ok, "{rest}");
     assert!(rest.contains("teardown            10 deleted"), "{rest}");
 
-    let out = bench(
-        &[
-            "hold",
-            "--server",
-            &addr,
-            "--secret",
-            "S",
-            "--clients",
-            "10",
-            "--hold-secs",
-            "0.2",
-            "--json",
-        ],
-        Duration::from_secs(20),
+    let out = run(
+        "hold",
+        &addr,
+        &["--clients", "10", "--hold-secs", "0.2", "--json"],
     );
     let (first, rest) = out.split_once('\n').unwrap();
     assert_eq!(first, "holding 10 allocations");
@@ -480,9 +425,7 @@ fn hold_ends_on_sigterm_and_with_hold_secs() {
 
 #[test]
 fn flood_from_spoofed_sources_is_answered() {
-    let _serial = serial();
-    let server = ServerProcess::start("flood", "41700-41799");
-    let addr = server.udp.to_string();
+    let (_serial, _server, addr) = start("flood", "41700-41799");
     let out = bench(
         &[
             "flood",
@@ -496,7 +439,7 @@ fn flood_from_spoofed_sources_is_answered() {
         ],
         Duration::from_secs(20),
     );
-    let v: Value = serde_json::from_str(&out).expect("JSON output parses");
+    let v = json(&out);
     assert_eq!(f(&v, &["sent"]), 2000.0, "{out}");
     let answered = f(&v, &["answered"]);
     assert!(answered >= 1990.0, "{out}");
@@ -515,11 +458,7 @@ fn flood_from_spoofed_sources_is_answered() {
     assert_eq!(v["last_source"], "127.1.7.222");
 
     // Refused off loopback.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
-        .args(["flood", "--server", "192.0.2.1:3478", "--sources", "10"])
-        .output()
-        .expect("run turnpike-bench");
-    assert!(!out.status.success());
+    let out = bench_fails(&["flood", "--server", "192.0.2.1:3478", "--sources", "10"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("only runs against a server on IPv4 loopback"),

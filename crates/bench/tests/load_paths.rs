@@ -7,22 +7,15 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::{ServerProcess, bench, test_dir};
+use common::{ServerProcess, bench, bench_fails, credentials, serial, test_dir};
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
+use turnpike_bench::TurnClient;
 use turnpike_bench::load::{Mode, RunParams, Session, SessionConfig, Shape, Target, To};
 use turnpike_bench::mmsg::SendBatch;
-use turnpike_bench::{Credentials, TurnClient};
 use turnpike_stun::{ChannelNumber, write_channel_data_header};
-
-/// One test at a time: each is a short load on a 2-core machine.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn num(v: &Value, key: &str) -> f64 {
     v[key]
@@ -36,6 +29,22 @@ fn load(args: &[&str]) -> Value {
     all.extend_from_slice(args);
     let out = bench(&all, Duration::from_secs(30));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// A short `load` run against `server`: `clients` clients, 200 packets/s for half a
+/// second, and `extra`.
+fn short_load(server: &str, clients: &str, extra: &[&str]) -> Value {
+    let args = [
+        "--server",
+        server,
+        "--clients",
+        clients,
+        "--rate",
+        "200",
+        "--duration",
+        "0.5",
+    ];
+    load(&[&args[..], extra].concat())
 }
 
 /// Asserts a report delivered everything it sent (at least `min_sent`).
@@ -70,10 +79,7 @@ fn channel_data(payload: &[u8]) -> Vec<u8> {
 fn pktinfo_source_is_the_clients_five_tuple() {
     let _serial = serial();
     let server = ServerProcess::start("pktinfo", "41400-41449");
-    let credentials = Credentials::Rest {
-        secret: "S".into(),
-        user: "pktinfo".into(),
-    };
+    let credentials = credentials("pktinfo");
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(Duration::from_millis(400)))
         .unwrap();
@@ -121,18 +127,7 @@ fn every_send_path_delivers_everything() {
     let server = ServerProcess::start("paths", "41450-41499");
     let addr = server.udp.to_string();
     for path in ["plain", "mmsg", "shared"] {
-        let v = load(&[
-            "--server",
-            &addr,
-            "--clients",
-            "3",
-            "--rate",
-            "200",
-            "--duration",
-            "0.5",
-            "--send-path",
-            path,
-        ]);
+        let v = short_load(&addr, "3", &["--send-path", path]);
         no_loss(&v, 280.0);
         assert_eq!(v["send_path"], path);
         assert_eq!(v["transport"], "udp");
@@ -206,17 +201,7 @@ fn tcp_and_tls_transports() {
     );
     let server = ServerProcess::start_with("streams", "41500-41549", &listen);
     let tcp = server.tcp.expect("a TCP listener").to_string();
-    let common = [
-        "--server",
-        &tcp,
-        "--clients",
-        "3",
-        "--rate",
-        "200",
-        "--duration",
-        "0.5",
-    ];
-    let with = |extra: &[&str]| load(&[&common[..], extra].concat());
+    let with = |extra: &[&str]| short_load(&tcp, "3", extra);
 
     let v = with(&["--transport", "tcp"]);
     no_loss(&v, 280.0);
@@ -256,28 +241,22 @@ fn tcp_and_tls_transports() {
     no_loss(&v, 280.0);
 
     // A name the certificate does not carry is refused.
-    let out = Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
-        .args([
-            "load",
-            "--secret",
-            "S",
-            "--quiet",
-            "--transport",
-            "tls",
-            "--ca",
-            &ca,
-        ])
-        .args([
-            "--tls-name",
-            "other.test",
-            "--server",
-            &tcp,
-            "--duration",
-            "0.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = bench_fails(&[
+        "load",
+        "--secret",
+        "S",
+        "--quiet",
+        "--transport",
+        "tls",
+        "--ca",
+        &ca,
+        "--tls-name",
+        "other.test",
+        "--server",
+        &tcp,
+        "--duration",
+        "0.2",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not valid for name"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -290,24 +269,14 @@ fn client_to_client_both_directions() {
     let server = ServerProcess::start_with("c2c", "41550-41599", listen);
     let udp = server.udp.to_string();
     let tcp = server.tcp.expect("a TCP listener").to_string();
-    let common = [
-        "--to",
-        "clients",
-        "--clients",
-        "4",
-        "--rate",
-        "200",
-        "--duration",
-        "0.5",
-    ];
-    for extra in [
-        &["--server", &udp][..],
-        &["--server", &udp, "--send-path", "mmsg", "--mode", "send"],
-        &["--server", &udp, "--send-path", "plain", "--peers", "2"],
-        &["--server", &tcp, "--transport", "tcp"],
-        &["--server", &tcp, "--transport", "tcp", "--mode", "send"],
+    for (addr, extra) in [
+        (&udp, &[][..]),
+        (&udp, &["--send-path", "mmsg", "--mode", "send"]),
+        (&udp, &["--send-path", "plain", "--peers", "2"]),
+        (&tcp, &["--transport", "tcp"]),
+        (&tcp, &["--transport", "tcp", "--mode", "send"]),
     ] {
-        let v = load(&[&common[..], extra].concat());
+        let v = short_load(addr, "4", &[&["--to", "clients"][..], extra].concat());
         no_loss(&v, 380.0);
         assert_eq!(v["to"], "clients", "{extra:?}");
         // Every client sent and every client's partner received: both directions.
@@ -318,10 +287,7 @@ fn client_to_client_both_directions() {
     // sockets): every one succeeds and no data is lost.
     let target = Target::Turn {
         server: server.udp,
-        credentials: Credentials::Rest {
-            secret: "S".into(),
-            user: "c2c".into(),
-        },
+        credentials: credentials("c2c"),
     };
     let cfg = SessionConfig {
         to: To::Clients,

@@ -10,11 +10,27 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
+
+use turnpike_bench::Credentials;
+
+/// The tests of a file run one at a time: each is a short load on a 2-core machine (a
+/// calibration flood next to a loss-free assertion would make it flaky).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// REST credentials for `user` with the servers' secret `S`.
+pub fn credentials(user: &str) -> Credentials {
+    Credentials::Rest {
+        secret: "S".into(),
+        user: user.into(),
+    }
+}
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -180,5 +196,15 @@ pub fn bench(args: &[&str], timeout: Duration) -> String {
     };
     let out = reader.join().unwrap();
     assert!(status.success(), "turnpike-bench {args:?} failed: {out}");
+    out
+}
+
+/// Runs the bench binary with `args` and returns what it did; it must fail.
+pub fn bench_fails(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_turnpike-bench"))
+        .args(args)
+        .output()
+        .expect("run turnpike-bench");
+    assert!(!out.status.success(), "turnpike-bench {args:?} succeeded");
     out
 }
