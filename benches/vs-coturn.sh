@@ -13,7 +13,8 @@
 #    turnutils_uclient as the load generator (UCLIENT_ROUNDS, default 6; 0 skips it),
 #    appended to the same results directory.
 #
-# Needs coturn (`apt-get install coturn`), taskset, python3. Takes ~25 minutes.
+# Needs coturn (`apt-get install coturn`), taskset, python3. Takes ~20 minutes; keep the
+# machine otherwise idle while it runs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -27,5 +28,7 @@ mkdir -p "$OUT"
 python3 benches/vs_coturn.py --out "$OUT" "$@" | tee "$OUT/vs_coturn.txt"
 UCLIENT_ROUNDS=${UCLIENT_ROUNDS:-6}
 if [ "$UCLIENT_ROUNDS" -gt 0 ]; then
-    benches/uclient-cross-check.sh "$UCLIENT_ROUNDS" 2>&1 | tee "$OUT/uclient-cross-check.txt"
+    # One level by default: 4 uclients × 50 clients × 1 ms interval, 120-byte messages.
+    LEVELS=${UCLIENT_LEVELS:-"120:4:1:50:1000"} \
+        benches/uclient-cross-check.sh "$UCLIENT_ROUNDS" 2>&1 | tee "$OUT/uclient-cross-check.txt"
 fi
