@@ -63,8 +63,8 @@ use turnpike_stun::attr::{
     XorRelayedAddress,
 };
 use turnpike_stun::{
-    AttrType, ChannelData, ChannelNumber, Class, Demux, EncodeError, ErrorCode, IntegrityKind,
-    LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId, demux,
+    AttrType, ChannelData, ChannelNumber, Class, Demux, EncodeError, ErrorCode, IntegrityKey,
+    IntegrityKind, LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId, demux,
     write_channel_data_header,
 };
 
@@ -932,12 +932,7 @@ impl TurnServer {
         auth: &Authenticated,
         body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
     ) -> Result<usize, EncodeError> {
-        let signer = Signer {
-            key: auth.key,
-            kind: auth.kind,
-            fingerprint,
-        };
-        self.write_signed(out, ty, tid, &signer, body)
+        self.write_with_key(out, ty, tid, &auth.integrity, auth.kind, fingerprint, body)
     }
 
     /// [`Self::write_response`] with a kept [`Signer`].
@@ -949,17 +944,32 @@ impl TurnServer {
         signer: &Signer,
         body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
     ) -> Result<usize, EncodeError> {
+        let key = signer.key.integrity_key();
+        self.write_with_key(out, ty, tid, &key, signer.kind, signer.fingerprint, body)
+    }
+
+    /// Writes a response signed with a prepared key.
+    #[allow(clippy::too_many_arguments)]
+    fn write_with_key(
+        &self,
+        out: &mut [u8],
+        ty: MessageType,
+        tid: TransactionId,
+        key: &IntegrityKey,
+        kind: IntegrityKind,
+        fingerprint: bool,
+        body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
         let mut w = MessageWriter::new(out, ty, tid)?;
         body(&mut w)?;
         if let Some(s) = &self.software {
             w.put(&Software(s))?;
         }
-        let key = signer.key.integrity_key();
-        match signer.kind {
-            IntegrityKind::Sha1 => w.put_integrity(&key)?,
-            IntegrityKind::Sha256 { .. } => w.put_integrity_sha256(&key, 32)?,
+        match kind {
+            IntegrityKind::Sha1 => w.put_integrity(key)?,
+            IntegrityKind::Sha256 { .. } => w.put_integrity_sha256(key, 32)?,
         }
-        if signer.fingerprint {
+        if fingerprint {
             w.put_fingerprint()?;
         }
         Ok(w.finish())

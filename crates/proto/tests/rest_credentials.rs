@@ -126,6 +126,26 @@ fn credential_expires_with_virtual_time() {
 }
 
 #[test]
+fn a_cached_key_does_not_let_a_wrong_password_in() {
+    // The first client's Allocate puts the username's key in the server's cache; a
+    // second client with the same username and a wrong password is still refused, and
+    // the right password still works from another 5-tuple.
+    let mut sim = Sim::new();
+    let (username, password) = turnpike_proto::auth::rest::mint(SECRET, "carol", START_UNIX + 600);
+    let mut good = TestClient::new(udp("203.0.113.10:40000"), &username, &password);
+    good.allocate(&mut sim, &[]).success();
+    let mut bad = TestClient::new(
+        udp("203.0.113.10:40001"),
+        &username,
+        "bm90IHRoZSBwYXNzd29yZA==",
+    );
+    assert_challenge(&bad.allocate(&mut sim, &[]));
+    let mut again = TestClient::new(udp("203.0.113.10:40002"), &username, &password);
+    again.allocate(&mut sim, &[]).success();
+    assert_eq!(sim.server.allocation_count(), 2);
+}
+
+#[test]
 fn wrong_password_is_401_with_realm_and_nonce() {
     let mut sim = Sim::new();
     let (username, _) = turnpike_proto::auth::rest::mint(SECRET, "carol", START_UNIX + 600);

@@ -14,7 +14,7 @@ use turnpike_stun::attr::{
     Nonce, PasswordAlgorithm, PasswordAlgorithmId, PasswordAlgorithms, Realm, Userhash, Username,
 };
 use turnpike_stun::nonce_cookie::SecurityFeatures;
-use turnpike_stun::{IntegrityKind, LongTermKey, Message, userhash};
+use turnpike_stun::{IntegrityKey, IntegrityKind, LongTermKey, Message, userhash};
 
 use self::nonce::{NonceCheck, NonceKey};
 use self::rest::{parse_rest_username, rest_password};
@@ -46,6 +46,9 @@ pub struct Authenticated {
     pub username: String,
     /// The key that verified the request; responses are signed with it.
     pub key: LongTermKey,
+    /// `key` prepared for HMAC (kept from the verification, so signing the response
+    /// does not prepare it again).
+    pub integrity: IntegrityKey,
     /// Which integrity attribute the client used; the response uses the same.
     pub kind: IntegrityKind,
     /// Unix expiry of a REST credential.
@@ -65,7 +68,17 @@ pub struct Credentials {
     userhashes: HashMap<[u8; 32], String>,
     nonce: NonceKey,
     nonce_lifetime: u32,
+    /// Long-term keys of REST usernames that authenticated lately, so that a client's
+    /// next requests (Refresh, CreatePermission, ChannelBind) skip the password HMAC and
+    /// the key derivation. Only a key that verified a request gets in, and the map is
+    /// emptied when it reaches [`REST_KEY_CACHE`] entries: it cannot grow unbounded.
+    rest_keys: HashMap<(String, PasswordAlgorithmId), LongTermKey>,
 }
+
+/// Most REST keys kept in [`Credentials`]' cache: the users of the last moments (a
+/// client's Allocate, then its CreatePermission and ChannelBind come within a second),
+/// small enough to be nothing next to the allocations (~10 KB when full).
+const REST_KEY_CACHE: usize = 64;
 
 impl core::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -124,6 +137,7 @@ impl Credentials {
             users: map,
             userhashes: hashes,
             nonce_lifetime: nonce_lifetime_secs,
+            rest_keys: HashMap::new(),
         })
     }
 
@@ -143,7 +157,7 @@ impl Credentials {
     ///
     /// The [`AuthReject`] that says how to answer.
     pub fn authenticate(
-        &self,
+        &mut self,
         msg: &Message<&[u8]>,
         client: SocketAddr,
         unix_now: u64,
@@ -178,9 +192,10 @@ impl Credentials {
         };
 
         let verify = |key: LongTermKey| {
-            msg.verify_integrity(&key.integrity_key())
+            let integrity = key.integrity_key();
+            msg.verify_integrity(&integrity)
                 .ok()
-                .map(|kind| (key, kind))
+                .map(|kind| (key, integrity, kind))
         };
         if let Some(user) = self.users.get(&username) {
             let key = if algorithm == PasswordAlgorithmId::SHA256 {
@@ -188,33 +203,47 @@ impl Credentials {
             } else {
                 user.md5
             };
-            let (key, kind) = verify(key).ok_or(AuthReject::Unauthenticated)?;
+            let (key, integrity, kind) = verify(key).ok_or(AuthReject::Unauthenticated)?;
             return Ok(Authenticated {
                 username,
                 key,
+                integrity,
                 kind,
                 expiry: None,
             });
         }
-        let rest = parse_rest_username(&username).ok_or(AuthReject::Unauthenticated)?;
-        if rest.expiry < unix_now {
+        let expiry = parse_rest_username(&username)
+            .ok_or(AuthReject::Unauthenticated)?
+            .expiry;
+        if expiry < unix_now {
             return Err(AuthReject::Unauthenticated);
         }
-        for secret in &self.secrets {
-            let password = rest_password(secret, &username);
-            let Ok(key) = LongTermKey::derive(algorithm, &username, &self.realm, &password) else {
-                continue;
-            };
-            if let Some((key, kind)) = verify(key) {
-                return Ok(Authenticated {
-                    expiry: Some(rest.expiry),
-                    username,
-                    key,
-                    kind,
-                });
+        let cache_key = (username, algorithm);
+        let cached = self.rest_keys.get(&cache_key).copied();
+        let verified = cached.and_then(verify).or_else(|| {
+            self.secrets.iter().find_map(|secret| {
+                let password = rest_password(secret, &cache_key.0);
+                LongTermKey::derive(algorithm, &cache_key.0, &self.realm, &password)
+                    .ok()
+                    .and_then(verify)
+            })
+        });
+        let Some((key, integrity, kind)) = verified else {
+            return Err(AuthReject::Unauthenticated);
+        };
+        if cached.is_none() {
+            if self.rest_keys.len() >= REST_KEY_CACHE {
+                self.rest_keys.clear();
             }
+            self.rest_keys.insert(cache_key.clone(), key);
         }
-        Err(AuthReject::Unauthenticated)
+        Ok(Authenticated {
+            expiry: Some(expiry),
+            username: cache_key.0,
+            key,
+            integrity,
+            kind,
+        })
     }
 
     /// RFC 8489 §9.2.4: with our nonce cookie's password-algorithms bit set, a request
