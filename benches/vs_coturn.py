@@ -13,8 +13,11 @@ machine hits both alike. Per server and round:
   rate1200   the same at 1200 bytes
   equal      `load` at a fixed offered rate (half coturn's max loss-free rate at 120 B,
              found once before the rounds): server CPU per relayed packet, from the
-             server's on-CPU time (/proc/PID/task/*/schedstat) over the run, and the
-             p99 one-way added latency
+             server CPU's busy time (/proc/stat; the process's own time from
+             /proc/PID/task/*/schedstat beside it) over the run, and the p99 one-way
+             added latency
+  c2c        the same relay work client to client (`load --to clients` at half that
+             rate: each packet is relayed twice), CPU per relayed packet
   storm      `storm`: authenticated allocations per second (401 round trip included,
              then Refresh lifetime 0)
 
@@ -47,6 +50,7 @@ TARGETS = {
     "rate1200": (">=", 2.0),
     "cpu_ns_per_pkt": ("<=", 0.5),
     "process_cpu_ns_per_pkt": ("<=", 0.5),
+    "c2c_cpu_ns_per_relay": ("<=", 0.5),
     "allocs_per_s": (">=", 5.0),
 }
 COMMANDS = []
@@ -275,6 +279,24 @@ def equal_load(args, srv, pps):
     }
 
 
+def equal_load_c2c(args, srv, pps):
+    """Client to client (both ends allocate on this server) at `pps` offered: every
+    delivered packet crosses the relay twice (client A → A's relay → B's relay → B)."""
+    b0 = cpu_busy_ns(args.server_cpu)
+    r = bench(args, "load", *server_args(args), "--clients", args.clients, "--to", "clients",
+              "--size", 120, "--rate", pps / args.clients, "--duration", args.load_secs,
+              timeout=args.load_secs + 60)
+    b1 = cpu_busy_ns(args.server_cpu)
+    relayed = 2 * r["delivered"]
+    return {
+        "offered_pps": r["offered_pps"],
+        "delivered": r["delivered"],
+        "loss_pct": r["loss_pct"],
+        "p99_us": r["latency"]["p99_us"],
+        "cpu_ns_per_relay": (b1 - b0) / relayed if relayed else float("nan"),
+    }
+
+
 def storm(args, srv):
     c0 = cpu_ns(srv.pid)
     r = bench(args, "storm", *server_args(args), "--allocations", args.storm,
@@ -381,6 +403,8 @@ def main():
                     row["rate1200"] = search(args, 1200, kind, rnd, out)
                 if equal_pps:
                     row["equal"] = equal_load(args, srv, equal_pps)
+                    # Same relay work per second: half the packets, each relayed twice.
+                    row["c2c"] = equal_load_c2c(args, srv, equal_pps / 2)
                 if "storm" not in skip:
                     row["storm"] = storm(args, srv)
                 row["rss_end_kib"] = rss_kib(srv.pid)
@@ -402,6 +426,8 @@ def main():
                            lambda r: r["equal"]["cpu_ns_per_pkt"]),
         "process_cpu_ns_per_pkt": ("server process CPU ns per relayed pkt (equal load)",
                                    lambda r: r["equal"]["process_cpu_ns_per_pkt"]),
+        "c2c_cpu_ns_per_relay": ("server CPU ns per relayed pkt, client to client (same relay work)",
+                                 lambda r: r["c2c"]["cpu_ns_per_relay"]),
         "p99_us": ("p99 added latency µs (equal load)", lambda r: r["equal"]["p99_us"]),
         "allocs_per_s": ("authenticated allocations/s", lambda r: r["storm"]["allocations_per_s"]),
         "bytes_per_alloc": (f"RSS bytes per allocation ({args.hold} held)",
@@ -446,6 +472,12 @@ def main():
         summary[key] = {"label": label, "coturn": vals["coturn"], "turnpike": vals["turnpike"],
                         "coturn_median": c[0], "turnpike_median": t[0], "ratio": ratio,
                         "per_round_ratio_median": pr, "target": verdict}
+        if key in ("rate120", "rate1200"):
+            bound = {k: sum(1 for r in rows if r["server"] == k and r[key]["generator_bound"])
+                     for k in ("coturn", "turnpike")}
+            if any(bound.values()):
+                verdict += (f" (generator-bound rounds: coturn {bound['coturn']}, turnpike "
+                            f"{bound['turnpike']}: those figures are lower bounds)")
         lines.append(f"| {label} | {c[0]:.0f} ({c[1]:.0f}–{c[2]:.0f}) | {t[0]:.0f} "
                      f"({t[1]:.0f}–{t[2]:.0f}) | {ratio:.2f} | {pr:.2f} | {verdict} |")
     if floods:
