@@ -16,6 +16,8 @@ machine hits both alike. Per server and round:
              server CPU's busy time (/proc/stat; the process's own time from
              /proc/PID/task/*/schedstat beside it) over the run, and the p99 one-way
              added latency
+  video      `load` of --video-clients video-like streams (300 pkt/s of 1200 B in
+             10-packet frames at 30 fps): server CPU per relayed packet and p99
   c2c        the same relay work client to client (`load --to clients` at half that
              rate: each packet is relayed twice), CPU per relayed packet
   storm      `storm`: authenticated allocations per second (401 round trip included,
@@ -51,6 +53,7 @@ TARGETS = {
     "cpu_ns_per_pkt": ("<=", 0.5),
     "process_cpu_ns_per_pkt": ("<=", 0.5),
     "c2c_cpu_ns_per_relay": ("<=", 0.5),
+    "video_cpu_ns_per_pkt": ("<=", 0.5),
     "allocs_per_s": (">=", 5.0),
 }
 COMMANDS = []
@@ -297,6 +300,25 @@ def equal_load_c2c(args, srv, pps):
     }
 
 
+def video_load(args, srv):
+    """Video-like load at a fixed rate: --video-clients streams of 300 pkt/s of 1200 B
+    (≈ 2.9 Mbit/s each) sent as 30 frames per second, each frame's 10 packets back to
+    back, as a browser's video sender does."""
+    b0 = cpu_busy_ns(args.server_cpu)
+    r = bench(args, "load", *server_args(args), "--clients", args.video_clients, "--size",
+              1200, "--rate", 300, "--shape", "bursty", "--fps", 30, "--duration",
+              args.load_secs, timeout=args.load_secs + 60)
+    b1 = cpu_busy_ns(args.server_cpu)
+    relayed = r["delivered"]
+    return {
+        "offered_pps": r["offered_pps"],
+        "delivered": relayed,
+        "loss_pct": r["loss_pct"],
+        "p99_us": r["latency"]["p99_us"],
+        "cpu_ns_per_pkt": (b1 - b0) / relayed if relayed else float("nan"),
+    }
+
+
 def storm(args, srv):
     c0 = cpu_ns(srv.pid)
     r = bench(args, "storm", *server_args(args), "--allocations", args.storm,
@@ -342,8 +364,10 @@ def main():
     p.add_argument("--load-secs", type=float, default=5.0)
     p.add_argument("--hold", type=int, default=10000)
     p.add_argument("--storm", type=int, default=20000)
+    p.add_argument("--video-clients", type=int, default=600)
     p.add_argument("--flood-sources", type=int, default=100000)
-    p.add_argument("--skip", default="", help="comma list of: memory,rate,equal,storm,flood")
+    p.add_argument("--skip", default="",
+                   help="comma list of: memory,rate,equal,video,storm,flood")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -405,6 +429,8 @@ def main():
                     row["equal"] = equal_load(args, srv, equal_pps)
                     # Same relay work per second: half the packets, each relayed twice.
                     row["c2c"] = equal_load_c2c(args, srv, equal_pps / 2)
+                if "video" not in skip:
+                    row["video"] = video_load(args, srv)
                 if "storm" not in skip:
                     row["storm"] = storm(args, srv)
                 row["rss_end_kib"] = rss_kib(srv.pid)
@@ -429,6 +455,9 @@ def main():
         "c2c_cpu_ns_per_relay": ("server CPU ns per relayed pkt, client to client (same relay work)",
                                  lambda r: r["c2c"]["cpu_ns_per_relay"]),
         "p99_us": ("p99 added latency µs (equal load)", lambda r: r["equal"]["p99_us"]),
+        "video_cpu_ns_per_pkt": ("server CPU ns per relayed pkt, video-like (1200 B, 10-packet "
+                                 "frames at 30 fps)", lambda r: r["video"]["cpu_ns_per_pkt"]),
+        "video_p99_us": ("p99 added latency µs, video-like", lambda r: r["video"]["p99_us"]),
         "allocs_per_s": ("authenticated allocations/s", lambda r: r["storm"]["allocations_per_s"]),
         "bytes_per_alloc": (f"RSS bytes per allocation ({args.hold} held)",
                             lambda r: r["memory"]["bytes_per_alloc"]),
