@@ -256,67 +256,52 @@ def search(args, size, srv_kind, rnd, out):
     return r
 
 
-def equal_load(args, srv, pps):
-    """Fixed offered load: server CPU per relayed packet and p99 latency."""
+def measured_load(args, srv, clients, per_client, *load_args, passes=1):
+    """One `load` run of `clients` × `per_client` pkt/s with the server's CPU measured
+    over it: CPU per relayed packet (the run's set-up and drain included) from the
+    server CPU's busy time (process + the softirq work it causes) and from the process's
+    own on-CPU time. `passes`: relay passes per delivered packet."""
     c0, b0 = cpu_ns(srv.pid), cpu_busy_ns(args.server_cpu)
     t0 = time.monotonic()
-    r = bench(args, "load", *server_args(args), "--clients", args.clients, "--size", 120,
-              "--rate", pps / args.clients, "--duration", args.load_secs,
-              timeout=args.load_secs + 60)
+    r = bench(args, "load", *server_args(args), "--clients", clients, "--rate", per_client,
+              "--duration", args.load_secs, *load_args, timeout=args.load_secs + 60)
     c1, b1 = cpu_ns(srv.pid), cpu_busy_ns(args.server_cpu)
     t1 = time.monotonic()
-    relayed = r["delivered"]
-    return {
-        "offered_pps": r["offered_pps"],
-        "delivered": relayed,
-        "loss_pct": r["loss_pct"],
-        "p99_us": r["latency"]["p99_us"],
-        "p50_us": r["latency"]["p50_us"],
-        "server_cpu_pct": 100 * (c1 - c0) / 1e9 / (t1 - t0),
-        # CPU over the whole run (set-up and drain included) per packet relayed: the
-        # server CPU's busy time (process + the softirq work it causes), and the
-        # process's own on-CPU time.
-        "cpu_ns_per_pkt": (b1 - b0) / relayed if relayed else float("nan"),
-        "process_cpu_ns_per_pkt": (c1 - c0) / relayed if relayed else float("nan"),
-        "server_cpu_busy_pct": 100 * (b1 - b0) / 1e9 / (t1 - t0),
-    }
-
-
-def equal_load_c2c(args, srv, pps):
-    """Client to client (both ends allocate on this server) at `pps` offered: every
-    delivered packet crosses the relay twice (client A → A's relay → B's relay → B)."""
-    b0 = cpu_busy_ns(args.server_cpu)
-    r = bench(args, "load", *server_args(args), "--clients", args.clients, "--to", "clients",
-              "--size", 120, "--rate", pps / args.clients, "--duration", args.load_secs,
-              timeout=args.load_secs + 60)
-    b1 = cpu_busy_ns(args.server_cpu)
-    relayed = 2 * r["delivered"]
+    relayed = passes * r["delivered"]
+    per = (lambda ns: ns / relayed) if relayed else (lambda ns: float("nan"))
     return {
         "offered_pps": r["offered_pps"],
         "delivered": r["delivered"],
         "loss_pct": r["loss_pct"],
         "p99_us": r["latency"]["p99_us"],
-        "cpu_ns_per_relay": (b1 - b0) / relayed if relayed else float("nan"),
+        "p50_us": r["latency"]["p50_us"],
+        "server_cpu_pct": 100 * (c1 - c0) / 1e9 / (t1 - t0),
+        "server_cpu_busy_pct": 100 * (b1 - b0) / 1e9 / (t1 - t0),
+        "cpu_ns_per_pkt": per(b1 - b0),
+        "process_cpu_ns_per_pkt": per(c1 - c0),
     }
+
+
+def equal_load(args, srv, pps):
+    """Fixed offered load of 120-byte packets, client → peer."""
+    return measured_load(args, srv, args.clients, pps / args.clients, "--size", 120)
+
+
+def equal_load_c2c(args, srv, pps):
+    """Client to client (both ends allocate on this server) at `pps` offered: every
+    delivered packet crosses the relay twice (client A → A's relay → B's relay → B)."""
+    r = measured_load(args, srv, args.clients, pps / args.clients, "--size", 120,
+                      "--to", "clients", passes=2)
+    r["cpu_ns_per_relay"] = r["cpu_ns_per_pkt"]
+    return r
 
 
 def video_load(args, srv):
     """Video-like load at a fixed rate: --video-clients streams of 300 pkt/s of 1200 B
     (≈ 2.9 Mbit/s each) sent as 30 frames per second, each frame's 10 packets back to
     back, as a browser's video sender does."""
-    b0 = cpu_busy_ns(args.server_cpu)
-    r = bench(args, "load", *server_args(args), "--clients", args.video_clients, "--size",
-              1200, "--rate", 300, "--shape", "bursty", "--fps", 30, "--duration",
-              args.load_secs, timeout=args.load_secs + 60)
-    b1 = cpu_busy_ns(args.server_cpu)
-    relayed = r["delivered"]
-    return {
-        "offered_pps": r["offered_pps"],
-        "delivered": relayed,
-        "loss_pct": r["loss_pct"],
-        "p99_us": r["latency"]["p99_us"],
-        "cpu_ns_per_pkt": (b1 - b0) / relayed if relayed else float("nan"),
-    }
+    return measured_load(args, srv, args.video_clients, 300, "--size", 1200, "--shape",
+                         "bursty", "--fps", 30)
 
 
 def storm(args, srv):
