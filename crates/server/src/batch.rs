@@ -14,12 +14,14 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::SockAddr;
+
+use crate::sockopt::socket_addr;
 
 /// Datagrams per `recvmmsg` call.
 pub(crate) const BATCH: usize = 32;
@@ -35,6 +37,8 @@ pub(crate) struct RecvBatch {
     bufs: Vec<u8>,
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
     lens: [usize; BATCH],
+    /// How many bytes of each `addrs` entry the kernel filled.
+    name_lens: [usize; BATCH],
 }
 
 impl RecvBatch {
@@ -58,6 +62,7 @@ impl RecvBatch {
             bufs: vec![0; slot * BATCH],
             addrs,
             lens: [0; BATCH],
+            name_lens: [0; BATCH],
         }
     }
 
@@ -112,10 +117,7 @@ impl RecvBatch {
         for (k, msg) in msgs[..n].iter().enumerate() {
             let i = start + k;
             self.lens[i] = (msg.msg_len as usize).min(self.payload);
-            // A name the kernel did not fill (length 0) would decode as family 0: mark it.
-            if msg.msg_hdr.msg_namelen == 0 {
-                self.addrs[i].ss_family = 0;
-            }
+            self.name_lens[i] = msg.msg_hdr.msg_namelen as usize;
         }
         Ok(n)
     }
@@ -125,14 +127,14 @@ impl RecvBatch {
     pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let start = i * self.slot + self.head;
         let data = &self.bufs[start..start + self.lens[i]];
-        let from = to_socket_addr(&self.addrs[i])?;
+        let from = socket_addr(&self.addrs[i], self.name_lens[i])?;
         Some((data, from))
     }
 
     /// Slot `i` whole (headroom, payload, tailroom), where its datagram lies in it, and
     /// the datagram's source; `None` for a source that is not IPv4 or IPv6.
     pub(crate) fn slot_mut(&mut self, i: usize) -> Option<(&mut [u8], Range<usize>, SocketAddr)> {
-        let from = to_socket_addr(&self.addrs[i])?;
+        let from = socket_addr(&self.addrs[i], self.name_lens[i])?;
         let start = i * self.slot;
         let slot = &mut self.bufs[start..start + self.slot];
         Some((slot, self.head..self.head + self.lens[i], from))
@@ -398,32 +400,6 @@ fn send_run(rx: &impl Slots, run: &[Outgoing]) -> io::Result<usize> {
         return Err(e);
     }
     Ok(sizes[..n as usize].iter().sum())
-}
-
-fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in; sockaddr_storage is
-            // large and aligned enough for it.
-            let sin = unsafe { &*(std::ptr::from_ref(ss).cast::<libc::sockaddr_in>()) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6; sockaddr_storage is
-            // large and aligned enough for it.
-            let sin6 = unsafe { &*(std::ptr::from_ref(ss).cast::<libc::sockaddr_in6>()) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
 /// ICMPv4 Destination Unreachable.
@@ -161,7 +161,7 @@ fn recv_entry(fd: RawFd) -> io::Result<Entry> {
         _ => return Ok(Entry::Other),
     };
     let namelen = (msg.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
-    let Some(peer) = socket_addr(&name, namelen) else {
+    let Some(peer) = crate::sockopt::socket_addr(&name, namelen) else {
         return Ok(Entry::Other);
     };
     let carries_mtu = if ipv6 {
@@ -231,37 +231,10 @@ fn extended_err(msg: &libc::msghdr, control: &ControlBuf) -> Option<libc::sock_e
     None
 }
 
-/// The address in a `sockaddr_storage` of which the kernel filled `len` bytes.
-fn socket_addr(storage: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: sockaddr_storage is large and aligned enough for every sockaddr type,
-            // the family says the kernel wrote a sockaddr_in, and all its fields are plain
-            // integers.
-            let sin = unsafe { (&raw const *storage).cast::<libc::sockaddr_in>().read() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { (&raw const *storage).cast::<libc::sockaddr_in6>().read() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::UdpSocket;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
     use std::time::{Duration, Instant};
 
     use socket2::{Domain, Protocol, Socket, Type};
@@ -298,17 +271,7 @@ mod tests {
     }
 
     fn set_int(socket: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
-        // SAFETY: as in `enable_recverr`.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                (&raw const value).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        crate::sockopt::set_int(socket, level, name, value).expect("setsockopt");
     }
 
     #[test]

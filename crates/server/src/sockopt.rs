@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
 /// Sets or clears the Don't Fragment bit on datagrams sent from `socket` (RFC 8656 §18.9,
@@ -74,6 +75,33 @@ pub(crate) fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
         return Err(io::Error::last_os_error());
     }
     Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+}
+
+/// The address in a `sockaddr_storage` of which the kernel filled `len` bytes.
+pub(crate) fn socket_addr(storage: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: sockaddr_storage is large and aligned enough for every sockaddr type,
+            // the family says the kernel wrote a sockaddr_in, and all its fields are plain
+            // integers.
+            let sin = unsafe { (&raw const *storage).cast::<libc::sockaddr_in>().read() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { (&raw const *storage).cast::<libc::sockaddr_in6>().read() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
