@@ -48,7 +48,6 @@
 use core::net::{IpAddr, SocketAddr};
 use core::ops::Range;
 use core::time::Duration;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use std::collections::VecDeque;
@@ -68,6 +67,7 @@ use turnpike_stun::{
     write_channel_data_header,
 };
 
+use crate::HashMap;
 use crate::allocation::{
     Allocation, ChannelBinding, ClientTransport, FiveTuple, Mobility, Permission, Relay,
     family_index, push_lean,
@@ -342,6 +342,13 @@ pub enum Reject {
     TryAlternate,
     /// 400.
     BadRequest,
+    /// 400: the channel number is bound (or cooling down) to another peer (RFC 8656
+    /// §11.2). Its own reason phrase, because a client that picks numbers at random
+    /// (coturn's `turnutils_uclient` does) can hit it by chance and should be able to tell.
+    ChannelNumberInUse,
+    /// 400: the peer is bound (or cooling down) to another channel number (RFC 8656
+    /// §11.2).
+    PeerOnAnotherChannel,
     /// 403: peer not allowed by policy.
     Forbidden,
     /// 405: mobility is not enabled (RFC 8016 §3.4).
@@ -371,7 +378,9 @@ impl Reject {
     pub fn code(self) -> ErrorCode {
         match self {
             Self::TryAlternate => ErrorCode::TRY_ALTERNATE,
-            Self::BadRequest => ErrorCode::BAD_REQUEST,
+            Self::BadRequest | Self::ChannelNumberInUse | Self::PeerOnAnotherChannel => {
+                ErrorCode::BAD_REQUEST
+            }
             Self::Forbidden => ErrorCode::FORBIDDEN,
             Self::MobilityForbidden => ErrorCode::MOBILITY_FORBIDDEN,
             Self::AllocationMismatch => ErrorCode::ALLOCATION_MISMATCH,
@@ -383,6 +392,16 @@ impl Reject {
             Self::ConnectionTimeoutOrFailure => ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE,
             Self::AllocationQuotaReached => ErrorCode::ALLOCATION_QUOTA_REACHED,
             Self::InsufficientCapacity => ErrorCode::INSUFFICIENT_CAPACITY,
+        }
+    }
+
+    /// The reason phrase: the code's usual one, or what exactly went wrong where the code
+    /// alone would leave a client guessing.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::ChannelNumberInUse => "Channel number bound to another peer",
+            Self::PeerOnAnotherChannel => "Peer bound to another channel number",
+            other => other.code().reason(),
         }
     }
 }
@@ -529,15 +548,15 @@ impl TurnServer {
             tcp_relay: config.tcp_relay,
             tcp_connections_per_allocation: config.tcp_connections_per_allocation,
             icmp_per_second: config.icmp_per_second,
-            connections: HashMap::new(),
-            data_clients: HashMap::new(),
+            connections: HashMap::default(),
+            data_clients: HashMap::default(),
             transmits: VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
             by_five_tuple: TupleIndex::new(),
-            by_relay: HashMap::new(),
-            reservations: HashMap::new(),
-            cache: HashMap::new(),
+            by_relay: HashMap::default(),
+            reservations: HashMap::default(),
+            cache: HashMap::default(),
             next_sweep: None,
             stats: Stats::default(),
         })
@@ -860,7 +879,10 @@ impl TurnServer {
                     }),
                 },
                 Err(reject) => self.write_response(out, ty.error(), tid, fingerprint, &auth, |w| {
-                    w.put(&ErrorCodeAttr::new(reject.code()))
+                    w.put(&ErrorCodeAttr {
+                        code: reject.code(),
+                        reason: reject.reason(),
+                    })
                 }),
             }
         };
@@ -1682,19 +1704,22 @@ impl TurnServer {
                 .as_ref()
                 .ok_or(Reject::AllocationMismatch)?;
             // Rebind rules: a number (even one cooling down after expiry) stays with its
-            // peer, and a peer with its number.
-            let cooling = |c: &ChannelBinding| c.expires + CHANNEL_COOLDOWN > now;
-            let conflict = alloc.channels.iter().filter(|c| cooling(c)).any(|c| {
-                (c.number == number && c.peer != peer) || (c.peer == peer && c.number != number)
-            });
-            if conflict {
-                return Err(Reject::BadRequest);
-            }
-            let exists = alloc
+            // peer, and a peer with its number. One pass checks both and counts the
+            // bindings still held, for the quota a new number would count against.
+            let (mut held, mut exists) = (0, false);
+            for c in alloc
                 .channels
                 .iter()
-                .any(|c| c.number == number && cooling(c));
-            if !exists && max != 0 && alloc.channels.iter().filter(|c| cooling(c)).count() >= max {
+                .filter(|c| c.expires + CHANNEL_COOLDOWN > now)
+            {
+                match (c.number == number, c.peer == peer) {
+                    (true, false) => return Err(Reject::ChannelNumberInUse),
+                    (false, true) => return Err(Reject::PeerOnAnotherChannel),
+                    (same_number, _) => exists |= same_number,
+                }
+                held += 1;
+            }
+            if !exists && max != 0 && held >= max {
                 return Err(Reject::InsufficientCapacity);
             }
         }

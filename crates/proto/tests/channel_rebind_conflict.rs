@@ -133,14 +133,21 @@ fn rebinding_conflicts_are_400_and_refresh_is_fine() {
     let mut sim = Sim::new();
     let (mut c, relay) = allocated_alice(&mut sim, "203.0.113.10:40000");
     c.channel_bind(&mut sim, 0x4000, peer_v4()).success();
-    // Same number, another peer (even another port of the same IP).
-    c.channel_bind(&mut sim, 0x4000, peer_v4_b())
-        .assert_error(400);
-    c.channel_bind(&mut sim, 0x4000, sa("8.8.8.8:5001"))
-        .assert_error(400);
+    // Same number, another peer (even another port of the same IP). Each conflict says
+    // which rule it broke: a client picking numbers at random can tell a collision.
+    let number_in_use = Some("Channel number bound to another peer".to_owned());
+    for other_peer in [peer_v4_b(), sa("8.8.8.8:5001")] {
+        let resp = c.channel_bind(&mut sim, 0x4000, other_peer);
+        resp.assert_error(400);
+        assert_eq!(resp.error_reason(), number_in_use);
+    }
     // Same peer, another number.
-    c.channel_bind(&mut sim, 0x4001, peer_v4())
-        .assert_error(400);
+    let resp = c.channel_bind(&mut sim, 0x4001, peer_v4());
+    resp.assert_error(400);
+    assert_eq!(
+        resp.error_reason(),
+        Some("Peer bound to another channel number".to_owned())
+    );
     // The same pair again refreshes.
     sim.advance_secs(500);
     c.channel_bind(&mut sim, 0x4000, peer_v4()).success();

@@ -367,6 +367,12 @@ impl Server {
         let mut threads = Vec::new();
         let mut to_workers = Vec::new();
         let ports = Arc::new(relay::PortsInUse::default());
+        let open_files = sockopt::raise_open_file_limit().unwrap_or(1024);
+        info!(open_files, "descriptor limit");
+        // A quarter of the descriptors at most for connected peer sockets.
+        let peer_sockets = Arc::new(relay::PeerSocketBudget::new(
+            usize::try_from(open_files / 4).unwrap_or(usize::MAX),
+        ));
         for (index, (listeners, core)) in self.workers.into_iter().zip(self.cores).enumerate() {
             let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
             to_workers.push(conn_tx);
@@ -377,6 +383,7 @@ impl Server {
                 relay: Arc::clone(&self.relay),
                 ledger: Arc::clone(&self.ledger),
                 ports: Arc::clone(&ports),
+                peer_sockets: Arc::clone(&peer_sockets),
                 incoming: conn_rx,
                 tls: self.tls.clone(),
                 stream_limits: self.tcp_limits,

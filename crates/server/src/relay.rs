@@ -211,6 +211,70 @@ fn bind_udp_exact(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// How many connected peer sockets ([`connect_beside`]) the process may hold: a share of
+/// the descriptor limit, so that they never take the descriptors new allocations need
+/// (past the budget, relays send unconnected, as without them).
+#[derive(Debug)]
+pub(crate) struct PeerSocketBudget {
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl PeerSocketBudget {
+    /// A budget of `sockets`.
+    pub(crate) fn new(sockets: usize) -> Self {
+        Self {
+            left: std::sync::atomic::AtomicUsize::new(sockets),
+        }
+    }
+
+    /// Takes one socket from the budget; false when none is left.
+    pub(crate) fn take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Gives one back.
+    pub(crate) fn give_back(&self) {
+        self.left.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A second UDP socket on a relay socket's address `local`, connected to `peer`.
+///
+/// Why: a send on an unconnected socket looks the route up for every datagram, a
+/// connected socket keeps it (`sk_dst_cache`); on the relay path that is ~8 % of the
+/// server's CPU per packet (benches/results/README.md). The kernel hands datagrams from
+/// exactly `peer` to the connected socket (an exact 4-tuple match outranks the wildcard
+/// one) and everything else, other ports of a permitted peer IP included (RFC 8656 §9),
+/// to `relay` as before, so what the relay receives does not change.
+///
+/// A second bind on a port needs `SO_REUSEPORT` on both sockets. It is set only for the
+/// bind and cleared on both afterwards, so another program (even of the same user)
+/// cannot bind into the relay's port later: it gets `EADDRINUSE` as it would without
+/// this socket.
+pub(crate) fn connect_beside(
+    relay: &std::net::UdpSocket,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> io::Result<std::net::UdpSocket> {
+    let relay = socket2::SockRef::from(relay);
+    relay.set_reuse_port(true)?;
+    let connected = (|| -> io::Result<std::net::UdpSocket> {
+        let socket = udp_socket(local.ip())?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&local.into())?;
+        socket.set_reuse_port(false)?;
+        socket.connect(&peer.into())?;
+        Ok(socket.into())
+    })();
+    let cleared = relay.set_reuse_port(false);
+    let connected = connected?;
+    // Never leave the relay's port open to others: without the clear, drop both.
+    cleared.map(|()| connected)
+}
+
 /// Binds a TCP listener for an RFC 6062 relay on `ip`, at a port of the range, skipping
 /// ports in use. `SO_REUSEADDR`/`SO_REUSEPORT` let connections to peers leave from the same
 /// relayed address (RFC 6062 §5.2).
@@ -277,6 +341,54 @@ mod tests {
         assert_eq!(adv("10.0.0.5:50000"), "203.0.113.10:50000");
         assert_eq!(adv("10.0.0.6:50000"), "10.0.0.6:50000", "unmapped IP stays");
         assert_eq!(adv("[fd00::5]:50001"), "[2001:db8::10]:50001");
+    }
+
+    #[test]
+    fn the_peer_socket_budget_runs_out_and_refills() {
+        let budget = PeerSocketBudget::new(2);
+        assert!(budget.take() && budget.take());
+        assert!(!budget.take(), "empty");
+        budget.give_back();
+        assert!(budget.take());
+        assert!(!budget.take());
+    }
+
+    #[test]
+    fn a_connected_socket_beside_a_relay_takes_only_its_peer() {
+        use std::net::UdpSocket;
+        use std::time::Duration;
+        let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = relay.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let other_port = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let connected = connect_beside(&relay, local, peer.local_addr().unwrap()).unwrap();
+        assert_eq!(connected.local_addr().unwrap(), local);
+        for s in [&relay, &connected] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let mut buf = [0u8; 16];
+
+        // The peer's datagrams reach the connected socket; the same IP from another port
+        // still reaches the relay socket.
+        peer.send_to(b"peer", local).unwrap();
+        other_port.send_to(b"other", local).unwrap();
+        let n = connected.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"peer");
+        let (n, from) = relay.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"other");
+        assert_eq!(from, other_port.local_addr().unwrap());
+
+        // What the connected socket sends comes from the relay's address.
+        connected.send(b"back").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"back"[..], local));
+
+        // Nobody else can bind the port, with or without SO_REUSEPORT.
+        let intruder = udp_socket(local.ip()).unwrap();
+        intruder.set_reuse_port(true).unwrap();
+        assert!(intruder.bind(&local.into()).is_err());
+        assert!(UdpSocket::bind(local).is_err());
     }
 
     #[test]

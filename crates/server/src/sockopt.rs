@@ -29,6 +29,30 @@ pub(crate) fn set_dont_fragment(socket: &impl AsRawFd, ipv6: bool, on: bool) -> 
     set_int(socket, level, name, value)
 }
 
+/// Raises the soft limit on open descriptors to the hard limit (each allocation holds one
+/// or two sockets) and answers the limit now in force.
+pub(crate) fn raise_open_file_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a live rlimit the kernel writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a live rlimit the kernel reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// `setsockopt` of one `c_int` value.
 pub(crate) fn set_int(
     socket: &impl AsRawFd,

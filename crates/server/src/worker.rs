@@ -14,7 +14,6 @@
 //! client of the worker.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
@@ -22,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
@@ -37,12 +37,19 @@ use turnpike_proto::{
     RelayError, RelayId, TurnServer,
 };
 
-use crate::batch::{BATCH, RecvBatch, SendBatch, send_one};
+use crate::batch::{BATCH, Destination, RecvBatch, SendBatch, send_one};
 use crate::poller::{MAX_EVENTS, Poller, Ready};
-use crate::relay::{BoundUdp, PortsInUse, RelayConfig, bind_in_range, bind_tcp_in_range};
+use crate::relay::{
+    BoundUdp, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range, bind_tcp_in_range,
+    connect_beside,
+};
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
 use crate::{icmp, sockopt, stream};
+
+/// The worker's maps looked up per datagram (relays, listeners, stream clients): foldhash
+/// is several times cheaper than SipHash on these small keys and seeded per map.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -54,7 +61,41 @@ struct RelaySocket {
     local: SocketAddr,
     /// Whether DF is currently set on the socket.
     dont_fragment: bool,
+    /// A second socket on `local`, connected to the peer the allocation mostly sends to.
+    peer_socket: PeerSocket,
 }
+
+/// The relay's socket connected to one peer ([`connect_beside`]): sends to that peer
+/// skip the per-datagram route lookup, and the peer's datagrams arrive on it. It is made
+/// on the allocation's first datagram to a peer and follows the peer the allocation sends
+/// to: after [`PEER_SWITCH`] datagrams in a row to one other peer (ICE moved to another
+/// candidate pair, say) it is connected to that one instead. Other peers use the relay
+/// socket, as before.
+enum PeerSocket {
+    /// Nothing sent to a peer yet.
+    NotYet,
+    /// Open (boxed: an allocation that never sends keeps only the tag and a pointer).
+    Open(Box<ConnectedPeer>),
+    /// Could not be made (out of descriptors, say): every send uses the relay socket.
+    Unavailable,
+}
+
+/// An open [`PeerSocket`].
+struct ConnectedPeer {
+    socket: std::net::UdpSocket,
+    /// The peer it is connected to.
+    peer: SocketAddr,
+    /// Whether DF is currently set on the socket.
+    dont_fragment: bool,
+    /// The other peer sent to last, and how many datagrams in a row went to it.
+    other: Option<(SocketAddr, u16)>,
+}
+
+/// Datagrams in a row to one other peer after which the peer socket is reconnected to it.
+const PEER_SWITCH: u16 = 256;
+
+/// Poller tokens: the relay id, with this bit for its peer socket.
+const PEER_SOCKET_TOKEN: u64 = 1 << 32;
 
 /// The [`Host`] of one worker.
 pub(crate) struct WorkerHost {
@@ -68,6 +109,8 @@ pub(crate) struct WorkerHost {
     ledger: Arc<Mutex<QuotaLedger>>,
     /// Relay ports held by every worker of the process.
     ports: Arc<PortsInUse>,
+    /// Connected peer sockets the process may still open.
+    peer_sockets: Arc<PeerSocketBudget>,
     shared: Weak<Shared>,
     rng: u64,
 }
@@ -93,18 +136,52 @@ impl Shared {
         f(&mut core, &mut host)
     }
 
-    /// The descriptor of a relay socket, after setting its DF option as asked.
-    fn relay_fd(&self, relay: RelayId, peer: SocketAddr, dont_fragment: bool) -> Option<RawFd> {
+    /// The socket a relay sends to `peer` from (its [`PeerSocket`] when connected to
+    /// `peer`, else the relay socket), after setting its DF option as asked.
+    fn relay_fd(
+        &self,
+        relay: RelayId,
+        peer: SocketAddr,
+        dont_fragment: bool,
+    ) -> Option<(RawFd, Destination)> {
         let mut host = self.host.borrow_mut();
+        let host = &mut *host;
         let r = host.relays.get_mut(&relay)?;
+        r.route_peer_socket(relay, peer, host.poller.get_ref(), &host.peer_sockets);
+        let (socket, df, connected) = match &mut r.peer_socket {
+            PeerSocket::Open(p) if p.peer == peer => (&p.socket, &mut p.dont_fragment, true),
+            _ => (&r.socket, &mut r.dont_fragment, false),
+        };
         // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the request; it
         // changes only when a client switches it.
-        if r.dont_fragment != dont_fragment
-            && sockopt::set_dont_fragment(&r.socket, peer.is_ipv6(), dont_fragment).is_ok()
+        if *df != dont_fragment
+            && sockopt::set_dont_fragment(socket, peer.is_ipv6(), dont_fragment).is_ok()
         {
-            r.dont_fragment = dont_fragment;
+            *df = dont_fragment;
         }
-        Some(r.socket.as_raw_fd())
+        Some((
+            socket.as_raw_fd(),
+            Destination {
+                addr: peer,
+                connected,
+            },
+        ))
+    }
+
+    /// The descriptor of the socket a poller token names.
+    fn polled_fd(&self, token: u64) -> Option<(RelayId, RawFd)> {
+        let relay = RelayId(token as u32);
+        let host = self.host.borrow();
+        let r = host.relays.get(&relay)?;
+        let fd = if token & PEER_SOCKET_TOKEN == 0 {
+            r.socket.as_raw_fd()
+        } else {
+            let PeerSocket::Open(p) = &r.peer_socket else {
+                return None;
+            };
+            p.socket.as_raw_fd()
+        };
+        Some((relay, fd))
     }
 
     /// Sends a payload from a relay socket to a peer now, setting DF as asked.
@@ -115,18 +192,19 @@ impl Shared {
         payload: &[u8],
         dont_fragment: bool,
     ) {
-        let Some(fd) = self.relay_fd(relay, peer, dont_fragment) else {
+        let Some((fd, to)) = self.relay_fd(relay, peer, dont_fragment) else {
             return;
         };
-        let to = socket2::SockAddr::from(peer);
-        match send_one(fd, payload, &to) {
+        let addr = socket2::SockAddr::from(peer);
+        let name = (!to.connected).then_some(&addr);
+        match send_one(fd, payload, name) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 // A queued ICMP error makes the next send fail (the socket's pending
                 // error): relay what is queued, then try this datagram once more.
                 self.drain_icmp(relay, fd);
-                let _ = send_one(fd, payload, &to);
+                let _ = send_one(fd, payload, name);
             }
         }
     }
@@ -169,6 +247,70 @@ impl Shared {
     }
 }
 
+impl RelaySocket {
+    /// Makes or moves the peer socket for a datagram to `peer` (see [`PeerSocket`]).
+    fn route_peer_socket(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+        poller: &Poller,
+        budget: &PeerSocketBudget,
+    ) {
+        match &mut self.peer_socket {
+            PeerSocket::NotYet if !budget.take() => self.peer_socket = PeerSocket::Unavailable,
+            PeerSocket::NotYet => {
+                self.peer_socket = match self.open_peer_socket(relay, peer, poller) {
+                    Ok(socket) => PeerSocket::Open(Box::new(ConnectedPeer {
+                        socket,
+                        peer,
+                        dont_fragment: false,
+                        other: None,
+                    })),
+                    Err(e) => {
+                        debug!(error = %e, "no connected relay socket; sending unconnected");
+                        budget.give_back();
+                        PeerSocket::Unavailable
+                    }
+                };
+            }
+            PeerSocket::Open(p) => {
+                if p.peer == peer {
+                    p.other = None;
+                    return;
+                }
+                let run = match p.other {
+                    Some((to, n)) if to == peer => n.saturating_add(1),
+                    _ => 1,
+                };
+                p.other = Some((peer, run));
+                // Reconnecting keeps what is queued on the socket (read as usual, with
+                // its real source); from now on the old peer's datagrams arrive on the
+                // relay socket.
+                if run >= PEER_SWITCH && SockRef::from(&p.socket).connect(&peer.into()).is_ok() {
+                    p.peer = peer;
+                    p.other = None;
+                }
+            }
+            PeerSocket::Unavailable => {}
+        }
+    }
+
+    fn open_peer_socket(
+        &self,
+        relay: RelayId,
+        peer: SocketAddr,
+        poller: &Poller,
+    ) -> std::io::Result<std::net::UdpSocket> {
+        let socket = connect_beside(&self.socket, self.local, peer)?;
+        // ICMP errors for what it sends come back on its own error queue.
+        if let Err(e) = icmp::enable_recverr(&socket, self.local.is_ipv6()) {
+            debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
+        }
+        poller.add(socket.as_raw_fd(), u64::from(relay.0) | PEER_SOCKET_TOKEN)?;
+        Ok(socket)
+    }
+}
+
 impl WorkerHost {
     fn next_random(&mut self) -> u32 {
         // xorshift32: only spreads the starting port.
@@ -196,6 +338,7 @@ impl WorkerHost {
                 socket,
                 local,
                 dont_fragment: false,
+                peer_socket: PeerSocket::NotYet,
             },
         );
         Some((id, self.relay.advertised(local)))
@@ -234,8 +377,12 @@ impl Host for WorkerHost {
 
     fn release_relay(&mut self, relay: RelayId) {
         if let Some(r) = self.relays.remove(&relay) {
-            // Closing the socket takes it out of the poller too (no other descriptor
+            // Closing a socket takes it out of the poller too (no other descriptor
             // refers to it): no EPOLL_CTL_DEL needed.
+            if let PeerSocket::Open(_) = r.peer_socket {
+                self.peer_sockets.give_back();
+            }
+            drop(r.peer_socket);
             drop(r.socket);
             self.ports.release(r.local.is_ipv6(), r.local.port());
         }
@@ -322,6 +469,7 @@ pub(crate) struct WorkerSetup {
     pub(crate) relay: Arc<RelayConfig>,
     pub(crate) ledger: Arc<Mutex<QuotaLedger>>,
     pub(crate) ports: Arc<PortsInUse>,
+    pub(crate) peer_sockets: Arc<PeerSocketBudget>,
     pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
@@ -341,7 +489,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let mut listeners = HashMap::new();
+        let mut listeners = HashMap::default();
         for socket in setup.listeners {
             let Ok(addr) = socket.local_addr() else {
                 continue;
@@ -366,17 +514,18 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
             core: RefCell::new(setup.core),
             host: RefCell::new(WorkerHost {
                 relay: setup.relay,
-                relays: HashMap::new(),
+                relays: HashMap::default(),
                 poller: Rc::clone(&poller),
-                tcp_relays: HashMap::new(),
+                tcp_relays: HashMap::default(),
                 next_id: 0,
                 ledger: setup.ledger,
                 ports: setup.ports,
+                peer_sockets: setup.peer_sockets,
                 shared: weak.clone(),
                 rng: seed | 1,
             }),
             listeners,
-            streams: RefCell::new(HashMap::new()),
+            streams: RefCell::new(HashMap::default()),
             tls: setup.tls,
             stream_limits: setup.stream_limits,
             peer_conns: RefCell::new(PeerConns::default()),
@@ -445,7 +594,7 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                     Handled::Reply(len) => {
                         let at = replies.len();
                         replies.extend_from_slice(&tx[..len]);
-                        to_clients.push(fd, from, 0, at..at + len, 0);
+                        to_clients.push(fd, Destination::to(from), 0, at..at + len, 0);
                     }
                 }
             }
@@ -453,7 +602,7 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 // A queued ICMP error makes the next send fail (the socket's pending
                 // error): relay what is queued, then try this datagram once more.
                 shared.drain_icmp(RelayId(failed.tag), failed.fd);
-                let _ = send_one(failed.fd, bytes, &failed.to);
+                let _ = send_one(failed.fd, bytes, failed.name().as_ref());
             });
             if !to_clients.is_empty() {
                 to_clients.flush(&replies, |_, _| {});
@@ -479,7 +628,7 @@ enum Handled {
     ToPeer {
         fd: RawFd,
         relay: RelayId,
-        peer: SocketAddr,
+        peer: Destination,
         payload: std::ops::Range<usize>,
     },
 }
@@ -521,7 +670,7 @@ fn handle_datagram(
             payload,
             dont_fragment,
         } => match shared.relay_fd(relay, peer, dont_fragment) {
-            Some(fd) => Handled::ToPeer {
+            Some((fd, peer)) => Handled::ToPeer {
                 fd,
                 relay,
                 peer,
@@ -568,14 +717,7 @@ async fn relay_loop(shared: Rc<Shared>, poller: Rc<AsyncFd<Poller>>) {
             }
             let mut filled = 0;
             for r in &ready {
-                let relay = RelayId(r.token as u32);
-                let Some(fd) = shared
-                    .host
-                    .borrow()
-                    .relays
-                    .get(&relay)
-                    .map(|s| s.socket.as_raw_fd())
-                else {
+                let Some((relay, fd)) = shared.polled_fd(r.token) else {
                     continue;
                 };
                 if r.error {
@@ -635,7 +777,13 @@ fn relay_batch(
                         let _ = tx.try_send(Bytes::copy_from_slice(&slot[range]));
                     }
                 } else if let Some(listener) = shared.listeners.get(&to.server) {
-                    to_clients.push(listener.as_raw_fd(), to.client, i, range, 0);
+                    to_clients.push(
+                        listener.as_raw_fd(),
+                        Destination::to(to.client),
+                        i,
+                        range,
+                        0,
+                    );
                 }
             }
         }

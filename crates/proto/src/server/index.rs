@@ -12,8 +12,8 @@
 //! it leaves the slab or changes 5-tuple.
 
 use core::hash::BuildHasher;
-use std::hash::RandomState;
 
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use crate::allocation::{Allocation, FiveTuple};
@@ -28,7 +28,7 @@ impl TupleIndex {
     pub(super) fn new() -> Self {
         Self {
             table: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
         }
     }
 

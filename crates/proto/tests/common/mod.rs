@@ -793,11 +793,19 @@ impl Resp {
 
     /// The ERROR-CODE, if any.
     pub fn error_code(&self) -> Option<u16> {
-        self.msg()
-            .get::<ErrorCodeAttr>()
-            .ok()
-            .flatten()
-            .map(|e| e.code.code())
+        self.error().map(|(code, _)| code)
+    }
+
+    /// The ERROR-CODE's reason phrase, if there is one.
+    pub fn error_reason(&self) -> Option<String> {
+        self.error().map(|(_, reason)| reason)
+    }
+
+    /// The ERROR-CODE's number and reason phrase.
+    fn error(&self) -> Option<(u16, String)> {
+        let msg = self.msg();
+        let attr = msg.get::<ErrorCodeAttr>().ok().flatten()?;
+        Some((attr.code.code(), attr.reason.to_owned()))
     }
 
     /// Asserts a success response and returns self.
