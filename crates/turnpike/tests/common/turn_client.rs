@@ -48,7 +48,7 @@ impl Client {
     }
 
     pub fn tid(&mut self) -> TransactionId {
-        self.next_tid += 1;
+        self.next_tid = self.next_tid.wrapping_add(1);
         TransactionId([self.next_tid; 12])
     }
 
