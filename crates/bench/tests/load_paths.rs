@@ -280,7 +280,12 @@ fn client_to_client_both_directions() {
         no_loss(&v, 380.0);
         assert_eq!(v["to"], "clients", "{extra:?}");
         // Every client sent and every client's partner received: both directions.
-        assert_eq!(num(&v["fairness"], "min_delivered"), num(&v, "sent") / 4.0);
+        // The flows' first sends are staggered over one interval, so when the run
+        // ends some have sent one datagram fewer than others (399 = 100 + 100 + 100
+        // + 99); a dead direction would leave a flow near 0.
+        let fair_share = (num(&v, "sent") / 4.0).floor();
+        let min_delivered = num(&v["fairness"], "min_delivered");
+        assert!(min_delivered >= fair_share - 1.0, "{extra:?}: {v}");
     }
 
     // Refreshes during a run go through the receiving threads (they read the clients'
