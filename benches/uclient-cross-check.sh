@@ -49,25 +49,9 @@ RESULTS=$WORK/results.tsv
 command -v turnserver >/dev/null || { echo "coturn (turnserver) not installed" >&2; exit 1; }
 [ -x "$TP_BIN" ] || (cd "$ROOT" && cargo build --release -p turnpike)
 
-cat >"$WORK/turnpike.toml" <<CONF
-[listen]
-udp = ["127.0.0.1:$PORT"]
-tcp = []
-[turn]
-realm = "bench"
-secrets = ["$SECRET"]
-[relay]
-ips = ["127.0.0.1"]
-ports = "40000-49999"
-[peers]
-dangerous_allow_loopback_peers = true
-[quotas]
-allocations_per_user = 100000
-[runtime]
-workers = 1
-[log]
-level = "warn"
-CONF
+# shellcheck source=benches/loopback-config.sh
+source "$ROOT/benches/loopback-config.sh"
+loopback_turnpike_config "$WORK/turnpike.toml" "$PORT" "$SECRET" 40000-49999
 
 # Prefixes each uclient output line with a monotonic timestamp.
 STAMP='import sys, time
@@ -209,6 +193,13 @@ python3 - "$RESULTS" <<'PY'
 import statistics as st, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswith("#")]
 levels = list(dict.fromkeys(r[1] for r in rows))
+
+# A round whose uclients never got data through (0 pkt/s: they gave up before the
+# window) measured nothing; it is left out of the medians and named.
+failed = [r for r in rows if float(r[3]) == 0]
+for r in failed:
+    print(f"left out: {r[0]} level {r[1]} round {r[2]} (no traffic relayed in the window)")
+rows = [r for r in rows if float(r[3]) > 0]
 
 def med(server, level, col):
     v = [float(r[col]) for r in rows if r[0] == server and r[1] == level]
