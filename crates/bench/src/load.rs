@@ -219,7 +219,8 @@ pub struct RunParams {
     pub shape: Shape,
     /// Frames per second for [`Shape::Bursty`].
     pub fps: u32,
-    /// How long to keep receiving after the last send.
+    /// Longest wait for stragglers after the last send; the run ends as soon as
+    /// everything sent has arrived.
     pub drain: Duration,
     /// Stop sending after this many packets in total.
     pub max_packets: u64,
@@ -1021,7 +1022,18 @@ impl Session {
                 tick(frac.min(1.0), delivered_live.load(Ordering::Relaxed));
             }
             let send = sender.join().unwrap_or_default();
-            thread::sleep(p.drain);
+            // Stragglers get up to the drain time; a run whose every datagram has
+            // arrived ends at once (duplicates count, so a duplicate can end it one
+            // datagram early).
+            let sent: u64 = send.sent.iter().sum();
+            let drain_end = Instant::now() + p.drain;
+            while delivered_live.load(Ordering::Relaxed) < sent {
+                let left = drain_end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                thread::sleep(left.min(Duration::from_millis(2)));
+            }
             stop.store(true, Ordering::Relaxed);
             let mut total = RecvStats::new(n);
             for r in receivers {
@@ -1556,8 +1568,10 @@ impl RecvCommon {
         true
     }
 
-    fn publish(&self, pending: &mut u64, at_least: u64) {
-        if *pending >= at_least {
+    /// Adds what a receiving thread counted since its last call to the run's live total
+    /// (once per receive call: an atomic add beside a system call).
+    fn publish(&self, pending: &mut u64) {
+        if *pending > 0 {
             self.live.fetch_add(*pending, Ordering::Relaxed);
             *pending = 0;
         }
@@ -1585,12 +1599,12 @@ fn receive(socket: &UdpSocket, drops: &mut u32, c: &RecvCommon) -> RecvStats {
             continue;
         };
         pending += c.record_batch(&batch, count, &mut stats);
-        c.publish(&mut pending, 64);
+        c.publish(&mut pending);
         if !c.wait.is_zero() && count < c.batch {
             thread::sleep(c.wait);
         }
     }
-    c.publish(&mut pending, 0);
+    c.publish(&mut pending);
     if let Some(d) = batch.drops() {
         stats.drops += u64::from(d.saturating_sub(*drops));
         *drops = (*drops).max(d);
@@ -1733,12 +1747,12 @@ fn receive_clients(group: &mut [ClientRx], inboxes: &[Arc<Inbox>], c: &RecvCommo
                 }
             }
         }
-        c.publish(&mut pending, 64);
+        c.publish(&mut pending);
         if !wait.is_zero() {
             thread::sleep(wait);
         }
     }
-    c.publish(&mut pending, 0);
+    c.publish(&mut pending);
     stats.cpu = thread_cpu_time().saturating_sub(cpu0);
     stats
 }

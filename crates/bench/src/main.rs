@@ -123,7 +123,8 @@ struct WorkloadArgs {
     /// The peer sockets' IP address (default: the local address that routes to the server).
     #[arg(long)]
     peer_ip: Option<IpAddr>,
-    /// Milliseconds to keep receiving after the last send.
+    /// Longest wait in milliseconds for stragglers after the last send (a run ends as
+    /// soon as everything sent has arrived).
     #[arg(long, default_value_t = 500)]
     drain_ms: u64,
     /// Stop a run after this many packets in total.
