@@ -64,6 +64,16 @@ fn reaches_client(client: &Client, peer: &UdpSocket, relayed: SocketAddr, data: 
     assert_eq!(msg.get::<XorPeerAddress>().unwrap().unwrap().0, from);
 }
 
+/// CreatePermission for `peer`'s IP, which must succeed.
+fn permit(client: &mut Client, peer: SocketAddr) {
+    let resp = client.request(Method::CREATE_PERMISSION, |w| w.put(&XorPeerAddress(peer)));
+    let class = Message::new_checked(&resp[..])
+        .unwrap()
+        .message_type()
+        .class;
+    assert_eq!(class, Class::Success, "CreatePermission for {peer}");
+}
+
 #[test]
 fn every_peer_port_is_relayed_both_ways_while_the_connected_socket_moves() {
     let server = ServerProcess::start("peer-socket", &config());
@@ -77,16 +87,7 @@ fn every_peer_port_is_relayed_both_ways_while_the_connected_socket_moves() {
 
     // Two peers on one IP: one permission covers both ports.
     let (a, b) = (peer(), peer());
-    let resp = client.request(Method::CREATE_PERMISSION, |w| {
-        w.put(&XorPeerAddress(a.local_addr().unwrap()))
-    });
-    assert_eq!(
-        Message::new_checked(&resp[..])
-            .unwrap()
-            .message_type()
-            .class,
-        Class::Success
-    );
+    permit(&mut client, a.local_addr().unwrap());
 
     // The first datagram to a peer makes the connected socket (to `a`).
     send(&mut client, a.local_addr().unwrap(), b"to a");
@@ -118,16 +119,7 @@ fn every_peer_port_is_relayed_both_ways_while_the_connected_socket_moves() {
     // A third peer on another loopback IP, after a permission for it.
     let c = UdpSocket::bind("127.0.0.2:0").unwrap();
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let resp = client.request(Method::CREATE_PERMISSION, |w| {
-        w.put(&XorPeerAddress(c.local_addr().unwrap()))
-    });
-    assert_eq!(
-        Message::new_checked(&resp[..])
-            .unwrap()
-            .message_type()
-            .class,
-        Class::Success
-    );
+    permit(&mut client, c.local_addr().unwrap());
     send(&mut client, c.local_addr().unwrap(), b"to c");
     arrives_at(&c, relayed, b"to c");
     reaches_client(&client, &c, relayed, b"from c");
