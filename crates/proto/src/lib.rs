@@ -35,7 +35,8 @@ pub use server::{
 pub use turnpike_stun as stun;
 pub use turnpike_stun::attr::ConnectionId;
 
-/// The core's hash maps: foldhash instead of SipHash, several times cheaper on the small
-/// keys the data path looks up per datagram (relay ids, 5-tuples), and seeded at random per
-/// map, so keys a remote party chooses (its source address) cannot be aimed at one bucket.
-pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The hash map of the data path (the core's, and the runtime's relays, listeners and
+/// stream clients): foldhash instead of SipHash, several times cheaper on the small keys
+/// looked up per datagram (relay ids, 5-tuples, addresses), and seeded at random per map,
+/// so keys a remote party chooses (its source address) cannot be aimed at one bucket.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -186,12 +186,8 @@ impl Slots for Vec<u8> {
 pub(crate) struct Outgoing {
     /// The sending socket.
     pub(crate) fd: RawFd,
-    /// The destination (a plain `SocketAddr`: the 128-byte `sockaddr_storage` form is
-    /// built only for a send that names it, never for the connected sends to peers).
-    pub(crate) to: SocketAddr,
-    /// Whether `fd` is connected to `to`: the send then names no destination, so the
-    /// kernel uses the socket's cached route.
-    pub(crate) connected: bool,
+    /// The destination.
+    pub(crate) to: Destination,
     /// The slot of the [`RecvBatch`] that holds the bytes.
     pub(crate) slot: usize,
     /// Where the bytes are in the slot.
@@ -200,12 +196,14 @@ pub(crate) struct Outgoing {
     pub(crate) tag: u32,
 }
 
-/// Where a queued datagram goes.
-#[derive(Debug, Clone, Copy)]
+/// Where a datagram goes (a plain `SocketAddr`: the 128-byte `sockaddr_storage` form is
+/// built only for a send that names it, never for the connected sends to peers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Destination {
     /// The receiver.
     pub(crate) addr: SocketAddr,
-    /// Whether the sending socket is connected to `addr`.
+    /// Whether the sending socket is connected to `addr`: the send then names no
+    /// destination, so the kernel uses the socket's cached route.
     pub(crate) connected: bool,
 }
 
@@ -216,6 +214,11 @@ impl Destination {
             addr,
             connected: false,
         }
+    }
+
+    /// The destination to name in the send: none on a connected socket.
+    pub(crate) fn name(&self) -> Option<SockAddr> {
+        (!self.connected).then(|| SockAddr::from(self.addr))
     }
 }
 
@@ -249,8 +252,7 @@ impl SendBatch {
     ) {
         self.queue.push(Outgoing {
             fd,
-            to: to.addr,
-            connected: to.connected,
+            to,
             slot,
             range,
             tag,
@@ -275,7 +277,7 @@ impl SendBatch {
                     // One datagram: plain sendto costs less than sendmmsg's header
                     // copying (the common case for data to peers: one relay socket each).
                     let o = &self.queue[next];
-                    send_one(o.fd, rx.bytes(o.slot, &o.range), o.name().as_ref()).map(|_| 1)
+                    send_one(o.fd, rx.bytes(o.slot, &o.range), o.to.name().as_ref()).map(|_| 1)
                 } else {
                     send_run(rx, &self.queue[next..end])
                 };
@@ -294,13 +296,6 @@ impl SendBatch {
             at = end;
         }
         self.queue.clear();
-    }
-}
-
-impl Outgoing {
-    /// The destination to name in the send: none on a connected socket.
-    pub(crate) fn name(&self) -> Option<SockAddr> {
-        (!self.connected).then(|| SockAddr::from(self.to))
     }
 }
 
@@ -404,7 +399,7 @@ fn send_run(rx: &impl Slots, run: &[Outgoing]) -> io::Result<usize> {
             iovs[k + i].iov_len = bytes.len();
         }
         let hdr = &mut msgs[messages].msg_hdr;
-        if let Some(to) = first.name() {
+        if let Some(to) = first.to.name() {
             let to = names[messages].write(to);
             hdr.msg_name = to.as_ptr().cast_mut().cast();
             hdr.msg_namelen = to.len();

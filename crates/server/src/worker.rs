@@ -33,8 +33,8 @@ use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{
-    BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, Host, PeerAction, PortRequest,
-    RelayError, RelayId, TurnServer,
+    BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, HashMap, Host, PeerAction,
+    PortRequest, RelayError, RelayId, TurnServer,
 };
 
 use crate::batch::{BATCH, Destination, RecvBatch, SendBatch, send_one};
@@ -46,10 +46,6 @@ use crate::relay::{
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
 use crate::{icmp, sockopt, stream};
-
-/// The worker's maps looked up per datagram (relays, listeners, stream clients): foldhash
-/// is several times cheaper than SipHash on these small keys and seeded per map.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -195,16 +191,15 @@ impl Shared {
         let Some((fd, to)) = self.relay_fd(relay, peer, dont_fragment) else {
             return;
         };
-        let addr = socket2::SockAddr::from(peer);
-        let name = (!to.connected).then_some(&addr);
-        match send_one(fd, payload, name) {
+        let name = to.name();
+        match send_one(fd, payload, name.as_ref()) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 // A queued ICMP error makes the next send fail (the socket's pending
                 // error): relay what is queued, then try this datagram once more.
                 self.drain_icmp(relay, fd);
-                let _ = send_one(fd, payload, name);
+                let _ = send_one(fd, payload, name.as_ref());
             }
         }
     }
@@ -602,7 +597,7 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                 // A queued ICMP error makes the next send fail (the socket's pending
                 // error): relay what is queued, then try this datagram once more.
                 shared.drain_icmp(RelayId(failed.tag), failed.fd);
-                let _ = send_one(failed.fd, bytes, failed.name().as_ref());
+                let _ = send_one(failed.fd, bytes, failed.to.name().as_ref());
             });
             if !to_clients.is_empty() {
                 to_clients.flush(&replies, |_, _| {});
