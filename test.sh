@@ -23,4 +23,5 @@ if [ ! -d "$interop/node_modules/playwright-core" ]; then
   (cd "$interop" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-cargo test --workspace --locked "$@"
+# The competitor codecs of benches/ are not built here: .ci/run builds and tests them apart.
+cargo test --workspace --exclude turnpike-benches --locked "$@"

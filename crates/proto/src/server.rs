@@ -63,8 +63,8 @@ use turnpike_stun::attr::{
 };
 use turnpike_stun::{
     AttrType, ChannelData, ChannelNumber, Class, Demux, EncodeError, ErrorCode, IntegrityKey,
-    IntegrityKind, LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId, demux,
-    write_channel_data_header,
+    IntegrityKind, LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId, ct_eq,
+    demux, write_channel_data_header,
 };
 
 use crate::HashMap;
@@ -80,7 +80,7 @@ use crate::policy::{PeerPolicy, normalise};
 use crate::quota::{QuotaExceeded, Quotas, TokenBucket};
 
 use self::index::TupleIndex;
-use self::mobility::{TICKET_LEN, TicketKey, ct_eq};
+use self::mobility::{TICKET_LEN, TicketKey};
 use self::tcp_relay::PeerConnection;
 
 mod index;

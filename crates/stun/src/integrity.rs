@@ -69,8 +69,10 @@ impl fmt::Debug for IntegrityKey {
     }
 }
 
-/// Compares in constant time (for equal lengths).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two byte strings are equal, in time that depends only on their lengths (which
+/// are public: MAC and token sizes). The one comparison of secrets in the workspace: the
+/// codec's integrity checks and the core's nonces, tickets and tokens all use it.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }

@@ -67,7 +67,7 @@ pub use header::{
     Class, HEADER_LEN, MAGIC_COOKIE, MessageType, Method, TransactionId, peek_header,
 };
 pub use integrity::{
-    FINGERPRINT_XOR, IntegrityKey, KeyError, LongTermKey, SHA1_MAC_LEN, SHA256_MAC_LEN,
+    FINGERPRINT_XOR, IntegrityKey, KeyError, LongTermKey, SHA1_MAC_LEN, SHA256_MAC_LEN, ct_eq,
     opaque_string, userhash,
 };
 pub use message::{Attributes, IntegrityKind, Message};

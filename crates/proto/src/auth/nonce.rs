@@ -96,16 +96,11 @@ impl NonceKey {
         }
         let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
         let tag = self.tag(expiry, client);
-        let genuine: bool = subtle_eq(&tag, &raw[4..]);
+        let genuine: bool = turnpike_stun::ct_eq(&tag, &raw[4..]);
         if genuine && u64::from(expiry) >= unix_now {
             NonceCheck::Valid
         } else {
             NonceCheck::Stale
         }
     }
-}
-
-/// Constant-time equality of two short byte strings.
-fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

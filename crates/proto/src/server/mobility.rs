@@ -44,6 +44,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use turnpike_stun::ct_eq;
 
 /// Length of a MOBILITY-TICKET this server issues.
 pub const TICKET_LEN: usize = 32;
@@ -111,11 +112,6 @@ impl TicketKey {
         }
         Some(u32::from_be_bytes(slot))
     }
-}
-
-/// Constant-time equality of two byte strings of public length.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
