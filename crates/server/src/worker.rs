@@ -109,6 +109,12 @@ pub(crate) struct WorkerHost {
     peer_sockets: Arc<PeerSocketBudget>,
     shared: Weak<Shared>,
     rng: u64,
+    /// While a receive batch is being handled: relay sockets released during it, closed
+    /// only once the batch's sends have left ([`WorkerHost::end_batch`]). A send queued
+    /// earlier in the batch names its socket by descriptor; closing at once would let an
+    /// Allocate later in the same batch get that descriptor number, and the queued
+    /// payload would leave from another allocation's relayed address.
+    released: Option<Vec<RelaySocket>>,
 }
 
 /// What every task of a worker shares.
@@ -307,6 +313,31 @@ impl RelaySocket {
 }
 
 impl WorkerHost {
+    /// Starts a receive batch: relay sockets released until [`Self::end_batch`] stay
+    /// open (out of the relay table, so nothing new is queued on them).
+    pub(crate) fn begin_batch(&mut self) {
+        self.released.get_or_insert_with(Vec::new);
+    }
+
+    /// Ends a receive batch, after its sends: closes the relay sockets released during it.
+    pub(crate) fn end_batch(&mut self) {
+        for r in self.released.take().into_iter().flatten() {
+            self.close(r);
+        }
+    }
+
+    /// Closes a released relay socket and frees its port.
+    fn close(&mut self, r: RelaySocket) {
+        // Closing a socket takes it out of the poller too (no other descriptor refers to
+        // it): no EPOLL_CTL_DEL needed.
+        if let PeerSocket::Open(_) = r.peer_socket {
+            self.peer_sockets.give_back();
+        }
+        drop(r.peer_socket);
+        drop(r.socket);
+        self.ports.release(r.local.is_ipv6(), r.local.port());
+    }
+
     fn next_random(&mut self) -> u32 {
         // xorshift32: only spreads the starting port.
         self.rng ^= self.rng << 13;
@@ -372,14 +403,10 @@ impl Host for WorkerHost {
 
     fn release_relay(&mut self, relay: RelayId) {
         if let Some(r) = self.relays.remove(&relay) {
-            // Closing a socket takes it out of the poller too (no other descriptor
-            // refers to it): no EPOLL_CTL_DEL needed.
-            if let PeerSocket::Open(_) = r.peer_socket {
-                self.peer_sockets.give_back();
+            match &mut self.released {
+                Some(deferred) => deferred.push(r),
+                None => self.close(r),
             }
-            drop(r.peer_socket);
-            drop(r.socket);
-            self.ports.release(r.local.is_ipv6(), r.local.port());
         }
         if let Some((task, _)) = self.tcp_relays.remove(&relay) {
             task.abort();
@@ -484,48 +511,10 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let mut listeners = HashMap::default();
-        for socket in setup.listeners {
-            let Ok(addr) = socket.local_addr() else {
-                continue;
-            };
-            match UdpSocket::from_std(socket) {
-                Ok(s) => {
-                    listeners.insert(addr, Rc::new(s));
-                }
-                Err(e) => warn!(error = %e, "cannot register UDP listener"),
-            }
-        }
-        let seed =
-            (setup.index as u64 + 1).wrapping_mul(0x9E37_79B9) ^ u64::from(std::process::id());
-        let poller = match Poller::new().and_then(Poller::register) {
-            Ok(p) => Rc::new(p),
-            Err(e) => {
-                warn!(error = %e, "worker cannot create its relay poller");
-                return;
-            }
+        let index = setup.index;
+        let Some((shared, poller, mut incoming)) = start(setup) else {
+            return;
         };
-        let shared = Rc::new_cyclic(|weak| Shared {
-            core: RefCell::new(setup.core),
-            host: RefCell::new(WorkerHost {
-                relay: setup.relay,
-                relays: HashMap::default(),
-                poller: Rc::clone(&poller),
-                tcp_relays: HashMap::default(),
-                next_id: 0,
-                ledger: setup.ledger,
-                ports: setup.ports,
-                peer_sockets: setup.peer_sockets,
-                shared: weak.clone(),
-                rng: seed | 1,
-            }),
-            listeners,
-            streams: RefCell::new(HashMap::default()),
-            tls: setup.tls,
-            stream_limits: setup.stream_limits,
-            peer_conns: RefCell::new(PeerConns::default()),
-        });
-        let mut incoming = setup.incoming;
         let acceptor = Rc::clone(&shared);
         tokio::task::spawn_local(async move {
             while let Some(conn) = incoming.recv().await {
@@ -539,7 +528,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
         tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
         let _ = shutdown.wait_for(|stop| *stop).await;
         let stats = shared.core.borrow().stats();
-        info!(worker = setup.index, ?stats, "worker stopping");
+        info!(worker = index, ?stats, "worker stopping");
         // Dropping the relay sockets' tasks breaks the Rc cycle through `Shared`.
         let relays: Vec<RelayId> = shared.host.borrow().relays.keys().copied().collect();
         for id in relays {
@@ -548,15 +537,63 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     });
 }
 
+/// Builds a worker's shared state from its setup: its listener sockets registered with
+/// the current runtime and its relay poller. Returns the state, the poller and the queue
+/// of connections handed to this worker; `None` when the poller cannot be made.
+fn start(
+    setup: WorkerSetup,
+) -> Option<(
+    Rc<Shared>,
+    Rc<AsyncFd<Poller>>,
+    mpsc::UnboundedReceiver<Incoming>,
+)> {
+    let mut listeners = HashMap::default();
+    for socket in setup.listeners {
+        let Ok(addr) = socket.local_addr() else {
+            continue;
+        };
+        match UdpSocket::from_std(socket) {
+            Ok(s) => {
+                listeners.insert(addr, Rc::new(s));
+            }
+            Err(e) => warn!(error = %e, "cannot register UDP listener"),
+        }
+    }
+    let seed = (setup.index as u64 + 1).wrapping_mul(0x9E37_79B9) ^ u64::from(std::process::id());
+    let poller = match Poller::new().and_then(Poller::register) {
+        Ok(p) => Rc::new(p),
+        Err(e) => {
+            warn!(error = %e, "worker cannot create its relay poller");
+            return None;
+        }
+    };
+    let shared = Rc::new_cyclic(|weak| Shared {
+        core: RefCell::new(setup.core),
+        host: RefCell::new(WorkerHost {
+            relay: setup.relay,
+            relays: HashMap::default(),
+            poller: Rc::clone(&poller),
+            tcp_relays: HashMap::default(),
+            next_id: 0,
+            ledger: setup.ledger,
+            ports: setup.ports,
+            peer_sockets: setup.peer_sockets,
+            shared: weak.clone(),
+            rng: seed | 1,
+            released: None,
+        }),
+        listeners,
+        streams: RefCell::new(HashMap::default()),
+        tls: setup.tls,
+        stream_limits: setup.stream_limits,
+        peer_conns: RefCell::new(PeerConns::default()),
+    });
+    Some((shared, poller, setup.incoming))
+}
+
 /// Receives from clients on one listener socket, a `recvmmsg` batch per readiness event.
 async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSocket>) {
-    let mut rx = RecvBatch::new(MAX_DATAGRAM);
-    // Room for the largest answer: an RFC 5780 response echoes the request's PADDING.
-    let mut tx = vec![0u8; MAX_DATAGRAM + 1024];
-    let mut to_peers = SendBatch::new();
-    // Answers of one batch, one after the other, sent with one sendmmsg at its end.
-    let mut replies: Vec<u8> = Vec::with_capacity(BATCH * 256);
-    let mut to_clients = SendBatch::new();
+    let mut batch = ClientBatch::new();
     let fd = socket.as_raw_fd();
     loop {
         if let Err(e) = socket.readable().await {
@@ -565,7 +602,7 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
         }
         // Drain the socket: batch after batch until it would block.
         loop {
-            let n = match socket.try_io(Interest::READABLE, || rx.recv(fd)) {
+            let n = match socket.try_io(Interest::READABLE, || batch.rx.recv(fd)) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -573,42 +610,77 @@ async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSock
                     break;
                 }
             };
-            let now = Instant::now();
-            for i in 0..n {
-                let Some((datagram, from)) = rx.get(i) else {
-                    continue;
-                };
-                match handle_datagram(&shared, local, now, datagram, from, &mut tx) {
-                    Handled::Done => {}
-                    Handled::ToPeer {
-                        fd: relay_fd,
-                        relay,
-                        peer,
-                        payload,
-                    } => to_peers.push(relay_fd, peer, i, payload, relay.0),
-                    Handled::Reply(len) => {
-                        let at = replies.len();
-                        replies.extend_from_slice(&tx[..len]);
-                        to_clients.push(fd, Destination::to(from), 0, at..at + len, 0);
-                    }
-                }
-            }
-            to_peers.flush(&rx, |failed, bytes| {
-                // A queued ICMP error makes the next send fail (the socket's pending
-                // error): relay what is queued, then try this datagram once more.
-                shared.drain_icmp(RelayId(failed.tag), failed.fd);
-                let _ = send_one(failed.fd, bytes, failed.to.name().as_ref());
-            });
-            if !to_clients.is_empty() {
-                to_clients.flush(&replies, |_, _| {});
-                replies.clear();
-            }
+            batch.handle(&shared, local, fd, n);
             if n < BATCH {
                 break;
             }
             // A full batch: let the worker's other tasks run before the next one.
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// The buffers of one listener socket's receive batches, and what a batch sends.
+struct ClientBatch {
+    rx: RecvBatch,
+    /// The core's answer to one datagram. Room for the largest: an RFC 5780 response
+    /// echoes the request's PADDING.
+    tx: Vec<u8>,
+    to_peers: SendBatch,
+    /// Answers of one batch, one after the other, sent with one sendmmsg at its end.
+    replies: Vec<u8>,
+    to_clients: SendBatch,
+}
+
+impl ClientBatch {
+    fn new() -> Self {
+        Self {
+            rx: RecvBatch::new(MAX_DATAGRAM),
+            tx: vec![0u8; MAX_DATAGRAM + 1024],
+            to_peers: SendBatch::new(),
+            replies: Vec::with_capacity(BATCH * 256),
+            to_clients: SendBatch::new(),
+        }
+    }
+
+    /// Hands the `n` datagrams received on listener `fd` (bound at `local`) to the core
+    /// and sends what they produced: data to peers with one `sendmmsg` per relay socket,
+    /// answers with one `sendmmsg`. Relay sockets released by a request of the batch
+    /// close only after that (see [`WorkerHost::begin_batch`]).
+    fn handle(&mut self, shared: &Shared, local: SocketAddr, fd: RawFd, n: usize) {
+        let now = Instant::now();
+        shared.host.borrow_mut().begin_batch();
+        for i in 0..n {
+            let Some((datagram, from)) = self.rx.get(i) else {
+                continue;
+            };
+            match handle_datagram(shared, local, now, datagram, from, &mut self.tx) {
+                Handled::Done => {}
+                Handled::ToPeer {
+                    fd: relay_fd,
+                    relay,
+                    peer,
+                    payload,
+                } => self.to_peers.push(relay_fd, peer, i, payload, relay.0),
+                Handled::Reply(len) => {
+                    let at = self.replies.len();
+                    self.replies.extend_from_slice(&self.tx[..len]);
+                    self.to_clients
+                        .push(fd, Destination::to(from), 0, at..at + len, 0);
+                }
+            }
+        }
+        self.to_peers.flush(&self.rx, |failed, bytes| {
+            // A queued ICMP error makes the next send fail (the socket's pending
+            // error): relay what is queued, then try this datagram once more.
+            shared.drain_icmp(RelayId(failed.tag), failed.fd);
+            let _ = send_one(failed.fd, bytes, failed.to.name().as_ref());
+        });
+        if !self.to_clients.is_empty() {
+            self.to_clients.flush(&self.replies, |_, _| {});
+            self.replies.clear();
+        }
+        shared.host.borrow_mut().end_batch();
     }
 }
 
@@ -810,3 +882,7 @@ async fn timer_loop(shared: Rc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
