@@ -327,7 +327,7 @@ impl WorkerHost {
     }
 
     /// Closes a released relay socket and frees its port.
-    fn close(&mut self, r: RelaySocket) {
+    fn close(&self, r: RelaySocket) {
         // Closing a socket takes it out of the poller too (no other descriptor refers to
         // it): no EPOLL_CTL_DEL needed.
         if let PeerSocket::Open(_) = r.peer_socket {
@@ -537,16 +537,18 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     });
 }
 
-/// Builds a worker's shared state from its setup: its listener sockets registered with
-/// the current runtime and its relay poller. Returns the state, the poller and the queue
-/// of connections handed to this worker; `None` when the poller cannot be made.
-fn start(
-    setup: WorkerSetup,
-) -> Option<(
+/// A started worker: its shared state, its relay poller and the queue of connections
+/// handed to it.
+type Started = (
     Rc<Shared>,
     Rc<AsyncFd<Poller>>,
     mpsc::UnboundedReceiver<Incoming>,
-)> {
+);
+
+/// Builds a worker's shared state from its setup: its listener sockets registered with
+/// the current runtime and its relay poller. Returns the state, the poller and the queue
+/// of connections handed to this worker; `None` when the poller cannot be made.
+fn start(setup: WorkerSetup) -> Option<Started> {
     let mut listeners = HashMap::default();
     for socket in setup.listeners {
         let Ok(addr) = socket.local_addr() else {
