@@ -1,14 +1,16 @@
 //! The state of one allocation (RFC 8656 §2.2, §5): its relayed addresses, lifetime,
-//! permissions and channel bindings. Plain data; the rules live in [`crate::server`].
+//! permissions and channel bindings. Plain data; the rules live in [`crate::server`], the
+//! storage in [`crate::table`].
 
 use core::hash::{Hash, Hasher};
 use core::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use turnpike_stun::ChannelNumber;
+use turnpike_stun::{ChannelNumber, Method, TransactionId};
 use turnpike_stun::attr::ConnectionId;
 
 use crate::host::{Family, RelayId};
+use crate::mobility::TICKET_LEN;
 use crate::quota::TokenBucket;
 
 /// How a client reaches the server.
@@ -64,6 +66,25 @@ impl Hash for FiveTuple {
     }
 }
 
+/// The last answer to a 5-tuple, kept for retransmissions (RFC 8489 §6.3.4).
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub(crate) tid: TransactionId,
+    /// The request's method: a response always has the method of its request (RFC 8489
+    /// §6.3), so a new request that reuses the transaction ID with another method is not
+    /// a retransmission and must not get this answer.
+    pub(crate) method: Method,
+    pub(crate) bytes: Box<[u8]>,
+    pub(crate) until: Instant,
+}
+
+impl Cached {
+    /// Whether this answers a retransmission of `tid` with `method` at `now`.
+    pub(crate) fn matches(&self, tid: TransactionId, method: Method, now: Instant) -> bool {
+        self.tid == tid && self.method == method && self.until > now
+    }
+}
+
 /// A permission: which peer IP may send to the relayed address (RFC 8656 §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Permission {
@@ -92,7 +113,7 @@ pub(crate) struct Relay {
 pub(crate) struct Mobility {
     /// The one MOBILITY-TICKET currently valid for this allocation. Replaced on every
     /// use, so a ticket works once.
-    pub(crate) ticket: [u8; crate::server::mobility::TICKET_LEN],
+    pub(crate) ticket: [u8; TICKET_LEN],
     /// How many tickets were issued (goes into the next one).
     pub(crate) generation: u32,
 }
@@ -124,7 +145,7 @@ pub(crate) struct Allocation {
     pub(crate) mobility: Option<Box<Mobility>>,
     /// The last answer to a request on its 5-tuple, kept for retransmissions until the
     /// sweep drops it (RFC 8489 §6.3.4).
-    pub(crate) cached: Option<Box<crate::server::Cached>>,
+    pub(crate) cached: Option<Box<Cached>>,
     /// ICMP Data indications allowed (RFC 8656 §11.5), in messages per second.
     pub(crate) icmp_bucket: TokenBucket,
 }

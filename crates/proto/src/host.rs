@@ -1,14 +1,23 @@
-//! What the core asks of its runtime: relay sockets and the allocation ledger. The core
-//! never opens a socket itself; tests implement this trait with plain maps.
+//! What the core asks of its runtime: relay sockets, port reservations and the allocation
+//! ledger. The core never opens a socket itself; tests implement this trait with plain
+//! maps.
+//!
+//! Reservations (EVEN-PORT's R bit, RFC 8656 §7.2) are the host's because a client claims
+//! one from its second socket, which a runtime with several cores may hand to another
+//! core than the one that reserved the port: the host keeps reserved relays where every
+//! core finds them. [`Reservations`] is the bookkeeping for a host that needs nothing
+//! more.
 //!
 //! The RFC 6062 (TCP relay) methods have default implementations that say "not
 //! supported", so a host with UDP relays only implements nothing more; see
 //! [`crate::server::tcp_relay`] for what a host that does TCP relays must do.
 
 use core::net::SocketAddr;
+use std::time::Instant;
 
 use turnpike_stun::attr::ConnectionId;
 
+use crate::HashMap;
 use crate::quota::{QuotaExceeded, Quotas};
 
 /// Names a relay socket the runtime bound. Chosen by the runtime.
@@ -80,6 +89,21 @@ pub trait Host {
     /// Whether relays of `family` can be bound at all.
     fn supports(&self, family: Family) -> bool;
 
+    /// Keeps `relay` (bound at `addr` for EVEN-PORT's R bit) reserved under the
+    /// RESERVATION-TOKEN `token` until `until`, for an Allocate on any core of the
+    /// runtime to claim ([`Host::claim_reservation`]). One not claimed by then is
+    /// released (see [`Host::expire_reservations`]).
+    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant);
+
+    /// The relay reserved under `token`, if there is one and its time has not run out at
+    /// `now`; from then on it is this host's relay, for a new allocation. A reservation
+    /// that had run out is released.
+    fn claim_reservation(&mut self, token: [u8; 8], now: Instant) -> Option<(RelayId, SocketAddr)>;
+
+    /// Releases every reservation whose time ran out by `now` (the core calls this from
+    /// its sweep while it has reservations outstanding).
+    fn expire_reservations(&mut self, now: Instant);
+
     /// Takes an allocation slot for `user` from the (possibly shared) ledger.
     ///
     /// # Errors
@@ -142,6 +166,63 @@ pub trait Host {
     }
 }
 
+/// Reservations kept in one map, for a host whose cores need no sharing (or that
+/// shares it behind its own lock).
+#[derive(Debug, Default)]
+pub struct Reservations {
+    held: HashMap<[u8; 8], (RelayId, SocketAddr, Instant)>,
+}
+
+/// What [`Reservations::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The relay, still reserved.
+    Held(RelayId, SocketAddr),
+    /// Its time had run out: release the relay.
+    Expired(RelayId),
+    /// No reservation under that token.
+    Unknown,
+}
+
+impl Reservations {
+    /// See [`Host::hold_reservation`].
+    pub fn hold(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant) {
+        self.held.insert(token, (relay, addr, until));
+    }
+
+    /// Takes the reservation under `token`.
+    pub fn claim(&mut self, token: [u8; 8], now: Instant) -> Claim {
+        match self.held.remove(&token) {
+            Some((relay, addr, until)) if until > now => Claim::Held(relay, addr),
+            Some((relay, ..)) => Claim::Expired(relay),
+            None => Claim::Unknown,
+        }
+    }
+
+    /// Takes every reservation whose time ran out by `now`: release their relays.
+    pub fn expire(&mut self, now: Instant) -> Vec<RelayId> {
+        let mut gone = Vec::new();
+        self.held.retain(|_, &mut (relay, _, until)| {
+            let keep = until > now;
+            if !keep {
+                gone.push(relay);
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Reservations held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +238,11 @@ mod tests {
         fn supports(&self, _: Family) -> bool {
             true
         }
+        fn hold_reservation(&mut self, _: [u8; 8], _: RelayId, _: SocketAddr, _: Instant) {}
+        fn claim_reservation(&mut self, _: [u8; 8], _: Instant) -> Option<(RelayId, SocketAddr)> {
+            None
+        }
+        fn expire_reservations(&mut self, _: Instant) {}
         fn acquire_allocation(&mut self, _: &Quotas, _: &str) -> Result<(), QuotaExceeded> {
             Ok(())
         }

@@ -6,13 +6,16 @@
 //!
 //! - [`server::TurnServer`]: TURN (RFC 8656, RFC 6156) with the Binding service built
 //!   in; see its docs for the order in which a runtime calls it. Also ALTERNATE-SERVER
-//!   redirection (RFC 8489 §10), mobility ([`server::mobility`], RFC 8016), ICMP relaying
+//!   redirection (RFC 8489 §10), mobility ([`mobility`], RFC 8016), ICMP relaying
 //!   (RFC 8656 §11.5) and the protocol core of TCP relays ([`server::tcp_relay`],
 //!   RFC 6062).
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces.
 //! - [`policy`]: which peers may be relayed to (safe by default).
 //! - [`quota`]: allocation quotas and the bandwidth cap.
-//! - [`host`]: what the core asks of its runtime (relay sockets, the quota ledger).
+//! - [`host`]: what the core asks of its runtime (relay sockets, reservations, the quota
+//!   ledger).
+//! - [`table`]: the allocations of one core, addressed by [`table::AllocationId`].
+//! - [`allocation`]: the state of one allocation.
 //! - [`binding`]: the STUN Binding service on its own, with opt-in RFC 5780 NAT behaviour
 //!   discovery ([`binding::Rfc5780Addresses`]).
 
@@ -22,13 +25,17 @@ pub mod allocation;
 pub mod auth;
 pub mod binding;
 pub mod host;
+pub mod mobility;
 pub mod policy;
 pub mod quota;
 pub mod server;
+pub mod table;
 
 pub use allocation::{ClientTransport, FiveTuple};
 pub use binding::{Rfc5780Addresses, Rfc5780Error};
-pub use host::{BoundRelay, Family, Host, PortRequest, RelayError, RelayId};
+pub use host::{
+    BoundRelay, Claim, Family, Host, PortRequest, RelayError, RelayId, Reservations,
+};
 pub use server::{
     Alternates, ClientAction, PeerAction, Reject, TimeBase, Transmit, TurnConfig, TurnServer,
 };

@@ -65,7 +65,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
@@ -169,6 +169,15 @@ impl Host for Uncounted<'_> {
     }
     fn supports(&self, family: Family) -> bool {
         with_counting(false, || self.0.supports(family))
+    }
+    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant) {
+        with_counting(false, || self.0.hold_reservation(token, relay, addr, until));
+    }
+    fn claim_reservation(&mut self, token: [u8; 8], now: Instant) -> Option<(RelayId, SocketAddr)> {
+        with_counting(false, || self.0.claim_reservation(token, now))
+    }
+    fn expire_reservations(&mut self, now: Instant) {
+        with_counting(false, || self.0.expire_reservations(now));
     }
     fn acquire_allocation(&mut self, quotas: &Quotas, user: &str) -> Result<(), QuotaExceeded> {
         with_counting(false, || self.0.acquire_allocation(quotas, user))

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use turnpike_proto::server::mobility::TICKET_LEN;
+use turnpike_proto::mobility::TICKET_LEN;
 use turnpike_stun::{IntegrityKind, Method};
 
 fn mobile() -> Sim {

@@ -367,6 +367,7 @@ impl Server {
         let mut threads = Vec::new();
         let mut to_workers = Vec::new();
         let ports = Arc::new(relay::PortsInUse::default());
+        let parked = Arc::new(relay::ParkedRelays::default());
         let open_files = sockopt::raise_open_file_limit().unwrap_or(1024);
         info!(open_files, "descriptor limit");
         // A quarter of the descriptors at most for connected peer sockets.
@@ -384,6 +385,7 @@ impl Server {
                 ledger: Arc::clone(&self.ledger),
                 ports: Arc::clone(&ports),
                 peer_sockets: Arc::clone(&peer_sockets),
+                parked: Arc::clone(&parked),
                 incoming: conn_rx,
                 tls: self.tls.clone(),
                 stream_limits: self.tcp_limits,

@@ -4,6 +4,9 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::time::Instant;
+
+use turnpike_proto::HashMap;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -189,6 +192,47 @@ pub(crate) fn bind_in_range(
 
 /// A UDP socket bound to a relay address, and that address.
 pub(crate) type BoundUdp = (std::net::UdpSocket, SocketAddr);
+
+/// Relay sockets reserved by EVEN-PORT's R bit (RFC 8656 §7.2), shared by every worker:
+/// the client claims one with RESERVATION-TOKEN from its second socket, which the
+/// kernel's reuseport hash may hand to another worker than the one that reserved the
+/// port. A parked socket is in no worker's poller; the worker that claims it registers
+/// it. Touched only on Allocates with EVEN-PORT R or RESERVATION-TOKEN and by the sweep.
+#[derive(Debug, Default)]
+pub(crate) struct ParkedRelays {
+    held: Mutex<HashMap<[u8; 8], (BoundUdp, Instant)>>,
+}
+
+impl ParkedRelays {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], (BoundUdp, Instant)>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Parks a reserved socket under its token until `until`.
+    pub(crate) fn park(&self, token: [u8; 8], socket: BoundUdp, until: Instant) {
+        self.held().insert(token, (socket, until));
+    }
+
+    /// Takes the socket parked under `token`: `Ok` while its time has not run out at
+    /// `now`, `Err` with the socket (to close) when it has; `None` for an unknown token.
+    pub(crate) fn claim(&self, token: [u8; 8], now: Instant) -> Option<Result<BoundUdp, BoundUdp>> {
+        let (socket, until) = self.held().remove(&token)?;
+        Some(if until > now { Ok(socket) } else { Err(socket) })
+    }
+
+    /// Takes every socket whose time ran out by `now` (to close).
+    pub(crate) fn expire(&self, now: Instant) -> Vec<BoundUdp> {
+        let mut held = self.held();
+        let gone: Vec<[u8; 8]> = held
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        gone.into_iter()
+            .filter_map(|t| held.remove(&t).map(|(s, _)| s))
+            .collect()
+    }
+}
 
 /// A non-blocking UDP socket of `ip`'s family, IPv6-only for IPv6. Non-blocking from
 /// `socket()` itself (`SOCK_NONBLOCK`): Allocate is on the allocation-rate path, and

@@ -31,7 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
-use turnpike_proto::stun::attr::ConnectionId;
+use turnpike_proto::stun::attr::{ConnectionId, Icmp};
 use turnpike_proto::{
     BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, HashMap, Host, PeerAction,
     PortRequest, RelayError, RelayId, TurnServer,
@@ -40,8 +40,8 @@ use turnpike_proto::{
 use crate::batch::{BATCH, Destination, RecvBatch, SendBatch, send_one};
 use crate::poller::{MAX_EVENTS, Poller, Ready};
 use crate::relay::{
-    BoundUdp, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range, bind_tcp_in_range,
-    connect_beside,
+    BoundUdp, ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range,
+    bind_tcp_in_range, connect_beside,
 };
 use crate::tcp::{Incoming, TcpLimits};
 use crate::tcp_relay::{self, PeerConn, PeerConns};
@@ -107,6 +107,11 @@ pub(crate) struct WorkerHost {
     ports: Arc<PortsInUse>,
     /// Connected peer sockets the process may still open.
     peer_sockets: Arc<PeerSocketBudget>,
+    /// Reserved relay sockets, parked where every worker can claim them.
+    parked: Arc<ParkedRelays>,
+    /// Reserved sockets just bound, not yet parked (nor polled): the core parks each
+    /// right after the bind that made it ([`Host::hold_reservation`]).
+    unparked: HashMap<RelayId, BoundUdp>,
     shared: Weak<Shared>,
     rng: u64,
     /// While a receive batch is being handled: relay sockets released during it, closed
@@ -221,15 +226,15 @@ impl Shared {
                 let _ = sockopt::take_error(fd);
                 return;
             };
-            let action = self.core.borrow_mut().handle_peer_icmp(
-                Instant::now(),
-                relay,
-                err.peer,
-                err.icmp_type,
-                err.icmp_code,
-                err.info,
-                &mut buf,
-            );
+            let icmp = Icmp {
+                icmp_type: err.icmp_type,
+                code: err.icmp_code,
+                error_data: err.info,
+            };
+            let action =
+                self.core
+                    .borrow_mut()
+                    .handle_peer_icmp(Instant::now(), relay, err.peer, icmp, &mut buf);
             if let PeerAction::ToClient { to, range } = action {
                 self.send_to_client(to, &buf[range]);
             }
@@ -393,7 +398,12 @@ impl Host for WorkerHost {
         )
         .map_err(|_| RelayError::Exhausted)?;
         let (relay, addr) = self.register(socket).ok_or(RelayError::Exhausted)?;
-        let reserved = next.and_then(|s| self.register(s));
+        let reserved = next.map(|(socket, local)| {
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = RelayId(self.next_id);
+            self.unparked.insert(id, (socket, local));
+            (id, self.relay.advertised(local))
+        });
         Ok(BoundRelay {
             relay,
             addr,
@@ -402,6 +412,9 @@ impl Host for WorkerHost {
     }
 
     fn release_relay(&mut self, relay: RelayId) {
+        if let Some((_, local)) = self.unparked.remove(&relay) {
+            self.ports.release(local.is_ipv6(), local.port());
+        }
         if let Some(r) = self.relays.remove(&relay) {
             match &mut self.released {
                 Some(deferred) => deferred.push(r),
@@ -468,6 +481,37 @@ impl Host for WorkerHost {
         self.relay.ip(family == Family::V6).is_some()
     }
 
+    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, _: SocketAddr, until: Instant) {
+        if let Some(socket) = self.unparked.remove(&relay) {
+            self.parked.park(token, socket, until);
+        }
+    }
+
+    fn claim_reservation(&mut self, token: [u8; 8], now: Instant) -> Option<(RelayId, SocketAddr)> {
+        match self.parked.claim(token, now)? {
+            Ok(socket) => {
+                let local = socket.1;
+                let claimed = self.register(socket);
+                if claimed.is_none() {
+                    self.ports.release(local.is_ipv6(), local.port());
+                }
+                claimed
+            }
+            Err((socket, local)) => {
+                drop(socket);
+                self.ports.release(local.is_ipv6(), local.port());
+                None
+            }
+        }
+    }
+
+    fn expire_reservations(&mut self, now: Instant) {
+        for (socket, local) in self.parked.expire(now) {
+            drop(socket);
+            self.ports.release(local.is_ipv6(), local.port());
+        }
+    }
+
     fn acquire_allocation(&mut self, quotas: &Quotas, user: &str) -> Result<(), QuotaExceeded> {
         self.ledger
             .lock()
@@ -492,6 +536,7 @@ pub(crate) struct WorkerSetup {
     pub(crate) ledger: Arc<Mutex<QuotaLedger>>,
     pub(crate) ports: Arc<PortsInUse>,
     pub(crate) peer_sockets: Arc<PeerSocketBudget>,
+    pub(crate) parked: Arc<ParkedRelays>,
     pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
@@ -580,6 +625,8 @@ fn start(setup: WorkerSetup) -> Option<Started> {
             ledger: setup.ledger,
             ports: setup.ports,
             peer_sockets: setup.peer_sockets,
+            parked: setup.parked,
+            unparked: HashMap::default(),
             shared: weak.clone(),
             rng: seed | 1,
             released: None,

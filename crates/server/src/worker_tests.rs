@@ -52,6 +52,7 @@ fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
         ledger: Arc::new(Mutex::new(QuotaLedger::default())),
         ports: Arc::new(PortsInUse::default()),
         peer_sockets: Arc::new(PeerSocketBudget::new(0)),
+        parked: Arc::new(ParkedRelays::default()),
         incoming,
         tls: None,
         stream_limits: TcpLimits::default(),

@@ -73,13 +73,13 @@ use core::time::Duration;
 use std::time::Instant;
 
 use turnpike_stun::attr::{ConnectionId, ErrorCodeAttr, XorPeerAddress};
-use turnpike_stun::{Class, ErrorCode, Message, MessageType, MessageWriter, Method, TransactionId};
+use turnpike_stun::{Class, ErrorCode, MessageType, MessageWriter, Method, TransactionId};
 
-use super::{Outcome, Signer, Transmit, normalise_addr};
+use super::respond::Signer;
+use super::{Outcome, PeerAction, Reject, Request, Transmit, TurnServer, normalise_addr};
 use crate::allocation::FiveTuple;
-use crate::auth::Authenticated;
 use crate::host::{Family, Host, RelayId};
-use crate::server::{PeerAction, Reject, TurnServer};
+use crate::table::AllocationId;
 
 /// How long a Connect waits for its peer connection before the client gets 447 (RFC
 /// 6062 §5.2: "The timeout value MUST be at least 30 seconds").
@@ -95,8 +95,8 @@ pub const TCP_MESSAGE_MAX: usize = 512;
 /// One peer data connection.
 #[derive(Debug)]
 pub(crate) struct PeerConnection {
-    /// The allocation's slot.
-    pub(crate) slot: u32,
+    /// The allocation it belongs to.
+    pub(crate) slot: AllocationId,
     /// The peer (normalised).
     pub(crate) peer: SocketAddr,
     pub(crate) state: State,
@@ -120,21 +120,17 @@ impl TurnServer {
     /// Connect (RFC 6062 §5.2); see the module docs.
     pub(super) fn connect(
         &mut self,
-        now: Instant,
-        from: FiveTuple,
-        msg: &Message<&[u8]>,
-        auth: &Authenticated,
+        req: &Request<'_>,
         host: &mut impl Host,
     ) -> Result<Outcome, Reject> {
-        let slot = self.allocation_for(now, &from, auth)?;
-        if !self.slots[slot as usize].as_ref().is_some_and(|a| a.tcp) {
+        let (now, msg) = (req.now, req.msg);
+        let slot = self.allocation_for(req)?;
+        if !self.table[slot].tcp {
             return Err(Reject::BadRequest);
         }
         let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;
         let peer = self.check_peer(slot, peer.0)?;
-        let alloc = self.slots[slot as usize]
-            .as_ref()
-            .ok_or(Reject::AllocationMismatch)?;
+        let alloc = &self.table[slot];
         // "If the server is currently processing a Connect request for this allocation
         // with the same XOR-PEER-ADDRESS" or already did and "the resulting client and
         // peer data connections are either pending or active": 446. Inbound connections
@@ -147,7 +143,7 @@ impl TurnServer {
         if exists {
             return Err(Reject::ConnectionAlreadyExists);
         }
-        let limit = self.tcp_connections_per_allocation as usize;
+        let limit = self.config.tcp_connections_per_allocation as usize;
         if limit != 0 && alloc.connections.len() >= limit {
             return Err(Reject::InsufficientCapacity);
         }
@@ -168,17 +164,11 @@ impl TurnServer {
                 state: State::Connecting {
                     until: now + CONNECT_TIMEOUT,
                     tid: msg.transaction_id(),
-                    signer: Signer {
-                        key: auth.key,
-                        kind: auth.kind,
-                        fingerprint: msg.has_fingerprint(),
-                    },
+                    signer: Signer::of(req),
                 },
             },
         );
-        if let Some(a) = self.slots[slot as usize].as_mut() {
-            a.connections.push(id);
-        }
+        self.table[slot].connections.push(id);
         self.schedule_sweep(now);
         Ok(Outcome::Deferred)
     }
@@ -186,16 +176,14 @@ impl TurnServer {
     /// ConnectionBind (RFC 6062 §5.4); see the module docs.
     pub(super) fn connection_bind(
         &mut self,
-        now: Instant,
-        from: FiveTuple,
-        msg: &Message<&[u8]>,
-        auth: &Authenticated,
+        req: &Request<'_>,
         out: &mut [u8],
     ) -> Result<Outcome, Reject> {
+        let (now, from, msg) = (req.now, req.from, req.msg);
         // "If the client connection transport is not TCP or TLS, the server MUST return
         // a 400 (Bad Request) error."
         if !from.transport.is_stream()
-            || self.by_five_tuple.contains(&from, &self.slots)
+            || self.table.by_five_tuple(&from).is_some()
             || self.data_clients.contains_key(&from)
         {
             return Err(Reject::BadRequest);
@@ -208,24 +196,15 @@ impl TurnServer {
         if !matches!(conn.state, State::AwaitingBind { until } if until > now) {
             return Err(Reject::BadRequest);
         }
-        let alloc = self.slots[conn.slot as usize]
-            .as_ref()
+        let alloc = self
+            .table
+            .get(conn.slot)
             .filter(|a| a.is_live(now))
             .ok_or(Reject::BadRequest)?;
-        if *alloc.username != *auth.username {
+        if *alloc.username != *req.auth.username {
             return Err(Reject::WrongCredentials);
         }
-        let ty = msg.message_type().success();
-        let n = self
-            .write_response(
-                out,
-                ty,
-                msg.transaction_id(),
-                msg.has_fingerprint(),
-                auth,
-                |_| Ok(()),
-            )
-            .map_err(|_| Reject::BadRequest)?;
+        let n = self.succeed(req, out, |_| Ok(()))?;
         if let Some(conn) = self.connections.get_mut(&id) {
             conn.state = State::Bound { client: from };
         }
@@ -255,9 +234,7 @@ impl TurnServer {
         let State::Connecting { tid, signer, .. } = conn.state else {
             return PeerAction::None;
         };
-        let Some(to) = self.slots[conn.slot as usize]
-            .as_ref()
-            .map(|a| a.five_tuple)
+        let Some(to) = self.table.get(conn.slot).map(|a| a.five_tuple)
         else {
             self.forget_connection(connection);
             return PeerAction::None;
@@ -313,14 +290,12 @@ impl TurnServer {
         if self.connections.contains_key(&connection) {
             return PeerAction::None;
         }
-        let Some(&slot) = self.by_relay.get(&relay) else {
+        let Some(slot) = self.table.by_relay(relay) else {
             return PeerAction::None;
         };
-        let limit = self.tcp_connections_per_allocation as usize;
+        let limit = self.config.tcp_connections_per_allocation as usize;
         let peer = normalise_addr(peer);
-        let Some(alloc) = self.slots[slot as usize]
-            .as_ref()
-            .filter(|a| a.is_live(now) && a.tcp)
+        let Some(alloc) = self.table.get(slot).filter(|a| a.is_live(now) && a.tcp)
         else {
             return PeerAction::None;
         };
@@ -350,9 +325,7 @@ impl TurnServer {
                 },
             },
         );
-        if let Some(a) = self.slots[slot as usize].as_mut() {
-            a.connections.push(connection);
-        }
+        self.table[slot].connections.push(connection);
         self.stats.peer_connections += 1;
         self.schedule_sweep(now);
         PeerAction::ToClient { to, range: 0..n }
@@ -376,7 +349,7 @@ impl TurnServer {
         let State::Connecting { tid, signer, .. } = conn.state else {
             return None;
         };
-        let to = self.slots[conn.slot as usize].as_ref()?.five_tuple;
+        let to = self.table.get(conn.slot)?.five_tuple;
         let mut buf = vec![0u8; TCP_MESSAGE_MAX];
         let ty = MessageType::new(Method::CONNECT, Class::Error);
         let n = self
@@ -398,11 +371,7 @@ impl TurnServer {
         if let State::Bound { client } = conn.state {
             self.data_clients.remove(&client);
         }
-        if let Some(a) = self
-            .slots
-            .get_mut(conn.slot as usize)
-            .and_then(Option::as_mut)
-        {
+        if let Some(a) = self.table.get_mut(conn.slot) {
             a.connections.retain(|c| *c != id);
         }
     }

@@ -24,8 +24,9 @@ use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::server::tcp_relay::TCP_MESSAGE_MAX;
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
 use turnpike_proto::{
-    BoundRelay, ClientAction, ClientTransport, ConnectionId, Family, FiveTuple, Host, PeerAction,
-    PortRequest, RelayError, RelayId, TimeBase, Transmit, TurnConfig, TurnServer,
+    BoundRelay, Claim, ClientAction, ClientTransport, ConnectionId, Family, FiveTuple, Host,
+    PeerAction, PortRequest, RelayError, RelayId, Reservations, TimeBase, Transmit, TurnConfig,
+    TurnServer,
 };
 use turnpike_stun::attr::{
     AddressErrorCode, AlternateDomain, AlternateServer, ErrorCodeAttr, Icmp, Lifetime,
@@ -151,6 +152,8 @@ pub struct FakeHost {
     /// Every `close_peer_connection`, in order.
     pub closed_connections: Vec<ConnectionId>,
     next_connection: u32,
+    /// Relays reserved by EVEN-PORT's R bit (the host keeps them, as a runtime does).
+    pub reservations: Reservations,
 }
 
 impl Default for FakeHost {
@@ -176,6 +179,7 @@ impl Default for FakeHost {
             connects: Vec::new(),
             closed_connections: Vec::new(),
             next_connection: 0x1000,
+            reservations: Reservations::default(),
         }
     }
 }
@@ -220,6 +224,28 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
+    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant) {
+        assert!(self.live.contains_key(&relay), "reserving a dead relay");
+        self.reservations.hold(token, relay, addr, until);
+    }
+
+    fn claim_reservation(&mut self, token: [u8; 8], now: Instant) -> Option<(RelayId, SocketAddr)> {
+        match self.reservations.claim(token, now) {
+            Claim::Held(relay, addr) => Some((relay, addr)),
+            Claim::Expired(relay) => {
+                self.release_relay(relay);
+                None
+            }
+            Claim::Unknown => None,
+        }
+    }
+
+    fn expire_reservations(&mut self, now: Instant) {
+        for relay in self.reservations.expire(now) {
+            self.release_relay(relay);
+        }
+    }
+
     fn bind_relay(&mut self, family: Family, port: PortRequest) -> Result<BoundRelay, RelayError> {
         self.binds.push((family, port));
         let supported = match family {
@@ -674,7 +700,17 @@ impl Sim {
         let now = self.now();
         match self
             .server
-            .handle_peer_icmp(now, relay, peer, icmp_type, code, error_data, &mut buf)
+            .handle_peer_icmp(
+                now,
+                relay,
+                peer,
+                Icmp {
+                    icmp_type,
+                    code,
+                    error_data,
+                },
+                &mut buf,
+            )
         {
             PeerAction::None => None,
             PeerAction::ToClient { to, range } => {

@@ -19,13 +19,13 @@ use hashbrown::HashTable;
 use crate::allocation::{Allocation, FiveTuple};
 
 /// Slab indices by the 5-tuple of the allocation in the slot.
-pub(super) struct TupleIndex {
+pub(crate) struct TupleIndex {
     table: HashTable<u32>,
     hasher: RandomState,
 }
 
 impl TupleIndex {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             table: HashTable::new(),
             hasher: RandomState::default(),
@@ -33,29 +33,25 @@ impl TupleIndex {
     }
 
     /// Allocations indexed.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
     /// The slot of the allocation on `tuple`.
-    pub(super) fn get(&self, tuple: &FiveTuple, slots: &[Option<Allocation>]) -> Option<u32> {
+    pub(crate) fn get(&self, tuple: &FiveTuple, slots: &[Option<Allocation>]) -> Option<u32> {
         let hash = self.hasher.hash_one(tuple);
         self.table
             .find(hash, |&s| tuple_of(slots, s) == Some(tuple))
             .copied()
     }
 
-    pub(super) fn contains(&self, tuple: &FiveTuple, slots: &[Option<Allocation>]) -> bool {
-        self.get(tuple, slots).is_some()
-    }
-
     /// Indexes `slot`, whose allocation (already in `slots`) is on `tuple`; the caller
     /// knows no other allocation is.
-    pub(super) fn insert(&mut self, tuple: &FiveTuple, slot: u32, slots: &[Option<Allocation>]) {
+    pub(crate) fn insert(&mut self, tuple: &FiveTuple, slot: u32, slots: &[Option<Allocation>]) {
         debug_assert_eq!(tuple_of(slots, slot), Some(tuple));
         let hash = self.hasher.hash_one(tuple);
         let hasher = &self.hasher;
@@ -65,7 +61,7 @@ impl TupleIndex {
 
     /// Drops `slot`, indexed under `tuple` (its allocation may be gone from the slab
     /// already, or on another 5-tuple now).
-    pub(super) fn remove(&mut self, tuple: &FiveTuple, slot: u32) {
+    pub(crate) fn remove(&mut self, tuple: &FiveTuple, slot: u32) {
         let hash = self.hasher.hash_one(tuple);
         if let Ok(entry) = self.table.find_entry(hash, |&s| s == slot) {
             entry.remove();
@@ -74,7 +70,7 @@ impl TupleIndex {
 
     /// Gives memory back once the table is less than a quarter full (see
     /// `super::trim_map`).
-    pub(super) fn trim(&mut self, slots: &[Option<Allocation>]) {
+    pub(crate) fn trim(&mut self, slots: &[Option<Allocation>]) {
         if self.table.capacity() > super::TRIM_FLOOR && self.table.len() < self.table.capacity() / 4
         {
             let hasher = &self.hasher;

@@ -1,0 +1,522 @@
+//! [`TurnServer`]: the sans-IO TURN server (RFC 8656 for UDP relays, RFC 6156 address
+//! families), with the STUN Binding service built in.
+//!
+//! # Driving it
+//!
+//! The runtime calls, in any order and always with a non-decreasing `now`:
+//! - [`TurnServer::handle_client`] for every datagram or stream frame from a client;
+//! - [`TurnServer::handle_peer`] for every datagram a relay socket receives;
+//! - [`TurnServer::handle_timeout`] whenever [`TurnServer::poll_timeout`]'s deadline
+//!   has passed, and then [`TurnServer::poll_transmit`] until it returns `None`;
+//! - [`TurnServer::handle_connection_closed`] when a TCP or TLS client connection ends;
+//! - [`TurnServer::handle_peer_icmp`] for an ICMP error about a datagram a relay sent
+//!   (RFC 8656 §11.5);
+//! - for TCP relays (RFC 6062, see [`tcp_relay`]): [`TurnServer::handle_peer_connected`]
+//!   when a connection the host opened for a Connect succeeded or failed,
+//!   [`TurnServer::handle_peer_connection`] when a peer connected to a TCP relay, and
+//!   [`TurnServer::handle_peer_connection_closed`] when a peer data connection ended.
+//!
+//! Each handler returns what to send right away. The one output that is queued is a
+//! Connect that timed out in a sweep (its 447 answer): [`TurnServer::poll_transmit`]
+//! hands it out. Relay sockets, TCP connections, reservations and allocation slots are
+//! obtained through the [`Host`] passed in.
+//!
+//! A runtime's loop, in outline (one core per thread; `host` is the runtime's
+//! [`Host`]):
+//!
+//! ```ignore
+//! loop {
+//!     let deadline = core.poll_timeout();
+//!     match wait_for_input(deadline) {
+//!         Input::Client(from, packet) => match core.handle_client(now, from, &packet, &mut out, &mut host) {
+//!             ClientAction::Reply(n) => send_to_client(from, &out[..n]),
+//!             ClientAction::ToPeer { relay, peer, payload, .. } => send_from_relay(relay, peer, &packet[payload]),
+//!             _ => {}
+//!         },
+//!         Input::Peer(relay, from, buf, payload) => {
+//!             if let PeerAction::ToClient { to, range } = core.handle_peer(now, relay, from, &mut buf, payload) {
+//!                 send_to_client(to, &buf[range]);
+//!             }
+//!         }
+//!         Input::Timeout => {
+//!             core.handle_timeout(now, &mut host);
+//!             while let Some(t) = core.poll_transmit() {
+//!                 send_to_client(t.to, &t.message);
+//!             }
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! # Where things are
+//!
+//! One module per method family, each handler taking one [`Request`] (time, 5-tuple,
+//! message, authenticated user): [`allocate`](self) (Allocate: a typed request parsed
+//! first, then applied, undone by a guard on failure), `refresh` (Refresh and mobility
+//! moves), `permission` (CreatePermission, ChannelBind), `data` (ChannelData, Send and
+//! Data indications, peer datagrams, ICMP), [`tcp_relay`] (RFC 6062), `sweep` (expiry
+//! and teardown), `respond` (signing and error answers). The allocations themselves live
+//! in an [`AllocationTable`](crate::table::AllocationTable).
+//!
+//! # Redirection
+//!
+//! With alternates configured ([`TurnConfig::alternates`]), an Allocate that would fail
+//! for lack of capacity (508: the server's allocation quota, or no relay port left), or
+//! every new Allocate while [`TurnServer::set_redirect`] is on, is answered with 300 Try
+//! Alternate and an ALTERNATE-SERVER (RFC 8489 §10) of the client's address family,
+//! round-robin over the list for the client's transport. The 300 is sent only after the
+//! request authenticated and is signed like any other answer, so the client can trust it
+//! (RFC 8489 §10, RFC 8656 §7.2); TLS clients also get ALTERNATE-DOMAIN (RFC 8489
+//! §14.16) when one is configured.
+//!
+//! # RFC 5780
+//!
+//! With [`TurnConfig::rfc5780`], Binding requests received on the configured addresses
+//! get NAT behaviour discovery (see [`crate::binding`]): the runtime listens on all four
+//! (per family), passes the receiving address as [`FiveTuple::server`], and sends a
+//! [`ClientAction::ReplyFrom`] with the socket bound to its `from` address.
+//!
+//! # Timers
+//!
+//! There is no timer per allocation, permission or channel: every expiry is checked
+//! when the item is used, and a sweep once per second (driven by `handle_timeout`)
+//! removes what has expired. Virtual time makes the sweep deterministic in tests.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use turnpike_stun::attr::{ConnectionId, ErrorCodeAttr, Lifetime, UnknownAttributes};
+use turnpike_stun::{
+    AttrType, Class, Demux, ErrorCode, Message, MessageType, Method, TransactionId, demux,
+};
+
+use crate::HashMap;
+use crate::allocation::{Cached, FiveTuple};
+use crate::auth::rest::parse_rest_username;
+use crate::auth::{Authenticated, BadUser, Credentials};
+use crate::binding::{BindingConfig, BindingService, Response};
+use crate::host::Host;
+use crate::mobility::TicketKey;
+use crate::policy::normalise;
+use crate::table::{AllocationId, AllocationTable};
+
+use self::allocate::TokenKey;
+use self::tcp_relay::PeerConnection;
+
+pub use self::config::{Alternates, TimeBase, TurnConfig};
+pub use self::output::{ClientAction, PeerAction, Reject, Stats, Transmit};
+
+mod allocate;
+mod config;
+mod data;
+mod output;
+mod permission;
+mod refresh;
+mod respond;
+mod sweep;
+pub mod tcp_relay;
+
+/// Default allocation lifetime (RFC 8656 §3.2: 10 minutes).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
+/// Permission lifetime (RFC 8656 §9: 300 seconds).
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// Channel binding lifetime (RFC 8656 §12: 10 minutes).
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// After a channel binding expires, its number and peer stay reserved this long (RFC 8656
+/// §12: "the channel number MUST NOT be rebound to a different transport address, and the
+/// transport address MUST NOT be bound to a different channel, for 5 minutes").
+pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+/// How long a port reserved by EVEN-PORT's R bit waits for its RESERVATION-TOKEN
+/// (RFC 8656 §7.2: about 30 seconds).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+/// How long a response is kept for retransmissions (RFC 8489 §6.3.4: 40 s covers Ti).
+pub const TRANSACTION_CACHE: Duration = Duration::from_secs(40);
+/// Sweep period.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes a peer datagram needs in front of its payload, for the longest header written
+/// in place (a Data indication with an IPv6 XOR-PEER-ADDRESS).
+pub const PEER_HEADROOM: usize = 48;
+/// Bytes a peer datagram needs after its payload (padding to 4).
+pub const PEER_TAILROOM: usize = 3;
+/// Bytes [`TurnServer::handle_peer_icmp`] may write: a Data indication with an IPv6
+/// XOR-PEER-ADDRESS and an ICMP attribute.
+pub const ICMP_INDICATION_MAX: usize = 20 + 4 + 20 + 4 + 8;
+
+/// One authenticated request, as every method handler sees it.
+pub(crate) struct Request<'a> {
+    /// The current time.
+    pub(crate) now: Instant,
+    /// Where it came from.
+    pub(crate) from: FiveTuple,
+    /// The request (integrity and fingerprint verified).
+    pub(crate) msg: &'a Message<&'a [u8]>,
+    /// Who sent it, and the key its answer is signed with.
+    pub(crate) auth: &'a Authenticated,
+}
+
+impl Request<'_> {
+    /// The request's transaction ID.
+    pub(crate) fn tid(&self) -> TransactionId {
+        self.msg.transaction_id()
+    }
+
+    /// The type of its success response.
+    pub(crate) fn success(&self) -> MessageType {
+        self.msg.message_type().success()
+    }
+
+    /// The type of its error response.
+    pub(crate) fn error(&self) -> MessageType {
+        self.msg.message_type().error()
+    }
+}
+
+/// Outcome of a method handler: bytes written (success) or a reason to refuse.
+type Handled = Result<usize, Reject>;
+
+/// What a request led to, beyond "an answer of n bytes".
+enum Outcome {
+    /// `out[..n]` answers the request.
+    Reply(usize),
+    /// The answer comes later (a Connect waiting for its peer connection).
+    Deferred,
+    /// ConnectionBind succeeded: answer, then pipe.
+    BindData(usize, ConnectionId),
+}
+
+/// The TURN server core.
+pub struct TurnServer {
+    /// The configuration, kept whole; what is derived from it (credentials, the Binding
+    /// service, keys) is prepared once in [`TurnServer::new`].
+    config: TurnConfig,
+    credentials: Credentials,
+    binding: BindingService,
+    token_key: TokenKey,
+    ticket_key: TicketKey,
+    rng: u64,
+    /// Redirecting every new Allocate (draining); starts as configured.
+    redirect: bool,
+    alternate_turn: u64,
+    table: AllocationTable,
+    /// RFC 6062 peer data connections by id, pending or bound.
+    connections: HashMap<ConnectionId, PeerConnection>,
+    /// RFC 6062 client data connections (bound by ConnectionBind) and their peer side.
+    data_clients: HashMap<FiveTuple, ConnectionId>,
+    transmits: VecDeque<Transmit>,
+    /// Reservations this core handed to the host and has not seen expire (the sweep
+    /// keeps running until the last one's deadline).
+    reservations_until: Option<Instant>,
+    next_sweep: Option<Instant>,
+    stats: Stats,
+}
+
+impl core::fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("allocations", &self.table.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurnServer {
+    /// A server from its configuration.
+    ///
+    /// # Errors
+    ///
+    /// A static user whose password cannot be prepared.
+    pub fn new(config: TurnConfig) -> Result<Self, BadUser> {
+        let credentials = Credentials::new(
+            config.realm.clone(),
+            config.secrets.clone(),
+            &config.users,
+            &config.nonce_secret,
+            config.nonce_lifetime.as_secs().min(u64::from(u32::MAX)) as u32,
+        )?;
+        Ok(Self {
+            credentials,
+            binding: BindingService::new(BindingConfig {
+                software: config.software.clone(),
+                rfc5780: config.rfc5780,
+            }),
+            token_key: TokenKey::new(&config.nonce_secret),
+            ticket_key: TicketKey::new(&config.nonce_secret),
+            rng: config.rng_seed ^ 0x9E37_79B9_7F4A_7C15,
+            redirect: config.redirect,
+            alternate_turn: 0,
+            table: AllocationTable::default(),
+            connections: HashMap::default(),
+            data_clients: HashMap::default(),
+            transmits: VecDeque::new(),
+            reservations_until: None,
+            next_sweep: None,
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Allocations alive.
+    pub fn allocation_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        self.credentials.realm()
+    }
+
+    /// When [`TurnServer::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// The next message the core queued for a client, if any: call after
+    /// [`TurnServer::handle_timeout`] until it returns `None`. The queue holds at most
+    /// one message per pending RFC 6062 Connect, so it is bounded by the connection
+    /// limits.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Starts (true) or stops (false) redirecting every new Allocate to an alternate
+    /// server, e.g. to drain this one; existing allocations are untouched. Without an
+    /// alternate of the client's transport and family, Allocates are served as usual.
+    pub fn set_redirect(&mut self, redirect: bool) {
+        self.redirect = redirect;
+    }
+
+    /// Whether every new Allocate is being redirected.
+    pub fn redirecting(&self) -> bool {
+        self.redirect
+    }
+
+    /// RFC 6062 peer data connections alive, pending or bound.
+    pub fn peer_connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
+        let base = self.config.time_base;
+        base.unix_secs + now.saturating_duration_since(base.instant).as_secs()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // SplitMix64: deterministic from the seed, good enough for transaction IDs.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A transaction ID for an indication the server originates.
+    fn random_tid(&mut self) -> TransactionId {
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&self.next_random().to_be_bytes());
+        tid[8..].copy_from_slice(&(self.next_random() as u32).to_be_bytes());
+        TransactionId(tid)
+    }
+
+    fn schedule_sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP_INTERVAL);
+        }
+    }
+
+    // ----- client side ------------------------------------------------------------------
+
+    /// Handles a datagram (or stream frame) from a client. Responses are written into
+    /// `out` (1500 bytes is plenty, except for an RFC 5780 Binding request with PADDING,
+    /// whose answer is as long as the request plus
+    /// [`RESPONSE_OVERHEAD`](crate::binding::RESPONSE_OVERHEAD) and SOFTWARE, see
+    /// [`BindingConfig::max_response_len`]; one that does not fit gets no answer);
+    /// relayed payloads point into `packet`. `from.server` must be the local address
+    /// the packet arrived on for RFC 5780 to be served.
+    pub fn handle_client(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        packet: &[u8],
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> ClientAction {
+        match demux(packet) {
+            Demux::ChannelData => self.client_channel_data(now, from, packet),
+            Demux::Stun => self.client_stun(now, from, packet, out, host),
+            Demux::Other => ClientAction::None,
+        }
+    }
+
+    fn client_stun(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        packet: &[u8],
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> ClientAction {
+        let Ok(msg) = Message::new_checked(packet) else {
+            // Malformed: the Binding service applies the drop / 400-if-not-larger rule.
+            return self.binding_answer(packet, from, out);
+        };
+        if msg.verify_fingerprint().is_err() {
+            return ClientAction::None;
+        }
+        let ty = msg.message_type();
+        match (ty.class, ty.method) {
+            (_, Method::BINDING) => self.binding_answer(packet, from, out),
+            (Class::Indication, Method::SEND) => self.send_indication(now, from, &msg),
+            (Class::Request, _) => self.request(now, from, &msg, out, host),
+            _ => ClientAction::None,
+        }
+    }
+
+    fn binding_answer(&self, packet: &[u8], from: FiveTuple, out: &mut [u8]) -> ClientAction {
+        match self.binding.handle_tuple(packet, from, out) {
+            Response::Send(n) => ClientAction::Reply(n),
+            Response::SendFrom { len, from, to } => ClientAction::ReplyFrom { len, from, to },
+            Response::Ignore(_) => ClientAction::None,
+        }
+    }
+
+    /// A request other than Binding: retransmission cache, authentication (RFC 8489
+    /// §9.2), unknown attributes (§6.3.1.1), then the method's handler; the answer is
+    /// kept for retransmissions.
+    fn request(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        msg: &Message<&[u8]>,
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> ClientAction {
+        let ty = msg.message_type();
+        let tid = msg.transaction_id();
+        // A retransmission gets the very same answer (RFC 8489 §6.3.4).
+        if let Some(bytes) = self.table.answer(&from, tid, ty.method, now, out.len()) {
+            out[..bytes.len()].copy_from_slice(bytes);
+            return ClientAction::Reply(bytes.len());
+        }
+        let unix_now = self.unix_now(now);
+        let auth = match self.credentials.authenticate(msg, from.client, unix_now) {
+            Ok(a) => a,
+            Err(reject) => {
+                return match self.auth_error(out, msg, from.client, unix_now, reject) {
+                    Ok(n) => ClientAction::Reply(n),
+                    Err(_) => ClientAction::None,
+                };
+            }
+        };
+        let req = Request {
+            now,
+            from,
+            msg,
+            auth: &auth,
+        };
+        let written = match self.dispatch(&req, out, host) {
+            Ok(Outcome::Reply(n)) => Ok(n),
+            // Nothing to send or cache yet: the answer comes with the peer connection's
+            // outcome. Streams do not retransmit (RFC 8489 §6.2.2).
+            Ok(Outcome::Deferred) => return ClientAction::None,
+            // The connection turns into a raw pipe: nothing to cache either.
+            Ok(Outcome::BindData(reply, connection)) => {
+                return ClientAction::BindData { reply, connection };
+            }
+            Err(reject) => self.refuse(&req, out, reject),
+        };
+        let Ok(n) = written else {
+            return ClientAction::None;
+        };
+        self.table.remember(
+            from,
+            Cached {
+                tid,
+                method: ty.method,
+                bytes: out[..n].into(),
+                until: now + TRANSACTION_CACHE,
+            },
+        );
+        self.schedule_sweep(now);
+        ClientAction::Reply(n)
+    }
+
+    /// Hands an authenticated request to its method's handler. RFC 8489 §6.3.1.1: after
+    /// authentication, unknown comprehension-required attributes are answered with 420.
+    fn dispatch(
+        &mut self,
+        req: &Request<'_>,
+        out: &mut [u8],
+        host: &mut impl Host,
+    ) -> Result<Outcome, Reject> {
+        let mut unknown = [AttrType(0); 8];
+        let mut n_unknown = 0;
+        for t in req.msg.unknown_comprehension_required() {
+            if n_unknown < unknown.len() && !unknown[..n_unknown].contains(&t) {
+                unknown[n_unknown] = t;
+                n_unknown += 1;
+            }
+        }
+        if n_unknown > 0 {
+            let list = &unknown[..n_unknown];
+            return self
+                .write_answer(out, &self.answer(req, req.error()), |w| {
+                    w.put(&ErrorCodeAttr::new(ErrorCode::UNKNOWN_ATTRIBUTE))?;
+                    w.put(&UnknownAttributes::List(list))
+                })
+                .map(Outcome::Reply)
+                .map_err(|_| Reject::BadRequest);
+        }
+        match req.msg.message_type().method {
+            Method::ALLOCATE => self.allocate(req, out, host).map(Outcome::Reply),
+            Method::REFRESH => self.refresh(req, out, host).map(Outcome::Reply),
+            Method::CREATE_PERMISSION => self.create_permission(req, out).map(Outcome::Reply),
+            Method::CHANNEL_BIND => self.channel_bind(req, out).map(Outcome::Reply),
+            Method::CONNECT => self.connect(req, host),
+            Method::CONNECTION_BIND => self.connection_bind(req, out),
+            _ => Err(Reject::BadRequest),
+        }
+    }
+
+    /// The caller's live allocation on the request's 5-tuple: 437 if there is none (or
+    /// it is past its lifetime: gone, RFC 8656 §2.2, even if the sweep has not removed
+    /// it yet, so a refresh never revives it), 441 if another user made it.
+    fn allocation_for(&self, req: &Request<'_>) -> Result<AllocationId, Reject> {
+        let id = self
+            .table
+            .by_five_tuple(&req.from)
+            .ok_or(Reject::AllocationMismatch)?;
+        let alloc = self
+            .table
+            .get(id)
+            .filter(|a| a.is_live(req.now))
+            .ok_or(Reject::AllocationMismatch)?;
+        if *alloc.username != *req.auth.username {
+            return Err(Reject::WrongCredentials);
+        }
+        Ok(id)
+    }
+
+    /// The lifetime to grant for a requested one (RFC 8656 §7.2 step "LIFETIME"): the
+    /// smaller of the request and the maximum, but never below the default.
+    fn granted_lifetime(&self, requested: Option<Lifetime>) -> Duration {
+        let max = self.config.max_lifetime;
+        let desired = requested.map_or(DEFAULT_LIFETIME, |l| Duration::from_secs(u64::from(l.0)));
+        desired.min(max).max(DEFAULT_LIFETIME.min(max))
+    }
+}
+
+/// The name a quota counts: the user part of a REST username, else the username.
+fn quota_user(username: &str) -> &str {
+    parse_rest_username(username).map_or(username, |r| r.user)
+}
+
+fn normalise_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(normalise(addr.ip()), addr.port())
+}

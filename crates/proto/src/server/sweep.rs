@@ -1,0 +1,86 @@
+//! Time and teardown: the once-a-second sweep that removes what expired, a client
+//! connection that closed, and the one place an allocation is torn down ([`TurnServer::remove`]).
+
+use std::time::Instant;
+
+use super::{CHANNEL_COOLDOWN, SWEEP_INTERVAL, TurnServer, quota_user};
+use crate::allocation::FiveTuple;
+use crate::host::Host;
+use crate::table::{AllocationId, trim_map};
+
+impl TurnServer {
+    /// Expires allocations, permissions, channels, reservations and cached responses.
+    pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
+        match self.next_sweep {
+            Some(t) if t <= now => {}
+            _ => return,
+        }
+        for id in self.table.ids() {
+            let a = &mut self.table[id];
+            a.permissions.retain(|p| p.expires > now);
+            a.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
+            if a.cached.as_ref().is_some_and(|c| c.until <= now) {
+                a.cached = None;
+            }
+            if !a.is_live(now) {
+                self.remove(id, host);
+            }
+        }
+        if self.reservations_until.is_some() {
+            host.expire_reservations(now);
+            self.reservations_until = self.reservations_until.filter(|&u| u > now);
+        }
+        self.table.expire_answers(now);
+        self.sweep_connections(now, host);
+        // Give memory back once a table is mostly empty (an idle server holds nothing).
+        self.table.trim();
+        trim_map(&mut self.connections);
+        trim_map(&mut self.data_clients);
+        let busy = !self.table.is_idle()
+            || self.reservations_until.is_some()
+            || !self.connections.is_empty();
+        self.next_sweep = busy.then(|| now + SWEEP_INTERVAL);
+    }
+
+    /// A TCP or TLS client connection closed. If an allocation was made over it, the
+    /// allocation is deleted, with its relays, its quota slot and its peer data
+    /// connections (RFC 8656 §3.1 and §5: over TCP or TLS the allocation lives as long
+    /// as the connection it was made on; RFC 6062 §5.5). If it was
+    /// an RFC 6062 client data connection, its peer data connection is closed
+    /// ([`Host::close_peer_connection`]). Anything else does nothing.
+    pub fn handle_connection_closed(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        host: &mut impl Host,
+    ) {
+        let _ = now;
+        if let Some(id) = self.table.by_five_tuple(&five_tuple) {
+            self.remove(id, host);
+        }
+        if let Some(id) = self.data_clients.get(&five_tuple).copied() {
+            self.forget_connection(id);
+            host.close_peer_connection(id);
+        }
+        self.table.forget_answer(&five_tuple);
+    }
+
+    /// Tears an allocation down: out of the table, its peer data connections closed, its
+    /// relays and quota slot given back to the host.
+    pub(crate) fn remove(&mut self, id: AllocationId, host: &mut impl Host) {
+        let Some(alloc) = self.table.remove(id) else {
+            return;
+        };
+        // RFC 6062 §5.5: "If the allocation associated with a data connection expires,
+        // the data connection MUST be closed."
+        for connection in &alloc.connections {
+            self.forget_connection(*connection);
+            host.close_peer_connection(*connection);
+        }
+        for &relay in alloc.relays.iter().flatten() {
+            host.release_relay(relay);
+        }
+        host.release_allocation(quota_user(&alloc.username));
+        self.stats.allocations_closed += 1;
+    }
+}
