@@ -6,8 +6,8 @@ use core::hash::{Hash, Hasher};
 use core::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use turnpike_stun::{ChannelNumber, Method, TransactionId};
 use turnpike_stun::attr::ConnectionId;
+use turnpike_stun::{ChannelNumber, Method, TransactionId};
 
 use crate::host::{Family, RelayId};
 use crate::mobility::TICKET_LEN;

@@ -93,7 +93,13 @@ pub trait Host {
     /// RESERVATION-TOKEN `token` until `until`, for an Allocate on any core of the
     /// runtime to claim ([`Host::claim_reservation`]). One not claimed by then is
     /// released (see [`Host::expire_reservations`]).
-    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant);
+    fn hold_reservation(
+        &mut self,
+        token: [u8; 8],
+        relay: RelayId,
+        addr: SocketAddr,
+        until: Instant,
+    );
 
     /// The relay reserved under `token`, if there is one and its time has not run out at
     /// `now`; from then on it is this host's relay, for a new allocation. A reservation
@@ -154,6 +160,16 @@ pub trait Host {
     ) -> Result<ConnectionId, RelayError> {
         let _ = (relay, peer);
         Err(RelayError::Exhausted)
+    }
+
+    /// Which core of the runtime made the connection id `connection` (its
+    /// [`TurnConfig::shard`](crate::TurnConfig::shard)), for a runtime with several
+    /// cores: a ConnectionBind that names another core's connection is handed there
+    /// ([`ClientAction::Forward`](crate::ClientAction::Forward)). Default: `None`, one
+    /// core.
+    fn shard_of(&self, connection: ConnectionId) -> Option<u8> {
+        let _ = connection;
+        None
     }
 
     /// Closes a peer data connection (or abandons the attempt to open it) and the client

@@ -33,9 +33,7 @@ pub mod table;
 
 pub use allocation::{ClientTransport, FiveTuple};
 pub use binding::{Rfc5780Addresses, Rfc5780Error};
-pub use host::{
-    BoundRelay, Claim, Family, Host, PortRequest, RelayError, RelayId, Reservations,
-};
+pub use host::{BoundRelay, Claim, Family, Host, PortRequest, RelayError, RelayId, Reservations};
 pub use server::{
     Alternates, ClientAction, PeerAction, Reject, TimeBase, Transmit, TurnConfig, TurnServer,
 };

@@ -38,9 +38,12 @@
 //! of a deleted allocation, of an earlier generation, or of another allocation that
 //! reused the slot never matches. Nothing about the user or the client address is in it.
 //!
-//! Tickets are local to one core (one worker): a runtime with several cores must route a
-//! Refresh carrying MOBILITY-TICKET to the core that issued it (for example by keeping
-//! mobile clients on one core).
+//! The slot field names the core too: its top 8 bits are the issuing core's
+//! [`shard`](crate::TurnConfig::shard), the low 24 the slot in that core's table. A moved
+//! client's Refresh may reach another core of the runtime (the kernel spreads 5-tuples
+//! over workers); a core that opens a genuine ticket of another shard answers
+//! [`ClientAction::Forward`](crate::ClientAction::Forward) and the runtime hands the
+//! request to the core that issued it.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -48,6 +51,19 @@ use turnpike_stun::ct_eq;
 
 /// Length of a MOBILITY-TICKET this server issues.
 pub const TICKET_LEN: usize = 32;
+
+/// Slots a ticket can name in one core (the low 24 bits of its slot field).
+pub(crate) const TICKET_SLOTS: u32 = 1 << 24;
+
+/// The slot field of a ticket: the issuing core's shard and its slot there.
+pub(crate) fn ticket_place(shard: u8, slot: u32) -> Option<u32> {
+    (slot < TICKET_SLOTS).then_some(u32::from(shard) << 24 | slot)
+}
+
+/// The shard and slot a ticket's slot field names.
+pub(crate) fn ticket_subject(place: u32) -> (u8, u32) {
+    ((place >> 24) as u8, place & (TICKET_SLOTS - 1))
+}
 
 /// Mints and opens tickets.
 #[derive(Clone)]

@@ -170,7 +170,13 @@ impl Host for Uncounted<'_> {
     fn supports(&self, family: Family) -> bool {
         with_counting(false, || self.0.supports(family))
     }
-    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant) {
+    fn hold_reservation(
+        &mut self,
+        token: [u8; 8],
+        relay: RelayId,
+        addr: SocketAddr,
+        until: Instant,
+    ) {
         with_counting(false, || self.0.hold_reservation(token, relay, addr, until));
     }
     fn claim_reservation(&mut self, token: [u8; 8], now: Instant) -> Option<(RelayId, SocketAddr)> {

@@ -266,3 +266,44 @@ fn a_moved_allocation_still_expires_and_is_swept() {
     assert_eq!(sim.host.ledger.total(), 0);
     c.request(&mut sim, Method::REFRESH, &[]).assert_error(437);
 }
+
+/// Two cores of one runtime (shards 0 and 1, one nonce secret): a moved client's Refresh
+/// that reaches the other core is handed back to the issuer, untouched, and the issuer
+/// moves the allocation (RFC 8016 with every worker serving).
+#[test]
+fn a_ticket_of_another_shard_is_forwarded_to_it() {
+    let mut issuer = Sim::with(|c| {
+        c.mobility = true;
+        c.shard = 0;
+    });
+    let mut other = Sim::with(|c| {
+        c.mobility = true;
+        c.shard = 1;
+    });
+    let (old, _, ticket) = mobile_alice(&mut issuer, "203.0.113.10:40000");
+    let mut new = moved(&old, "198.18.0.7:50000");
+    let (_, forwarded) = new.send(
+        &mut other,
+        Method::REFRESH,
+        &[A::Lifetime(600), A::Ticket(ticket.clone())],
+    );
+    assert_eq!(forwarded, Outcome::Forward(0));
+    assert_eq!(other.server.allocation_count(), 0);
+    assert_eq!(
+        other.server.stats(),
+        Default::default(),
+        "nothing happened there"
+    );
+    let resp = new
+        .refresh(&mut issuer, Some(600), &[A::Ticket(ticket)])
+        .success();
+    assert!(resp.ticket().is_some());
+    assert_eq!(issuer.server.stats().mobility_moves, 1);
+    // A ticket of this shard that names nothing is still a 400, not a forward.
+    let (_, _, mine) = mobile_alice(&mut other, "203.0.113.11:40000");
+    let mut forged = mine.clone();
+    forged[20] ^= 1;
+    moved(&old, "198.18.0.8:50000")
+        .refresh(&mut other, Some(600), &[A::Ticket(forged)])
+        .assert_error(400);
+}

@@ -224,3 +224,28 @@ fn the_allocation_going_closes_every_data_connection() {
         assert_eq!(sim.host.ledger.total(), 0, "{how}");
     }
 }
+
+/// With several cores, a ConnectionBind naming another core's connection id (the host
+/// says which core made it) is handed to that core untouched; one naming this core's id
+/// is served here.
+#[test]
+fn a_connection_of_another_shard_is_forwarded_to_it() {
+    let mut sim = tcp_on();
+    sim.host.sharded_connections = true;
+    let (_, _, id) = connected(&mut sim);
+    assert_eq!(
+        id.0 >> 24,
+        0,
+        "the fake host's ids are this core's (shard 0)"
+    );
+    let mut data = data_connection("203.0.113.10:40100");
+    assert_eq!(bind(&mut sim, &mut data, 0x0300_0001), Outcome::Forward(3));
+    assert_eq!(
+        sim.server.peer_connection_count(),
+        1,
+        "nothing changed here"
+    );
+    let (resp, connection) = bind(&mut sim, &mut data, id.0).bind_data();
+    assert!(resp.is_success());
+    assert_eq!(connection, id);
+}

@@ -231,10 +231,13 @@ impl Shared {
                 code: err.icmp_code,
                 error_data: err.info,
             };
-            let action =
-                self.core
-                    .borrow_mut()
-                    .handle_peer_icmp(Instant::now(), relay, err.peer, icmp, &mut buf);
+            let action = self.core.borrow_mut().handle_peer_icmp(
+                Instant::now(),
+                relay,
+                err.peer,
+                icmp,
+                &mut buf,
+            );
             if let PeerAction::ToClient { to, range } = action {
                 self.send_to_client(to, &buf[range]);
             }

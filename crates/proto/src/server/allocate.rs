@@ -22,6 +22,7 @@ use turnpike_stun::{ErrorCode, Message};
 use super::{Handled, RESERVATION_LIFETIME, Reject, Request, TurnServer, quota_user};
 use crate::allocation::{Allocation, FiveTuple, Mobility, Relay, family_index};
 use crate::host::{BoundRelay, Family, Host, PortRequest, RelayError, RelayId};
+use crate::mobility::ticket_place;
 use crate::quota::{QuotaExceeded, TokenBucket};
 
 /// Where the primary relay comes from.
@@ -288,10 +289,15 @@ impl TurnServer {
         }
         // The id `insert` will give the allocation: the ticket names it.
         let id = self.table.next_id();
-        let ticket = request.mobility.then(|| {
-            let nonce = self.next_random();
-            self.ticket_key.mint(id.slot(), 0, nonce)
-        });
+        let ticket = match request.mobility {
+            false => None,
+            true => {
+                let place = ticket_place(self.config.shard, id.slot())
+                    .ok_or(Reject::InsufficientCapacity)?;
+                let nonce = self.next_random();
+                Some(self.ticket_key.mint(place, 0, nonce))
+            }
+        };
         let client = from.client;
         let reservation_token = undo.token;
         let n = self

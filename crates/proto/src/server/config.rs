@@ -50,6 +50,10 @@ pub struct TurnConfig {
     pub time_base: TimeBase,
     /// Seed of the core's random numbers (transaction IDs of Data indications).
     pub rng_seed: u64,
+    /// This core's index among the cores of one runtime (0 to 255; 0 by default). It goes
+    /// into MOBILITY-TICKETs, so a ticket that reaches another core is sent back to this
+    /// one ([`ClientAction::Forward`](crate::ClientAction::Forward)).
+    pub shard: u8,
     /// Where a 300 Try Alternate sends clients, per client transport (RFC 8489 §10).
     /// Empty lists (the default): never redirect.
     pub alternates: Alternates,
@@ -121,6 +125,7 @@ impl TurnConfig {
             software: None,
             time_base,
             rng_seed: 0,
+            shard: 0,
             alternates: Alternates::default(),
             alternate_domain: None,
             redirect: false,

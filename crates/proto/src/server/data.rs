@@ -164,10 +164,10 @@ impl TurnServer {
         let tid = self.random_tid();
         let ty = MessageType::new(Method::DATA, Class::Indication);
         let written = MessageWriter::new(&mut buf[start..], ty, tid).and_then(|mut w| {
-                w.put(&XorPeerAddress(from))?;
-                w.put_with(AttrType::DATA, len, |_| {})?;
-                Ok(w.finish())
-            });
+            w.put(&XorPeerAddress(from))?;
+            w.put_with(AttrType::DATA, len, |_| {})?;
+            Ok(w.finish())
+        });
         match written {
             Ok(n) => PeerAction::ToClient {
                 to,

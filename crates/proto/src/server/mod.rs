@@ -87,7 +87,9 @@ use core::time::Duration;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use turnpike_stun::attr::{ConnectionId, ErrorCodeAttr, Lifetime, UnknownAttributes};
+use turnpike_stun::attr::{
+    ConnectionId, ErrorCodeAttr, Lifetime, MobilityTicket, UnknownAttributes,
+};
 use turnpike_stun::{
     AttrType, Class, Demux, ErrorCode, Message, MessageType, Method, TransactionId, demux,
 };
@@ -98,7 +100,7 @@ use crate::auth::rest::parse_rest_username;
 use crate::auth::{Authenticated, BadUser, Credentials};
 use crate::binding::{BindingConfig, BindingService, Response};
 use crate::host::Host;
-use crate::mobility::TicketKey;
+use crate::mobility::{TicketKey, ticket_subject};
 use crate::policy::normalise;
 use crate::table::{AllocationId, AllocationTable};
 
@@ -184,6 +186,8 @@ enum Outcome {
     Deferred,
     /// ConnectionBind succeeded: answer, then pipe.
     BindData(usize, ConnectionId),
+    /// Another core's request: hand it there.
+    Forward(u8),
 }
 
 /// The TURN server core.
@@ -429,6 +433,8 @@ impl TurnServer {
             Ok(Outcome::BindData(reply, connection)) => {
                 return ClientAction::BindData { reply, connection };
             }
+            // Nothing happened here: the core that owns the state answers.
+            Ok(Outcome::Forward(shard)) => return ClientAction::Forward { shard },
             Err(reject) => self.refuse(&req, out, reject),
         };
         let Ok(n) = written else {
@@ -473,6 +479,9 @@ impl TurnServer {
                 .map(Outcome::Reply)
                 .map_err(|_| Reject::BadRequest);
         }
+        if let Some(shard) = self.owner_elsewhere(req, host) {
+            return Ok(Outcome::Forward(shard));
+        }
         match req.msg.message_type().method {
             Method::ALLOCATE => self.allocate(req, out, host).map(Outcome::Reply),
             Method::REFRESH => self.refresh(req, out, host).map(Outcome::Reply),
@@ -482,6 +491,24 @@ impl TurnServer {
             Method::CONNECTION_BIND => self.connection_bind(req, out),
             _ => Err(Reject::BadRequest),
         }
+    }
+
+    /// The other core that holds what a request names: the issuer of a Refresh's genuine
+    /// MOBILITY-TICKET, or the maker of a ConnectionBind's CONNECTION-ID.
+    fn owner_elsewhere(&self, req: &Request<'_>, host: &impl Host) -> Option<u8> {
+        let shard = match req.msg.message_type().method {
+            Method::REFRESH => {
+                let ticket = req.msg.get::<MobilityTicket>().ok()??;
+                let place = self.ticket_key.open(ticket.0)?;
+                ticket_subject(place).0
+            }
+            Method::CONNECTION_BIND => {
+                let id = req.msg.get::<ConnectionId>().ok()??;
+                host.shard_of(id)?
+            }
+            _ => return None,
+        };
+        (shard != self.config.shard).then_some(shard)
     }
 
     /// The caller's live allocation on the request's 5-tuple: 437 if there is none (or

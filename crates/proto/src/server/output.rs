@@ -54,6 +54,17 @@ pub enum ClientAction {
         /// Set DF (DONT-FRAGMENT, RFC 8656 §18.9).
         dont_fragment: bool,
     },
+    /// The packet belongs to another core of the runtime: hand it (with its 5-tuple)
+    /// to the core whose [`TurnConfig::shard`](crate::TurnConfig::shard) is `shard`, as
+    /// if it had arrived there, and on a stream hand that core the connection from this
+    /// frame on. The core answers this for a Refresh whose MOBILITY-TICKET another core
+    /// issued (RFC 8016: a moved client may reach any core) and for a ConnectionBind
+    /// whose CONNECTION-ID another core's host made ([`crate::Host::shard_of`],
+    /// RFC 6062 §5.4). Nothing was answered or changed here.
+    Forward {
+        /// The core to hand the packet to.
+        shard: u8,
+    },
     /// A ConnectionBind succeeded (RFC 6062 §5.4): send `out[..reply]` (the success
     /// response) on this connection, then stop reading STUN from it and pipe its bytes,
     /// as they come, to and from the peer data connection `connection` (with whatever the

@@ -15,7 +15,11 @@ use crate::table::AllocationId;
 
 impl TurnServer {
     /// Checks a peer address for a permission or channel: policy (403) and family (443).
-    pub(crate) fn check_peer(&self, slot: AllocationId, peer: SocketAddr) -> Result<SocketAddr, Reject> {
+    pub(crate) fn check_peer(
+        &self,
+        slot: AllocationId,
+        peer: SocketAddr,
+    ) -> Result<SocketAddr, Reject> {
         let peer = normalise_addr(peer);
         let alloc = self.table.get(slot).ok_or(Reject::AllocationMismatch)?;
         if alloc.relay(Family::of(peer)).is_none() {

@@ -11,7 +11,7 @@ use turnpike_stun::ct_eq;
 use super::{Handled, Reject, Request, TurnServer};
 use crate::allocation::Mobility;
 use crate::host::{Family, Host};
-use crate::mobility::TICKET_LEN;
+use crate::mobility::{TICKET_LEN, ticket_place, ticket_subject};
 use crate::table::AllocationId;
 
 impl TurnServer {
@@ -99,7 +99,13 @@ impl TurnServer {
         ticket: &[u8],
     ) -> Result<AllocationId, Reject> {
         let from = &req.from;
-        let slot = AllocationId(self.ticket_key.open(ticket).ok_or(Reject::BadRequest)?);
+        let place = self.ticket_key.open(ticket).ok_or(Reject::BadRequest)?;
+        // Another core's ticket was handed there before this ([`Self::owner_elsewhere`]).
+        let (shard, slot) = ticket_subject(place);
+        if shard != self.config.shard {
+            return Err(Reject::BadRequest);
+        }
+        let slot = AllocationId(slot);
         let alloc = self
             .table
             .get(slot)
@@ -114,8 +120,7 @@ impl TurnServer {
             return Err(Reject::WrongCredentials);
         }
         if alloc.five_tuple != *from {
-            if self.table.by_five_tuple(from).is_some() || self.data_clients.contains_key(from)
-            {
+            if self.table.by_five_tuple(from).is_some() || self.data_clients.contains_key(from) {
                 return Err(Reject::AllocationMismatch);
             }
             if alloc.tcp && !from.transport.is_stream() {
@@ -144,7 +149,8 @@ impl TurnServer {
             })
         });
         m.generation = m.generation.wrapping_add(1);
-        m.ticket = self.ticket_key.mint(slot.slot(), m.generation, nonce);
+        let place = ticket_place(self.config.shard, slot.slot())?;
+        m.ticket = self.ticket_key.mint(place, m.generation, nonce);
         Some(m.ticket)
     }
 

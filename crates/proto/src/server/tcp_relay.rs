@@ -234,8 +234,7 @@ impl TurnServer {
         let State::Connecting { tid, signer, .. } = conn.state else {
             return PeerAction::None;
         };
-        let Some(to) = self.table.get(conn.slot).map(|a| a.five_tuple)
-        else {
+        let Some(to) = self.table.get(conn.slot).map(|a| a.five_tuple) else {
             self.forget_connection(connection);
             return PeerAction::None;
         };
@@ -295,8 +294,7 @@ impl TurnServer {
         };
         let limit = self.config.tcp_connections_per_allocation as usize;
         let peer = normalise_addr(peer);
-        let Some(alloc) = self.table.get(slot).filter(|a| a.is_live(now) && a.tcp)
-        else {
+        let Some(alloc) = self.table.get(slot).filter(|a| a.is_live(now) && a.tcp) else {
             return PeerAction::None;
         };
         let ours = alloc.relay(Family::of(peer)) == Some(relay);

@@ -97,9 +97,7 @@ impl AllocationTable {
 
     /// The allocation on a 5-tuple.
     pub(crate) fn by_five_tuple(&self, tuple: &FiveTuple) -> Option<AllocationId> {
-        self.by_five_tuple
-            .get(tuple, &self.slots)
-            .map(AllocationId)
+        self.by_five_tuple.get(tuple, &self.slots).map(AllocationId)
     }
 
     /// The allocation a relay belongs to.

@@ -154,6 +154,8 @@ pub struct FakeHost {
     next_connection: u32,
     /// Relays reserved by EVEN-PORT's R bit (the host keeps them, as a runtime does).
     pub reservations: Reservations,
+    /// Connection ids name their core in the top byte (as a runtime with several cores).
+    pub sharded_connections: bool,
 }
 
 impl Default for FakeHost {
@@ -180,6 +182,7 @@ impl Default for FakeHost {
             closed_connections: Vec::new(),
             next_connection: 0x1000,
             reservations: Reservations::default(),
+            sharded_connections: false,
         }
     }
 }
@@ -224,7 +227,13 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, addr: SocketAddr, until: Instant) {
+    fn hold_reservation(
+        &mut self,
+        token: [u8; 8],
+        relay: RelayId,
+        addr: SocketAddr,
+        until: Instant,
+    ) {
         assert!(self.live.contains_key(&relay), "reserving a dead relay");
         self.reservations.hold(token, relay, addr, until);
     }
@@ -338,6 +347,11 @@ impl Host for FakeHost {
     fn close_peer_connection(&mut self, connection: ConnectionId) {
         self.closed_connections.push(connection);
     }
+
+    fn shard_of(&self, connection: ConnectionId) -> Option<u8> {
+        self.sharded_connections
+            .then_some((connection.0 >> 24) as u8)
+    }
 }
 
 // ----- the simulation ------------------------------------------------------------------
@@ -371,6 +385,8 @@ pub fn epoch() -> Instant {
 pub enum Outcome {
     /// Nothing.
     None,
+    /// Not this core's: hand the packet to the core of that shard.
+    Forward(u8),
     /// A reply to the client.
     Reply(Resp),
     /// A Binding reply under RFC 5780, sent from `from` to `to`.
@@ -603,6 +619,7 @@ impl Sim {
                     to,
                 }
             }
+            ClientAction::Forward { shard } => Outcome::Forward(shard),
             ClientAction::BindData { reply, connection } => {
                 assert!(reply <= out.len(), "reply longer than the output buffer");
                 assert!(from.transport.is_stream(), "BindData on a datagram 5-tuple");
@@ -698,20 +715,17 @@ impl Sim {
     ) -> Option<Delivered> {
         let mut buf = vec![0xEE; turnpike_proto::server::ICMP_INDICATION_MAX];
         let now = self.now();
-        match self
-            .server
-            .handle_peer_icmp(
-                now,
-                relay,
-                peer,
-                Icmp {
-                    icmp_type,
-                    code,
-                    error_data,
-                },
-                &mut buf,
-            )
-        {
+        match self.server.handle_peer_icmp(
+            now,
+            relay,
+            peer,
+            Icmp {
+                icmp_type,
+                code,
+                error_data,
+            },
+            &mut buf,
+        ) {
             PeerAction::None => None,
             PeerAction::ToClient { to, range } => {
                 assert!(range.end <= buf.len(), "range {range:?} outside the buffer");
