@@ -301,7 +301,7 @@ fn a_ticket_of_another_shard_is_forwarded_to_it() {
     assert_eq!(issuer.server.stats().mobility_moves, 1);
     // A ticket of this shard that names nothing is still a 400, not a forward.
     let (_, _, mine) = mobile_alice(&mut other, "203.0.113.11:40000");
-    let mut forged = mine.clone();
+    let mut forged = mine;
     forged[20] ^= 1;
     moved(&old, "198.18.0.8:50000")
         .refresh(&mut other, Some(600), &[A::Ticket(forged)])

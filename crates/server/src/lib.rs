@@ -41,6 +41,7 @@ use turnpike_proto::quota::{QuotaLedger, Quotas};
 use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
 mod batch;
+mod handoff;
 mod icmp;
 mod poller;
 pub mod relay;
@@ -143,8 +144,8 @@ pub struct TurnSettings {
     pub redirect: bool,
     /// RFC 8016 mobility tickets.
     pub mobility: bool,
-    /// RFC 6062 TCP relays. With it, every TCP/TLS client is served by the first worker,
-    /// so a ConnectionBind finds the allocation its CONNECTION-ID belongs to.
+    /// RFC 6062 TCP relays. Every worker serves them: a ConnectionBind that reaches
+    /// another worker than the one holding its CONNECTION-ID is handed there.
     pub tcp_relay: bool,
     /// ICMP errors relayed per allocation per second (0 = unlimited).
     pub icmp_per_second: u32,
@@ -215,7 +216,6 @@ pub struct Server {
     bound: Vec<(Transport, SocketAddr)>,
     tcp_limits: TcpLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    tcp_relay: bool,
     relay: Arc<RelayConfig>,
     ledger: Arc<Mutex<QuotaLedger>>,
 }
@@ -237,7 +237,8 @@ impl Server {
     ///
     /// The first address that cannot be bound, or a bad static user.
     pub fn bind(config: ServerConfig) -> Result<Self, StartError> {
-        let workers = config.workers.max(1);
+        // A core's shard is one byte (MOBILITY-TICKETs and CONNECTION-IDs carry it).
+        let workers = config.workers.clamp(1, 256);
         let mut bound = Vec::new();
         // RFC 5780 needs a socket on each of its four exact addresses.
         let mut udp_addresses = config.udp.clone();
@@ -305,7 +306,7 @@ impl Server {
                 .map_or(0, |d| d.as_secs()),
         };
         let mut cores = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for shard in 0..workers {
             let t = &config.turn;
             let core = TurnServer::new(TurnConfig {
                 realm: t.realm.clone(),
@@ -322,6 +323,9 @@ impl Server {
                 rfc5780: config.binding.rfc5780,
                 time_base,
                 rng_seed: rand::random(),
+                // The worker's index: tickets and connection ids name the core that
+                // holds their state, so any worker can hand a request there.
+                shard: shard as u8,
                 alternates: t.alternates.clone(),
                 alternate_domain: t.alternate_domain.clone(),
                 redirect: t.redirect,
@@ -344,7 +348,6 @@ impl Server {
             bound,
             tcp_limits: config.tcp_limits,
             tls,
-            tcp_relay: config.turn.tcp_relay,
             relay: Arc::new(config.relay),
             ledger: Arc::new(Mutex::new(QuotaLedger::default())),
         })
@@ -365,7 +368,6 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::new();
-        let mut to_workers = Vec::new();
         let ports = Arc::new(relay::PortsInUse::default());
         let parked = Arc::new(relay::ParkedRelays::default());
         let open_files = sockopt::raise_open_file_limit().unwrap_or(1024);
@@ -374,9 +376,11 @@ impl Server {
         let peer_sockets = Arc::new(relay::PeerSocketBudget::new(
             usize::try_from(open_files / 4).unwrap_or(usize::MAX),
         ));
+        // Every worker's queue first: each worker can hand work to any other.
+        let (to_workers, mut queues): (handoff::Workers, Vec<_>) = (0..self.cores.len())
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
         for (index, (listeners, core)) in self.workers.into_iter().zip(self.cores).enumerate() {
-            let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel();
-            to_workers.push(conn_tx);
             let setup = worker::WorkerSetup {
                 index,
                 core,
@@ -386,7 +390,8 @@ impl Server {
                 ports: Arc::clone(&ports),
                 peer_sockets: Arc::clone(&peer_sockets),
                 parked: Arc::clone(&parked),
-                incoming: conn_rx,
+                incoming: queues.remove(0),
+                workers: to_workers.clone(),
                 tls: self.tls.clone(),
                 stream_limits: self.tcp_limits,
             };
@@ -398,9 +403,6 @@ impl Server {
                 Ok(handle) => threads.push(handle),
                 Err(e) => warn!(error = %e, "cannot start worker thread"),
             }
-        }
-        if self.tcp_relay {
-            to_workers.truncate(1);
         }
         let mut tasks = tokio::task::JoinSet::new();
         let limits = Arc::new(tcp::Limiter::new(self.tcp_limits));

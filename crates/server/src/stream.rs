@@ -19,6 +19,7 @@ use tracing::debug;
 use turnpike_proto::{ClientAction, ClientTransport, FiveTuple};
 use turnpike_stun::framing::{Frame, Framing, next_frame};
 
+use crate::handoff::{ClientStream, HandedStream, ToWorker};
 use crate::tcp::{Incoming, Slot};
 use crate::tcp_relay;
 use crate::worker::Shared;
@@ -58,25 +59,61 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
         let accepted =
             tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await;
         match accepted {
-            Ok(Ok(tls)) => run(shared, tls, peer, local, ClientTransport::Tls, slot).await,
+            Ok(Ok(tls)) => {
+                let stream = ClientStream::Tls(Box::new(tls));
+                run(
+                    shared,
+                    stream,
+                    peer,
+                    local,
+                    ClientTransport::Tls,
+                    slot,
+                    Vec::new(),
+                )
+                .await;
+            }
             Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => debug!(%peer, "TLS handshake timed out"),
         }
     } else {
-        run(shared, stream, peer, local, ClientTransport::Tcp, slot).await;
+        let stream = ClientStream::Tcp(stream);
+        run(
+            shared,
+            stream,
+            peer,
+            local,
+            ClientTransport::Tcp,
+            slot,
+            Vec::new(),
+        )
+        .await;
     }
 }
 
-async fn run<S>(
+/// Serves a connection another worker handed over, from the frame it could not serve.
+pub(crate) async fn resume(shared: Rc<Shared>, handed: HandedStream) {
+    let HandedStream {
+        stream,
+        peer,
+        local,
+        transport,
+        slot,
+        buffered,
+    } = handed;
+    run(shared, stream, peer, local, transport, slot, buffered).await;
+}
+
+/// Serves a connection: frames in, answers out, until it closes, becomes an RFC 6062
+/// data connection, or goes to another worker. `buffered` is what was read already.
+async fn run(
     shared: Rc<Shared>,
-    stream: S,
+    stream: ClientStream,
     peer: SocketAddr,
     local: SocketAddr,
     transport: ClientTransport,
     slot: Slot,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
+    buffered: Vec<u8>,
+) {
     let five_tuple = FiveTuple {
         client: peer,
         server: local,
@@ -88,10 +125,30 @@ async fn run<S>(
     let write_task = tokio::task::spawn_local(write_loop(writer, rx, idle));
     shared.streams.borrow_mut().insert(five_tuple, tx.clone());
 
-    let outcome = read_loop(&shared, &mut reader, five_tuple, &tx, idle).await;
+    let outcome = read_loop(&shared, &mut reader, five_tuple, &tx, idle, buffered).await;
     shared.streams.borrow_mut().remove(&five_tuple);
     let reason = match outcome {
         Outcome::Closed(reason) => reason,
+        Outcome::Handoff { shard, buffered } => {
+            // Not this worker's client: the writer has sent nothing for the frame at
+            // hand; take the stream back and hand it, with what is buffered, over.
+            drop(tx);
+            let Ok(writer) = write_task.await else {
+                return;
+            };
+            let Some(queue) = shared.workers.get(usize::from(shard)) else {
+                return;
+            };
+            let _ = queue.send(ToWorker::Stream(HandedStream {
+                stream: reader.unsplit(writer),
+                peer,
+                local,
+                transport,
+                slot,
+                buffered,
+            }));
+            return;
+        }
         Outcome::Bind { connection, early } => {
             // RFC 6062 §5.4: after the ConnectionBind success this connection carries raw
             // bytes. Let the writer flush the success response, then pipe.
@@ -123,6 +180,9 @@ enum Outcome {
         connection: turnpike_proto::stun::attr::ConnectionId,
         early: Vec<u8>,
     },
+    /// Another worker serves this client: hand it the connection, starting with
+    /// `buffered` (the frame at hand and what followed).
+    Handoff { shard: u8, buffered: Vec<u8> },
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -131,8 +191,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     five_tuple: FiveTuple,
     tx: &mpsc::Sender<Bytes>,
     idle: Duration,
+    buffered: Vec<u8>,
 ) -> Outcome {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf: Vec<u8> = buffered;
+    buf.reserve(4096);
     let mut out = vec![0u8; 2048];
     let mut start = 0;
     loop {
@@ -159,6 +221,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     payload,
                     dont_fragment,
                 } => shared.send_to_peer(relay, peer, &frame[payload], dont_fragment),
+                ClientAction::Forward { shard } => {
+                    return Outcome::Handoff {
+                        shard,
+                        buffered: buf[start..].to_vec(),
+                    };
+                }
                 ClientAction::BindData { reply, connection } => {
                     let _ = tx.try_send(Bytes::copy_from_slice(&out[..reply]));
                     let early = buf[start + frame_len..].to_vec();

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+use crate::handoff::{ToWorker, Workers};
 
 /// Limits on TCP connections.
 #[derive(Debug, Clone, Copy)]
@@ -97,11 +98,7 @@ pub(crate) struct Incoming {
 
 /// Accepts connections until cancelled and hands them to the workers in turn. The
 /// connection limits are applied here, before any byte is read.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    limiter: Arc<Limiter>,
-    workers: Vec<mpsc::UnboundedSender<Incoming>>,
-) {
+pub(crate) async fn accept_loop(listener: TcpListener, limiter: Arc<Limiter>, workers: Workers) {
     let Ok(local) = listener.local_addr() else {
         return;
     };
@@ -130,11 +127,11 @@ pub(crate) async fn accept_loop(
         }
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);
-        let _ = worker.send(Incoming {
+        let _ = worker.send(ToWorker::Accepted(Incoming {
             stream,
             peer,
             local,
             slot,
-        });
+        }));
     }
 }

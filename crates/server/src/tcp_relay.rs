@@ -37,16 +37,23 @@ pub(crate) enum PeerConn {
 #[derive(Default)]
 pub(crate) struct PeerConns {
     pub(crate) conns: HashMap<ConnectionId, PeerConn>,
-    next: u32,
+}
+
+/// The worker that made a connection id ([`PeerConns::new_id`]).
+pub(crate) fn shard_of(id: ConnectionId) -> u8 {
+    (id.0 >> 24) as u8
 }
 
 impl PeerConns {
-    /// A fresh connection id, never 0 and not in use.
-    pub(crate) fn new_id(&mut self) -> ConnectionId {
+    /// A fresh connection id of worker `shard`, never 0 and not in use: the worker in the
+    /// top 8 bits (so any worker can hand a ConnectionBind to the one holding the
+    /// connection, see [`shard_of`]), 24 random bits below, which a client cannot guess
+    /// (the core also checks the ConnectionBind's username).
+    pub(crate) fn new_id(&self, shard: u8) -> ConnectionId {
         loop {
-            self.next = self.next.wrapping_add(0x9E37_79B9) | 1;
-            let id = ConnectionId(self.next);
-            if !self.conns.contains_key(&id) {
+            let low = rand::random::<u32>() & 0x00FF_FFFF;
+            let id = ConnectionId(u32::from(shard) << 24 | low);
+            if id.0 != 0 && !self.conns.contains_key(&id) {
                 return id;
             }
         }
@@ -70,7 +77,7 @@ pub(crate) async fn accept_loop(shared: Rc<Shared>, relay: RelayId, listener: Tc
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let id = shared.peer_conns.borrow_mut().new_id();
+        let id = shared.peer_conns.borrow_mut().new_id(shared.shard());
         let action = shared.core.borrow_mut().handle_peer_connection(
             Instant::now(),
             relay,

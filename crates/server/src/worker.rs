@@ -38,12 +38,13 @@ use turnpike_proto::{
 };
 
 use crate::batch::{BATCH, Destination, RecvBatch, SendBatch, send_one};
+use crate::handoff::{Moved, ToWorker, Workers};
 use crate::poller::{MAX_EVENTS, Poller, Ready};
 use crate::relay::{
     BoundUdp, ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range,
     bind_tcp_in_range, connect_beside,
 };
-use crate::tcp::{Incoming, TcpLimits};
+use crate::tcp::TcpLimits;
 use crate::tcp_relay::{self, PeerConn, PeerConns};
 use crate::{icmp, sockopt, stream};
 
@@ -124,6 +125,12 @@ pub(crate) struct WorkerHost {
 
 /// What every task of a worker shares.
 pub(crate) struct Shared {
+    /// The worker's index (its core's shard).
+    pub(crate) index: usize,
+    /// Every worker's queue, by index, for handing over what another worker serves.
+    pub(crate) workers: Workers,
+    /// UDP clients this worker receives but another serves.
+    pub(crate) moved: RefCell<Moved>,
     pub(crate) core: RefCell<TurnServer>,
     host: RefCell<WorkerHost>,
     listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
@@ -136,6 +143,51 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// This worker's core's shard.
+    pub(crate) fn shard(&self) -> u8 {
+        self.index as u8
+    }
+
+    /// Hands a client datagram to worker `shard`, and its later datagrams too.
+    fn forward_datagram(&self, shard: u8, from: FiveTuple, datagram: &[u8], now: Instant) {
+        let worker = usize::from(shard);
+        if let Some(queue) = self.workers.get(worker) {
+            self.moved.borrow_mut().insert(from, worker, now);
+            let _ = queue.send(ToWorker::Datagram {
+                from,
+                datagram: Bytes::copy_from_slice(datagram),
+            });
+        }
+    }
+
+    /// Serves a datagram another worker handed over: as if it had arrived here, its
+    /// answer leaving from this worker's socket on the same local address.
+    pub(crate) fn handle_forwarded(&self, from: FiveTuple, datagram: &[u8]) {
+        let mut out = vec![0u8; MAX_DATAGRAM + 1024];
+        let now = Instant::now();
+        let action =
+            self.with_core(|core, host| core.handle_client(now, from, datagram, &mut out, host));
+        match action {
+            ClientAction::Reply(n) | ClientAction::BindData { reply: n, .. } => {
+                self.send_to_client(from, &out[..n]);
+            }
+            ClientAction::ReplyFrom { len, from: src, to } => {
+                if let Some(listener) = self.listeners.get(&src) {
+                    let _ = listener.try_send_to(&out[..len], to);
+                }
+            }
+            ClientAction::ToPeer {
+                relay,
+                peer,
+                payload,
+                dont_fragment,
+            } => self.send_to_peer(relay, peer, &datagram[payload], dont_fragment),
+            // A third worker's: pass it on (the core never names its own).
+            ClientAction::Forward { shard } => self.forward_datagram(shard, from, datagram, now),
+            ClientAction::None => {}
+        }
+    }
+
     /// Borrows the core and the host together for one call into the core.
     pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut TurnServer, &mut WorkerHost) -> T) -> T {
         let mut core = self.core.borrow_mut();
@@ -463,7 +515,7 @@ impl Host for WorkerHost {
     ) -> Result<ConnectionId, RelayError> {
         let &(_, local) = self.tcp_relays.get(&relay).ok_or(RelayError::Exhausted)?;
         let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
-        let id = shared.peer_conns.borrow_mut().new_id();
+        let id = shared.peer_conns.borrow_mut().new_id(shared.shard());
         let task =
             tokio::task::spawn_local(tcp_relay::connect(Rc::clone(&shared), id, local, peer));
         shared
@@ -472,6 +524,10 @@ impl Host for WorkerHost {
             .conns
             .insert(id, PeerConn::Connecting(task.abort_handle()));
         Ok(id)
+    }
+
+    fn shard_of(&self, connection: ConnectionId) -> Option<u8> {
+        Some(tcp_relay::shard_of(connection))
     }
 
     fn close_peer_connection(&mut self, connection: ConnectionId) {
@@ -540,7 +596,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) ports: Arc<PortsInUse>,
     pub(crate) peer_sockets: Arc<PeerSocketBudget>,
     pub(crate) parked: Arc<ParkedRelays>,
-    pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
+    pub(crate) incoming: mpsc::UnboundedReceiver<ToWorker>,
+    pub(crate) workers: Workers,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
 }
@@ -565,8 +622,18 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
         };
         let acceptor = Rc::clone(&shared);
         tokio::task::spawn_local(async move {
-            while let Some(conn) = incoming.recv().await {
-                tokio::task::spawn_local(stream::serve(Rc::clone(&acceptor), conn));
+            while let Some(message) = incoming.recv().await {
+                match message {
+                    ToWorker::Accepted(conn) => {
+                        tokio::task::spawn_local(stream::serve(Rc::clone(&acceptor), conn));
+                    }
+                    ToWorker::Stream(handed) => {
+                        tokio::task::spawn_local(stream::resume(Rc::clone(&acceptor), handed));
+                    }
+                    ToWorker::Datagram { from, datagram } => {
+                        acceptor.handle_forwarded(from, &datagram);
+                    }
+                }
             }
         });
         for (&addr, socket) in &shared.listeners {
@@ -590,7 +657,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
 type Started = (
     Rc<Shared>,
     Rc<AsyncFd<Poller>>,
-    mpsc::UnboundedReceiver<Incoming>,
+    mpsc::UnboundedReceiver<ToWorker>,
 );
 
 /// Builds a worker's shared state from its setup: its listener sockets registered with
@@ -618,6 +685,9 @@ fn start(setup: WorkerSetup) -> Option<Started> {
         }
     };
     let shared = Rc::new_cyclic(|weak| Shared {
+        index: setup.index,
+        workers: setup.workers,
+        moved: RefCell::new(Moved::default()),
         core: RefCell::new(setup.core),
         host: RefCell::new(WorkerHost {
             relay: setup.relay,
@@ -706,7 +776,17 @@ impl ClientBatch {
             let Some((datagram, from)) = self.rx.get(i) else {
                 continue;
             };
-            match handle_datagram(shared, local, now, datagram, from, &mut self.tx) {
+            let five_tuple = FiveTuple {
+                client: from,
+                server: local,
+                transport: ClientTransport::Udp,
+            };
+            let moved = shared.moved.borrow_mut().worker_for(&five_tuple, now);
+            if let Some(worker) = moved {
+                shared.forward_datagram(worker as u8, five_tuple, datagram, now);
+                continue;
+            }
+            match handle_datagram(shared, five_tuple, now, datagram, &mut self.tx) {
                 Handled::Done => {}
                 Handled::ToPeer {
                     fd: relay_fd,
@@ -756,17 +836,11 @@ enum Handled {
 /// caller to send with the rest of its batch.
 fn handle_datagram(
     shared: &Shared,
-    local: SocketAddr,
+    five_tuple: FiveTuple,
     now: Instant,
     datagram: &[u8],
-    from: SocketAddr,
     tx: &mut [u8],
 ) -> Handled {
-    let five_tuple = FiveTuple {
-        client: from,
-        server: local,
-        transport: ClientTransport::Udp,
-    };
     let action =
         shared.with_core(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
     match action {
@@ -799,6 +873,11 @@ fn handle_datagram(
         },
         // RFC 6062 data connections exist only on streams; answer and move on.
         ClientAction::BindData { reply, .. } => Handled::Reply(reply),
+        // Another worker's client (a moved one, RFC 8016): hand it there.
+        ClientAction::Forward { shard } => {
+            shared.forward_datagram(shard, five_tuple, datagram, now);
+            Handled::Done
+        }
     }
 }
 
@@ -917,6 +996,7 @@ async fn timer_loop(shared: Rc<Shared>) {
     loop {
         tick.tick().await;
         let now = Instant::now();
+        shared.moved.borrow_mut().expire(now);
         let due = shared
             .core
             .borrow()

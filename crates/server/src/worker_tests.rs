@@ -38,7 +38,7 @@ fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
     listener.set_nonblocking(true).unwrap();
     let local = listener.local_addr().unwrap();
     let fd = listener.as_raw_fd();
-    let (_, incoming) = mpsc::unbounded_channel();
+    let (to_self, incoming) = mpsc::unbounded_channel();
     let setup = WorkerSetup {
         index: 0,
         core: TurnServer::new(config).unwrap(),
@@ -54,6 +54,7 @@ fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
         peer_sockets: Arc::new(PeerSocketBudget::new(0)),
         parked: Arc::new(ParkedRelays::default()),
         incoming,
+        workers: vec![to_self],
         tls: None,
         stream_limits: TcpLimits::default(),
     };

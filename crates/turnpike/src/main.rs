@@ -165,17 +165,6 @@ fn prepare_turn(config: &mut Config) {
             );
         }
     }
-    if config.server.turn.mobility && config.workers > 1 {
-        // A ticket is known only to the worker that issued it, and the kernel may hash a
-        // moved client to another worker: with mobility on, one worker serves everything.
-        tracing::warn!(
-            "[turn] mobility is on: running 1 worker instead of {} so a moved client \
-             always reaches its allocation",
-            config.workers
-        );
-        config.workers = 1;
-        config.server.workers = 1;
-    }
     let turn = &mut config.server.turn;
     if turn.secrets.is_empty() && turn.users.is_empty() {
         use base64::Engine;

@@ -31,12 +31,13 @@ fn success(resp: &[u8], what: &str) -> Vec<u8> {
 
 #[test]
 fn refresh_with_the_ticket_moves_the_allocation_to_the_new_address() {
-    // No [runtime] workers: with mobility on the server runs one worker by itself, so a
-    // moved client always reaches the worker that holds its allocation.
+    // Four workers: the kernel hashes each new client address to any of them, so the
+    // moves below reach a worker other than the allocation's (and are handed to it).
     let config = format!(
         "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n[turn]\nrealm = \"mobility.test\"\n\
          secrets = [\"{SECRET}\"]\nmobility = true\n[relay]\nips = [\"127.0.0.1\"]\n\
-         ports = \"26900-26949\"\n[peers]\ndangerous_allow_loopback_peers = true\n"
+         ports = \"26900-26949\"\n[peers]\ndangerous_allow_loopback_peers = true\n\
+         [runtime]\nworkers = 4\n"
     );
     let server = ServerProcess::start("mobility", &config);
     let mut client = Client::new(server.udp[0], SECRET, "roamer");
@@ -69,35 +70,57 @@ fn refresh_with_the_ticket_moves_the_allocation_to_the_new_address() {
         "ChannelBind",
     );
 
-    // Move: same credentials, new local address; the Refresh carries the ticket.
-    let old_socket = client.socket.try_clone().unwrap();
-    client.move_to_new_socket();
-    let resp = success(
-        &client.request(Method::REFRESH, |w| {
-            w.put(&Lifetime(600))?;
-            w.put(&MobilityTicket(&ticket))
-        }),
-        "Refresh with the ticket from the new address",
-    );
-    let msg = Message::new_checked(&resp[..]).unwrap();
-    let new_ticket = msg
-        .get::<MobilityTicket>()
-        .unwrap()
-        .expect("a fresh ticket")
-        .0
-        .to_vec();
-    assert_ne!(new_ticket, ticket, "tickets are single-use");
+    // Move, eight times: same credentials, new local address; the Refresh carries the
+    // ticket. With four workers the new addresses land on other workers than the
+    // allocation's (the chance that all eight hash to its worker is 4^-8).
+    let mut ticket = ticket;
+    let mut old_socket = client.socket.try_clone().unwrap();
+    let mut first_ticket = None;
+    for round in 0..8 {
+        old_socket = client.socket.try_clone().unwrap();
+        client.move_to_new_socket();
+        let resp = success(
+            &client.request(Method::REFRESH, |w| {
+                w.put(&Lifetime(600))?;
+                w.put(&MobilityTicket(&ticket))
+            }),
+            "Refresh with the ticket from the new address",
+        );
+        let msg = Message::new_checked(&resp[..]).unwrap();
+        let new_ticket = msg
+            .get::<MobilityTicket>()
+            .unwrap()
+            .expect("a fresh ticket")
+            .0
+            .to_vec();
+        assert_ne!(new_ticket, ticket, "tickets are single-use");
+        first_ticket.get_or_insert_with(|| ticket.clone());
+        ticket = new_ticket;
 
-    // The peer's data now reaches the client at its new address, on the same channel.
-    peer.send_to(b"after the move", relayed).unwrap();
+        // The peer's data now reaches the client at its new address, on the same channel.
+        peer.send_to(format!("after move {round}").as_bytes(), relayed)
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let (n, _) = client
+            .socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("move {round}: no data at the new address: {e}"));
+        let frame = ChannelData::new_checked(&buf[..n]).unwrap();
+        assert_eq!(frame.channel(), channel);
+        assert_eq!(frame.data(), format!("after move {round}").as_bytes());
+        // And the client's data reaches the peer from the new address.
+        let mut data = [0u8; 4 + 8];
+        turnpike_stun::write_channel_data_header(&mut data, channel, 8).unwrap();
+        data[4..].copy_from_slice(format!("from {round:>3}").as_bytes());
+        client.socket.send_to(&data, server.udp[0]).unwrap();
+        let (n, from) = peer
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("move {round}: no data from the new address: {e}"));
+        assert_eq!(from, relayed);
+        assert_eq!(&buf[..n], format!("from {round:>3}").as_bytes());
+    }
+    let ticket = first_ticket.unwrap();
     let mut buf = [0u8; 256];
-    let (n, _) = client
-        .socket
-        .recv_from(&mut buf)
-        .expect("data at the new address");
-    let frame = ChannelData::new_checked(&buf[..n]).unwrap();
-    assert_eq!(frame.channel(), channel);
-    assert_eq!(frame.data(), b"after the move");
 
     // The old address has lost the allocation, and the old ticket is spent.
     old_socket

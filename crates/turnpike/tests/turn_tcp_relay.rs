@@ -65,8 +65,10 @@ fn uclient_tcp_relay_mode_round_trips_every_message() {
     let config = format!(
         "[listen]\nudp = []\ntcp = [\"127.0.0.1:0\"]\n[turn]\nrealm = \"tcp.test\"\n\
          secrets = [\"{SECRET}\"]\n[relay]\nips = [\"127.0.0.1\"]\nports = \"25950-25999\"\n\
-         [peers]\ndangerous_allow_loopback_peers = true\n"
+         [peers]\ndangerous_allow_loopback_peers = true\n[runtime]\nworkers = 4\n"
     );
+    // Four workers, connections dealt round-robin: most ConnectionBinds reach another
+    // worker than the one holding their peer connection, which hands them over.
     let server = ServerProcess::start("tcp-relay", &config);
     let addr = server.tcp[0];
     let (user, pass) = rest_credentials();
@@ -81,7 +83,7 @@ fn uclient_tcp_relay_mode_round_trips_every_message() {
             "-p",
             &port,
             "-m",
-            "2",
+            "4",
             "-n",
             "20",
             "-l",
@@ -95,7 +97,7 @@ fn uclient_tcp_relay_mode_round_trips_every_message() {
     assert!(out.contains("connections are completed"), "{tail}");
     let sent = number_after(&out, "tot_send_msgs").unwrap_or(0);
     let received = number_after(&out, "tot_recv_msgs").unwrap_or(0);
-    assert_eq!(sent, 40, "2 clients x 20 messages:\n{tail}");
+    assert_eq!(sent, 80, "4 clients x 20 messages:\n{tail}");
     assert_eq!(received, sent, "every message came back:\n{tail}");
     assert_eq!(number_after(&out, "Total lost packets"), Some(0), "{tail}");
 }

@@ -41,6 +41,9 @@ struct UclientOptions {
     transport: Transport,
     /// `-x`: ask for an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY).
     ipv6_relay: bool,
+    /// Without `-c`: RTP/RTCP pairs, an EVEN-PORT allocation with the R bit on one socket
+    /// and one claiming the reserved next port with RESERVATION-TOKEN on a second.
+    rtcp_pairs: bool,
     /// Hard limit on the run; uclient waits up to 10 s for missing echoes before it gives up.
     limit: Duration,
 }
@@ -57,6 +60,7 @@ impl UclientOptions {
             verbose: false,
             transport: Transport::Udp,
             ipv6_relay: false,
+            rtcp_pairs: false,
             limit: Duration::from_secs(40),
         }
     }
@@ -468,8 +472,10 @@ fn uclient_command(
         .args(["-m", &opts.clients.to_string()])
         .args(["-n", &opts.messages.to_string()])
         .args(["-l", &opts.payload.to_string()])
-        .args(["-z", &opts.interval_ms.to_string()])
-        .arg("-c");
+        .args(["-z", &opts.interval_ms.to_string()]);
+    if !opts.rtcp_pairs {
+        cmd.arg("-c");
+    }
     if opts.send_indications {
         cmd.arg("-s");
     }
@@ -740,4 +746,38 @@ fn uclient_over_tcp_to_ipv6_server_with_ipv6_relays_loses_nothing() {
 #[test]
 fn uclient_over_tls_to_ipv6_server_with_ipv6_relays_loses_nothing() {
     stream_test("uclient-tls6", (26000, 26099), Transport::Tls, true);
+}
+
+/// RTP/RTCP pairs (uclient without `-c`): each client's RTCP socket claims the port its
+/// RTP allocation reserved (EVEN-PORT R, RESERVATION-TOKEN, RFC 8656 §7.2), with the
+/// default number of workers. The kernel hashes the two sockets to workers independently,
+/// so over 3 runs of 10 clients many claims reach another worker than the reservation's:
+/// every one must succeed and every packet come back.
+#[test]
+fn uclient_rtp_rtcp_pairs_claim_their_reservations_on_any_worker() {
+    let _light_load = LOAD.read().unwrap_or_else(|e| e.into_inner());
+    let tag = "uclient-rtcp";
+    let server = TurnServer::start(tag, &format!("{tag}-secret"), (27100, 27299));
+    let target = &server.target;
+    let opts = UclientOptions {
+        clients: 10,
+        rtcp_pairs: true,
+        verbose: true,
+        ..UclientOptions::acceptance(false)
+    };
+    for round in 0..3 {
+        let mut peer = EchoPeer::start();
+        let (user, pass) =
+            interop::rest_credentials(&target.secret, "uclient", Duration::from_secs(3600));
+        let report = run_uclient(target, &user, &pass, peer.addr(), &opts);
+        let expected = u64::from(opts.clients) * u64::from(opts.messages);
+        if let Err(why) = report.zero_loss(expected) {
+            let why = format!("round {round}: {why}\n{}", peer.diagnose());
+            fail(&server, &report, &why);
+        }
+        eprintln!(
+            "{:?} {tag} round {round}: {} clients with RTP/RTCP pairs: sent {:?} received {:?}",
+            server.kind, opts.clients, report.sent, report.received
+        );
+    }
 }

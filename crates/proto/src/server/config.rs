@@ -106,8 +106,6 @@ impl Alternates {
     }
 }
 
-/// A message the core queued for a client (today only the 447 answer to a Connect whose
-
 impl TurnConfig {
     /// A configuration with defaults for everything but the realm and time.
     pub fn new(realm: impl Into<String>, time_base: TimeBase) -> Self {
