@@ -117,6 +117,8 @@ impl BindingConfig {
 /// [`Rfc5780Addresses::validate`] tells which, for refusing such a configuration at
 /// startup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "crate::config::Rfc5780Section"))]
 pub struct Rfc5780Addresses {
     /// P1.
     pub primary_port: u16,

@@ -163,7 +163,7 @@ pub trait Host {
     }
 
     /// Which core of the runtime made the connection id `connection` (its
-    /// [`TurnConfig::shard`](crate::TurnConfig::shard)), for a runtime with several
+    /// [`CoreSetup::shard`](crate::CoreSetup::shard)), for a runtime with several
     /// cores: a ConnectionBind that names another core's connection is handed there
     /// ([`ClientAction::Forward`](crate::ClientAction::Forward)). Default: `None`, one
     /// core.

@@ -9,6 +9,8 @@
 //!   redirection (RFC 8489 §10), mobility ([`mobility`], RFC 8016), ICMP relaying
 //!   (RFC 8656 §11.5) and the protocol core of TCP relays ([`server::tcp_relay`],
 //!   RFC 6062).
+//! - [`config`]: the configuration sections the core reads ([`TurnConfig`]), the same
+//!   types the runtime reads from `turnserver.toml` (with the `serde` feature).
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces.
 //! - [`policy`]: which peers may be relayed to (safe by default).
 //! - [`quota`]: allocation quotas and the bandwidth cap.
@@ -24,6 +26,7 @@
 pub mod allocation;
 pub mod auth;
 pub mod binding;
+pub mod config;
 pub mod host;
 pub mod mobility;
 pub mod policy;
@@ -33,10 +36,9 @@ pub mod table;
 
 pub use allocation::{ClientTransport, FiveTuple};
 pub use binding::{Rfc5780Addresses, Rfc5780Error};
+pub use config::{Alternates, CoreSetup, StaticUser, TimeBase, TurnConfig, TurnSection};
 pub use host::{BoundRelay, Claim, Family, Host, PortRequest, RelayError, RelayId, Reservations};
-pub use server::{
-    Alternates, ClientAction, PeerAction, Reject, TimeBase, Transmit, TurnConfig, TurnServer,
-};
+pub use server::{ClientAction, PeerAction, Reject, Transmit, TurnServer};
 pub use turnpike_stun as stun;
 pub use turnpike_stun::attr::ConnectionId;
 

@@ -4,7 +4,7 @@
 //! # Protocol
 //!
 //! - An Allocate that carries MOBILITY-TICKET (empty, RFC 8016 §3.1) asks for mobility.
-//!   With [`crate::TurnConfig::mobility`] off it is refused with 405 (Mobility
+//!   With [`crate::TurnSection::mobility`] off it is refused with 405 (Mobility
 //!   Forbidden, RFC 8016 §3.4); a non-empty value in an Allocate is a 400. Otherwise the
 //!   success response carries a ticket.
 //! - A Refresh that carries MOBILITY-TICKET names its allocation by the ticket, not by
@@ -39,7 +39,7 @@
 //! reused the slot never matches. Nothing about the user or the client address is in it.
 //!
 //! The slot field names the core too: its top 8 bits are the issuing core's
-//! [`shard`](crate::TurnConfig::shard), the low 24 the slot in that core's table. A moved
+//! [`shard`](crate::CoreSetup::shard), the low 24 the slot in that core's table. A moved
 //! client's Refresh may reach another core of the runtime (the kernel spreads 5-tuples
 //! over workers); a core that opens a genuine ticket of another shard answers
 //! [`ClientAction::Forward`](crate::ClientAction::Forward) and the runtime hands the

@@ -132,8 +132,10 @@ const DEFAULT_DENY: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
-/// The peer-address policy.
+/// The peer-address policy (`[peers]`).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "PeerSection"))]
 pub struct PeerPolicy {
     default_deny: Vec<Cidr>,
     /// Ranges the operator allows even though the default refuses them.
@@ -155,6 +157,49 @@ impl Default for PeerPolicy {
             deny: Vec::new(),
             dangerous_allow_loopback: false,
         }
+    }
+}
+
+/// `[peers]` as written in the file.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PeerSection {
+    allow: Vec<Cidr>,
+    deny: Vec<Cidr>,
+    dangerous_allow_loopback_peers: bool,
+}
+
+#[cfg(feature = "serde")]
+impl Default for PeerSection {
+    fn default() -> Self {
+        let policy = PeerPolicy::default();
+        Self {
+            allow: policy.allow,
+            deny: policy.deny,
+            dangerous_allow_loopback_peers: policy.dangerous_allow_loopback,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<PeerSection> for PeerPolicy {
+    fn from(s: PeerSection) -> Self {
+        Self {
+            allow: s.allow,
+            deny: s.deny,
+            dangerous_allow_loopback: s.dangerous_allow_loopback_peers,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
     }
 }
 

@@ -4,8 +4,10 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// Limits on what clients may hold.
+/// Limits on what clients may hold (`[quotas]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Quotas {
     /// Allocations one username may hold at once (0 = unlimited); over it: 486.
     pub allocations_per_user: u32,
@@ -18,6 +20,9 @@ pub struct Quotas {
     /// Relayed bytes per second per allocation, both directions together
     /// (0 = unlimited). Excess datagrams are dropped and counted.
     pub bandwidth_bytes_per_sec: u64,
+    /// RFC 6062 peer TCP connections, pending or bound, per TCP allocation (0 =
+    /// unlimited); over it, Connect gets 508 and inbound peer connections are closed.
+    pub tcp_connections_per_allocation: u32,
 }
 
 impl Default for Quotas {
@@ -28,6 +33,7 @@ impl Default for Quotas {
             permissions_per_allocation: 64,
             channels_per_allocation: 64,
             bandwidth_bytes_per_sec: 0,
+            tcp_connections_per_allocation: 64,
         }
     }
 }

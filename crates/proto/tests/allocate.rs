@@ -45,7 +45,7 @@ fn success_carries_relayed_mapped_lifetime_and_integrity() {
 
 #[test]
 fn requested_lifetime_is_capped_by_max_and_floored_at_default() {
-    let mut sim = Sim::with(|c| c.max_lifetime = Duration::from_secs(1200));
+    let mut sim = Sim::with(|c| c.turn.max_lifetime = Duration::from_secs(1200));
     let mut a = TestClient::alice("203.0.113.10:40000");
     assert_eq!(
         a.allocate(&mut sim, &[A::Lifetime(86_400)])
@@ -72,7 +72,7 @@ fn requested_lifetime_is_capped_by_max_and_floored_at_default() {
 
 #[test]
 fn max_lifetime_below_default_caps_the_default() {
-    let mut sim = Sim::with(|c| c.max_lifetime = Duration::from_secs(120));
+    let mut sim = Sim::with(|c| c.turn.max_lifetime = Duration::from_secs(120));
     let mut a = TestClient::alice("203.0.113.10:40000");
     assert_eq!(a.allocate(&mut sim, &[]).success().lifetime(), Some(120));
 }
@@ -105,9 +105,11 @@ fn malformed_requested_transport_is_400() {
     resp.assert_error(400);
 }
 
+/// With RFC 6062 relays off (they are on by default), TCP is as unknown as any other
+/// protocol number.
 #[test]
-fn tcp_transport_is_442() {
-    let mut sim = Sim::new();
+fn tcp_transport_is_442_while_tcp_relays_are_off() {
+    let mut sim = Sim::with(|c| c.turn.tcp_relay = false);
     let mut c = TestClient::alice("203.0.113.10:40000");
     c.request(&mut sim, Method::ALLOCATE, &[A::Transport(6)])
         .assert_error(442);
@@ -242,7 +244,7 @@ fn fingerprint_in_the_request_is_echoed_and_a_bad_one_is_dropped() {
 
 #[test]
 fn software_is_added_when_configured() {
-    let mut sim = Sim::with(|c| c.software = Some("turnpike-test".into()));
+    let mut sim = Sim::with(|c| c.stun.software = Some("turnpike-test".into()));
     let mut c = TestClient::alice("203.0.113.10:40000");
     let challenge = c.challenge(&mut sim, Method::ALLOCATE, &[UDP]);
     assert!(challenge.has(AttrType::SOFTWARE));

@@ -131,7 +131,7 @@ fn a_late_sweep_never_extends_an_allocation() {
 
 #[test]
 fn strict_credential_expiry_is_enforced_between_sweeps() {
-    let mut sim = Sim::with(|c| c.strict_expiry = true);
+    let mut sim = Sim::with(|c| c.turn.strict_expiry = true);
     let mut c = TestClient::rest(udp("203.0.113.10:40000"), SECRET, "carol", START_UNIX + 300);
     let relayed = c.allocate(&mut sim, &[]).success().relayed()[0];
     let relay = sim.host.relay_of(relayed);

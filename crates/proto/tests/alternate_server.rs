@@ -18,13 +18,14 @@ fn alternates() -> Alternates {
         ],
         tcp: vec![sa("198.51.100.30:3478")],
         tls: vec![sa("198.51.100.40:5349")],
+        ..Alternates::default()
     }
 }
 
 fn redirecting() -> Sim {
     Sim::with(|c| {
         c.alternates = alternates();
-        c.redirect = true;
+        c.alternates.redirect = true;
     })
 }
 
@@ -78,7 +79,7 @@ fn an_ipv6_client_gets_an_ipv6_alternate() {
 fn without_an_alternate_of_the_clients_family_the_allocate_is_served() {
     let mut sim = Sim::with(|c| {
         c.alternates.udp = vec![sa("198.51.100.20:3478")];
-        c.redirect = true;
+        c.alternates.redirect = true;
     });
     let mut c = TestClient::alice("[2001:db8:1::10]:40000");
     c.allocate(&mut sim, &[]).success();
@@ -89,8 +90,8 @@ fn without_an_alternate_of_the_clients_family_the_allocate_is_served() {
 fn each_transport_uses_its_own_list_and_tls_gets_alternate_domain() {
     let mut sim = Sim::with(|c| {
         c.alternates = alternates();
-        c.alternate_domain = Some("turn2.example.net".into());
-        c.redirect = true;
+        c.alternates.domain = Some("turn2.example.net".into());
+        c.alternates.redirect = true;
     });
     let mut t = TestClient::new(tcp("203.0.113.10:40000"), ALICE.0, ALICE.1);
     let resp = t.allocate(&mut sim, &[]);
@@ -122,7 +123,7 @@ fn each_transport_uses_its_own_list_and_tls_gets_alternate_domain() {
 fn a_transport_without_alternates_is_not_redirected() {
     let mut sim = Sim::with(|c| {
         c.alternates.udp = vec![sa("198.51.100.20:3478")];
-        c.redirect = true;
+        c.alternates.redirect = true;
     });
     let mut t = TestClient::new(tcp("203.0.113.10:40000"), ALICE.0, ALICE.1);
     t.allocate(&mut sim, &[]).success();

@@ -238,7 +238,7 @@ fn channel_quota_is_508() {
 
 #[test]
 fn strict_channel_numbers_refuses_the_rfc5766_range() {
-    let mut sim = Sim::with(|c| c.strict_channel_numbers = true);
+    let mut sim = Sim::with(|c| c.turn.strict_channel_numbers = true);
     let mut c = TestClient::alice("203.0.113.10:40000");
     c.allocate(&mut sim, &[]).success();
     c.channel_bind(&mut sim, 0x5000, peer_v4())

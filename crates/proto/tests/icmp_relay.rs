@@ -79,7 +79,7 @@ fn expired_permissions_stop_it() {
 
 #[test]
 fn only_the_listed_icmp_types_are_relayed() {
-    let mut sim = Sim::with(|c| c.icmp_per_second = 0);
+    let mut sim = Sim::with(|c| c.turn.icmp_per_second = 0);
     let mut c = TestClient::alice("203.0.113.10:40000");
     let resp = c.allocate(&mut sim, &[A::AdditionalFamily(0x02)]).success();
     let v4 = sim.host.relay_of(resp.relayed()[0]);
@@ -153,7 +153,7 @@ fn the_relay_must_be_the_allocations_relay_of_the_peers_family() {
 
 #[test]
 fn rate_limited_per_allocation() {
-    let mut sim = Sim::with(|c| c.icmp_per_second = 5);
+    let mut sim = Sim::with(|c| c.turn.icmp_per_second = 5);
     let (mut a, ra) = allocated_alice(&mut sim, "203.0.113.10:40000");
     let (mut b, rb) = allocated_alice(&mut sim, "203.0.113.10:40001");
     a.create_permission(&mut sim, &[peer_v4()]).success();

@@ -9,7 +9,7 @@ use turnpike_proto::mobility::TICKET_LEN;
 use turnpike_stun::{IntegrityKind, Method};
 
 fn mobile() -> Sim {
-    Sim::with(|c| c.mobility = true)
+    Sim::with(|c| c.turn.mobility = true)
 }
 
 /// Alice allocates with mobility from `client`: the client, its relay and its ticket.
@@ -182,9 +182,9 @@ fn forged_truncated_and_foreign_tickets_are_400() {
             .assert_error(400);
     }
     // A ticket minted with another server key.
-    let mut other = Sim::with(|c| {
-        c.mobility = true;
-        c.nonce_secret = vec![0x11; 32];
+    let mut other = Sim::with_setup(|c, s| {
+        c.turn.mobility = true;
+        s.nonce_secret = vec![0x11; 32];
     });
     let (_, _, foreign) = mobile_alice(&mut other, "203.0.113.10:40000");
     c.refresh(&mut sim, Some(600), &[A::Ticket(foreign)])
@@ -272,13 +272,13 @@ fn a_moved_allocation_still_expires_and_is_swept() {
 /// moves the allocation (RFC 8016 with every worker serving).
 #[test]
 fn a_ticket_of_another_shard_is_forwarded_to_it() {
-    let mut issuer = Sim::with(|c| {
-        c.mobility = true;
-        c.shard = 0;
+    let mut issuer = Sim::with_setup(|c, s| {
+        c.turn.mobility = true;
+        s.shard = 0;
     });
-    let mut other = Sim::with(|c| {
-        c.mobility = true;
-        c.shard = 1;
+    let mut other = Sim::with_setup(|c, s| {
+        c.turn.mobility = true;
+        s.shard = 1;
     });
     let (old, _, ticket) = mobile_alice(&mut issuer, "203.0.113.10:40000");
     let mut new = moved(&old, "198.18.0.7:50000");

@@ -469,16 +469,16 @@ impl World {
             c.quotas.permissions_per_allocation = 3;
             c.quotas.channels_per_allocation = 2;
             c.quotas.bandwidth_bytes_per_sec = 20_000;
-            c.strict_expiry = true;
-            c.nonce_lifetime = Duration::from_secs(300);
-            c.max_lifetime = Duration::from_secs(3600);
-            c.mobility = true;
-            c.tcp_relay = true;
-            c.tcp_connections_per_allocation = 3;
-            c.icmp_per_second = 3;
+            c.turn.strict_expiry = true;
+            c.turn.nonce_lifetime = Duration::from_secs(300);
+            c.turn.max_lifetime = Duration::from_secs(3600);
+            c.turn.mobility = true;
+            c.turn.tcp_relay = true;
+            c.quotas.tcp_connections_per_allocation = 3;
+            c.turn.icmp_per_second = 3;
             c.alternates.udp = vec![sa("198.51.100.20:3478"), sa("[2001:db8:20::1]:3478")];
             c.alternates.tls = vec![sa("198.51.100.40:5349")];
-            c.alternate_domain = Some("alt.example".into());
+            c.alternates.domain = Some("alt.example".into());
         });
         let mut w = Self {
             sim,

@@ -122,7 +122,7 @@ fn refused_peers_get_403_from_create_permission_and_channel_bind() {
 #[test]
 fn operator_allow_list_opens_a_range() {
     let mut sim = Sim::with(|c| {
-        c.peer_policy.allow = vec![
+        c.peers.allow = vec![
             cidr("10.1.0.0/16"),
             cidr("fd00:1::/32"),
             cidr("192.0.2.0/24"),
@@ -155,8 +155,8 @@ fn operator_allow_list_opens_a_range() {
 #[test]
 fn deny_list_wins_over_allow_list_and_adds_ranges() {
     let mut sim = Sim::with(|c| {
-        c.peer_policy.allow = vec![cidr("10.0.0.0/8")];
-        c.peer_policy.deny = vec![cidr("10.9.0.0/16"), cidr("8.8.4.0/24")];
+        c.peers.allow = vec![cidr("10.0.0.0/8")];
+        c.peers.deny = vec![cidr("10.9.0.0/16"), cidr("8.8.4.0/24")];
     });
     let mut c = dual(&mut sim, "203.0.113.10:40000");
     c.create_permission(&mut sim, &[sa("10.1.0.1:9")]).success();
@@ -202,7 +202,7 @@ fn dangerous_allow_loopback_opens_loopback_only() {
     policy.deny = vec![cidr("127.0.0.53/32")];
     assert!(!policy.permits(ip("127.0.0.53")));
 
-    let mut sim = Sim::with(|c| c.peer_policy.dangerous_allow_loopback = true);
+    let mut sim = Sim::with(|c| c.peers.dangerous_allow_loopback = true);
     let mut c = dual(&mut sim, "203.0.113.10:40000");
     c.create_permission(&mut sim, &[sa("127.0.0.1:9"), sa("[::1]:9")])
         .success();

@@ -35,7 +35,7 @@ fn refresh_sets_a_new_lifetime() {
 
 #[test]
 fn refresh_is_capped_by_max_lifetime() {
-    let mut sim = Sim::with(|c| c.max_lifetime = Duration::from_secs(900));
+    let mut sim = Sim::with(|c| c.turn.max_lifetime = Duration::from_secs(900));
     let (mut c, _) = allocated_alice(&mut sim, "203.0.113.10:40000");
     assert_eq!(
         c.refresh(&mut sim, Some(u32::MAX), &[])

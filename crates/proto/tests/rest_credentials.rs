@@ -56,15 +56,15 @@ fn classic_numeric_user_first_username_works() {
     // The classic example credential `28224511:1379330808`: user 28224511, expiring at
     // 1379330808. Run the server at a wall-clock time just before that.
     let start = epoch();
-    let mut config = TurnConfig::new(
-        REALM,
-        TimeBase {
-            instant: start,
-            unix_secs: 1_379_330_000,
-        },
-    );
-    config.secrets = vec![b"secret".to_vec()];
-    let mut sim = Sim::from_config(start, config);
+    let mut config = TurnConfig::default();
+    config.turn.realm = REALM.into();
+    config.turn.secrets = vec!["secret".into()];
+    let mut setup = setup(start);
+    setup.time_base = TimeBase {
+        instant: start,
+        unix_secs: 1_379_330_000,
+    };
+    let mut sim = Sim::from_parts(start, config, setup);
     let username = "28224511:1379330808";
     let password = rest_password(b"secret", username);
     // printf %s 28224511:1379330808 | openssl dgst -binary -sha1 -hmac secret | base64
@@ -79,7 +79,7 @@ fn classic_numeric_user_first_username_works() {
 
 #[test]
 fn every_configured_secret_is_accepted_during_rotation() {
-    let mut sim = Sim::with(|c| c.secrets = vec![b"old-secret".to_vec(), b"new-secret".to_vec()]);
+    let mut sim = Sim::with(|c| c.turn.secrets = vec!["old-secret".into(), "new-secret".into()]);
     let expiry = START_UNIX + 600;
     let mut old = TestClient::rest(udp("203.0.113.10:40000"), b"old-secret", "carol", expiry);
     old.allocate(&mut sim, &[]).success();
@@ -167,7 +167,7 @@ fn wrong_password_is_401_with_realm_and_nonce() {
 
 #[test]
 fn strict_expiry_caps_lifetime_and_ends_the_allocation() {
-    let mut sim = Sim::with(|c| c.strict_expiry = true);
+    let mut sim = Sim::with(|c| c.turn.strict_expiry = true);
     let mut c = TestClient::rest(udp("203.0.113.10:40000"), SECRET, "carol", START_UNIX + 300);
     let resp = c.allocate(&mut sim, &[A::Lifetime(3600)]).success();
     assert_eq!(

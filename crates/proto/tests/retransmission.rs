@@ -109,7 +109,7 @@ fn retransmitted_create_permission_and_channel_bind_get_the_same_bytes() {
 
 #[test]
 fn retransmission_is_answered_even_after_the_nonce_expired() {
-    let mut sim = Sim::with(|c| c.nonce_lifetime = Duration::from_secs(20));
+    let mut sim = Sim::with(|c| c.turn.nonce_lifetime = Duration::from_secs(20));
     let mut c = TestClient::alice("203.0.113.10:40000");
     let packet = signed(&mut c, &mut sim, Method::ALLOCATE, &[UDP]);
     let first = c.send_raw(&mut sim, &packet).reply().success();

@@ -69,7 +69,7 @@ fn nonce_carries_the_rfc8489_cookie() {
         "static users exist, so USERHASH is offered"
     );
     // Without static users, no username anonymity.
-    let mut rest_only = Sim::with(|c| c.users.clear());
+    let mut rest_only = Sim::with(|c| c.turn.users.clear());
     let resp = c.challenge(&mut rest_only, Method::ALLOCATE, &[UDP]);
     let features = parse_nonce_cookie(&resp.nonce().unwrap()).unwrap();
     assert!(!features.contains(SecurityFeatures::USERNAME_ANONYMITY));
@@ -123,7 +123,7 @@ fn nonce_from_another_client_address_is_438() {
 
 #[test]
 fn expired_nonce_is_438_with_a_fresh_one_that_works() {
-    let mut sim = Sim::with(|c| c.nonce_lifetime = Duration::from_secs(120));
+    let mut sim = Sim::with(|c| c.turn.nonce_lifetime = Duration::from_secs(120));
     let mut c = TestClient::alice("203.0.113.10:40000");
     c.challenge(&mut sim, Method::ALLOCATE, &[UDP]);
     let old = c.nonce.clone().unwrap();
@@ -176,7 +176,7 @@ fn tampered_or_foreign_nonces_are_438() {
             .assert_error(438);
     }
     // A nonce from a server with another key.
-    let mut other = Sim::with(|c| c.nonce_secret = vec![7; 32]);
+    let mut other = Sim::with_setup(|_, s| s.nonce_secret = vec![7; 32]);
     let mut d = TestClient::alice("203.0.113.10:40000");
     d.challenge(&mut other, Method::ALLOCATE, &[UDP]);
     c.nonce = d.nonce.clone();

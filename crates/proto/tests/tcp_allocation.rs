@@ -8,7 +8,7 @@ use common::*;
 use turnpike_stun::{AttrType, Method};
 
 fn tcp_on() -> Sim {
-    Sim::with(|c| c.tcp_relay = true)
+    Sim::with(|c| c.turn.tcp_relay = true)
 }
 
 fn tcp_alice(client: &str) -> TestClient {
@@ -17,7 +17,7 @@ fn tcp_alice(client: &str) -> TestClient {
 
 #[test]
 fn tcp_relaying_off_is_442() {
-    let mut sim = Sim::new();
+    let mut sim = Sim::with(|c| c.turn.tcp_relay = false);
     let mut c = tcp_alice("203.0.113.10:40000");
     c.allocate_tcp(&mut sim, &[]).assert_error(442);
     // On in the config but not in the host: 442 too.
@@ -27,6 +27,13 @@ fn tcp_relaying_off_is_442() {
     c.allocate_tcp(&mut sim, &[]).assert_error(442);
     assert!(sim.host.binds.is_empty());
     assert_eq!(sim.host.ledger.total(), 0);
+}
+
+#[test]
+fn tcp_relaying_is_on_by_default() {
+    let mut sim = Sim::new();
+    let mut c = tcp_alice("203.0.113.10:40000");
+    c.allocate_tcp(&mut sim, &[]).success();
 }
 
 #[test]

@@ -12,7 +12,7 @@ use turnpike_proto::ConnectionId;
 use turnpike_stun::{Class, IntegrityKind, Method};
 
 fn tcp_on() -> Sim {
-    Sim::with(|c| c.tcp_relay = true)
+    Sim::with(|c| c.turn.tcp_relay = true)
 }
 
 /// A TCP allocation of alice over TCP: the client and its relay.
@@ -192,8 +192,8 @@ fn no_outcome_within_30_seconds_is_447() {
 #[test]
 fn the_connection_limit_is_508() {
     let mut sim = Sim::with(|c| {
-        c.tcp_relay = true;
-        c.tcp_connections_per_allocation = 2;
+        c.turn.tcp_relay = true;
+        c.quotas.tcp_connections_per_allocation = 2;
     });
     let (mut c, _) = tcp_allocated(&mut sim, "203.0.113.10:40000");
     connect(&mut sim, &mut c, sa("8.8.8.8:1"));

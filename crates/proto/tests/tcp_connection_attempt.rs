@@ -9,7 +9,7 @@ use turnpike_proto::RelayId;
 use turnpike_stun::{Class, Method};
 
 fn tcp_on() -> Sim {
-    Sim::with(|c| c.tcp_relay = true)
+    Sim::with(|c| c.turn.tcp_relay = true)
 }
 
 fn tcp_allocated(sim: &mut Sim) -> (TestClient, RelayId) {
@@ -116,8 +116,8 @@ fn a_reused_connection_id_is_refused() {
 #[test]
 fn the_connection_limit_closes_further_attempts() {
     let mut sim = Sim::with(|c| {
-        c.tcp_relay = true;
-        c.tcp_connections_per_allocation = 1;
+        c.turn.tcp_relay = true;
+        c.quotas.tcp_connections_per_allocation = 1;
     });
     let (mut c, relay) = tcp_allocated(&mut sim);
     c.create_permission(&mut sim, &[peer_v4()]).success();

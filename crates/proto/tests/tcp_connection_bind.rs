@@ -13,7 +13,7 @@ use turnpike_proto::{ConnectionId, RelayId};
 use turnpike_stun::{IntegrityKind, Method};
 
 fn tcp_on() -> Sim {
-    Sim::with(|c| c.tcp_relay = true)
+    Sim::with(|c| c.turn.tcp_relay = true)
 }
 
 /// Alice with a TCP allocation over TCP, and a connection to `peer_v4()` made through

@@ -6,10 +6,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use turnpike_server::{Server, ServerConfig};
+//! use turnpike_server::{Config, Server};
 //!
-//! let mut config = ServerConfig::default();
-//! config.udp = vec!["127.0.0.1:3478".parse()?];
+//! let mut config = Config::default();
+//! config.listen.udp = vec!["127.0.0.1:3478".parse()?];
+//! config.listen.tcp = vec![];
+//! config.turn.secrets = vec!["a long random secret".into()];
 //! let server = Server::bind(config)?;
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
@@ -36,11 +38,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
-use turnpike_proto::policy::PeerPolicy;
-use turnpike_proto::quota::{QuotaLedger, Quotas};
-use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
+use turnpike_proto::quota::QuotaLedger;
+use turnpike_proto::{CoreSetup, TimeBase, TurnServer};
 
 mod batch;
+pub mod config;
 mod handoff;
 mod icmp;
 mod poller;
@@ -52,10 +54,12 @@ mod tcp_relay;
 pub mod tls;
 mod worker;
 
+pub use config::{Config, Invalid, Listen, Log, LogLevel, Runtime};
 pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::TcpLimits;
-pub use turnpike_proto::Alternates;
-pub use turnpike_proto::binding::BindingConfig;
+pub use tls::TlsFiles;
+pub use turnpike_proto::binding::Rfc5780Addresses;
+pub use turnpike_proto::config::{Alternates, StunSection, TurnSection};
 
 /// A transport a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,104 +79,6 @@ impl std::fmt::Display for Transport {
     }
 }
 
-/// Everything the runtime needs, as plain Rust values (the binary maps its TOML here).
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// UDP addresses to listen on.
-    pub udp: Vec<SocketAddr>,
-    /// TCP addresses to listen on.
-    pub tcp: Vec<SocketAddr>,
-    /// The Binding service's settings.
-    pub binding: BindingConfig,
-    /// Limits for TCP connections.
-    pub tcp_limits: TcpLimits,
-    /// Certificate and key for TLS on the TCP listeners; without it, TCP is plain only.
-    pub tls: Option<tls::TlsFiles>,
-    /// UDP worker threads, each with its own socket per UDP address; at least 1.
-    pub workers: usize,
-    /// The TURN service.
-    pub turn: TurnSettings,
-    /// Where relay sockets are bound.
-    pub relay: RelayConfig,
-    /// Skip an unspecified IPv6 address (`[::]`) when the host has no IPv6, instead of
-    /// failing; any other bind failure is an error.
-    pub skip_unavailable_ipv6: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-            binding: BindingConfig::default(),
-            tcp_limits: TcpLimits::default(),
-            tls: None,
-            workers: 1,
-            turn: TurnSettings::default(),
-            relay: RelayConfig::default(),
-            skip_unavailable_ipv6: true,
-        }
-    }
-}
-
-/// Settings of the TURN service (the sans-IO core's, minus what the runtime supplies).
-#[derive(Debug, Clone)]
-pub struct TurnSettings {
-    /// REALM.
-    pub realm: String,
-    /// TURN REST shared secrets (all accepted: rotation).
-    pub secrets: Vec<Vec<u8>>,
-    /// Static users: (username, password).
-    pub users: Vec<(String, String)>,
-    /// Longest allocation lifetime.
-    pub max_lifetime: Duration,
-    /// Nonce validity.
-    pub nonce_lifetime: Duration,
-    /// End allocations when their REST credential expires.
-    pub strict_expiry: bool,
-    /// Refuse channel numbers above 0x4FFF (RFC 8656) instead of accepting RFC 5766's range.
-    pub strict_channel_numbers: bool,
-    /// Peer address policy.
-    pub peer_policy: PeerPolicy,
-    /// Quotas and bandwidth cap.
-    pub quotas: Quotas,
-    /// ALTERNATE-SERVER lists per client transport (300 Try Alternate when full).
-    pub alternates: Alternates,
-    /// ALTERNATE-DOMAIN sent with alternates for TLS clients.
-    pub alternate_domain: Option<String>,
-    /// Send every new Allocate to an alternate (draining).
-    pub redirect: bool,
-    /// RFC 8016 mobility tickets.
-    pub mobility: bool,
-    /// RFC 6062 TCP relays. Every worker serves them: a ConnectionBind that reaches
-    /// another worker than the one holding its CONNECTION-ID is handed there.
-    pub tcp_relay: bool,
-    /// ICMP errors relayed per allocation per second (0 = unlimited).
-    pub icmp_per_second: u32,
-}
-
-impl Default for TurnSettings {
-    fn default() -> Self {
-        Self {
-            realm: "turnpike".into(),
-            secrets: Vec::new(),
-            users: Vec::new(),
-            max_lifetime: Duration::from_secs(3600),
-            nonce_lifetime: Duration::from_secs(600),
-            strict_expiry: false,
-            strict_channel_numbers: false,
-            peer_policy: PeerPolicy::default(),
-            quotas: Quotas::default(),
-            alternates: Alternates::default(),
-            alternate_domain: None,
-            redirect: false,
-            mobility: false,
-            tcp_relay: true,
-            icmp_per_second: 10,
-        }
-    }
-}
-
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -186,7 +92,7 @@ pub enum StartError {
         source: io::Error,
     },
     /// A static user's password cannot be prepared (RFC 8265 OpaqueString).
-    BadUser(String),
+    BadUser(turnpike_proto::auth::BadUser),
     /// The TLS certificate or key cannot be used.
     Tls(tls::TlsError),
 }
@@ -199,13 +105,21 @@ impl std::fmt::Display for StartError {
                 transport,
                 source,
             } => write!(f, "cannot listen on {transport} {address}: {source}"),
-            Self::BadUser(u) => write!(f, "user {u:?}: password is not a valid OpaqueString"),
+            Self::BadUser(u) => write!(f, "user {:?}: password is not a valid OpaqueString", u.0),
             Self::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Bind { source, .. } => Some(source),
+            Self::BadUser(_) => None,
+            Self::Tls(e) => Some(e),
+        }
+    }
+}
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -236,13 +150,13 @@ impl Server {
     /// # Errors
     ///
     /// The first address that cannot be bound, or a bad static user.
-    pub fn bind(config: ServerConfig) -> Result<Self, StartError> {
+    pub fn bind(config: Config) -> Result<Self, StartError> {
         // A core's shard is one byte (MOBILITY-TICKETs and CONNECTION-IDs carry it).
-        let workers = config.workers.clamp(1, 256);
+        let workers = config.runtime.worker_count();
         let mut bound = Vec::new();
         // RFC 5780 needs a socket on each of its four exact addresses.
-        let mut udp_addresses = config.udp.clone();
-        if let Some(set) = &config.binding.rfc5780 {
+        let mut udp_addresses = config.listen.udp.clone();
+        if let Some(set) = &config.rfc5780 {
             for addr in set.listen_addresses() {
                 if !udp_addresses.contains(&addr) {
                     udp_addresses.push(addr);
@@ -279,7 +193,7 @@ impl Server {
             }
         }
         let mut tcp = Vec::new();
-        for &address in &config.tcp {
+        for &address in &config.listen.tcp {
             let err = |source| StartError::Bind {
                 address,
                 transport: Transport::Tcp,
@@ -305,36 +219,20 @@ impl Server {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
+        // One configuration for every core, swappable as a whole.
+        let core_config = Arc::new(config.core());
         let mut cores = Vec::with_capacity(workers);
         for shard in 0..workers {
-            let t = &config.turn;
-            let core = TurnServer::new(TurnConfig {
-                realm: t.realm.clone(),
-                secrets: t.secrets.clone(),
-                users: t.users.clone(),
+            let setup = CoreSetup {
                 nonce_secret: nonce_secret.to_vec(),
-                nonce_lifetime: t.nonce_lifetime,
-                max_lifetime: t.max_lifetime,
-                strict_expiry: t.strict_expiry,
-                strict_channel_numbers: t.strict_channel_numbers,
-                peer_policy: t.peer_policy.clone(),
-                quotas: t.quotas,
-                software: config.binding.software.clone(),
-                rfc5780: config.binding.rfc5780,
                 time_base,
                 rng_seed: rand::random(),
                 // The worker's index: tickets and connection ids name the core that
                 // holds their state, so any worker can hand a request there.
                 shard: shard as u8,
-                alternates: t.alternates.clone(),
-                alternate_domain: t.alternate_domain.clone(),
-                redirect: t.redirect,
-                mobility: t.mobility,
-                tcp_relay: t.tcp_relay,
-                icmp_per_second: t.icmp_per_second,
-                ..TurnConfig::new(t.realm.clone(), time_base)
-            })
-            .map_err(|e| StartError::BadUser(e.0))?;
+            };
+            let core =
+                TurnServer::new(Arc::clone(&core_config), setup).map_err(StartError::BadUser)?;
             cores.push(core);
         }
         let tls = match &config.tls {
@@ -346,7 +244,7 @@ impl Server {
             cores,
             tcp,
             bound,
-            tcp_limits: config.tcp_limits,
+            tcp_limits: config.tcp,
             tls,
             relay: Arc::new(config.relay),
             ledger: Arc::new(Mutex::new(QuotaLedger::default())),
@@ -434,7 +332,7 @@ impl Server {
     }
 }
 
-fn skippable(config: &ServerConfig, address: SocketAddr, err: &io::Error) -> bool {
+fn skippable(config: &Config, address: SocketAddr, err: &io::Error) -> bool {
     config.skip_unavailable_ipv6
         && address.is_ipv6()
         && address.ip().is_unspecified()

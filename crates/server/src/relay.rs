@@ -12,7 +12,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// A 1:1 NAT mapping: relay sockets bound on `private` are advertised as `public`
 /// (as operators behind AWS/GCP NAT need: `external_ip = "PUBLIC/PRIVATE"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct ExternalIp {
     /// The address clients and peers reach.
     pub public: IpAddr,
@@ -20,8 +21,9 @@ pub struct ExternalIp {
     pub private: Option<IpAddr>,
 }
 
-/// Where relay sockets are bound.
-#[derive(Debug, Clone)]
+/// Where relay sockets are bound (`[relay]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "RelaySection")]
 pub struct RelayConfig {
     /// Local IPs to bind relay sockets on: at most one IPv4 and one IPv6 is used.
     pub ips: Vec<IpAddr>,
@@ -41,6 +43,90 @@ impl Default for RelayConfig {
             max_port: 65535,
             external: Vec::new(),
         }
+    }
+}
+
+/// `[relay]` as written in the file.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RelaySection {
+    ips: Vec<IpAddr>,
+    ports: PortRange,
+    external_ip: Vec<ExternalIp>,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        let d = RelayConfig::default();
+        Self {
+            ips: d.ips,
+            ports: PortRange {
+                min: d.min_port,
+                max: d.max_port,
+            },
+            external_ip: d.external,
+        }
+    }
+}
+
+impl From<RelaySection> for RelayConfig {
+    fn from(s: RelaySection) -> Self {
+        Self {
+            ips: s.ips,
+            min_port: s.ports.min,
+            max_port: s.ports.max,
+            external: s.external_ip,
+        }
+    }
+}
+
+/// A relay port range, written `"MIN-MAX"` with 1024 <= MIN < MAX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+struct PortRange {
+    min: u16,
+    max: u16,
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .filter(|(a, b)| *a >= 1024 && a < b)
+            .map(|(min, max)| Self { min, max })
+            .ok_or_else(|| {
+                format!("ports must be \"MIN-MAX\" with 1024 <= MIN < MAX <= 65535, not {text:?}")
+            })
+    }
+}
+
+impl TryFrom<String> for ExternalIp {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let parsed = match text.split_once('/') {
+            Some((public, private)) => {
+                public
+                    .parse()
+                    .ok()
+                    .zip(private.parse().ok())
+                    .map(|(public, private)| Self {
+                        public,
+                        private: Some(private),
+                    })
+            }
+            None => text.parse().ok().map(|public| Self {
+                public,
+                private: None,
+            }),
+        };
+        parsed.ok_or_else(|| {
+            format!(
+                "external_ip must be \"PUBLIC\" or \"PUBLIC/PRIVATE\" IP addresses, not {text:?}"
+            )
+        })
     }
 }
 

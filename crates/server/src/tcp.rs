@@ -10,16 +10,23 @@ use tracing::{debug, warn};
 
 use crate::handoff::{ToWorker, Workers};
 
-/// Limits on TCP connections.
-#[derive(Debug, Clone, Copy)]
+/// Limits on TCP connections (`[tcp]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TcpLimits {
-    /// A connection with no complete frame for this long is closed.
+    /// A connection with no complete frame for this long is closed. Default 300 s.
+    #[serde(rename = "idle_timeout_secs", deserialize_with = "crate::config::secs")]
     pub idle_timeout: Duration,
-    /// Connections open at once, all sources together.
+    /// Connections open at once, all sources together. Default 10 000.
     pub max_connections: usize,
-    /// Connections open at once from one IP address.
+    /// Connections open at once from one IP address. Default 64.
     pub max_connections_per_ip: usize,
-    /// Time allowed for the first byte and, with TLS, for the whole handshake.
+    /// Time allowed for the first byte and, with TLS, for the whole handshake. Default
+    /// 10 s.
+    #[serde(
+        rename = "handshake_timeout_secs",
+        deserialize_with = "crate::config::secs"
+    )]
     pub handshake_timeout: Duration,
 }
 

@@ -12,8 +12,9 @@ use tokio_rustls::TlsAcceptor;
 /// The ALPN protocol id of STUN and TURN over TLS (RFC 7443 §4.1).
 pub const ALPN_STUN_TURN: &[u8] = b"stun.turn";
 
-/// Where the certificate chain and private key live.
-#[derive(Debug, Clone)]
+/// Where the certificate chain and private key live (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// PEM certificate chain, leaf first.
     pub cert: PathBuf,

@@ -5,8 +5,7 @@ use std::net::UdpSocket as StdUdpSocket;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use turnpike_proto::auth::rest::{mint, rest_password};
-use turnpike_proto::policy::PeerPolicy;
-use turnpike_proto::{TimeBase, TurnConfig};
+use turnpike_proto::{CoreSetup, TimeBase, TurnConfig};
 use turnpike_stun::attr::{
     ErrorCodeAttr, Lifetime, Nonce, PasswordAlgorithmId, Realm, RequestedTransport,
     TransportProtocol, Username, XorPeerAddress, XorRelayedAddress,
@@ -30,10 +29,10 @@ fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
             .unwrap()
             .as_secs(),
     };
-    let mut config = TurnConfig::new("batch", time_base);
-    config.secrets = vec![SECRET.to_vec()];
-    config.peer_policy = PeerPolicy::default();
-    config.peer_policy.dangerous_allow_loopback = true;
+    let mut config = TurnConfig::default();
+    config.turn.realm = "batch".into();
+    config.turn.secrets = vec![String::from_utf8(SECRET.to_vec()).unwrap()];
+    config.peers.dangerous_allow_loopback = true;
     let listener = StdUdpSocket::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let local = listener.local_addr().unwrap();
@@ -41,7 +40,7 @@ fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
     let (to_self, incoming) = mpsc::unbounded_channel();
     let setup = WorkerSetup {
         index: 0,
-        core: TurnServer::new(config).unwrap(),
+        core: TurnServer::new(Arc::new(config), CoreSetup::new([7u8; 32], time_base)).unwrap(),
         listeners: vec![listener],
         relay: Arc::new(RelayConfig {
             ips: vec!["127.0.0.1".parse().unwrap()],

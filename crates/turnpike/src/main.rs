@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 use tracing::error;
 use turnpike_server::Server;
 
-use crate::config::{Config, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+use crate::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+use turnpike_server::{Config, LogLevel};
 
 /// A STUN/TURN relay server.
 #[derive(Debug, Parser)]
@@ -148,7 +149,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level);
+    init_logging(config.log.level);
     prepare_turn(&mut config);
     run(config)
 }
@@ -157,15 +158,15 @@ fn main() -> ExitCode {
 /// interfaces) and, when no secret and no user is configured, a random REST secret for
 /// this run, printed so the operator can mint credentials with it.
 fn prepare_turn(config: &mut Config) {
-    if config.server.relay.ips.is_empty() {
-        config.server.relay.ips = turnpike_server::relay::detect_relay_ips();
-        if config.server.relay.ips.is_empty() {
+    if config.relay.ips.is_empty() {
+        config.relay.ips = turnpike_server::relay::detect_relay_ips();
+        if config.relay.ips.is_empty() {
             tracing::warn!(
                 "no relay address found: TURN allocations will fail with 440 (set [relay] ips)"
             );
         }
     }
-    let turn = &mut config.server.turn;
+    let turn = &mut config.turn;
     if turn.secrets.is_empty() && turn.users.is_empty() {
         use base64::Engine;
         let bytes: [u8; 24] = rand::random();
@@ -175,11 +176,11 @@ fn prepare_turn(config: &mut Config) {
             "no [turn] secrets or users configured: generated a secret for this run only; \
              mint credentials with `turnpike credentials --secret <it> --user NAME`"
         );
-        turn.secrets.push(secret.into_bytes());
+        turn.secrets.push(secret);
     }
 }
 
-fn init_logging(level: config::LogLevel) {
+fn init_logging(level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
     tracing_subscriber::fmt()
@@ -191,7 +192,7 @@ fn init_logging(level: config::LogLevel) {
 
 fn run(config: Config) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
+        .worker_threads(config.runtime.worker_count())
         .enable_all()
         .build()
     {
@@ -202,7 +203,7 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::bind(config.server) {
+        let server = match Server::bind(config) {
             Ok(s) => s,
             Err(e) => {
                 error!("{e}");

@@ -239,8 +239,9 @@ impl TurnServer {
         if self.redirect && self.has_alternate(&from) {
             return Err(Reject::TryAlternate);
         }
-        let tcp_relays = self.config.tcp_relay && host.supports_tcp_relay();
-        let request = AllocateRequest::parse(req.msg, &from, tcp_relays, self.config.mobility)?;
+        let tcp_relays = self.config.turn.tcp_relay && host.supports_tcp_relay();
+        let request =
+            AllocateRequest::parse(req.msg, &from, tcp_relays, self.config.turn.mobility)?;
         if matches!(request.port, Port::New(_)) && !host.supports(request.family) {
             return Err(Reject::AddressFamilyNotSupported);
         }
@@ -292,8 +293,8 @@ impl TurnServer {
         let ticket = match request.mobility {
             false => None,
             true => {
-                let place = ticket_place(self.config.shard, id.slot())
-                    .ok_or(Reject::InsufficientCapacity)?;
+                let place =
+                    ticket_place(self.shard, id.slot()).ok_or(Reject::InsufficientCapacity)?;
                 let nonce = self.next_random();
                 Some(self.ticket_key.mint(place, 0, nonce))
             }
@@ -346,7 +347,7 @@ impl TurnServer {
                     generation: 0,
                 })
             }),
-            icmp_bucket: TokenBucket::new(now, u64::from(self.config.icmp_per_second)),
+            icmp_bucket: TokenBucket::new(now, u64::from(self.config.turn.icmp_per_second)),
         });
         debug_assert_eq!(inserted, id, "the ticket names the slot used");
         undo.commit();
@@ -408,7 +409,7 @@ impl TurnServer {
 
     /// With `strict_expiry`, when the request's REST credential runs out.
     pub(crate) fn credential_deadline(&self, now: Instant, req: &Request<'_>) -> Option<Instant> {
-        if !self.config.strict_expiry {
+        if !self.config.turn.strict_expiry {
             return None;
         }
         let expiry = req.auth.expiry?;

@@ -187,7 +187,7 @@ impl TurnServer {
     ///
     /// Only ICMPv4 types 3 (destination unreachable) and 11 (time exceeded) and ICMPv6
     /// types 1, 2 and 3 are relayed; the allocation needs a permission for the peer's
-    /// IP (ports are not compared); and at most [`TurnConfig::icmp_per_second`](crate::TurnConfig::icmp_per_second) are
+    /// IP (ports are not compared); and at most [`TurnSection::icmp_per_second`](crate::TurnSection::icmp_per_second) are
     /// relayed per allocation and second. The message is a Data indication with
     /// XOR-PEER-ADDRESS and ICMP and no DATA, always, channel or not (ChannelData cannot
     /// carry it). It is written at the start of `buf`, which needs
@@ -227,7 +227,7 @@ impl TurnServer {
         }
         if !alloc
             .icmp_bucket
-            .take(now, u64::from(self.config.icmp_per_second), 1)
+            .take(now, u64::from(self.config.turn.icmp_per_second), 1)
         {
             self.stats.icmp_dropped += 1;
             return PeerAction::None;

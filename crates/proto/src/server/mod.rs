@@ -50,13 +50,13 @@
 //!
 //! # Where things are
 //!
-//! One module per method family, each handler taking one [`Request`] (time, 5-tuple,
+//! One module per method family, each handler taking one `Request` (time, 5-tuple,
 //! message, authenticated user): [`allocate`](self) (Allocate: a typed request parsed
 //! first, then applied, undone by a guard on failure), `refresh` (Refresh and mobility
 //! moves), `permission` (CreatePermission, ChannelBind), `data` (ChannelData, Send and
 //! Data indications, peer datagrams, ICMP), [`tcp_relay`] (RFC 6062), `sweep` (expiry
 //! and teardown), `respond` (signing and error answers). The allocations themselves live
-//! in an [`AllocationTable`](crate::table::AllocationTable).
+//! in an `AllocationTable` ([`crate::table`]).
 //!
 //! # Redirection
 //!
@@ -85,6 +85,7 @@
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use turnpike_stun::attr::{
@@ -99,6 +100,7 @@ use crate::allocation::{Cached, FiveTuple};
 use crate::auth::rest::parse_rest_username;
 use crate::auth::{Authenticated, BadUser, Credentials};
 use crate::binding::{BindingConfig, BindingService, Response};
+use crate::config::{CoreSetup, TimeBase, TurnConfig};
 use crate::host::Host;
 use crate::mobility::{TicketKey, ticket_subject};
 use crate::policy::normalise;
@@ -107,11 +109,9 @@ use crate::table::{AllocationId, AllocationTable};
 use self::allocate::TokenKey;
 use self::tcp_relay::PeerConnection;
 
-pub use self::config::{Alternates, TimeBase, TurnConfig};
 pub use self::output::{ClientAction, PeerAction, Reject, Stats, Transmit};
 
 mod allocate;
-mod config;
 mod data;
 mod output;
 mod permission;
@@ -192,13 +192,18 @@ enum Outcome {
 
 /// The TURN server core.
 pub struct TurnServer {
-    /// The configuration, kept whole; what is derived from it (credentials, the Binding
-    /// service, keys) is prepared once in [`TurnServer::new`].
-    config: TurnConfig,
+    /// The configuration, shared with the runtime's other cores; what is derived from it
+    /// (credentials, the Binding service) is prepared in [`TurnServer::new`] and again
+    /// in [`TurnServer::reconfigure`].
+    config: Arc<TurnConfig>,
     credentials: Credentials,
     binding: BindingService,
+    nonce_secret: Vec<u8>,
     token_key: TokenKey,
     ticket_key: TicketKey,
+    time_base: TimeBase,
+    /// This core's index among the runtime's (it goes into MOBILITY-TICKETs).
+    shard: u8,
     rng: u64,
     /// Redirecting every new Allocate (draining); starts as configured.
     redirect: bool,
@@ -225,30 +230,49 @@ impl core::fmt::Debug for TurnServer {
     }
 }
 
+/// The credentials a configuration names, prepared (static users' keys derived).
+fn credentials(config: &TurnConfig, nonce_secret: &[u8]) -> Result<Credentials, BadUser> {
+    let turn = &config.turn;
+    let users: Vec<(String, String)> = turn
+        .users
+        .iter()
+        .map(|u| (u.name.clone(), u.password.clone()))
+        .collect();
+    Credentials::new(
+        turn.realm.clone(),
+        turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        &users,
+        nonce_secret,
+        turn.nonce_lifetime.as_secs().min(u64::from(u32::MAX)) as u32,
+    )
+}
+
+/// The Binding service a configuration describes.
+fn binding(config: &TurnConfig) -> BindingService {
+    BindingService::new(BindingConfig {
+        software: config.stun.software().map(str::to_owned),
+        rfc5780: config.rfc5780,
+    })
+}
+
 impl TurnServer {
-    /// A server from its configuration.
+    /// A core with its configuration (shared with the runtime's other cores) and what
+    /// the runtime gives it.
     ///
     /// # Errors
     ///
     /// A static user whose password cannot be prepared.
-    pub fn new(config: TurnConfig) -> Result<Self, BadUser> {
-        let credentials = Credentials::new(
-            config.realm.clone(),
-            config.secrets.clone(),
-            &config.users,
-            &config.nonce_secret,
-            config.nonce_lifetime.as_secs().min(u64::from(u32::MAX)) as u32,
-        )?;
+    pub fn new(config: Arc<TurnConfig>, setup: CoreSetup) -> Result<Self, BadUser> {
         Ok(Self {
-            credentials,
-            binding: BindingService::new(BindingConfig {
-                software: config.software.clone(),
-                rfc5780: config.rfc5780,
-            }),
-            token_key: TokenKey::new(&config.nonce_secret),
-            ticket_key: TicketKey::new(&config.nonce_secret),
-            rng: config.rng_seed ^ 0x9E37_79B9_7F4A_7C15,
-            redirect: config.redirect,
+            credentials: credentials(&config, &setup.nonce_secret)?,
+            binding: binding(&config),
+            token_key: TokenKey::new(&setup.nonce_secret),
+            ticket_key: TicketKey::new(&setup.nonce_secret),
+            nonce_secret: setup.nonce_secret,
+            time_base: setup.time_base,
+            shard: setup.shard,
+            rng: setup.rng_seed ^ 0x9E37_79B9_7F4A_7C15,
+            redirect: config.alternates.redirect,
             alternate_turn: 0,
             table: AllocationTable::default(),
             connections: HashMap::default(),
@@ -259,6 +283,29 @@ impl TurnServer {
             stats: Stats::default(),
             config,
         })
+    }
+
+    /// Swaps in a new configuration, leaving every allocation, permission, channel and
+    /// connection as it is: from the next call on, requests are authenticated against
+    /// the new realm, secrets and users, peers are checked against the new policy, and
+    /// quotas, lifetimes, alternates and the Binding service follow the new values.
+    /// Redirection follows the new `[alternates] redirect`. Nonces stay valid (same
+    /// secret), except that a changed realm makes clients authenticate again (438).
+    ///
+    /// # Errors
+    ///
+    /// A static user whose password cannot be prepared; the old configuration stays.
+    pub fn reconfigure(&mut self, config: Arc<TurnConfig>) -> Result<(), BadUser> {
+        self.credentials = credentials(&config, &self.nonce_secret)?;
+        self.binding = binding(&config);
+        self.redirect = config.alternates.redirect;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<TurnConfig> {
+        &self.config
     }
 
     /// Counters.
@@ -307,7 +354,7 @@ impl TurnServer {
     }
 
     fn unix_now(&self, now: Instant) -> u64 {
-        let base = self.config.time_base;
+        let base = self.time_base;
         base.unix_secs + now.saturating_duration_since(base.instant).as_secs()
     }
 
@@ -508,7 +555,7 @@ impl TurnServer {
             }
             _ => return None,
         };
-        (shard != self.config.shard).then_some(shard)
+        (shard != self.shard).then_some(shard)
     }
 
     /// The caller's live allocation on the request's 5-tuple: 437 if there is none (or
@@ -533,7 +580,7 @@ impl TurnServer {
     /// The lifetime to grant for a requested one (RFC 8656 §7.2 step "LIFETIME"): the
     /// smaller of the request and the maximum, but never below the default.
     fn granted_lifetime(&self, requested: Option<Lifetime>) -> Duration {
-        let max = self.config.max_lifetime;
+        let max = self.config.turn.max_lifetime;
         let desired = requested.map_or(DEFAULT_LIFETIME, |l| Duration::from_secs(u64::from(l.0)));
         desired.min(max).max(DEFAULT_LIFETIME.min(max))
     }

@@ -55,7 +55,7 @@ pub enum ClientAction {
         dont_fragment: bool,
     },
     /// The packet belongs to another core of the runtime: hand it (with its 5-tuple)
-    /// to the core whose [`TurnConfig::shard`](crate::TurnConfig::shard) is `shard`, as
+    /// to the core whose [`CoreSetup::shard`](crate::CoreSetup::shard) is `shard`, as
     /// if it had arrived there, and on a stream hand that core the connection from this
     /// frame on. The core answers this for a Refresh whose MOBILITY-TICKET another core
     /// issued (RFC 8016: a moved client may reach any core) and for a ConnectionBind

@@ -25,7 +25,7 @@ impl TurnServer {
         if alloc.relay(Family::of(peer)).is_none() {
             return Err(Reject::PeerAddressFamilyMismatch);
         }
-        if !self.config.peer_policy.permits(peer.ip()) {
+        if !self.config.peers.permits(peer.ip()) {
             return Err(Reject::Forbidden);
         }
         Ok(peer)
@@ -95,7 +95,7 @@ impl TurnServer {
             return Err(Reject::BadRequest);
         }
         let number = msg.get::<ChannelNumber>()?.ok_or(Reject::BadRequest)?;
-        if self.config.strict_channel_numbers && !number.is_rfc8656() {
+        if self.config.turn.strict_channel_numbers && !number.is_rfc8656() {
             return Err(Reject::BadRequest);
         }
         let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;

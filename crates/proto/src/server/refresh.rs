@@ -29,7 +29,7 @@ impl TurnServer {
         let ticket = msg.get::<MobilityTicket>()?;
         let slot = match ticket {
             None => self.allocation_for(req)?,
-            Some(_) if !self.config.mobility => return Err(Reject::MobilityForbidden),
+            Some(_) if !self.config.turn.mobility => return Err(Reject::MobilityForbidden),
             Some(t) => self.allocation_for_ticket(req, t.0)?,
         };
         let requested = msg.get::<Lifetime>()?;
@@ -102,7 +102,7 @@ impl TurnServer {
         let place = self.ticket_key.open(ticket).ok_or(Reject::BadRequest)?;
         // Another core's ticket was handed there before this ([`Self::owner_elsewhere`]).
         let (shard, slot) = ticket_subject(place);
-        if shard != self.config.shard {
+        if shard != self.shard {
             return Err(Reject::BadRequest);
         }
         let slot = AllocationId(slot);
@@ -149,7 +149,7 @@ impl TurnServer {
             })
         });
         m.generation = m.generation.wrapping_add(1);
-        let place = ticket_place(self.config.shard, slot.slot())?;
+        let place = ticket_place(self.shard, slot.slot())?;
         m.ticket = self.ticket_key.mint(place, m.generation, nonce);
         Some(m.ticket)
     }

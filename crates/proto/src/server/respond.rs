@@ -78,7 +78,7 @@ impl TurnServer {
     ) -> Result<usize, EncodeError> {
         let mut w = MessageWriter::new(out, answer.ty, answer.tid)?;
         body(&mut w)?;
-        if let Some(s) = &self.config.software {
+        if let Some(s) = self.config.stun.software() {
             w.put(&Software(s))?;
         }
         match answer.kind {
@@ -147,7 +147,7 @@ impl TurnServer {
         };
         self.stats.redirected += 1;
         let domain = (req.from.transport == ClientTransport::Tls)
-            .then_some(self.config.alternate_domain.as_deref())
+            .then_some(self.config.alternates.domain.as_deref())
             .flatten();
         self.write_answer(out, &answer, |w| {
             w.put(&ErrorCodeAttr::new(ErrorCode::TRY_ALTERNATE))?;
@@ -208,7 +208,7 @@ impl TurnServer {
             w.put(&Nonce(&nonce))?;
             w.put(&PasswordAlgorithms::List(&OFFERED_ALGORITHMS))?;
         }
-        if let Some(s) = &self.config.software {
+        if let Some(s) = self.config.stun.software() {
             w.put(&Software(s))?;
         }
         if msg.has_fingerprint() {

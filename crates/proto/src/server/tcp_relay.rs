@@ -3,7 +3,7 @@
 //!
 //! # Turning it on
 //!
-//! REQUESTED-TRANSPORT TCP (6) is served only when [`crate::TurnConfig::tcp_relay`] is
+//! REQUESTED-TRANSPORT TCP (6) is served only when [`crate::TurnSection::tcp_relay`] is
 //! set *and* the host says it can ([`Host::supports_tcp_relay`]); otherwise it is a 442,
 //! as it always was. Then, in RFC 6062 §5.1's order: a client that is not on TCP or TLS
 //! gets 400; DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN get 400; the relayed address
@@ -30,7 +30,7 @@
 //!   (437), be the caller's (441) and be a TCP allocation (400); XOR-PEER-ADDRESS must be
 //!   present and valid (400), of a relayed family (443) and allowed by the peer policy
 //!   (403). A connection to the same peer address that is connecting, awaiting its bind
-//!   or bound is a 446. Over [`crate::TurnConfig::tcp_connections_per_allocation`]: 508.
+//!   or bound is a 446. Over [`crate::quota::Quotas::tcp_connections_per_allocation`]: 508.
 //!   Then [`Host::connect_peer`] starts the connection and names it; the request gets
 //!   no answer yet. No permission is needed: RFC 6062 §5.2 only has the policy check
 //!   (403). The request's transaction ID and signing key are kept with the entry.
@@ -143,7 +143,7 @@ impl TurnServer {
         if exists {
             return Err(Reject::ConnectionAlreadyExists);
         }
-        let limit = self.config.tcp_connections_per_allocation as usize;
+        let limit = self.config.quotas.tcp_connections_per_allocation as usize;
         if limit != 0 && alloc.connections.len() >= limit {
             return Err(Reject::InsufficientCapacity);
         }
@@ -292,7 +292,7 @@ impl TurnServer {
         let Some(slot) = self.table.by_relay(relay) else {
             return PeerAction::None;
         };
-        let limit = self.config.tcp_connections_per_allocation as usize;
+        let limit = self.config.quotas.tcp_connections_per_allocation as usize;
         let peer = normalise_addr(peer);
         let Some(alloc) = self.table.get(slot).filter(|a| a.is_live(now) && a.tcp) else {
             return PeerAction::None;

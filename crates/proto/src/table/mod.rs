@@ -1,4 +1,4 @@
-//! [`AllocationTable`]: every allocation of one core, addressed by [`AllocationId`], with
+//! `AllocationTable`: every allocation of one core, addressed by [`AllocationId`], with
 //! the indexes the packet path looks up (by 5-tuple, by relay) and the last answer per
 //! 5-tuple kept for retransmissions (RFC 8489 §6.3.4).
 //!
@@ -19,7 +19,7 @@ use self::index::TupleIndex;
 
 mod index;
 
-/// Names an allocation in its [`AllocationTable`] (its slot). An id outlives nothing: once
+/// Names an allocation in its `AllocationTable` (its slot). An id outlives nothing: once
 /// its allocation is removed, the slot may be reused by the next one, so ids are only held
 /// within one call into the core, or next to a check of the allocation they name (a
 /// mobility ticket is compared with the ticket stored in the slot).

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,9 @@ use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::server::tcp_relay::TCP_MESSAGE_MAX;
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
 use turnpike_proto::{
-    BoundRelay, Claim, ClientAction, ClientTransport, ConnectionId, Family, FiveTuple, Host,
-    PeerAction, PortRequest, RelayError, RelayId, Reservations, TimeBase, Transmit, TurnConfig,
-    TurnServer,
+    BoundRelay, Claim, ClientAction, ClientTransport, ConnectionId, CoreSetup, Family, FiveTuple,
+    Host, PeerAction, PortRequest, RelayError, RelayId, Reservations, StaticUser, TimeBase,
+    Transmit, TurnConfig, TurnServer,
 };
 use turnpike_stun::attr::{
     AddressErrorCode, AlternateDomain, AlternateServer, ErrorCodeAttr, Icmp, Lifetime,
@@ -358,20 +359,30 @@ impl Host for FakeHost {
 
 /// The default test configuration: static users alice and bob, one REST secret, the
 /// default (safe) peer policy and quotas.
-pub fn config(start: Instant) -> TurnConfig {
-    let mut c = TurnConfig::new(
-        REALM,
+pub fn config() -> TurnConfig {
+    let mut c = TurnConfig::default();
+    c.turn.realm = REALM.into();
+    c.turn.users = [ALICE, BOB]
+        .iter()
+        .map(|(name, password)| StaticUser {
+            name: (*name).into(),
+            password: (*password).into(),
+        })
+        .collect();
+    c.turn.secrets = vec![String::from_utf8(SECRET.to_vec()).expect("a UTF-8 secret")];
+    c
+}
+
+/// The test core's keys and time: a fixed nonce secret (tests compare nonces across
+/// simulations), wall-clock time [`START_UNIX`] at `start`.
+pub fn setup(start: Instant) -> CoreSetup {
+    CoreSetup::new(
+        [0x5Au8; 32],
         TimeBase {
             instant: start,
             unix_secs: START_UNIX,
         },
-    );
-    c.users = vec![
-        (ALICE.0.into(), ALICE.1.into()),
-        (BOB.0.into(), BOB.1.into()),
-    ];
-    c.secrets = vec![SECRET.to_vec()];
-    c
+    )
 }
 
 /// The one real clock reading of a simulation: its epoch.
@@ -535,16 +546,26 @@ impl Sim {
 
     /// A simulation with the default config changed by `f`.
     pub fn with(f: impl FnOnce(&mut TurnConfig)) -> Self {
+        Self::with_setup(|c, _| f(c))
+    }
+
+    /// A simulation with the default config and core setup changed by `f`.
+    pub fn with_setup(f: impl FnOnce(&mut TurnConfig, &mut CoreSetup)) -> Self {
         let start = epoch();
-        let mut c = config(start);
-        f(&mut c);
-        Self::from_config(start, c)
+        let (mut c, mut s) = (config(), setup(start));
+        f(&mut c, &mut s);
+        Self::from_parts(start, c, s)
     }
 
     /// A simulation with `config` whose time base is `start`.
     pub fn from_config(start: Instant, config: TurnConfig) -> Self {
+        Self::from_parts(start, config, setup(start))
+    }
+
+    /// A simulation with `config` and `setup` (whose time base must be `start`).
+    pub fn from_parts(start: Instant, config: TurnConfig, setup: CoreSetup) -> Self {
         Self {
-            server: TurnServer::new(config).expect("valid config"),
+            server: TurnServer::new(Arc::new(config), setup).expect("valid config"),
             host: FakeHost::default(),
             start,
             elapsed: Duration::ZERO,

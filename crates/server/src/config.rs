@@ -1,0 +1,304 @@
+//! [`Config`]: the whole `turnserver.toml`, one typed tree from the file down.
+//!
+//! Each section is the type the part of the server that uses it takes whole: the core's
+//! sections come from [`turnpike_proto::config`] (`[turn]`, `[peers]`, `[quotas]`,
+//! `[alternates]`, `[stun]`, `[rfc5780]`), the runtime's are defined here and beside
+//! their users (`[listen]`, `[tcp]`, `[tls]`, `[relay]`, `[runtime]`, `[log]`). A missing
+//! key or section takes its type's `Default`: one default per option, documented in the
+//! shipped `turnserver.toml`. [`Config::validate`] checks what types alone cannot (ranges,
+//! files, cross-field rules) and names the key at fault, so the binary can point at its
+//! line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use turnpike_proto::binding::Rfc5780Addresses;
+use turnpike_proto::config::{Alternates, StunSection, TurnConfig, TurnSection};
+use turnpike_proto::policy::PeerPolicy;
+use turnpike_proto::quota::Quotas;
+
+use crate::relay::RelayConfig;
+use crate::tcp::TcpLimits;
+use crate::tls::TlsFiles;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[listen]`: where to listen.
+    pub listen: Listen,
+    /// `[stun]`: the Binding service.
+    pub stun: StunSection,
+    /// `[tcp]`: connection limits.
+    pub tcp: TcpLimits,
+    /// `[turn]`: authentication, lifetimes, optional RFCs.
+    pub turn: TurnSection,
+    /// `[relay]`: relay addresses, ports and the 1:1 NAT mapping.
+    pub relay: RelayConfig,
+    /// `[peers]`: which peers may be relayed to.
+    pub peers: PeerPolicy,
+    /// `[quotas]`: quotas and the bandwidth cap.
+    pub quotas: Quotas,
+    /// `[tls]`: certificate and key for TLS on the TCP listeners; none: TCP is plain only.
+    pub tls: Option<TlsFiles>,
+    /// `[alternates]`: ALTERNATE-SERVER redirection.
+    pub alternates: Alternates,
+    /// `[rfc5780]`: NAT behaviour discovery; off when absent.
+    pub rfc5780: Option<Rfc5780Addresses>,
+    /// `[runtime]`: threads.
+    pub runtime: Runtime,
+    /// `[log]`: logging.
+    pub log: Log,
+    /// Internal, not in the file: skip an unspecified IPv6 listener (`[::]`) when the
+    /// host has no IPv6 instead of failing (on by default; tests that need every
+    /// listener turn it off).
+    #[serde(skip, default = "yes")]
+    pub skip_unavailable_ipv6: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// UDP addresses. Default: port 3478 on every IPv4 and IPv6 address.
+    pub udp: Vec<SocketAddr>,
+    /// TCP (and TLS) addresses. Default: as `udp`.
+    pub tcp: Vec<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        let all = vec![
+            SocketAddr::from(([0, 0, 0, 0], 3478)),
+            SocketAddr::from(([0u16; 8], 3478)),
+        ];
+        Self {
+            udp: all.clone(),
+            tcp: all,
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Runtime {
+    /// Worker threads; 0 (the default) = one per core. At most 256.
+    pub workers: usize,
+}
+
+impl Runtime {
+    /// The number of workers to run: as configured, or one per core.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, 256)
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// The level; `RUST_LOG` overrides it. Default `info`.
+    pub level: LogLevel,
+}
+
+/// A log level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// And warnings.
+    Warn,
+    /// And what an operator follows (the default).
+    #[default]
+    Info,
+    /// And what a developer follows.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// A value the types accept but the server cannot use: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key, as a dotted path (`tcp.idle_timeout_secs`, `turn.users.2`).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// The core's sections, for one `Arc` shared by every core.
+    pub fn core(&self) -> TurnConfig {
+        TurnConfig {
+            turn: self.turn.clone(),
+            peers: self.peers.clone(),
+            quotas: self.quotas,
+            alternates: self.alternates.clone(),
+            stun: self.stun.clone(),
+            rfc5780: self.rfc5780,
+        }
+    }
+
+    /// Checks what the types alone do not.
+    ///
+    /// # Errors
+    ///
+    /// The first key whose value cannot be used.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.rfc5780.is_none() {
+            return Err(invalid(
+                "listen.udp",
+                "no listener: [listen] udp and tcp are both empty",
+            ));
+        }
+        for (key, list) in [
+            ("listen.udp", &self.listen.udp),
+            ("listen.tcp", &self.listen.tcp),
+        ] {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(addr) = list.iter().find(|a| !seen.insert(**a)) {
+                return Err(invalid(key, format!("address {addr} is listed twice")));
+            }
+        }
+        self.validate_tcp()?;
+        if self.stun.software.as_ref().is_some_and(|s| s.len() > 763) {
+            return Err(invalid(
+                "stun.software",
+                "software is longer than SOFTWARE allows (763 bytes, RFC 8489 §14.14)",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    return Err(invalid(
+                        key,
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
+        self.validate_turn()?;
+        if self.runtime.workers > 256 {
+            return Err(invalid("runtime.workers", "at most 256 workers"));
+        }
+        Ok(())
+    }
+
+    fn validate_tcp(&self) -> Result<(), Invalid> {
+        let idle = self.tcp.idle_timeout.as_secs();
+        if !(1..=86_400).contains(&idle) || self.tcp.idle_timeout.subsec_nanos() != 0 {
+            return Err(invalid(
+                "tcp.idle_timeout_secs",
+                format!("idle_timeout_secs must be 1..=86400, not {idle}"),
+            ));
+        }
+        for (key, v) in [
+            ("tcp.max_connections", self.tcp.max_connections),
+            (
+                "tcp.max_connections_per_ip",
+                self.tcp.max_connections_per_ip,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let handshake = self.tcp.handshake_timeout.as_secs();
+        if !(1..=300).contains(&handshake) {
+            return Err(invalid(
+                "tcp.handshake_timeout_secs",
+                format!("handshake_timeout_secs must be 1..=300, not {handshake}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_turn(&self) -> Result<(), Invalid> {
+        let turn = &self.turn;
+        if turn.realm.is_empty() || turn.realm.len() > 763 {
+            return Err(invalid(
+                "turn.realm",
+                "realm must be 1..=763 bytes (RFC 8489 §14.9)",
+            ));
+        }
+        if turn.secrets.iter().any(String::is_empty) {
+            return Err(invalid("turn.secrets", "a secret must not be empty"));
+        }
+        for (i, u) in turn.users.iter().enumerate() {
+            let key = format!("turn.users.{i}");
+            if u.name.is_empty() || u.name.len() > 508 {
+                return Err(invalid(
+                    key,
+                    "user name must be 1..=508 bytes (RFC 8489 §14.3)",
+                ));
+            }
+            if turnpike_stun::opaque_string(&u.password).is_err() {
+                return Err(invalid(
+                    key,
+                    "password is not a valid OpaqueString (RFC 8265): empty or with control characters",
+                ));
+            }
+        }
+        let max = turn.max_lifetime.as_secs();
+        if !(600..=86_400).contains(&max) {
+            return Err(invalid(
+                "turn.max_lifetime_secs",
+                format!(
+                    "max_lifetime_secs must be 600..=86400 (the default lifetime is 600), not {max}"
+                ),
+            ));
+        }
+        let nonce = turn.nonce_lifetime.as_secs();
+        if !(30..=86_400).contains(&nonce) {
+            return Err(invalid(
+                "turn.nonce_lifetime_secs",
+                format!("nonce_lifetime_secs must be 30..=86400, not {nonce}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Durations written as whole seconds (`*_secs` keys).
+pub(crate) fn secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
