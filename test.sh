@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs every turnpike test. Installs what the interop tests need first, if it is missing:
-# coturn's client tools (turnutils_stunclient, turnutils_uclient, turnutils_peer) and
-# Chromium from Debian's packages, and playwright-core (to drive that Chromium) from npm.
+# coturn's client tools (turnutils_stunclient, turnutils_uclient, turnutils_peer), iproute2 and
+# nftables (the network namespace test) and Chromium from Debian's packages, and
+# playwright-core (to drive that Chromium) from npm.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need_apt=()
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# turn_nat_hairpin.rs builds network namespaces with ip and nft.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

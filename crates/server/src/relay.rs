@@ -150,6 +150,53 @@ impl RelayConfig {
         }
         local
     }
+
+    /// Where a relay sends to reach `peer`: a peer at one of this server's advertised
+    /// relay addresses (a client of this server relaying to another one) is this host
+    /// itself, so the datagram goes to the matching local address, same port, and the
+    /// kernel delivers it without leaving the machine. Sent to the advertised address, it
+    /// would come back only if the 1:1 NAT in front of the server hairpins, and many
+    /// cloud NATs do not (coturn maps the same way). Every other peer is unchanged.
+    ///
+    /// Only the socket address changes: the core has already decided on `peer` (its
+    /// permission and peer policy see the advertised form). The inverse of
+    /// [`RelayConfig::to_advertised`]. Without `external_ip`, one branch.
+    #[inline]
+    pub fn to_local(&self, peer: SocketAddr) -> SocketAddr {
+        if self.external.is_empty() {
+            return peer;
+        }
+        self.local_of_advertised(peer).unwrap_or(peer)
+    }
+
+    /// The source a peer datagram (or TCP connection) is reported to the core with: one
+    /// sent by a relay socket of this server arrives from its local address and is shown
+    /// as its advertised one, the address the receiving allocation's permission was
+    /// installed for and its client knows (XOR-PEER-ADDRESS, channel). Every other
+    /// source is unchanged. The inverse of [`RelayConfig::to_local`]. Without
+    /// `external_ip`, one branch.
+    #[inline]
+    pub fn to_advertised(&self, source: SocketAddr) -> SocketAddr {
+        if self.external.is_empty() {
+            return source;
+        }
+        if self.ip(source.is_ipv6()) == Some(source.ip()) {
+            self.advertised(source)
+        } else {
+            source
+        }
+    }
+
+    /// The local relay address that [`RelayConfig::advertised`] shows as `addr`, if any.
+    fn local_of_advertised(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        let map = self.external.iter().find(|m| m.public == addr.ip())?;
+        let local_ip = map.private.or_else(|| self.ip(addr.is_ipv6()))?;
+        let local = SocketAddr::new(local_ip, addr.port());
+        // Only a relay IP of ours, and only where the mapping is the one `advertised`
+        // picks for it (a second entry for the same private IP never applies).
+        (self.ip(local_ip.is_ipv6()) == Some(local_ip) && self.advertised(local) == addr)
+            .then_some(local)
+    }
 }
 
 /// Finds the addresses to relay on when none are configured: the first global-looking
@@ -471,6 +518,78 @@ mod tests {
         assert_eq!(adv("10.0.0.5:50000"), "203.0.113.10:50000");
         assert_eq!(adv("10.0.0.6:50000"), "10.0.0.6:50000", "unmapped IP stays");
         assert_eq!(adv("[fd00::5]:50001"), "[2001:db8::10]:50001");
+    }
+
+    fn behind_nat() -> RelayConfig {
+        RelayConfig {
+            ips: vec!["10.99.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+            external: vec![
+                ExternalIp {
+                    public: "198.18.0.10".parse().unwrap(),
+                    private: Some("10.99.0.2".parse().unwrap()),
+                },
+                ExternalIp {
+                    public: "2001:db8::10".parse().unwrap(),
+                    private: None,
+                },
+            ],
+            ..RelayConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_peer_at_our_advertised_address_is_sent_to_the_local_one() {
+        let config = behind_nat();
+        let local = |s: &str| config.to_local(s.parse().unwrap()).to_string();
+        assert_eq!(local("198.18.0.10:50000"), "10.99.0.2:50000");
+        assert_eq!(local("[2001:db8::10]:50001"), "[fd00::2]:50001");
+        // Any other peer, the private address itself included, is left alone.
+        assert_eq!(local("198.18.0.11:50000"), "198.18.0.11:50000");
+        assert_eq!(local("10.99.0.2:50000"), "10.99.0.2:50000");
+        assert_eq!(local("203.0.113.7:3478"), "203.0.113.7:3478");
+    }
+
+    #[test]
+    fn a_source_at_our_local_relay_address_is_shown_advertised() {
+        let config = behind_nat();
+        let adv = |s: &str| config.to_advertised(s.parse().unwrap()).to_string();
+        assert_eq!(adv("10.99.0.2:50000"), "198.18.0.10:50000");
+        assert_eq!(adv("[fd00::2]:50001"), "[2001:db8::10]:50001");
+        // The family-wide mapping applies to our relay IP only, not to every peer of it.
+        assert_eq!(adv("[fd00::3]:50001"), "[fd00::3]:50001");
+        assert_eq!(adv("10.99.0.3:50000"), "10.99.0.3:50000");
+        assert_eq!(adv("198.18.0.10:50000"), "198.18.0.10:50000");
+        // The two are inverse on relay addresses.
+        for s in ["10.99.0.2:49152", "[fd00::2]:65535"] {
+            let local: SocketAddr = s.parse().unwrap();
+            assert_eq!(config.to_local(config.to_advertised(local)), local);
+        }
+    }
+
+    #[test]
+    fn without_external_ip_nothing_is_mapped() {
+        let config = RelayConfig {
+            ips: vec!["10.99.0.2".parse().unwrap()],
+            ..RelayConfig::default()
+        };
+        let a: SocketAddr = "10.99.0.2:50000".parse().unwrap();
+        assert_eq!((config.to_local(a), config.to_advertised(a)), (a, a));
+    }
+
+    #[test]
+    fn a_mapping_to_an_address_we_do_not_relay_on_is_not_used_for_peers() {
+        let config = RelayConfig {
+            ips: vec!["10.99.0.2".parse().unwrap()],
+            external: vec![ExternalIp {
+                public: "198.18.0.10".parse().unwrap(),
+                private: Some("10.99.0.9".parse().unwrap()),
+            }],
+            ..RelayConfig::default()
+        };
+        let peer: SocketAddr = "198.18.0.10:50000".parse().unwrap();
+        assert_eq!(config.to_local(peer), peer);
+        let source: SocketAddr = "10.99.0.9:50000".parse().unwrap();
+        assert_eq!(config.to_advertised(source), source);
     }
 
     #[test]

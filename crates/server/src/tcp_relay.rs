@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -20,7 +21,7 @@ use turnpike_proto::server::tcp_relay::CONNECT_TIMEOUT;
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{FiveTuple, PeerAction, RelayId};
 
-use crate::relay::tcp_socket;
+use crate::relay::{RelayConfig, tcp_socket};
 use crate::worker::Shared;
 
 /// One peer data connection.
@@ -70,14 +71,22 @@ impl PeerConns {
 }
 
 /// Accepts peers on a TCP relay until aborted (ConnectionAttempt, RFC 6062 §5.3).
-pub(crate) async fn accept_loop(shared: Rc<Shared>, relay: RelayId, listener: TcpListener) {
+/// A connection from another relay of this server is reported with its advertised
+/// address ([`RelayConfig::to_advertised`]).
+pub(crate) async fn accept_loop(
+    shared: Rc<Shared>,
+    relay: RelayId,
+    listener: TcpListener,
+    relays: Arc<RelayConfig>,
+) {
     let mut out = [0u8; 256];
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let id = shared.peer_conns.borrow_mut().new_id(shared.shard());
+        let peer = relays.to_advertised(peer);
+        let id = shared.peer_conns.borrow().new_id(shared.shard());
         let action = shared.core.borrow_mut().handle_peer_connection(
             Instant::now(),
             relay,

@@ -205,6 +205,8 @@ impl Shared {
     ) -> Option<(RawFd, Destination)> {
         let mut host = self.host.borrow_mut();
         let host = &mut *host;
+        // A peer at our own advertised address: to the local one (no NAT hairpin).
+        let peer = host.relay.to_local(peer);
         let r = host.relays.get_mut(&relay)?;
         r.route_peer_socket(relay, peer, host.poller.get_ref(), &host.peer_sockets);
         let (socket, df, connected) = match &mut r.peer_socket {
@@ -283,10 +285,11 @@ impl Shared {
                 code: err.icmp_code,
                 error_data: err.info,
             };
+            let peer = self.host.borrow().relay.to_advertised(err.peer);
             let action = self.core.borrow_mut().handle_peer_icmp(
                 Instant::now(),
                 relay,
-                err.peer,
+                peer,
                 icmp,
                 &mut buf,
             );
@@ -499,7 +502,12 @@ impl Host for WorkerHost {
         let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
         self.next_id = self.next_id.wrapping_add(1);
         let id = RelayId(self.next_id);
-        let task = tokio::task::spawn_local(tcp_relay::accept_loop(shared, id, listener));
+        let task = tokio::task::spawn_local(tcp_relay::accept_loop(
+            shared,
+            id,
+            listener,
+            Arc::clone(&self.relay),
+        ));
         self.tcp_relays.insert(id, (task, local));
         Ok(BoundRelay {
             relay: id,
@@ -515,9 +523,10 @@ impl Host for WorkerHost {
     ) -> Result<ConnectionId, RelayError> {
         let &(_, local) = self.tcp_relays.get(&relay).ok_or(RelayError::Exhausted)?;
         let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
-        let id = shared.peer_conns.borrow_mut().new_id(shared.shard());
-        let task =
-            tokio::task::spawn_local(tcp_relay::connect(Rc::clone(&shared), id, local, peer));
+        let id = shared.peer_conns.borrow().new_id(shared.shard());
+        // The core answers the Connect for `peer`; the socket dials its local form.
+        let to = self.relay.to_local(peer);
+        let task = tokio::task::spawn_local(tcp_relay::connect(Rc::clone(&shared), id, local, to));
         shared
             .peer_conns
             .borrow_mut()
@@ -961,12 +970,15 @@ fn relay_batch(
         return;
     }
     let now = Instant::now();
+    let relays = Arc::clone(&shared.host.borrow().relay);
     {
         let mut core = shared.core.borrow_mut();
         for (i, &relay) in owners.iter().enumerate() {
             let Some((slot, payload, from)) = rx.slot_mut(i) else {
                 continue;
             };
+            // From another of our relay sockets: the core sees its advertised address.
+            let from = relays.to_advertised(from);
             if let PeerAction::ToClient { to, range } =
                 core.handle_peer(now, relay, from, slot, payload)
             {
