@@ -22,22 +22,47 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Why TLS could not be set up.
+/// Why TLS could not be set up: which file, and what was wrong with it.
 #[derive(Debug)]
 pub struct TlsError {
     /// The file involved.
     pub file: PathBuf,
     /// What went wrong.
-    pub reason: String,
+    pub kind: TlsErrorKind,
+}
+
+/// What was wrong with a TLS file.
+#[derive(Debug)]
+pub enum TlsErrorKind {
+    /// Not readable, or not PEM of the expected kind.
+    Pem(rustls_pki_types::pem::Error),
+    /// A PEM file without a certificate.
+    NoCertificate,
+    /// rustls refused the chain or the key (a key that does not match the certificate,
+    /// an unsupported key type).
+    Rustls(rustls::Error),
 }
 
 impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.reason)
+        let file = self.file.display();
+        match &self.kind {
+            TlsErrorKind::Pem(e) => write!(f, "{file}: {e}"),
+            TlsErrorKind::NoCertificate => write!(f, "{file}: no certificate in the file"),
+            TlsErrorKind::Rustls(e) => write!(f, "{file}: {e}"),
+        }
     }
 }
 
-impl std::error::Error for TlsError {}
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            TlsErrorKind::Pem(e) => Some(e),
+            TlsErrorKind::NoCertificate => None,
+            TlsErrorKind::Rustls(e) => Some(e),
+        }
+    }
+}
 
 /// Builds the acceptor: TLS 1.2 and 1.3 (rustls offers nothing older), no client
 /// certificates, ALPN `stun.turn`.
@@ -46,26 +71,26 @@ impl std::error::Error for TlsError {}
 ///
 /// Unreadable or invalid PEM files, or a key that does not match the certificate.
 pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
-    let err = |file: &Path, reason: String| TlsError {
+    let err = |file: &Path, kind: TlsErrorKind| TlsError {
         file: file.to_owned(),
-        reason,
+        kind,
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| err(&files.cert, e.to_string()))?
+        .map_err(|e| err(&files.cert, TlsErrorKind::Pem(e)))?
         .collect::<Result<_, _>>()
-        .map_err(|e| err(&files.cert, e.to_string()))?;
+        .map_err(|e| err(&files.cert, TlsErrorKind::Pem(e)))?;
     if certs.is_empty() {
-        return Err(err(&files.cert, "no certificate in the file".into()));
+        return Err(err(&files.cert, TlsErrorKind::NoCertificate));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| err(&files.key, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| err(&files.key, TlsErrorKind::Pem(e)))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| err(&files.cert, e.to_string()))?
+        .map_err(|e| err(&files.cert, TlsErrorKind::Rustls(e)))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| err(&files.key, e.to_string()))?;
+        .map_err(|e| err(&files.key, TlsErrorKind::Rustls(e)))?;
     config.alpn_protocols = vec![ALPN_STUN_TURN.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
