@@ -40,11 +40,7 @@ use turnpike_proto::policy::PeerPolicy;
 use turnpike_proto::quota::{QuotaLedger, Quotas};
 use turnpike_proto::{TimeBase, TurnConfig, TurnServer};
 
-mod batch;
-mod icmp;
-mod poller;
 pub mod relay;
-mod sockopt;
 mod stream;
 mod tcp;
 mod tcp_relay;
@@ -367,7 +363,7 @@ impl Server {
         let mut threads = Vec::new();
         let mut to_workers = Vec::new();
         let ports = Arc::new(relay::PortsInUse::default());
-        let open_files = sockopt::raise_open_file_limit().unwrap_or(1024);
+        let open_files = turnpike_udp::sys::raise_nofile_limit(0).unwrap_or(1024);
         info!(open_files, "descriptor limit");
         // A quarter of the descriptors at most for connected peer sockets.
         let peer_sockets = Arc::new(relay::PeerSocketBudget::new(

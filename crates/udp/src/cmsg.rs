@@ -91,7 +91,9 @@ impl<'a> Writer<'a> {
         // `at + CMSG_SPACE(..)`) lie within them; unaligned writes make no alignment
         // assumption, and both values are plain data.
         unsafe {
-            base.add(self.at).cast::<libc::cmsghdr>().write_unaligned(header);
+            base.add(self.at)
+                .cast::<libc::cmsghdr>()
+                .write_unaligned(header);
             base.add(data_at).cast::<T>().write_unaligned(data);
         }
         self.at += need;
@@ -171,7 +173,9 @@ mod tests {
         let mut w = Writer::new(&mut hdr, &mut buf);
         let info = libc::in_pktinfo {
             ipi_ifindex: 3,
-            ipi_spec_dst: libc::in_addr { s_addr: 0x0100_007f },
+            ipi_spec_dst: libc::in_addr {
+                s_addr: 0x0100_007f,
+            },
             ipi_addr: libc::in_addr { s_addr: 0 },
         };
         assert!(w.push(libc::IPPROTO_IP, libc::IP_PKTINFO, info));
@@ -189,7 +193,10 @@ mod tests {
         assert_eq!(second - first, space(12), "laid out as CMSG_NXTHDR expects");
         let got: Vec<_> = messages(&buf.0, filled).collect();
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].level, got[0].kind), (libc::IPPROTO_IP, libc::IP_PKTINFO));
+        assert_eq!(
+            (got[0].level, got[0].kind),
+            (libc::IPPROTO_IP, libc::IP_PKTINFO)
+        );
         let back: libc::in_pktinfo = got[0].read().unwrap();
         assert_eq!(back.ipi_spec_dst.s_addr, 0x0100_007f);
         assert_eq!(got[1].read::<u16>(), Some(1200));

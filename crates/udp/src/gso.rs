@@ -89,9 +89,15 @@ mod tests {
     #[test]
     fn join_rule() {
         assert!(may_join(1200, 1, 1200, 1200));
-        assert!(may_join(1200, 1, 1200, 300), "a shorter one may end the message");
+        assert!(
+            may_join(1200, 1, 1200, 300),
+            "a shorter one may end the message"
+        );
         assert!(!may_join(1200, 1, 1200, 1201));
-        assert!(!may_join(1500, 1, 1500, 1500), "over the MTU-safe segment size");
+        assert!(
+            !may_join(1500, 1, 1500, 1500),
+            "over the MTU-safe segment size"
+        );
         assert!(!may_join(100, MAX_SEGMENTS, 6400, 100));
         assert!(!may_join(1000, 60, 65_000, 1000));
         assert!(!may_join(0, 1, 0, 0));

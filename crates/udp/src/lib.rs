@@ -57,8 +57,8 @@ pub mod sys;
 
 pub use addr::RawAddr;
 pub use gso::gso_available;
+pub use mmsg::send_one;
 pub use poller::{MAX_EVENTS, Poller, Ready};
 pub use recv::{BATCH, RecvBatch};
-pub use mmsg::send_one;
 pub use send::{Destination, Outgoing, SendBatch, Slots};
 pub use send_buffer::{MAX_SEND_BATCH, SENDMMSG_MAX, SendBuffer, SendOutcome};

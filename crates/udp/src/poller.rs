@@ -16,8 +16,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::Timespec;
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 
 /// Readiness events taken per [`Poller::ready`].
 pub const MAX_EVENTS: usize = 64;
@@ -69,13 +69,23 @@ impl Poller {
     /// Watches `socket` for input (level-triggered); its events carry `token`. A socket
     /// leaves the set by itself when it is closed.
     pub fn add(&self, socket: impl AsFd, token: u64) -> io::Result<()> {
-        epoll::add(&self.epoll, socket, EventData::new_u64(token), EventFlags::IN)?;
+        epoll::add(
+            &self.epoll,
+            socket,
+            EventData::new_u64(token),
+            EventFlags::IN,
+        )?;
         Ok(())
     }
 
     /// Makes a watched socket report `token` from now on.
     pub fn modify(&self, socket: impl AsFd, token: u64) -> io::Result<()> {
-        epoll::modify(&self.epoll, socket, EventData::new_u64(token), EventFlags::IN)?;
+        epoll::modify(
+            &self.epoll,
+            socket,
+            EventData::new_u64(token),
+            EventFlags::IN,
+        )?;
         Ok(())
     }
 

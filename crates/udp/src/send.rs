@@ -9,9 +9,9 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 
 use crate::addr::RawAddr;
+use crate::gso;
 use crate::mmsg::{Mmsg, send_one};
 use crate::recv::{BATCH, RecvBatch};
-use crate::gso;
 
 /// Where the bytes of queued datagrams live: the slots of a [`RecvBatch`], or one flat
 /// buffer (slot 0) for answers written one after the other.

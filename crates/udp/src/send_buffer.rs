@@ -190,11 +190,7 @@ impl<'a> SendBuffer<'a> {
 
     /// [`SendBuffer::send`], or with `stop` [`SendBuffer::send_until_blocked`]: then the
     /// first refusal ends the call, and is returned.
-    fn send_msgs(
-        &mut self,
-        socket: &impl AsRawFd,
-        stop: bool,
-    ) -> (SendOutcome, Option<io::Error>) {
+    fn send_msgs(&mut self, socket: &impl AsRawFd, stop: bool) -> (SendOutcome, Option<io::Error>) {
         let mut out = SendOutcome::default();
         let mut refused = None;
         if self.len == 0 {

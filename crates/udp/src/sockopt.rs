@@ -39,7 +39,11 @@ pub fn set_int(
 }
 
 /// `getsockopt` of one `c_int` value.
-pub fn int(socket: &impl AsRawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+pub fn int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are live locals; the kernel writes at most `len` bytes to
