@@ -2,7 +2,9 @@
 //!
 //! The runtime around the sans-IO core: tokio listeners on UDP and TCP that feed packets
 //! and stream frames to [`turnpike_proto`] and send back what it answers. This is the only
-//! crate that touches sockets.
+//! crate of the server that owns sockets; the system calls on them that `std`, `socket2` and
+//! tokio do not offer (`recvmmsg`/`sendmmsg` batches, UDP GSO, the ICMP error queue, the
+//! relay sockets' epoll set) are `turnpike_udp`'s.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

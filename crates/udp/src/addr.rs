@@ -36,11 +36,13 @@ impl RawAddr {
     };
 
     /// Pointer to the address, for `msg_name` or `sendto`'s address argument.
+    #[inline]
     pub fn as_ptr(&self) -> *const libc::sockaddr {
         (&raw const self.inner).cast()
     }
 
     /// Bytes of the address that the kernel reads.
+    #[inline]
     pub fn len(&self) -> libc::socklen_t {
         self.len
     }
@@ -52,6 +54,7 @@ impl RawAddr {
 }
 
 impl From<SocketAddr> for RawAddr {
+    #[inline]
     fn from(addr: SocketAddr) -> Self {
         match addr {
             SocketAddr::V4(a) => Self {
@@ -87,6 +90,7 @@ impl From<SocketAddr> for RawAddr {
 
 /// The address in a `sockaddr_storage` of which the kernel filled `len` bytes; `None` for
 /// a family other than IPv4 and IPv6, or too short a length.
+#[inline]
 pub fn socket_addr(storage: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {

@@ -144,6 +144,10 @@ pub(crate) fn messages(buf: &[u8], filled: usize) -> impl Iterator<Item = Messag
                 .cast::<libc::cmsghdr>()
                 .read_unaligned()
         };
+        #[allow(
+            clippy::unnecessary_cast,
+            reason = "size_t on glibc, socklen_t on musl"
+        )]
         let cmsg_len = h.cmsg_len as usize;
         if cmsg_len < data_offset {
             return None;

@@ -22,6 +22,7 @@ pub(crate) const MAX_BYTES: usize = 65_507;
 /// (`total` bytes in all) in one GSO message: within the kernel's limits and no longer
 /// than the segment size. Callers add their own rule on shorter datagrams (only the last
 /// segment of a message may be shorter).
+#[inline]
 pub(crate) fn may_join(segment: usize, count: usize, total: usize, next: usize) -> bool {
     segment > 0
         && segment <= MAX_SEGMENT
@@ -45,6 +46,7 @@ pub(crate) fn refused(error: &std::io::Error) -> bool {
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Whether [`crate::SendBatch`] still uses GSO.
+#[inline]
 pub(crate) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }

@@ -49,6 +49,7 @@ impl Mmsg {
     }
 
     /// Forgets every message (the arrays stay allocated).
+    #[inline]
     pub(crate) fn clear(&mut self) {
         self.iovs = 0;
         self.first_iov = 0;
@@ -56,6 +57,7 @@ impl Mmsg {
     }
 
     /// Messages finished so far.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.messages
     }
@@ -63,6 +65,7 @@ impl Mmsg {
     /// Adds `bytes` to the message being built. Only its address and length are kept:
     /// [`Mmsg::send`]'s caller must keep `bytes` alive and unchanged until then. Panics
     /// past the room given to [`Mmsg::new`] (callers never queue more).
+    #[inline]
     pub(crate) fn push_iov(&mut self, bytes: &[u8]) {
         self.iov[self.iovs] = libc::iovec {
             // The kernel only reads through this pointer (sendmmsg), so the cast away
@@ -76,6 +79,7 @@ impl Mmsg {
     /// Ends the message made of the iovecs pushed since the last one: to `to` (none: the
     /// connected peer), from IPv4 address `src` (`IP_PKTINFO`; none: the socket's own),
     /// cut by the kernel into `segment`-byte datagrams (`UDP_SEGMENT`; none: one datagram).
+    #[inline]
     pub(crate) fn end_message(
         &mut self,
         to: Option<RawAddr>,
@@ -128,6 +132,7 @@ impl Mmsg {
     ///
     /// Every byte slice given to [`Mmsg::push_iov`] since the last [`Mmsg::clear`] must
     /// still be alive and unchanged.
+    #[inline]
     pub(crate) unsafe fn send(
         &mut self,
         fd: RawFd,
@@ -156,6 +161,7 @@ impl Mmsg {
 
 /// Sends one datagram from `fd` without blocking, to `to` or, with `None`, to the peer the
 /// socket is connected to. Answers the bytes sent.
+#[inline]
 pub fn send_one(fd: RawFd, bytes: &[u8], to: Option<&RawAddr>) -> io::Result<usize> {
     let (name, name_len) = to.map_or((std::ptr::null(), 0), |a| (a.as_ptr(), a.len()));
     // Through syscall(2) rather than glibc's sendto: sendto is a thread-cancellation point,

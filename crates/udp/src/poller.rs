@@ -34,6 +34,7 @@ pub struct Ready {
 }
 
 impl From<&Event> for Ready {
+    #[inline]
     fn from(e: &Event) -> Self {
         let flags = e.flags;
         Self {
@@ -97,6 +98,7 @@ impl Poller {
 
     /// The sockets ready now (up to [`MAX_EVENTS`]), without blocking; empty when none is.
     /// Takes `&self`, so it works through a shared tokio registration.
+    #[inline]
     pub fn ready(&self, out: &mut Vec<Ready>) -> io::Result<()> {
         out.clear();
         let mut events = [const { MaybeUninit::<Event>::uninit() }; MAX_EVENTS];

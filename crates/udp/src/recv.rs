@@ -22,6 +22,21 @@ use crate::cmsg;
 /// [`RecvBatch::with_room`] (the server's batch).
 pub const BATCH: usize = 32;
 
+/// Room for a source address: a whole `sockaddr_storage`.
+const NAME_ROOM: libc::socklen_t = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+/// One slot's source address and what the kernel reported for it, kept together so that a
+/// lookup checks one bound.
+#[derive(Clone, Copy)]
+struct Meta {
+    /// The source, as the kernel wrote it (`msg_name` points here).
+    addr: libc::sockaddr_storage,
+    /// The datagram's length.
+    len: usize,
+    /// Bytes of `addr` the kernel filled.
+    name_len: usize,
+}
+
 /// Receive buffers, addresses, control buffers and headers for one `recvmmsg` batch.
 ///
 /// The headers and their iovecs are set up once (header `i` receives into slot `i`); a call
@@ -35,12 +50,10 @@ pub struct RecvBatch {
     /// Largest payload per slot.
     payload: usize,
     bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    lens: Vec<usize>,
-    /// How many bytes of each `addrs` entry the kernel filled.
-    name_lens: Vec<usize>,
+    /// Each slot's source address and lengths.
+    meta: Vec<Meta>,
     /// Control buffers, `ctrl_words` 8-byte words (aligned for `cmsghdr`) per datagram;
     /// empty unless rx info or destinations are asked for.
     ctrl: Vec<u64>,
@@ -83,11 +96,16 @@ impl RecvBatch {
             head,
             payload,
             bufs: vec![0; slot * batch],
-            addrs: vec![zeroed_storage(); batch],
             iovs: vec![iov; batch],
             msgs: vec![msg; batch],
-            lens: vec![0; batch],
-            name_lens: vec![0; batch],
+            meta: vec![
+                Meta {
+                    addr: zeroed_storage(),
+                    len: 0,
+                    name_len: 0,
+                };
+                batch
+            ],
             ctrl: Vec::new(),
             ctrl_words: 0,
             info: false,
@@ -97,7 +115,7 @@ impl RecvBatch {
             dsts: vec![None; batch],
         };
         // Header `i` receives into slot `i`: the pointers go into the heap blocks of
-        // `bufs`, `addrs` and `iovs`, which never move or grow while the batch lives (a
+        // `bufs`, `meta` and `iovs`, which never move or grow while the batch lives (a
         // move of the batch moves only the handles).
         let base = b.bufs.as_mut_ptr();
         for i in 0..batch {
@@ -107,7 +125,8 @@ impl RecvBatch {
             b.iovs[i].iov_base = unsafe { base.add(i * slot + head) }.cast();
             b.iovs[i].iov_len = payload;
             let hdr = &mut b.msgs[i].msg_hdr;
-            hdr.msg_name = (&raw mut b.addrs[i]).cast();
+            hdr.msg_name = (&raw mut b.meta[i].addr).cast();
+            hdr.msg_namelen = NAME_ROOM;
             hdr.msg_iov = &raw mut b.iovs[i];
             hdr.msg_iovlen = 1;
         }
@@ -159,12 +178,14 @@ impl RecvBatch {
 
     /// Receives up to a batch of datagrams from `fd` without blocking; answers how many.
     /// `WouldBlock` when none is queued.
+    #[inline]
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.recv_at(fd, 0)
     }
 
     /// Receives into slots `start..` from `fd` without blocking; answers how many.
     /// `WouldBlock` when none is queued; `Ok(0)` when `start` is past the last slot.
+    #[inline]
     pub fn recv_at(&mut self, fd: RawFd, start: usize) -> io::Result<usize> {
         self.recv_flags(fd, start, libc::MSG_DONTWAIT)
     }
@@ -185,25 +206,23 @@ impl RecvBatch {
     }
 
     /// One `recvmmsg` into slots `start..` with `flags`.
+    #[inline]
     fn recv_flags(&mut self, fd: RawFd, start: usize, flags: libc::c_int) -> io::Result<usize> {
         let batch = self.msgs.len();
         if start >= batch {
             return Ok(0);
         }
         let count = batch - start;
-        let ctrl_bytes = self.ctrl_words * 8;
-        for msg in &mut self.msgs[start..] {
-            // The kernel writes the source's length here: reset it to the room there is.
-            msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            if ctrl_bytes > 0 {
-                msg.msg_hdr.msg_controllen = ctrl_bytes as _;
-            }
-        }
+        // Every header's msg_namelen (and msg_controllen) holds the room there is: set so at
+        // construction and reset right after the kernel overwrites it (below), so nothing
+        // is reset here. A loop over all headers before each call cost ~5 instructions a
+        // header, which is more than most calls receive datagrams.
         // SAFETY: headers `start..batch` of `msgs` (`count` of them) each point at one live
         // iovec (into `bufs`, disjoint payload areas of distinct slots), one live
         // sockaddr_storage with its size as msg_namelen and, with control messages, their
         // own `ctrl_words` words of `ctrl` with that size as msg_controllen (or no control
-        // buffer); all set up at construction and never moved. All are owned by `self`,
+        // buffer); all set up at construction and never moved, and both lengths restored
+        // after every receive that changed them. All are owned by `self`,
         // borrowed mutably for the call, which writes only within those bounds. A null
         // timeout is allowed (with MSG_WAITFORONE: wait per the socket's SO_RCVTIMEO).
         let n = unsafe {
@@ -219,12 +238,15 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         let n = (n as usize).min(count);
-        for i in start..start + n {
-            let hdr = &self.msgs[i];
-            self.lens[i] = (hdr.msg_len as usize).min(self.payload);
-            self.name_lens[i] = hdr.msg_hdr.msg_namelen as usize;
+        let payload = self.payload;
+        let filled = self.msgs[start..start + n].iter_mut();
+        for (meta, hdr) in self.meta[start..start + n].iter_mut().zip(filled) {
+            meta.len = (hdr.msg_len as usize).min(payload);
+            meta.name_len = hdr.msg_hdr.msg_namelen as usize;
+            // The kernel wrote the source's length here: reset it to the room there is.
+            hdr.msg_hdr.msg_namelen = NAME_ROOM;
         }
-        if ctrl_bytes > 0 {
+        if self.ctrl_words > 0 {
             self.read_control(start..start + n);
         }
         Ok(n)
@@ -240,6 +262,8 @@ impl RecvBatch {
                 reason = "size_t on glibc, socklen_t on musl"
             )]
             let filled = self.msgs[i].msg_hdr.msg_controllen as usize;
+            // Reset to the room there is, for the next receive into this slot.
+            self.msgs[i].msg_hdr.msg_controllen = (self.ctrl_words * 8) as _;
             let words = &self.ctrl[i * self.ctrl_words..(i + 1) * self.ctrl_words];
             // The control words as bytes (the same memory; u64 → u8 is always valid).
             let buf = words_as_bytes(words);
@@ -271,29 +295,38 @@ impl RecvBatch {
 
     /// Datagram `i` of the last receive and its source; `None` for a source that is not
     /// IPv4 or IPv6.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        Some((self.packet(i), self.source(i)?))
+        let m = &self.meta[i];
+        let from = socket_addr(&m.addr, m.name_len)?;
+        let start = i * self.slot + self.head;
+        Some((&self.bufs[start..start + m.len], from))
     }
 
     /// Datagram `i` of the last receive.
+    #[inline]
     pub fn packet(&self, i: usize) -> &[u8] {
         let start = i * self.slot + self.head;
-        &self.bufs[start..start + self.lens[i]]
+        &self.bufs[start..start + self.meta[i].len]
     }
 
     /// The source of datagram `i` of the last receive; `None` for one that is not IPv4 or
     /// IPv6.
+    #[inline]
     pub fn source(&self, i: usize) -> Option<SocketAddr> {
-        socket_addr(&self.addrs[i], self.name_lens[i])
+        let m = &self.meta[i];
+        socket_addr(&m.addr, m.name_len)
     }
 
     /// Slot `i` whole (headroom, payload, tailroom), where its datagram lies in it, and the
     /// datagram's source; `None` for a source that is not IPv4 or IPv6.
+    #[inline]
     pub fn slot_mut(&mut self, i: usize) -> Option<(&mut [u8], Range<usize>, SocketAddr)> {
-        let from = self.source(i)?;
+        let m = &self.meta[i];
+        let from = socket_addr(&m.addr, m.name_len)?;
         let start = i * self.slot;
         let slot = &mut self.bufs[start..start + self.slot];
-        Some((slot, self.head..self.head + self.lens[i], from))
+        Some((slot, self.head..self.head + m.len, from))
     }
 
     /// The kernel's receive time of datagram `i` of the last receive, since the Unix
@@ -316,6 +349,7 @@ impl RecvBatch {
     }
 
     /// Bytes `range` of slot `i`.
+    #[inline]
     pub(crate) fn slot_bytes(&self, i: usize, range: &Range<usize>) -> &[u8] {
         let start = i * self.slot;
         &self.bufs[start..start + self.slot][range.clone()]

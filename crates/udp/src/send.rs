@@ -21,12 +21,14 @@ pub trait Slots {
 }
 
 impl Slots for RecvBatch {
+    #[inline]
     fn bytes(&self, i: usize, range: &Range<usize>) -> &[u8] {
         self.slot_bytes(i, range)
     }
 }
 
 impl Slots for Vec<u8> {
+    #[inline]
     fn bytes(&self, _: usize, range: &Range<usize>) -> &[u8] {
         &self[range.clone()]
     }
@@ -61,6 +63,7 @@ pub struct Destination {
 
 impl Destination {
     /// A destination named in every send.
+    #[inline]
     pub fn to(addr: SocketAddr) -> Self {
         Self {
             addr,
@@ -69,6 +72,7 @@ impl Destination {
     }
 
     /// The destination to name in the send: none on a connected socket.
+    #[inline]
     pub fn name(&self) -> Option<RawAddr> {
         (!self.connected).then(|| RawAddr::from(self.addr))
     }
@@ -97,11 +101,13 @@ impl SendBatch {
     }
 
     /// Whether nothing is queued.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
     /// Queues a datagram; its bytes must stay in the [`Slots`] until the flush.
+    #[inline]
     pub fn push(&mut self, fd: RawFd, to: Destination, slot: usize, range: Range<usize>, tag: u32) {
         self.queue.push(Outgoing {
             fd,
