@@ -47,7 +47,7 @@ impl RawAddr {
         self.len
     }
 
-    /// Whether this is [`RawAddr::EMPTY`] (no address).
+    /// Whether this names no address (length 0).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
