@@ -17,8 +17,9 @@
 # speed, so per-wake-up costs weigh more than in the perf profiles.
 #
 # Needs valgrind, coturn (turnserver) and the release binaries (cargo build --release
-# -p turnpike -p turnpike-bench; TURNPIKE=PATH measures another turnpike binary). Uses UDP
-# port 34790 and relay ports 40000-49999.
+# -p turnpike -p turnpike-bench; TURNPIKE=PATH measures another turnpike binary, BENCH=PATH
+# loads with another turnpike-bench, KINDS=turnpike leaves coturn out). Uses UDP port 34790
+# and relay ports 40000-49999.
 set -euo pipefail
 shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,10 +29,13 @@ LONG=${3:-6}
 PORT=34790
 SECRET=benchsecret
 TURNPIKE=${TURNPIKE:-$ROOT/target/release/turnpike}
-BENCH=$ROOT/target/release/turnpike-bench
+BENCH=${BENCH:-$ROOT/target/release/turnpike-bench}
+KINDS=${KINDS:-turnpike coturn}
 WORK=$(mktemp -d /tmp/callgrind-per-packet.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-for tool in valgrind turnserver "$TURNPIKE" "$BENCH"; do
+tools=(valgrind "$TURNPIKE" "$BENCH")
+[[ " $KINDS " == *" coturn "* ]] && tools+=(turnserver)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 
@@ -94,7 +98,7 @@ print(r["delivered"])')
 }
 
 declare -A per
-for kind in turnpike coturn; do
+for kind in $KINDS; do
     short=$(run "$kind" "$SHORT")
     long=$(run "$kind" "$LONG")
     read -r d1 i1 <<<"$short"
@@ -103,4 +107,6 @@ for kind in turnpike coturn; do
     echo "$kind: $((d2 - d1)) more packets relayed, $((i2 - i1)) more instructions:" \
         "${per[$kind]} user-space instructions per relayed packet"
 done
-python3 -c "print(f'ratio turnpike / coturn: {${per[turnpike]} / ${per[coturn]}:.2f}')"
+if [ -n "${per[coturn]:-}" ]; then
+    python3 -c "print(f'ratio turnpike / coturn: {${per[turnpike]} / ${per[coturn]}:.2f}')"
+fi

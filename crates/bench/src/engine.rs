@@ -40,7 +40,7 @@ use turnpike_stun::{
 
 use crate::client::{ClientError, Credentials, Tids, error_code, long_term_key, sign};
 use crate::load::new_hist;
-use crate::sys;
+use turnpike_udp::sys;
 
 /// How many times Allocate moves to a fresh socket after a 437 within one program.
 pub const MISMATCH_RETRIES: u32 = 8;
@@ -303,8 +303,7 @@ pub struct Engine {
     resting: VecDeque<(Instant, UdpSocket)>,
     cooldown: Duration,
     ready: Vec<usize>,
-    epoll: Option<sys::Epoll>,
-    pollfds: Vec<libc::pollfd>,
+    epoll: Option<turnpike_udp::Poller>,
     readable: Vec<bool>,
     signers: SignerCache,
     tids: Tids,
@@ -333,7 +332,7 @@ impl Engine {
             0,
         );
         let epoll = match cfg.poller {
-            Poller::Epoll => Some(sys::Epoll::new(1024)?),
+            Poller::Epoll => Some(turnpike_udp::Poller::with_capacity(1024)?),
             Poller::Poll | Poller::Spin => None,
         };
         let now = Instant::now();
@@ -374,7 +373,6 @@ impl Engine {
             cooldown: Duration::ZERO,
             ready: Vec::new(),
             epoll,
-            pollfds: Vec::new(),
             readable: Vec::new(),
             tids: Tids::new(salt.rotate_left(16)),
             rx: vec![0; RX_MAX],
@@ -477,13 +475,12 @@ impl Engine {
                     .copied()
                     .filter(|&s| self.slots[s].socket.is_some())
                     .collect();
-                let mut fds = std::mem::take(&mut self.pollfds);
                 let mut readable = std::mem::take(&mut self.readable);
                 let r = if sockets.is_empty() {
                     std::thread::sleep(wait);
                     Ok(0)
                 } else {
-                    sys::poll_readable(&sockets, &mut fds, &mut readable, Some(wait))
+                    sys::poll_readable(&sockets, &mut readable, Some(wait))
                 };
                 drop(sockets);
                 self.now = Instant::now();
@@ -494,7 +491,6 @@ impl Engine {
                         }
                     }
                 }
-                self.pollfds = fds;
                 self.readable = readable;
                 r?;
             }

@@ -4,7 +4,7 @@
 //!
 //! No raw socket is needed: one UDP socket bound to `0.0.0.0:port` sends every datagram
 //! with an `IP_PKTINFO` control message naming its source address (Linux accepts any
-//! local address, and all of 127.0.0.0/8 is local), batched with `sendmmsg` ([`SendBatch`],
+//! local address, and all of 127.0.0.0/8 is local), batched with `sendmmsg` ([`SendBuffer`],
 //! as on the load engine's shared send path). The answers come back to
 //! `127.x.y.z:port`, i.e. to the same socket, and are read with `recvmmsg`, each with its
 //! destination address. The transaction ID carries the source index, so every answer is
@@ -25,8 +25,7 @@ use turnpike_stun::{
 };
 
 use crate::client::error_code;
-use crate::mmsg::{RecvBatch, SENDMMSG_MAX, SendBatch};
-use crate::sys;
+use turnpike_udp::{RecvBatch, SENDMMSG_MAX, SendBuffer, sockopt, sys};
 
 /// The first spoofed source address by default.
 pub const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 1);
@@ -229,10 +228,10 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
     })?;
     let batch = p.batch.clamp(1, SENDMMSG_MAX);
     let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p.port))?;
-    sys::enable_pktinfo(&socket)?;
+    sockopt::enable_pktinfo(&socket)?;
     socket.set_nonblocking(true)?;
     // Answers must not be dropped while the thread is busy sending.
-    let _ = sys::set_buffers(&socket, 16 << 20);
+    let _ = sockopt::set_buffers(&socket, 16 << 20);
     let port = socket.local_addr()?.port();
     let mut report = FloodReport {
         target: server.to_string(),
@@ -246,10 +245,9 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
         ..FloodReport::default()
     };
     let cpu0 = sys::cpu_time(false);
-    let mut tx = SendBatch::new(batch, SLOT);
+    let mut tx = SendBuffer::new(batch, SLOT);
     let mut req = [0u8; SLOT];
-    let mut rx = RecvBatch::new(64, RX_SLOT).with_destinations();
-    let mut fds = Vec::new();
+    let mut rx = RecvBatch::with_capacity(64, 0, RX_SLOT, 0).with_destinations();
     let mut readable = Vec::new();
     let start = Instant::now();
     let mut next: u64 = 0;
@@ -293,7 +291,6 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
             if wait > 0.0 {
                 let _ = sys::poll_readable(
                     &[&socket],
-                    &mut fds,
                     &mut readable,
                     Some(Duration::from_secs_f64(wait)),
                 );
@@ -311,7 +308,6 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
         }
         let _ = sys::poll_readable(
             &[&socket],
-            &mut fds,
             &mut readable,
             Some(left.min(Duration::from_millis(50))),
         );

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::client::{Credentials, RETRIES, RETRY_TIMEOUT};
 use crate::engine::{Engine, EngineConfig, Finished, Poller, Program, default_local_ip};
 use crate::load::Latency;
-use crate::sys;
+use turnpike_udp::sys;
 
 /// Most allocations one hold may create.
 pub const MAX_CLIENTS: usize = 20_000;

@@ -7,27 +7,26 @@
 //!   (or client to client), with exact one-way latency, loss, reordering, RFC 3550 jitter
 //!   and fairness; batched sends (`sendmmsg`, UDP GSO, one shared socket for many
 //!   loopback clients).
-//! - [`mmsg`]: `sendmmsg`/`recvmmsg` batches (kernel receive times, `IP_PKTINFO` source and
-//!   destination addresses, UDP GSO), CPU pinning.
 //! - [`tls`]: rustls client settings for `turns:`.
 //! - [`search`]: RFC 2544-style search for the highest loss-free rate, and an SVG plot.
 //! - [`storm`]: authenticated allocation storm.
 //! - [`hold`]: create many allocations (permission and channel each), hold them, delete them.
 //! - [`flood`]: unauthenticated Binding/Allocate requests from many spoofed loopback sources.
 //! - [`engine`]: the event-driven many-allocations-per-thread client under `storm` and `hold`.
-//! - [`sys`]: epoll, poll, rlimits, signals and socket options (Linux system calls).
 //! - [`output`]: human tables and CSV.
+//!
+//! The socket layer under all of these (`recvmmsg`/`sendmmsg` batches with kernel receive
+//! times, `IP_PKTINFO` and UDP GSO; epoll, poll, rlimits, signals, CPU time and pinning) is
+//! `turnpike-udp`, shared with the server.
 
 pub mod client;
 pub mod engine;
 pub mod flood;
 pub mod hold;
 pub mod load;
-pub mod mmsg;
 pub mod output;
 pub mod search;
 pub mod storm;
-pub mod sys;
 pub mod tls;
 
 pub use client::{ClientError, Credentials, TurnClient};

@@ -12,7 +12,7 @@
 //! each with its client's own source address in an `IP_PKTINFO` control message (every
 //! client has its own 127.0.1.x address and all share one port, so the server sees each
 //! client's exact 5-tuple). One receiving thread per peer socket uses `recvmmsg` (see
-//! [`crate::mmsg`]).
+//! [`turnpike_udp::RecvBatch`]).
 //!
 //! Payload layout (at least [`MIN_PAYLOAD`] bytes, big endian): magic `0x5450` (2 bytes),
 //! run id (2), flow id (4), sequence number (8), send time in ns since the run's shared
@@ -35,7 +35,8 @@ use turnpike_stun::{CHANNEL_DATA_HEADER_LEN, ChannelNumber, TransactionId};
 use crate::client::{
     ClientError, Credentials, Inbox, Reader, Transport, TurnClient, encode_send_indication,
 };
-use crate::mmsg::{RecvBatch, SendBatch, enable_rx_info, thread_cpu_time};
+use turnpike_udp::sockopt::enable_rx_info;
+use turnpike_udp::{RecvBatch, SendBuffer};
 
 /// The smallest payload: magic, run id, flow id, sequence number, send time.
 pub const MIN_PAYLOAD: usize = 24;
@@ -126,7 +127,7 @@ pub struct SessionConfig {
     pub peer_ip: Option<IpAddr>,
     /// The send path (default: [`SendPath::default_for`] the target).
     pub send_path: Option<SendPath>,
-    /// Datagrams per `sendmmsg` call (1..=[`crate::mmsg::MAX_SEND_BATCH`]).
+    /// Datagrams per `sendmmsg` call (1..=[`turnpike_udp::MAX_SEND_BATCH`]).
     pub send_batch: usize,
     /// Whether a client's datagrams due in one pacing pass go as one UDP GSO message
     /// (batched paths, datagrams up to 1452 bytes, where the kernel has GSO).
@@ -511,28 +512,28 @@ impl Reflector {
         let slot2 = Arc::clone(&slot);
         let drops = Arc::new(AtomicU64::new(0));
         let drops2 = Arc::clone(&drops);
-        let rx_info = crate::mmsg::enable_drop_count(&socket).is_ok();
+        let rx_info = turnpike_udp::sockopt::enable_drop_count(&socket).is_ok();
         let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
         let handle = thread::spawn(move || {
-            let _ = pinned_tx.send(cpu.map(crate::mmsg::pin_current_thread));
+            let _ = pinned_tx.send(cpu.map(turnpike_udp::sys::pin_current_thread));
             let mut size = 0;
-            let mut batch = RecvBatch::new(1, 1);
-            let mut out = SendBatch::new(1, 1);
+            let mut batch = RecvBatch::with_capacity(1, 0, 1, 0);
+            let mut out = SendBuffer::new(1, 1);
             while !stop2.load(Ordering::Relaxed) {
                 let want = slot2.load(Ordering::Relaxed);
                 if want != size {
                     size = want;
-                    batch = RecvBatch::new(64, size);
+                    batch = RecvBatch::with_capacity(64, 0, size, 0);
                     if rx_info {
                         batch = batch.with_rx_info();
                     }
-                    out = SendBatch::new(64, size);
+                    out = SendBuffer::new(64, size);
                     // Every datagram goes to one of a few peers: GSO sends a received
                     // batch in a few trips through the stack, so that the reflector costs
                     // less per datagram than the generator it calibrates.
                     out.set_gso(true);
                 }
-                let Ok(count) = batch.recv(&socket) else {
+                let Ok(count) = batch.recv_wait(&socket) else {
                     continue;
                 };
                 for i in 0..count {
@@ -866,8 +867,8 @@ impl Session {
             path,
             shared,
             dest,
-            send_batch: cfg.send_batch.clamp(1, crate::mmsg::MAX_SEND_BATCH),
-            gso: cfg.gso && path != SendPath::Plain && crate::mmsg::gso_available(),
+            send_batch: cfg.send_batch.clamp(1, turnpike_udp::MAX_SEND_BATCH),
+            gso: cfg.gso && path != SendPath::Plain && turnpike_udp::gso_available(),
             tick: cfg.tick.min(Duration::from_millis(20)),
             transport,
             rx_info,
@@ -1232,7 +1233,7 @@ struct Out<'s> {
 /// Stamps every queued datagram with the current time (the last 8 bytes of each head)
 /// and sends the batch on `socket`.
 fn flush(
-    batch: &mut SendBatch<'_>,
+    batch: &mut SendBuffer<'_>,
     socket: Option<&UdpSocket>,
     epoch: Instant,
     stats: &mut SendStats,
@@ -1263,7 +1264,7 @@ fn send_loop(
     epoch: Instant,
     every: Duration,
 ) -> SendStats {
-    let cpu0 = thread_cpu_time();
+    let cpu0 = turnpike_udp::sys::cpu_time(true);
     let n = flows.len();
     let rate = p.rate.max(1e-3);
     let (burst, interval_ns) = match p.shape {
@@ -1293,7 +1294,7 @@ fn send_loop(
     };
     // Every datagram's tail: the payload's filler and any padding, all zeros.
     let zeros = vec![0u8; MAX_PAYLOAD + 64];
-    let mut batch = SendBatch::new(out.batch, HEAD_SLOT);
+    let mut batch = SendBuffer::new(out.batch, HEAD_SLOT);
     batch.set_gso(out.gso);
     let shared = out.path == SendPath::Shared;
     let dest = shared.then_some(out.dest);
@@ -1414,7 +1415,7 @@ fn send_loop(
         }
     }
     stats.elapsed = begin.elapsed();
-    stats.cpu = thread_cpu_time().saturating_sub(cpu0);
+    stats.cpu = turnpike_udp::sys::cpu_time(true).saturating_sub(cpu0);
     stats
 }
 
@@ -1581,9 +1582,9 @@ impl RecvCommon {
 /// A peer socket's receiving thread; `drops` is the socket's drop counter as last seen,
 /// updated.
 fn receive(socket: &UdpSocket, drops: &mut u32, c: &RecvCommon) -> RecvStats {
-    let cpu0 = thread_cpu_time();
+    let cpu0 = turnpike_udp::sys::cpu_time(true);
     let mut stats = RecvStats::new(c.flows);
-    let mut batch = RecvBatch::new(c.batch, c.slot);
+    let mut batch = RecvBatch::with_capacity(c.batch, 0, c.slot, 0);
     if c.epoch_rt.is_some() {
         batch = batch.with_rx_info();
     }
@@ -1591,7 +1592,7 @@ fn receive(socket: &UdpSocket, drops: &mut u32, c: &RecvCommon) -> RecvStats {
     while !c.stop.load(Ordering::Relaxed) {
         stats.calls += 1;
         let got = if c.wait.is_zero() {
-            batch.recv(socket)
+            batch.recv_wait(socket)
         } else {
             batch.recv_now(socket)
         };
@@ -1609,7 +1610,7 @@ fn receive(socket: &UdpSocket, drops: &mut u32, c: &RecvCommon) -> RecvStats {
         stats.drops += u64::from(d.saturating_sub(*drops));
         *drops = (*drops).max(d);
     }
-    stats.cpu = thread_cpu_time().saturating_sub(cpu0);
+    stats.cpu = turnpike_udp::sys::cpu_time(true).saturating_sub(cpu0);
     stats
 }
 
@@ -1655,13 +1656,13 @@ fn is_stun_response(frame: &[u8]) -> bool {
 /// inbox).
 fn receive_clients(group: &mut [ClientRx], inboxes: &[Arc<Inbox>], c: &RecvCommon) -> RecvStats {
     use std::io::Read;
-    let cpu0 = thread_cpu_time();
+    let cpu0 = turnpike_udp::sys::cpu_time(true);
     let mut stats = RecvStats::new(c.flows);
-    let mut batch = RecvBatch::new(c.batch, c.slot.max(2048));
+    let mut batch = RecvBatch::with_capacity(c.batch, 0, c.slot.max(2048), 0);
     if c.epoch_rt.is_some() {
         batch = batch.with_rx_info();
     }
-    let Ok(mut poll) = crate::sys::Epoll::new(group.len().max(1)) else {
+    let Ok(mut poll) = turnpike_udp::Poller::with_capacity(group.len().max(1)) else {
         return stats;
     };
     for (k, rx) in group.iter().enumerate() {
@@ -1753,7 +1754,7 @@ fn receive_clients(group: &mut [ClientRx], inboxes: &[Arc<Inbox>], c: &RecvCommo
         }
     }
     c.publish(&mut pending);
-    stats.cpu = thread_cpu_time().saturating_sub(cpu0);
+    stats.cpu = turnpike_udp::sys::cpu_time(true).saturating_sub(cpu0);
     stats
 }
 

@@ -18,8 +18,8 @@ use turnpike_bench::load::{
 };
 use turnpike_bench::search::{SearchParams, plot, search};
 use turnpike_bench::storm::{StormParams, run as storm_run};
-use turnpike_bench::sys;
 use turnpike_bench::{Credentials, output, tls};
+use turnpike_udp::sys;
 
 /// Longest single run or search, in seconds.
 const MAX_SECS: f64 = 3600.0;

@@ -18,7 +18,7 @@ use crate::engine::{
     Engine, EngineConfig, EngineStats, Finished, Poller, Program, default_local_ip,
 };
 use crate::load::{Latency, new_hist};
-use crate::sys;
+use turnpike_udp::sys;
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
 use turnpike_bench::TurnClient;
 use turnpike_bench::load::{Mode, RunParams, Session, SessionConfig, Shape, Target, To};
-use turnpike_bench::mmsg::SendBatch;
 use turnpike_stun::{ChannelNumber, write_channel_data_header};
+use turnpike_udp::SendBuffer;
 
 fn num(v: &Value, key: &str) -> f64 {
     v[key]
@@ -99,7 +99,7 @@ fn pktinfo_source_is_the_clients_five_tuple() {
 
     let send = |src: Option<Ipv4Addr>, payload: &[u8]| {
         let frame = channel_data(payload);
-        let mut b = SendBatch::new(4, 64);
+        let mut b = SendBuffer::new(4, 64);
         b.push(&frame, &[], Some(server.udp), src).unwrap();
         assert_eq!(b.send(&shared).sent, 1);
     };

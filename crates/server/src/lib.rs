@@ -2,7 +2,9 @@
 //!
 //! The runtime around the sans-IO core: tokio listeners on UDP and TCP that feed packets
 //! and stream frames to [`turnpike_proto`] and send back what it answers. This is the only
-//! crate that touches sockets.
+//! crate of the server that owns sockets; the system calls on them that `std`, `socket2` and
+//! tokio do not offer (`recvmmsg`/`sendmmsg` batches, UDP GSO, the ICMP error queue, the
+//! relay sockets' epoll set) are `turnpike_udp`'s.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,13 +43,9 @@ use tracing::{info, warn};
 use turnpike_proto::quota::QuotaLedger;
 use turnpike_proto::{CoreSetup, TimeBase, TurnServer};
 
-mod batch;
 pub mod config;
 mod handoff;
-mod icmp;
-mod poller;
 pub mod relay;
-mod sockopt;
 mod stream;
 mod tcp;
 mod tcp_relay;
@@ -268,7 +266,7 @@ impl Server {
         let mut threads = Vec::new();
         let ports = Arc::new(relay::PortsInUse::default());
         let parked = Arc::new(relay::ParkedRelays::default());
-        let open_files = sockopt::raise_open_file_limit().unwrap_or(1024);
+        let open_files = turnpike_udp::sys::raise_nofile_limit(0).unwrap_or(1024);
         info!(open_files, "descriptor limit");
         // A quarter of the descriptors at most for connected peer sockets.
         let peer_sockets = Arc::new(relay::PeerSocketBudget::new(

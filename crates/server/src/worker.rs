@@ -36,17 +36,18 @@ use turnpike_proto::{
     BoundRelay, ClientAction, ClientTransport, Family, FiveTuple, HashMap, Host, PeerAction,
     PortRequest, RelayError, RelayId, TurnServer,
 };
+use turnpike_udp::{
+    BATCH, Destination, MAX_EVENTS, Poller, Ready, RecvBatch, SendBatch, icmp, send_one, sockopt,
+};
 
-use crate::batch::{BATCH, Destination, RecvBatch, SendBatch, send_one};
 use crate::handoff::{Moved, ToWorker, Workers};
-use crate::poller::{MAX_EVENTS, Poller, Ready};
 use crate::relay::{
     BoundUdp, ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range,
     bind_tcp_in_range, connect_beside,
 };
+use crate::stream;
 use crate::tcp::TcpLimits;
 use crate::tcp_relay::{self, PeerConn, PeerConns};
-use crate::{icmp, sockopt, stream};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -370,7 +371,7 @@ impl RelaySocket {
         if let Err(e) = icmp::enable_recverr(&socket, self.local.is_ipv6()) {
             debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
         }
-        poller.add(socket.as_raw_fd(), u64::from(relay.0) | PEER_SOCKET_TOKEN)?;
+        poller.add(&socket, u64::from(relay.0) | PEER_SOCKET_TOKEN)?;
         Ok(socket)
     }
 }
@@ -417,10 +418,7 @@ impl WorkerHost {
         }
         self.next_id = self.next_id.wrapping_add(1);
         let id = RelayId(self.next_id);
-        self.poller
-            .get_ref()
-            .add(socket.as_raw_fd(), u64::from(id.0))
-            .ok()?;
+        self.poller.get_ref().add(&socket, u64::from(id.0)).ok()?;
         self.relays.insert(
             id,
             RelaySocket {

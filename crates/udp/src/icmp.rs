@@ -46,8 +46,6 @@
 //!              }
 //! ```
 
-#![allow(unsafe_code)]
-
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -70,25 +68,25 @@ struct ControlBuf([u8; CONTROL_LEN]);
 
 /// An ICMP error the kernel reported for a datagram sent from a relay socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct IcmpError {
+pub struct IcmpError {
     /// The original datagram's destination: the peer the relay sent to.
-    pub(crate) peer: SocketAddr,
+    pub peer: SocketAddr,
     /// The ICMP (or ICMPv6, see `ipv6`) type.
-    pub(crate) icmp_type: u8,
+    pub icmp_type: u8,
     /// The ICMP code.
-    pub(crate) icmp_code: u8,
+    pub icmp_code: u8,
     /// The next-hop MTU for ICMPv4 fragmentation needed (type 3 code 4) and ICMPv6 packet
     /// too big (type 2); 0 for every other error, as the ICMP attribute's Error Data wants
     /// (RFC 8656 §18.13).
-    pub(crate) info: u32,
+    pub info: u32,
     /// Whether the error is ICMPv6 (type and code are ICMPv6 ones).
-    pub(crate) ipv6: bool,
+    pub ipv6: bool,
 }
 
 /// Turns on `IP_RECVERR` (IPv4) or `IPV6_RECVERR` (IPv6) so that ICMP errors for datagrams
 /// the socket sends are queued for [`read_error`]. Read the module docs for what this does
 /// to `recv_from` and `send_to`.
-pub(crate) fn enable_recverr(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+pub fn enable_recverr(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
     let (level, name) = if ipv6 {
         (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
     } else {
@@ -101,7 +99,7 @@ pub(crate) fn enable_recverr(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()
 ///
 /// Entries of other origins are consumed and skipped (see the module docs), so a loop
 /// until `Ok(None)` empties the queue.
-pub(crate) fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpError>> {
+pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpError>> {
     let fd = socket.as_raw_fd();
     loop {
         match recv_entry(fd) {
@@ -126,8 +124,7 @@ enum Entry {
 
 /// Takes one entry off the error queue of `fd`.
 fn recv_entry(fd: RawFd) -> io::Result<Entry> {
-    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
-    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut name = crate::addr::zeroed_storage();
     let mut control = ControlBuf([0; CONTROL_LEN]);
     // SAFETY: msghdr is plain old data (pointers and integers, plus private padding on some
     // libcs); all zeroes — null pointers, zero lengths — is a valid value.
@@ -161,7 +158,7 @@ fn recv_entry(fd: RawFd) -> io::Result<Entry> {
         _ => return Ok(Entry::Other),
     };
     let namelen = (msg.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
-    let Some(peer) = crate::sockopt::socket_addr(&name, namelen) else {
+    let Some(peer) = crate::addr::socket_addr(&name, namelen) else {
         return Ok(Entry::Other);
     };
     let carries_mtu = if ipv6 {
@@ -181,54 +178,17 @@ fn recv_entry(fd: RawFd) -> io::Result<Entry> {
 /// Finds the `IP_RECVERR` / `IPV6_RECVERR` control message that `recvmsg` left in
 /// `control` (described by `msg`) and copies its `sock_extended_err` out.
 fn extended_err(msg: &libc::msghdr, control: &ControlBuf) -> Option<libc::sock_extended_err> {
-    let base = control.0.as_ptr() as usize;
-    // The kernel never reports more than we gave it; clamp anyway so that every bound below
-    // stays inside `control`.
     #[allow(
         clippy::unnecessary_cast,
         reason = "size_t on glibc, socklen_t on musl"
     )]
-    let controllen = (msg.msg_controllen as usize).min(CONTROL_LEN);
-    let ee_size = size_of::<libc::sock_extended_err>();
-    // SAFETY: CMSG_LEN is arithmetic on its argument only.
-    let data_offset = unsafe { libc::CMSG_LEN(0) } as usize;
-
-    // SAFETY: `msg` describes `control` (msg_control points at it, msg_controllen is no
-    // more than its size); CMSG_FIRSTHDR only compares the length with a header's size and
-    // returns msg_control or null.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
-    while !cmsg.is_null() {
-        let offset = (cmsg as usize).wrapping_sub(base);
-        if offset.checked_add(size_of::<libc::cmsghdr>())? > controllen {
-            return None;
-        }
-        // SAFETY: the header lies wholly within `control` (checked just above), which is
-        // initialised; read_unaligned makes no alignment assumption.
-        let header = unsafe { cmsg.read_unaligned() };
-        let is_ee = (header.cmsg_level == libc::SOL_IP && header.cmsg_type == libc::IP_RECVERR)
-            || (header.cmsg_level == libc::SOL_IPV6 && header.cmsg_type == libc::IPV6_RECVERR);
-        let cmsg_len = header.cmsg_len as usize;
-        if is_ee
-            && cmsg_len >= data_offset + ee_size
-            && offset.checked_add(data_offset + ee_size)? <= controllen
-        {
-            // SAFETY: CMSG_DATA only offsets the header pointer by the aligned header size;
-            // the `ee_size` bytes from there lie within both this message (cmsg_len) and
-            // `control` (checked just above). read_unaligned makes no alignment assumption,
-            // and sock_extended_err is plain integers, valid for any bytes.
-            let ee = unsafe {
-                libc::CMSG_DATA(cmsg)
-                    .cast::<libc::sock_extended_err>()
-                    .read_unaligned()
-            };
-            return Some(ee);
-        }
-        // SAFETY: `cmsg` is a header within `control` that `msg` describes; CMSG_NXTHDR
-        // reads its length and returns the next header or null if that would not fit in
-        // msg_controllen.
-        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
-    }
-    None
+    let filled = msg.msg_controllen as usize;
+    crate::cmsg::messages(&control.0, filled)
+        .find(|m| {
+            (m.level == libc::SOL_IP && m.kind == libc::IP_RECVERR)
+                || (m.level == libc::SOL_IPV6 && m.kind == libc::IPV6_RECVERR)
+        })?
+        .read()
 }
 
 #[cfg(test)]
@@ -258,16 +218,11 @@ mod tests {
     }
 
     /// Whether the socket polls POLLERR (pending error or non-empty error queue).
-    fn polls_err(socket: &impl AsRawFd) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: one live pollfd, count 1, zero timeout.
-        let rc = unsafe { libc::poll(&raw mut pfd, 1, 0) };
-        assert!(rc >= 0);
-        pfd.revents & libc::POLLERR != 0
+    fn polls_err(socket: &impl std::os::fd::AsFd) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = [PollFd::new(socket, PollFlags::empty())];
+        poll(&mut fds, Some(&Timespec::default())).unwrap();
+        fds[0].revents().contains(PollFlags::ERR)
     }
 
     fn set_int(socket: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
