@@ -128,6 +128,11 @@ impl Moved {
         Some(*worker)
     }
 
+    /// Whether no 5-tuple is handed over.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tuples.is_empty()
+    }
+
     /// Remembers that `worker` serves `from`.
     pub(crate) fn insert(&mut self, from: FiveTuple, worker: usize, now: Instant) {
         self.tuples.insert(from, (worker, now));

@@ -15,7 +15,20 @@ use turnpike_stun::{
     TransactionId, write_channel_data_header,
 };
 
-use super::*;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use turnpike_proto::TurnServer;
+use turnpike_proto::quota::QuotaLedger;
+
+use super::udp::ClientBatch;
+use super::{Shared, WorkerSetup, start};
+use crate::relay::{ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig};
+use crate::tcp::TcpLimits;
 
 const SECRET: &[u8] = b"batch-secret";
 

@@ -1,0 +1,378 @@
+//! The [`Host`] of one worker: its relay sockets (each with an optional socket connected
+//! to the peer it mostly sends to), RFC 6062 relay listeners, reserved ports parked for
+//! any worker, and the shared quota ledger.
+
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use socket2::SockRef;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
+use tracing::debug;
+use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+use turnpike_proto::stun::attr::ConnectionId;
+use turnpike_proto::{BoundRelay, Family, HashMap, Host, PortRequest, RelayError, RelayId};
+use turnpike_udp::{Poller, icmp};
+
+use crate::relay::{
+    BoundUdp, ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range,
+    bind_tcp_in_range, connect_beside,
+};
+use crate::tcp_relay::{self, PeerConn};
+
+use super::shared::Shared;
+
+/// A UDP relay socket (non-blocking, in the worker's [`Poller`]).
+pub(super) struct RelaySocket {
+    pub(super) socket: std::net::UdpSocket,
+    /// Its local address (its port is released in [`PortsInUse`] when it closes).
+    pub(super) local: SocketAddr,
+    /// Whether DF is currently set on the socket.
+    pub(super) dont_fragment: bool,
+    /// A second socket on `local`, connected to the peer the allocation mostly sends to.
+    pub(super) peer_socket: PeerSocket,
+}
+
+/// The relay's socket connected to one peer ([`connect_beside`]): sends to that peer
+/// skip the per-datagram route lookup, and the peer's datagrams arrive on it. It is made
+/// on the allocation's first datagram to a peer and follows the peer the allocation sends
+/// to: after [`PEER_SWITCH`] datagrams in a row to one other peer (ICE moved to another
+/// candidate pair, say) it is connected to that one instead. Other peers use the relay
+/// socket, as before.
+pub(super) enum PeerSocket {
+    /// Nothing sent to a peer yet.
+    NotYet,
+    /// Open (boxed: an allocation that never sends keeps only the tag and a pointer).
+    Open(Box<ConnectedPeer>),
+    /// Could not be made (out of descriptors, say): every send uses the relay socket.
+    Unavailable,
+}
+
+/// An open [`PeerSocket`].
+pub(super) struct ConnectedPeer {
+    pub(super) socket: std::net::UdpSocket,
+    /// The peer it is connected to.
+    pub(super) peer: SocketAddr,
+    /// Whether DF is currently set on the socket.
+    pub(super) dont_fragment: bool,
+    /// The other peer sent to last, and how many datagrams in a row went to it.
+    pub(super) other: Option<(SocketAddr, u16)>,
+}
+
+/// Datagrams in a row to one other peer after which the peer socket is reconnected to it.
+const PEER_SWITCH: u16 = 256;
+
+/// Poller tokens: the relay id, with this bit for its peer socket.
+pub(super) const PEER_SOCKET_TOKEN: u64 = 1 << 32;
+
+/// The [`Host`] of one worker.
+pub(crate) struct WorkerHost {
+    pub(super) relay: Arc<RelayConfig>,
+    pub(super) relays: HashMap<RelayId, RelaySocket>,
+    /// The readiness set of `relays`.
+    pub(super) poller: Rc<AsyncFd<Poller>>,
+    /// RFC 6062 relay listeners: their accept task and local address.
+    pub(super) tcp_relays: HashMap<RelayId, (JoinHandle<()>, SocketAddr)>,
+    pub(super) next_id: u32,
+    pub(super) ledger: Arc<Mutex<QuotaLedger>>,
+    /// Relay ports held by every worker of the process.
+    pub(super) ports: Arc<PortsInUse>,
+    /// Connected peer sockets the process may still open.
+    pub(super) peer_sockets: Arc<PeerSocketBudget>,
+    /// Reserved relay sockets, parked where every worker can claim them.
+    pub(super) parked: Arc<ParkedRelays>,
+    /// Reserved sockets just bound, not yet parked (nor polled): the core parks each
+    /// right after the bind that made it ([`Host::hold_reservation`]).
+    pub(super) unparked: HashMap<RelayId, BoundUdp>,
+    pub(super) shared: Weak<Shared>,
+    pub(super) rng: u64,
+    /// While a receive batch is being handled: relay sockets released during it, closed
+    /// only once the batch's sends have left ([`WorkerHost::end_batch`]). A send queued
+    /// earlier in the batch names its socket by descriptor; closing at once would let an
+    /// Allocate later in the same batch get that descriptor number, and the queued
+    /// payload would leave from another allocation's relayed address.
+    pub(super) released: Option<Vec<RelaySocket>>,
+}
+
+impl RelaySocket {
+    /// Makes or moves the peer socket for a datagram to `peer` (see [`PeerSocket`]).
+    pub(super) fn route_peer_socket(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+        poller: &Poller,
+        budget: &PeerSocketBudget,
+    ) {
+        match &mut self.peer_socket {
+            PeerSocket::NotYet if !budget.take() => self.peer_socket = PeerSocket::Unavailable,
+            PeerSocket::NotYet => {
+                self.peer_socket = match self.open_peer_socket(relay, peer, poller) {
+                    Ok(socket) => PeerSocket::Open(Box::new(ConnectedPeer {
+                        socket,
+                        peer,
+                        dont_fragment: false,
+                        other: None,
+                    })),
+                    Err(e) => {
+                        debug!(error = %e, "no connected relay socket; sending unconnected");
+                        budget.give_back();
+                        PeerSocket::Unavailable
+                    }
+                };
+            }
+            PeerSocket::Open(p) => {
+                if p.peer == peer {
+                    p.other = None;
+                    return;
+                }
+                let run = match p.other {
+                    Some((to, n)) if to == peer => n.saturating_add(1),
+                    _ => 1,
+                };
+                p.other = Some((peer, run));
+                // Reconnecting keeps what is queued on the socket (read as usual, with
+                // its real source); from now on the old peer's datagrams arrive on the
+                // relay socket.
+                if run >= PEER_SWITCH && SockRef::from(&p.socket).connect(&peer.into()).is_ok() {
+                    p.peer = peer;
+                    p.other = None;
+                }
+            }
+            PeerSocket::Unavailable => {}
+        }
+    }
+
+    pub(super) fn open_peer_socket(
+        &self,
+        relay: RelayId,
+        peer: SocketAddr,
+        poller: &Poller,
+    ) -> std::io::Result<std::net::UdpSocket> {
+        let socket = connect_beside(&self.socket, self.local, peer)?;
+        // ICMP errors for what it sends come back on its own error queue.
+        if let Err(e) = icmp::enable_recverr(&socket, self.local.is_ipv6()) {
+            debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
+        }
+        poller.add(&socket, u64::from(relay.0) | PEER_SOCKET_TOKEN)?;
+        Ok(socket)
+    }
+}
+
+impl WorkerHost {
+    /// Starts a receive batch: relay sockets released until [`Self::end_batch`] stay
+    /// open (out of the relay table, so nothing new is queued on them).
+    pub(crate) fn begin_batch(&mut self) {
+        self.released.get_or_insert_with(Vec::new);
+    }
+
+    /// Ends a receive batch, after its sends: closes the relay sockets released during it.
+    pub(crate) fn end_batch(&mut self) {
+        for r in self.released.take().into_iter().flatten() {
+            self.close(r);
+        }
+    }
+
+    /// Closes a released relay socket and frees its port.
+    pub(super) fn close(&self, r: RelaySocket) {
+        // Closing a socket takes it out of the poller too (no other descriptor refers to
+        // it): no EPOLL_CTL_DEL needed.
+        if let PeerSocket::Open(_) = r.peer_socket {
+            self.peer_sockets.give_back();
+        }
+        drop(r.peer_socket);
+        drop(r.socket);
+        self.ports.release(r.local.is_ipv6(), r.local.port());
+    }
+
+    pub(super) fn next_random(&mut self) -> u32 {
+        // xorshift32: only spreads the starting port.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng as u32
+    }
+
+    pub(super) fn register(&mut self, (socket, local): BoundUdp) -> Option<(RelayId, SocketAddr)> {
+        // ICMP errors for what this relay sends come back on its error queue
+        // (RFC 8656 §11.5); without the option they would be lost.
+        if let Err(e) = icmp::enable_recverr(&socket, local.is_ipv6()) {
+            debug!(error = %e, "IP_RECVERR unavailable; ICMP will not be relayed");
+        }
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = RelayId(self.next_id);
+        self.poller.get_ref().add(&socket, u64::from(id.0)).ok()?;
+        self.relays.insert(
+            id,
+            RelaySocket {
+                socket,
+                local,
+                dont_fragment: false,
+                peer_socket: PeerSocket::NotYet,
+            },
+        );
+        Some((id, self.relay.advertised(local)))
+    }
+}
+
+impl Host for WorkerHost {
+    fn bind_relay(&mut self, family: Family, port: PortRequest) -> Result<BoundRelay, RelayError> {
+        let ip = self
+            .relay
+            .ip(family == Family::V6)
+            .ok_or(RelayError::FamilyUnavailable)?;
+        let (even, reserve_next) = match port {
+            PortRequest::Any => (false, false),
+            PortRequest::Even { reserve_next } => (true, reserve_next),
+        };
+        let start = self.next_random();
+        let (socket, next) = bind_in_range(
+            ip,
+            self.relay.min_port,
+            self.relay.max_port,
+            start,
+            even,
+            reserve_next,
+            &self.ports,
+        )
+        .map_err(|_| RelayError::Exhausted)?;
+        let (relay, addr) = self.register(socket).ok_or(RelayError::Exhausted)?;
+        let reserved = next.map(|(socket, local)| {
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = RelayId(self.next_id);
+            self.unparked.insert(id, (socket, local));
+            (id, self.relay.advertised(local))
+        });
+        Ok(BoundRelay {
+            relay,
+            addr,
+            reserved,
+        })
+    }
+
+    fn release_relay(&mut self, relay: RelayId) {
+        if let Some((_, local)) = self.unparked.remove(&relay) {
+            self.ports.release(local.is_ipv6(), local.port());
+        }
+        if let Some(r) = self.relays.remove(&relay) {
+            match &mut self.released {
+                Some(deferred) => deferred.push(r),
+                None => self.close(r),
+            }
+        }
+        if let Some((task, _)) = self.tcp_relays.remove(&relay) {
+            task.abort();
+        }
+    }
+
+    fn supports_tcp_relay(&self) -> bool {
+        true
+    }
+
+    fn bind_tcp_relay(&mut self, family: Family) -> Result<BoundRelay, RelayError> {
+        let ip = self
+            .relay
+            .ip(family == Family::V6)
+            .ok_or(RelayError::FamilyUnavailable)?;
+        let start = self.next_random();
+        let listener = bind_tcp_in_range(ip, self.relay.min_port, self.relay.max_port, start)
+            .map_err(|_| RelayError::Exhausted)?;
+        let local = listener.local_addr().map_err(|_| RelayError::Exhausted)?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|_| RelayError::Exhausted)?;
+        let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = RelayId(self.next_id);
+        let task = tokio::task::spawn_local(tcp_relay::accept_loop(
+            shared,
+            id,
+            listener,
+            Arc::clone(&self.relay),
+        ));
+        self.tcp_relays.insert(id, (task, local));
+        Ok(BoundRelay {
+            relay: id,
+            addr: self.relay.advertised(local),
+            reserved: None,
+        })
+    }
+
+    fn connect_peer(
+        &mut self,
+        relay: RelayId,
+        peer: SocketAddr,
+    ) -> Result<ConnectionId, RelayError> {
+        let &(_, local) = self.tcp_relays.get(&relay).ok_or(RelayError::Exhausted)?;
+        let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
+        let id = shared.peer_conns.borrow().new_id(shared.shard());
+        // The core answers the Connect for `peer`; the socket dials its local form.
+        let to = self.relay.to_local(peer);
+        let task = tokio::task::spawn_local(tcp_relay::connect(Rc::clone(&shared), id, local, to));
+        shared
+            .peer_conns
+            .borrow_mut()
+            .conns
+            .insert(id, PeerConn::Connecting(task.abort_handle()));
+        Ok(id)
+    }
+
+    fn shard_of(&self, connection: ConnectionId) -> Option<u8> {
+        Some(tcp_relay::shard_of(connection))
+    }
+
+    fn close_peer_connection(&mut self, connection: ConnectionId) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.peer_conns.borrow_mut().close(connection);
+        }
+    }
+
+    fn supports(&self, family: Family) -> bool {
+        self.relay.ip(family == Family::V6).is_some()
+    }
+
+    fn hold_reservation(&mut self, token: [u8; 8], relay: RelayId, _: SocketAddr, until: Instant) {
+        if let Some(socket) = self.unparked.remove(&relay) {
+            self.parked.park(token, socket, until);
+        }
+    }
+
+    fn claim_reservation(&mut self, token: [u8; 8], now: Instant) -> Option<(RelayId, SocketAddr)> {
+        match self.parked.claim(token, now)? {
+            Ok(socket) => {
+                let local = socket.1;
+                let claimed = self.register(socket);
+                if claimed.is_none() {
+                    self.ports.release(local.is_ipv6(), local.port());
+                }
+                claimed
+            }
+            Err((socket, local)) => {
+                drop(socket);
+                self.ports.release(local.is_ipv6(), local.port());
+                None
+            }
+        }
+    }
+
+    fn expire_reservations(&mut self, now: Instant) {
+        for (socket, local) in self.parked.expire(now) {
+            drop(socket);
+            self.ports.release(local.is_ipv6(), local.port());
+        }
+    }
+
+    fn acquire_allocation(&mut self, quotas: &Quotas, user: &str) -> Result<(), QuotaExceeded> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acquire(quotas, user)
+    }
+
+    fn release_allocation(&mut self, user: &str) {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(user);
+    }
+}

@@ -1,0 +1,225 @@
+//! What every task of a worker shares: its core and host, its listener sockets, its
+//! stream clients' write queues, and the ways out (to a client, to a peer, to another
+//! worker).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use turnpike_proto::stun::attr::Icmp;
+use turnpike_proto::{ClientAction, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
+use turnpike_udp::{Destination, icmp, send_one, sockopt};
+
+use crate::handoff::{Moved, ToWorker, Workers};
+use crate::tcp::TcpLimits;
+use crate::tcp_relay::PeerConns;
+
+use super::MAX_DATAGRAM;
+use super::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
+
+/// What every task of a worker shares.
+pub(crate) struct Shared {
+    /// The worker's index (its core's shard).
+    pub(crate) index: usize,
+    /// Every worker's queue, by index, for handing over what another worker serves.
+    pub(crate) workers: Workers,
+    /// UDP clients this worker receives but another serves.
+    pub(crate) moved: RefCell<Moved>,
+    pub(crate) core: RefCell<TurnServer>,
+    /// Wakes the timer when the core gets a deadline while it had none.
+    pub(super) timer: tokio::sync::Notify,
+    pub(super) host: RefCell<WorkerHost>,
+    pub(super) listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
+    /// Write queues of this worker's TCP/TLS clients.
+    pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) stream_limits: TcpLimits,
+    /// RFC 6062 peer data connections.
+    pub(crate) peer_conns: RefCell<PeerConns>,
+}
+
+impl Shared {
+    /// This worker's core's shard.
+    pub(crate) fn shard(&self) -> u8 {
+        self.index as u8
+    }
+
+    /// Hands a client datagram to worker `shard`, and its later datagrams too.
+    pub(super) fn forward_datagram(
+        &self,
+        shard: u8,
+        from: FiveTuple,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        let worker = usize::from(shard);
+        if let Some(queue) = self.workers.get(worker) {
+            self.moved.borrow_mut().insert(from, worker, now);
+            let _ = queue.send(ToWorker::Datagram {
+                from,
+                datagram: Bytes::copy_from_slice(datagram),
+            });
+        }
+    }
+
+    /// Serves a datagram another worker handed over: as if it had arrived here, its
+    /// answer leaving from this worker's socket on the same local address.
+    pub(crate) fn handle_forwarded(&self, from: FiveTuple, datagram: &[u8]) {
+        let mut out = vec![0u8; MAX_DATAGRAM + 1024];
+        let now = Instant::now();
+        let action =
+            self.with_core(|core, host| core.handle_client(now, from, datagram, &mut out, host));
+        match action {
+            ClientAction::Reply(n) | ClientAction::BindData { reply: n, .. } => {
+                self.send_to_client(from, &out[..n]);
+            }
+            ClientAction::ReplyFrom { len, from: src, to } => {
+                if let Some(listener) = self.listeners.get(&src) {
+                    let _ = listener.try_send_to(&out[..len], to);
+                }
+            }
+            ClientAction::ToPeer {
+                relay,
+                peer,
+                payload,
+                dont_fragment,
+            } => self.send_to_peer(relay, peer, &datagram[payload], dont_fragment),
+            // A third worker's: pass it on (the core never names its own).
+            ClientAction::Forward { shard } => self.forward_datagram(shard, from, datagram, now),
+            ClientAction::None => {}
+        }
+    }
+
+    /// Borrows the core and the host together for one call into the core.
+    pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut TurnServer, &mut WorkerHost) -> T) -> T {
+        let mut core = self.core.borrow_mut();
+        let mut host = self.host.borrow_mut();
+        let idle = core.poll_timeout().is_none();
+        let out = f(&mut core, &mut host);
+        if idle && core.poll_timeout().is_some() {
+            self.timer.notify_one();
+        }
+        out
+    }
+
+    /// The socket a relay sends to `peer` from (its [`PeerSocket`] when connected to
+    /// `peer`, else the relay socket), after setting its DF option as asked.
+    pub(super) fn relay_fd(
+        &self,
+        relay: RelayId,
+        peer: SocketAddr,
+        dont_fragment: bool,
+    ) -> Option<(RawFd, Destination)> {
+        let mut host = self.host.borrow_mut();
+        let host = &mut *host;
+        // A peer at our own advertised address: to the local one (no NAT hairpin).
+        let peer = host.relay.to_local(peer);
+        let r = host.relays.get_mut(&relay)?;
+        r.route_peer_socket(relay, peer, host.poller.get_ref(), &host.peer_sockets);
+        let (socket, df, connected) = match &mut r.peer_socket {
+            PeerSocket::Open(p) if p.peer == peer => (&p.socket, &mut p.dont_fragment, true),
+            _ => (&r.socket, &mut r.dont_fragment, false),
+        };
+        // DONT-FRAGMENT (RFC 8656 §18.9): the socket option follows the request; it
+        // changes only when a client switches it.
+        if *df != dont_fragment
+            && sockopt::set_dont_fragment(socket, peer.is_ipv6(), dont_fragment).is_ok()
+        {
+            *df = dont_fragment;
+        }
+        Some((
+            socket.as_raw_fd(),
+            Destination {
+                addr: peer,
+                connected,
+            },
+        ))
+    }
+
+    /// The descriptor of the socket a poller token names.
+    pub(super) fn polled_fd(&self, token: u64) -> Option<(RelayId, RawFd)> {
+        let relay = RelayId(token as u32);
+        let host = self.host.borrow();
+        let r = host.relays.get(&relay)?;
+        let fd = if token & PEER_SOCKET_TOKEN == 0 {
+            r.socket.as_raw_fd()
+        } else {
+            let PeerSocket::Open(p) = &r.peer_socket else {
+                return None;
+            };
+            p.socket.as_raw_fd()
+        };
+        Some((relay, fd))
+    }
+
+    /// Sends a payload from a relay socket to a peer now, setting DF as asked.
+    pub(crate) fn send_to_peer(
+        &self,
+        relay: RelayId,
+        peer: SocketAddr,
+        payload: &[u8],
+        dont_fragment: bool,
+    ) {
+        let Some((fd, to)) = self.relay_fd(relay, peer, dont_fragment) else {
+            return;
+        };
+        let name = to.name();
+        match send_one(fd, payload, name.as_ref()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                // A queued ICMP error makes the next send fail (the socket's pending
+                // error): relay what is queued, then try this datagram once more.
+                self.drain_icmp(relay, fd);
+                let _ = send_one(fd, payload, name.as_ref());
+            }
+        }
+    }
+
+    /// Reads every ICMP error queued on a relay socket and sends each to the client as a
+    /// Data indication with an ICMP attribute (the core checks permission and rate).
+    /// Clears the socket's pending error too, so a level-triggered poll does not report
+    /// it again.
+    pub(super) fn drain_icmp(&self, relay: RelayId, fd: RawFd) {
+        let mut buf = [0u8; 128];
+        for _ in 0..64 {
+            let Ok(Some(err)) = icmp::read_error(&fd) else {
+                let _ = sockopt::take_error(fd);
+                return;
+            };
+            let icmp = Icmp {
+                icmp_type: err.icmp_type,
+                code: err.icmp_code,
+                error_data: err.info,
+            };
+            let peer = self.host.borrow().relay.to_advertised(err.peer);
+            let action = self.core.borrow_mut().handle_peer_icmp(
+                Instant::now(),
+                relay,
+                peer,
+                icmp,
+                &mut buf,
+            );
+            if let PeerAction::ToClient { to, range } = action {
+                self.send_to_client(to, &buf[range]);
+            }
+        }
+    }
+
+    /// Sends a framed message to a client, over UDP or its stream.
+    pub(crate) fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
+        if to.transport.is_stream() {
+            if let Some(tx) = self.streams.borrow().get(&to) {
+                let _ = tx.try_send(Bytes::copy_from_slice(message));
+            }
+        } else if let Some(listener) = self.listeners.get(&to.server) {
+            let _ = listener.try_send_to(message, to.client);
+        }
+    }
+}
