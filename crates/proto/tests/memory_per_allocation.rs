@@ -1,6 +1,5 @@
 //! Memory per allocation (issue 6: "≤ 1 KB of user memory per allocation with one
-//! permission and one channel"; coturn spends ~19 KB, see
-//! `design/reference/performance.md` §0 item 5).
+//! permission and one channel"; coturn spends ~19 KB, see `benches/results/README.md`).
 //!
 //! # How it counts
 //!

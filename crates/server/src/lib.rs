@@ -22,8 +22,9 @@
 //! ## Resource bounds
 //!
 //! - UDP: one socket per worker per listening address (`SO_REUSEPORT`), one fixed receive
-//!   buffer and one response buffer per socket; nothing is allocated per packet and no
-//!   state is kept per client.
+//!   buffer and one response buffer per socket; nothing is allocated per packet. State per
+//!   client lives in the core (an allocation, bounded by the quotas) and, for a moved
+//!   client handed to another worker, one map entry until it is idle for an hour.
 //! - TCP: a cap on connections in total and per source address, an idle timeout, and a
 //!   per-connection buffer bounded by the largest legal frame; a client that does not read
 //!   its responses stops being read (backpressure), and is dropped at the idle timeout.

@@ -1,18 +1,20 @@
 //! A worker: one thread, one current-thread runtime, one [`TurnServer`], its own
 //! `SO_REUSEPORT` listener sockets and the relay sockets of the allocations it made.
 //!
-//! Shared-nothing: the kernel's reuseport hash keeps a client's 5-tuple on one worker, and
-//! an allocation's relay socket is owned by the worker that received its Allocate. The only
-//! state shared between workers is the quota ledger, touched on Allocate and deletion.
+//! Shared-nothing on the packet path: the kernel's reuseport hash keeps a client's 5-tuple
+//! on one worker, and an allocation's relay socket is owned by the worker that received its
+//! Allocate. Shared between workers, and touched only off the packet path: the quota
+//! ledger and the relay port set (on Allocate and deletion), reserved ports parked for any
+//! worker to claim, and the queues through which a worker hands another worker a client
+//! whose state lives there (`crate::handoff`).
 //!
-//! Data path (performance.md §2): listener sockets are read with `recvmmsg` batches;
+//! Data path: listener sockets are read with `recvmmsg` batches;
 //! the relay sockets of all allocations sit in one level-triggered epoll set
 //! ([`Poller`]), itself one tokio registration, so one `epoll_wait` names every relay
 //! socket with data and each is read once per round with `recvmmsg`. Whatever a batch
 //! produces leaves with one `sendmmsg` per sending socket. Sends never block: a full
 //! socket buffer drops the datagram, as the network would, instead of stalling every other
 //! client of the worker.
-
 //!
 //! Modules, by job: [`shared`] (the state every task of the worker shares and the ways
 //! out), [`host`] (the core's [`Host`]: relay sockets, reservations, quotas), [`udp`]

@@ -171,7 +171,8 @@ impl TestCert {
             run.status,
             run.stderr
         );
-        // The pipeline of shared/design/INTEROP.md, and the same hash from the private key:
+        // The SPKI hash Chromium's --ignore-certificate-errors-spki-list wants (openssl x509
+        // -pubkey | pkey -pubin -outform der | dgst -sha256 | base64), and the same hash from the private key:
         // they agree only if the key is the certificate's.
         let from_cert = spki_sha256(&format!(
             "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der",
@@ -330,7 +331,8 @@ impl TurnServer {
     }
 }
 
-/// coturn's `turnserver` with the command line of `shared/design/INTEROP.md`.
+/// coturn's `turnserver` with loopback listening and relay IPs, REST secret, loopback peers
+/// allowed, no CLI/TLS/DTLS, FINGERPRINT on, its own userdb, pidfile and log (see `start`).
 pub struct Coturn {
     child: Child,
     pub addr: SocketAddr,
