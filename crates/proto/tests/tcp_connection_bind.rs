@@ -249,3 +249,31 @@ fn a_connection_of_another_shard_is_forwarded_to_it() {
     assert!(resp.is_success());
     assert_eq!(connection, id);
 }
+
+/// RFC 6062 clients sign the ConnectionBind on their new data connection with the nonce
+/// of their control connection (coturn's `turnutils_uclient -T` does, and gives up on a
+/// 438): over TCP a nonce is bound to the client's IP, so it works from another port of
+/// that IP, and still not from another IP.
+#[test]
+fn the_control_connections_nonce_signs_the_connection_bind() {
+    let mut sim = tcp_on();
+    let (control, _, id) = connected(&mut sim);
+    let mut data = data_connection("203.0.113.10:40100");
+    data.realm = control.realm.clone();
+    data.nonce = control.nonce.clone();
+    let tid = data.next_tid();
+    let packet = data.build_signed(Method::CONNECTION_BIND, tid, &[A::Connection(id.0)]);
+    let (resp, connection) = data.send_raw(&mut sim, &packet).bind_data();
+    assert!(resp.is_success());
+    assert_eq!(connection, id);
+    // From another IP the same nonce is stale.
+    let mut thief = data_connection("203.0.113.99:40100");
+    thief.realm = control.realm.clone();
+    thief.nonce = control.nonce.clone();
+    let tid = thief.next_tid();
+    let packet = thief.build_signed(Method::CONNECTION_BIND, tid, &[A::Connection(id.0)]);
+    let Outcome::Reply(resp) = thief.send_raw(&mut sim, &packet) else {
+        panic!("a 438 answer");
+    };
+    resp.assert_error(438);
+}

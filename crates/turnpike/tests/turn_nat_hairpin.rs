@@ -417,7 +417,7 @@ fn uclient_through_the_nat(peers: &str, flags: &[&str]) -> Option<(Report, Strin
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &lab.ns("cla"), "turnutils_uclient"])
         .args(flags)
-        .args(["-y", "-c", "-v", "-m", "1", "-z", "5", "-l", "120"])
+        .args(["-y", "-c", "-v", "-m", "1", "-z", "5", "-l", "100"])
         .args(["-n", &MESSAGES.to_string(), "-u", &user, "-w", &pass])
         .args(["-p", &TURN_PORT.to_string(), PUBLIC]);
     let run = run_bounded(cmd, Duration::from_secs(60));

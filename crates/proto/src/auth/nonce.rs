@@ -5,7 +5,8 @@
 //! HMAC-SHA256(server key, expiry ‖ client IP ‖ client port). Checking one is recomputing
 //! the MAC: a flood of unauthenticated requests allocates nothing, any worker (or any
 //! server sharing the key) can check any nonce, and a nonce is useless from another
-//! address. Expiry is rounded to 10 s so retransmissions see the same nonce.
+//! address. (The core binds a stream client's nonces to its IP alone, port 0: an RFC 6062
+//! data connection reuses its control connection's nonce.) Expiry is rounded to 10 s so retransmissions see the same nonce.
 
 use core::net::{IpAddr, SocketAddr};
 

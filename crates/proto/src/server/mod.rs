@@ -456,10 +456,11 @@ impl TurnServer {
             return ClientAction::Reply(bytes.len());
         }
         let unix_now = self.unix_now(now);
-        let auth = match self.credentials.authenticate(msg, from.client, unix_now) {
+        let nonce_for = nonce_scope(&from);
+        let auth = match self.credentials.authenticate(msg, nonce_for, unix_now) {
             Ok(a) => a,
             Err(reject) => {
-                return match self.auth_error(out, msg, from.client, unix_now, reject) {
+                return match self.auth_error(out, msg, nonce_for, unix_now, reject) {
                     Ok(n) => ClientAction::Reply(n),
                     Err(_) => ClientAction::None,
                 };
@@ -583,6 +584,19 @@ impl TurnServer {
         let max = self.config.turn.max_lifetime;
         let desired = requested.map_or(DEFAULT_LIFETIME, |l| Duration::from_secs(u64::from(l.0)));
         desired.min(max).max(DEFAULT_LIFETIME.min(max))
+    }
+}
+
+/// What a nonce is bound to: a UDP client's transport address; for a client over TCP or
+/// TLS, its IP alone (port 0, which no UDP source has), because RFC 6062 clients sign the
+/// ConnectionBind on a new data connection with the nonce of their control connection
+/// (coturn's `turnutils_uclient -T` does, and gives up on a 438). A nonce still works only
+/// from the address it was issued to.
+fn nonce_scope(from: &FiveTuple) -> SocketAddr {
+    if from.transport.is_stream() {
+        SocketAddr::new(from.client.ip(), 0)
+    } else {
+        from.client
     }
 }
 
