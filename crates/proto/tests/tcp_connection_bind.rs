@@ -269,7 +269,7 @@ fn the_control_connections_nonce_signs_the_connection_bind() {
     // From another IP the same nonce is stale.
     let mut thief = data_connection("203.0.113.99:40100");
     thief.realm = control.realm.clone();
-    thief.nonce = control.nonce.clone();
+    thief.nonce = control.nonce;
     let tid = thief.next_tid();
     let packet = thief.build_signed(Method::CONNECTION_BIND, tid, &[A::Connection(id.0)]);
     let Outcome::Reply(resp) = thief.send_raw(&mut sim, &packet) else {
