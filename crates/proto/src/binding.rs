@@ -118,7 +118,7 @@ impl BindingConfig {
 /// startup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "crate::config::Rfc5780Section"))]
+#[cfg_attr(feature = "serde", serde(try_from = "Rfc5780Section"))]
 pub struct Rfc5780Addresses {
     /// P1.
     pub primary_port: u16,
@@ -631,4 +631,58 @@ fn understood(ty: AttrType, rfc5780: bool) -> bool {
         return true;
     }
     ty.is_known() && (rfc5780 || (ty != AttrType::CHANGE_REQUEST && ty != AttrType::RESPONSE_PORT))
+}
+
+/// `[rfc5780]` as written in the file: two IPv4 and/or two IPv6 addresses of this host
+/// (primary, alternate) and the two ports; it becomes an [`Rfc5780Addresses`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Rfc5780Section {
+    /// A1 and A2 of one or both families.
+    pub ips: Vec<IpAddr>,
+    /// P1 and P2.
+    pub ports: [u16; 2],
+    /// Serve it over TCP and TLS too (see [`Rfc5780Addresses::streams`]). Off by default.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub streams: bool,
+}
+
+impl TryFrom<Rfc5780Section> for Rfc5780Addresses {
+    type Error = String;
+
+    fn try_from(r: Rfc5780Section) -> Result<Self, String> {
+        let v4: Vec<_> = r
+            .ips
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6: Vec<_> = r
+            .ips
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let pair = |n: usize| n == 0 || n == 2;
+        if !pair(v4.len()) || !pair(v6.len()) || r.ips.is_empty() {
+            return Err(
+                "ips must hold two IPv4 and/or two IPv6 addresses of this host (primary, alternate)"
+                    .into(),
+            );
+        }
+        let set = Self {
+            primary_port: r.ports[0],
+            alternate_port: r.ports[1],
+            v4: (v4.len() == 2).then(|| (v4[0], v4[1])),
+            v6: (v6.len() == 2).then(|| (v6[0], v6[1])),
+            streams: r.streams,
+        };
+        set.validate().map_err(|e| e.to_string())?;
+        Ok(set)
+    }
 }

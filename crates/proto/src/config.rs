@@ -7,7 +7,7 @@
 //! each option has. A runtime shares one `Arc<TurnConfig>` between its cores and may swap
 //! in a new one at run time ([`crate::TurnServer::reconfigure`]).
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::SocketAddr;
 use core::time::Duration;
 use std::time::Instant;
 
@@ -157,60 +157,6 @@ impl Alternates {
             ClientTransport::Tcp => &self.tcp,
             ClientTransport::Tls => &self.tls,
         }
-    }
-}
-
-/// `[rfc5780]` as written in the file: two IPv4 and/or two IPv6 addresses of this host
-/// (primary, alternate) and the two ports; it becomes an [`Rfc5780Addresses`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
-pub struct Rfc5780Section {
-    /// A1 and A2 of one or both families.
-    pub ips: Vec<IpAddr>,
-    /// P1 and P2.
-    pub ports: [u16; 2],
-    /// Serve it over TCP and TLS too (see [`Rfc5780Addresses::streams`]). Off by default.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub streams: bool,
-}
-
-impl TryFrom<Rfc5780Section> for Rfc5780Addresses {
-    type Error = String;
-
-    fn try_from(r: Rfc5780Section) -> Result<Self, String> {
-        let v4: Vec<_> = r
-            .ips
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        let v6: Vec<_> = r
-            .ips
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(v6) => Some(*v6),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        let pair = |n: usize| n == 0 || n == 2;
-        if !pair(v4.len()) || !pair(v6.len()) || r.ips.is_empty() {
-            return Err(
-                "ips must hold two IPv4 and/or two IPv6 addresses of this host (primary, alternate)"
-                    .into(),
-            );
-        }
-        let set = Self {
-            primary_port: r.ports[0],
-            alternate_port: r.ports[1],
-            v4: (v4.len() == 2).then(|| (v4[0], v4[1])),
-            v6: (v6.len() == 2).then(|| (v6[0], v6[1])),
-            streams: r.streams,
-        };
-        set.validate().map_err(|e| e.to_string())?;
-        Ok(set)
     }
 }
 
