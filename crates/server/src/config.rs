@@ -10,7 +10,6 @@
 //! line.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::Deserialize;
 use turnpike_proto::binding::Rfc5780Addresses;
@@ -296,9 +295,4 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Durations written as whole seconds (`*_secs` keys).
-pub(crate) fn secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    u64::deserialize(d).map(Duration::from_secs)
 }

@@ -33,7 +33,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -46,7 +45,10 @@ use turnpike_proto::{CoreSetup, TimeBase, TurnServer};
 
 pub mod config;
 mod handoff;
+mod host;
+mod peer_conns;
 pub mod relay;
+mod shared;
 mod stream;
 mod tcp;
 mod tcp_relay;
@@ -55,7 +57,7 @@ mod worker;
 
 pub use config::{Config, Invalid, Listen, Log, LogLevel, Runtime};
 pub use relay::{ExternalIp, RelayConfig};
-pub use tcp::TcpLimits;
+pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, TcpLimits};
 pub use tls::TlsFiles;
 pub use turnpike_proto::binding::Rfc5780Addresses;
 pub use turnpike_proto::config::{Alternates, StunSection, TurnSection};
@@ -306,10 +308,18 @@ impl Server {
         for listener in self.tcp {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => {
+                    // Connections are dealt to the workers in turn.
+                    let workers = to_workers.clone();
+                    let mut next = 0usize;
                     tasks.spawn(tcp::accept_loop(
                         listener,
                         Arc::clone(&limits),
-                        to_workers.clone(),
+                        move |conn| {
+                            if let Some(worker) = workers.get(next % workers.len().max(1)) {
+                                let _ = worker.send(handoff::ToWorker::Accepted(conn));
+                            }
+                            next = next.wrapping_add(1);
+                        },
                     ));
                 }
                 Err(e) => warn!(error = %e, "cannot register TCP listener"),
@@ -373,7 +383,3 @@ fn bind_tcp(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.listen(1024)?;
     Ok(socket.into())
 }
-
-/// Default TCP idle timeout: RFC 8489 §6.2.2 suggests servers keep connections open for
-/// at least 10 seconds after a transaction; five minutes matches a TURN refresh cycle.
-pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

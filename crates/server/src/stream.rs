@@ -20,9 +20,9 @@ use turnpike_proto::{ClientAction, ClientTransport, FiveTuple};
 use turnpike_stun::framing::{Frame, Framing, next_frame};
 
 use crate::handoff::{ClientStream, HandedStream, ToWorker};
+use crate::shared::Shared;
 use crate::tcp::{Incoming, Slot};
 use crate::tcp_relay;
-use crate::worker::Shared;
 
 /// The largest frame a stream may carry: a STUN header plus a 65535-byte body.
 const MAX_FRAME: usize = 20 + 65_535;

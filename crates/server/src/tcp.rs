@@ -8,14 +8,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::handoff::{ToWorker, Workers};
-
 /// Limits on TCP connections (`[tcp]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TcpLimits {
     /// A connection with no complete frame for this long is closed. Default 300 s.
-    #[serde(rename = "idle_timeout_secs", deserialize_with = "crate::config::secs")]
+    #[serde(rename = "idle_timeout_secs", deserialize_with = "secs")]
     pub idle_timeout: Duration,
     /// Connections open at once, all sources together. Default 10 000.
     pub max_connections: usize,
@@ -23,17 +21,18 @@ pub struct TcpLimits {
     pub max_connections_per_ip: usize,
     /// Time allowed for the first byte and, with TLS, for the whole handshake. Default
     /// 10 s.
-    #[serde(
-        rename = "handshake_timeout_secs",
-        deserialize_with = "crate::config::secs"
-    )]
+    #[serde(rename = "handshake_timeout_secs", deserialize_with = "secs")]
     pub handshake_timeout: Duration,
 }
+
+/// Default TCP idle timeout: RFC 8489 §6.2.2 suggests servers keep connections open for
+/// at least 10 seconds after a transaction; five minutes matches a TURN refresh cycle.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Default for TcpLimits {
     fn default() -> Self {
         Self {
-            idle_timeout: crate::DEFAULT_TCP_IDLE_TIMEOUT,
+            idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_connections: 10_000,
             max_connections_per_ip: 64,
             handshake_timeout: Duration::from_secs(10),
@@ -103,13 +102,21 @@ pub(crate) struct Incoming {
     pub(crate) slot: Slot,
 }
 
-/// Accepts connections until cancelled and hands them to the workers in turn. The
-/// connection limits are applied here, before any byte is read.
-pub(crate) async fn accept_loop(listener: TcpListener, limiter: Arc<Limiter>, workers: Workers) {
+/// Durations written as whole seconds (`*_secs` keys).
+fn secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_secs)
+}
+
+/// Accepts connections until cancelled and hands each to `deal` (which gives it to a
+/// worker). The connection limits are applied here, before any byte is read.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    limiter: Arc<Limiter>,
+    mut deal: impl FnMut(Incoming),
+) {
     let Ok(local) = listener.local_addr() else {
         return;
     };
-    let mut next = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -129,16 +136,11 @@ pub(crate) async fn accept_loop(listener: TcpListener, limiter: Arc<Limiter>, wo
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        if workers.is_empty() {
-            return;
-        }
-        let worker = &workers[next % workers.len()];
-        next = next.wrapping_add(1);
-        let _ = worker.send(ToWorker::Accepted(Incoming {
+        deal(Incoming {
             stream,
             peer,
             local,
             slot,
-        }));
+        });
     }
 }

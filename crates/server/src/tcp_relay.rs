@@ -3,72 +3,26 @@
 //! data connection bound to it. The protocol decisions are the core's
 //! ([`turnpike_proto::server::tcp_relay`]); this module only owns sockets.
 //!
-//! Peer connections wait in [`PeerConns`] until a ConnectionBind claims them; a bound pair
+//! Peer connections wait in the host's `PeerConns` until a ConnectionBind claims them; a bound pair
 //! is copied in both directions by one task whose abort handle is kept, so the core can
 //! close it (allocation gone, RFC 6062 §5.5).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+use tokio::net::TcpListener;
 use tracing::debug;
 use turnpike_proto::server::tcp_relay::CONNECT_TIMEOUT;
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{FiveTuple, PeerAction, RelayId};
 
+use crate::host::Start;
+use crate::peer_conns::PeerConn;
 use crate::relay::{RelayConfig, tcp_socket};
-use crate::worker::Shared;
-
-/// One peer data connection.
-pub(crate) enum PeerConn {
-    /// The relay is connecting to the peer.
-    Connecting(AbortHandle),
-    /// Connected (either way) and waiting for the client's ConnectionBind.
-    Waiting(TcpStream),
-    /// Piped to a client data connection by the task behind the handle.
-    Bound(AbortHandle),
-}
-
-/// The peer connections of one worker.
-#[derive(Default)]
-pub(crate) struct PeerConns {
-    pub(crate) conns: HashMap<ConnectionId, PeerConn>,
-}
-
-/// The worker that made a connection id ([`PeerConns::new_id`]).
-pub(crate) fn shard_of(id: ConnectionId) -> u8 {
-    (id.0 >> 24) as u8
-}
-
-impl PeerConns {
-    /// A fresh connection id of worker `shard`, never 0 and not in use: the worker in the
-    /// top 8 bits (so any worker can hand a ConnectionBind to the one holding the
-    /// connection, see [`shard_of`]), 24 random bits below, which a client cannot guess
-    /// (the core also checks the ConnectionBind's username).
-    pub(crate) fn new_id(&self, shard: u8) -> ConnectionId {
-        loop {
-            let low = rand::random::<u32>() & 0x00FF_FFFF;
-            let id = ConnectionId(u32::from(shard) << 24 | low);
-            if id.0 != 0 && !self.conns.contains_key(&id) {
-                return id;
-            }
-        }
-    }
-
-    /// Closes a connection in any state.
-    pub(crate) fn close(&mut self, id: ConnectionId) {
-        match self.conns.remove(&id) {
-            Some(PeerConn::Connecting(h) | PeerConn::Bound(h)) => h.abort(),
-            Some(PeerConn::Waiting(stream)) => drop(stream),
-            None => {}
-        }
-    }
-}
+use crate::shared::Shared;
 
 /// Accepts peers on a TCP relay until aborted (ConnectionAttempt, RFC 6062 §5.3).
 /// A connection from another relay of this server is reported with its advertised
@@ -86,7 +40,7 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let peer = relays.to_advertised(peer);
-        let id = shared.peer_conns.borrow().new_id(shared.shard());
+        let id = shared.host.borrow().peer_conns.new_id(shared.shard());
         let action = shared.core.borrow_mut().handle_peer_connection(
             Instant::now(),
             relay,
@@ -97,8 +51,9 @@ pub(crate) async fn accept_loop(
         match action {
             PeerAction::ToClient { to, range } => {
                 shared
-                    .peer_conns
+                    .host
                     .borrow_mut()
+                    .peer_conns
                     .conns
                     .insert(id, PeerConn::Waiting(stream));
                 shared.send_to_client(to, &out[range]);
@@ -140,19 +95,20 @@ pub(crate) async fn connect(
         &mut out,
     );
     {
-        let mut conns = shared.peer_conns.borrow_mut();
+        let mut host = shared.host.borrow_mut();
         match (&stream, &action) {
             (Some(_), PeerAction::ToClient { .. }) => {}
             _ => {
-                conns.conns.remove(&id);
+                host.peer_conns.conns.remove(&id);
             }
         }
     }
     if let PeerAction::ToClient { to, range } = action {
         if let Some(s) = stream {
             shared
-                .peer_conns
+                .host
                 .borrow_mut()
+                .peer_conns
                 .conns
                 .insert(id, PeerConn::Waiting(s));
         }
@@ -172,7 +128,7 @@ pub(crate) async fn pipe<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let peer = match shared.peer_conns.borrow_mut().conns.remove(&id) {
+    let peer = match shared.host.borrow_mut().peer_conns.conns.remove(&id) {
         Some(PeerConn::Waiting(stream)) => Some(stream),
         _ => None,
     };
@@ -184,16 +140,47 @@ pub(crate) async fn pipe<S>(
             let _ = tokio::io::copy_bidirectional(&mut client_stream, &mut peer).await;
         });
         shared
-            .peer_conns
+            .host
             .borrow_mut()
+            .peer_conns
             .conns
             .insert(id, PeerConn::Bound(task.abort_handle()));
         let _ = task.await;
-        shared.peer_conns.borrow_mut().conns.remove(&id);
+        shared.host.borrow_mut().peer_conns.conns.remove(&id);
     }
     let now = Instant::now();
     shared.with_core(|core, host| {
         core.handle_peer_connection_closed(now, id);
         core.handle_connection_closed(now, client, host);
     });
+}
+
+/// Starts what the host was asked for during a core call (a TCP relay's accept loop, a
+/// connection to a peer), unless the core has taken it back since.
+pub(crate) fn start(shared: &Rc<Shared>, start: Start) {
+    match start {
+        Start::Accept { relay, listener } => {
+            let mut host = shared.host.borrow_mut();
+            let relays = Arc::clone(&host.relay);
+            if let Some((task, _)) = host.tcp_relays.get_mut(&relay) {
+                let spawned = tokio::task::spawn_local(accept_loop(
+                    Rc::clone(shared),
+                    relay,
+                    listener,
+                    relays,
+                ));
+                *task = Some(spawned.abort_handle());
+            }
+        }
+        Start::Connect { id, local, peer } => {
+            let mut host = shared.host.borrow_mut();
+            if let Some(conn) = host.peer_conns.conns.get_mut(&id) {
+                if matches!(conn, PeerConn::Starting) {
+                    let spawned =
+                        tokio::task::spawn_local(connect(Rc::clone(shared), id, local, peer));
+                    *conn = PeerConn::Connecting(spawned.abort_handle());
+                }
+            }
+        }
+    }
 }

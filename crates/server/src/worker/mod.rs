@@ -36,21 +36,17 @@ use turnpike_proto::{HashMap, Host, RelayId, TurnServer};
 use turnpike_udp::Poller;
 
 use crate::handoff::{Moved, ToWorker, Workers};
+use crate::peer_conns::PeerConns;
 use crate::relay::{ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig};
 use crate::stream;
 use crate::tcp::TcpLimits;
-use crate::tcp_relay::PeerConns;
+use crate::tcp_relay;
 
-use self::host::WorkerHost;
-pub(crate) use self::shared::Shared;
 use self::udp::{listener_loop, relay_loop};
+use crate::host::{Start, WorkerHost};
+pub(crate) use crate::shared::{MAX_DATAGRAM, Shared};
 
-mod host;
-mod shared;
 mod udp;
-
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_535;
 
 /// Everything a worker thread needs to start.
 pub(crate) struct WorkerSetup {
@@ -83,9 +79,17 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let index = setup.index;
-        let Some((shared, poller, mut incoming)) = start(setup) else {
+        let Some((shared, poller, mut incoming, mut to_start)) = start(setup) else {
             return;
         };
+        // What the host asked for during core calls: started here, where the shared
+        // state is.
+        let starter = Rc::clone(&shared);
+        tokio::task::spawn_local(async move {
+            while let Some(start) = to_start.recv().await {
+                tcp_relay::start(&starter, start);
+            }
+        });
         let acceptor = Rc::clone(&shared);
         tokio::task::spawn_local(async move {
             while let Some(message) = incoming.recv().await {
@@ -118,12 +122,13 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
     });
 }
 
-/// A started worker: its shared state, its relay poller and the queue of connections
-/// handed to it.
+/// A started worker: its shared state, its relay poller, the queue of what other workers
+/// hand it, and the queue of tasks its host asks for.
 type Started = (
     Rc<Shared>,
     Rc<AsyncFd<Poller>>,
     mpsc::UnboundedReceiver<ToWorker>,
+    mpsc::UnboundedReceiver<Start>,
 );
 
 /// Builds a worker's shared state from its setup: its listener sockets registered with
@@ -150,7 +155,8 @@ fn start(setup: WorkerSetup) -> Option<Started> {
             return None;
         }
     };
-    let shared = Rc::new_cyclic(|weak| Shared {
+    let (starts, to_start) = mpsc::unbounded_channel();
+    let shared = Rc::new(Shared {
         index: setup.index,
         workers: setup.workers,
         moved: RefCell::new(Moved::default()),
@@ -167,7 +173,9 @@ fn start(setup: WorkerSetup) -> Option<Started> {
             peer_sockets: setup.peer_sockets,
             parked: setup.parked,
             unparked: HashMap::default(),
-            shared: weak.clone(),
+            peer_conns: PeerConns::default(),
+            shard: setup.index as u8,
+            starts,
             rng: seed | 1,
             released: None,
         }),
@@ -175,9 +183,8 @@ fn start(setup: WorkerSetup) -> Option<Started> {
         streams: RefCell::new(HashMap::default()),
         tls: setup.tls,
         stream_limits: setup.stream_limits,
-        peer_conns: RefCell::new(PeerConns::default()),
     });
-    Some((shared, poller, setup.incoming))
+    Some((shared, poller, setup.incoming, to_start))
 }
 
 /// How often the timer looks at handed-over UDP clients while the core has no deadline.

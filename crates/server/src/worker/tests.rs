@@ -70,7 +70,7 @@ fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
         tls: None,
         stream_limits: TcpLimits::default(),
     };
-    let (shared, _, _) = start(setup).unwrap();
+    let (shared, _, _, _) = start(setup).unwrap();
     (shared, local, fd)
 }
 

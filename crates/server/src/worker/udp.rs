@@ -18,7 +18,7 @@ use turnpike_proto::{ClientAction, ClientTransport, FiveTuple, PeerAction, Relay
 use turnpike_udp::{BATCH, Destination, MAX_EVENTS, Poller, Ready, RecvBatch, SendBatch, send_one};
 
 use super::MAX_DATAGRAM;
-use super::shared::Shared;
+use crate::shared::Shared;
 
 /// Receives from clients on one listener socket, a `recvmmsg` batch per readiness event.
 pub(super) async fn listener_loop(shared: Rc<Shared>, local: SocketAddr, socket: Rc<UdpSocket>) {

@@ -1,38 +1,37 @@
-//! The [`Host`] of one worker: its relay sockets (each with an optional socket connected
+//! The [`Host`] of one worker (`WorkerHost`): its relay sockets (each with an optional socket connected
 //! to the peer it mostly sends to), RFC 6062 relay listeners, reserved ports parked for
 //! any worker, and the shared quota ledger.
 
 use std::net::SocketAddr;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 use tracing::debug;
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{BoundRelay, Family, HashMap, Host, PortRequest, RelayError, RelayId};
 use turnpike_udp::{Poller, icmp};
 
+use crate::peer_conns::{PeerConn, PeerConns, shard_of};
 use crate::relay::{
     BoundUdp, ParkedRelays, PeerSocketBudget, PortsInUse, RelayConfig, bind_in_range,
     bind_tcp_in_range, connect_beside,
 };
-use crate::tcp_relay::{self, PeerConn};
-
-use super::shared::Shared;
 
 /// A UDP relay socket (non-blocking, in the worker's [`Poller`]).
-pub(super) struct RelaySocket {
-    pub(super) socket: std::net::UdpSocket,
+pub(crate) struct RelaySocket {
+    pub(crate) socket: std::net::UdpSocket,
     /// Its local address (its port is released in [`PortsInUse`] when it closes).
-    pub(super) local: SocketAddr,
+    pub(crate) local: SocketAddr,
     /// Whether DF is currently set on the socket.
-    pub(super) dont_fragment: bool,
+    pub(crate) dont_fragment: bool,
     /// A second socket on `local`, connected to the peer the allocation mostly sends to.
-    pub(super) peer_socket: PeerSocket,
+    pub(crate) peer_socket: PeerSocket,
 }
 
 /// The relay's socket connected to one peer ([`connect_beside`]): sends to that peer
@@ -41,7 +40,7 @@ pub(super) struct RelaySocket {
 /// to: after [`PEER_SWITCH`] datagrams in a row to one other peer (ICE moved to another
 /// candidate pair, say) it is connected to that one instead. Other peers use the relay
 /// socket, as before.
-pub(super) enum PeerSocket {
+pub(crate) enum PeerSocket {
     /// Nothing sent to a peer yet.
     NotYet,
     /// Open (boxed: an allocation that never sends keeps only the tag and a pointer).
@@ -51,54 +50,81 @@ pub(super) enum PeerSocket {
 }
 
 /// An open [`PeerSocket`].
-pub(super) struct ConnectedPeer {
-    pub(super) socket: std::net::UdpSocket,
+pub(crate) struct ConnectedPeer {
+    pub(crate) socket: std::net::UdpSocket,
     /// The peer it is connected to.
-    pub(super) peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Whether DF is currently set on the socket.
-    pub(super) dont_fragment: bool,
+    pub(crate) dont_fragment: bool,
     /// The other peer sent to last, and how many datagrams in a row went to it.
-    pub(super) other: Option<(SocketAddr, u16)>,
+    pub(crate) other: Option<(SocketAddr, u16)>,
 }
 
 /// Datagrams in a row to one other peer after which the peer socket is reconnected to it.
 const PEER_SWITCH: u16 = 256;
 
+/// A task the host asked for during a core call, started right after it
+/// (`tcp_relay::start`).
+pub(crate) enum Start {
+    /// Accept peers on a new RFC 6062 relay listener.
+    Accept {
+        /// The relay.
+        relay: RelayId,
+        /// Its listener.
+        listener: tokio::net::TcpListener,
+    },
+    /// Connect the relayed address `local` to `peer` for connection `id` (RFC 6062 §5.2).
+    Connect {
+        /// The connection.
+        id: ConnectionId,
+        /// The relayed address (local form).
+        local: SocketAddr,
+        /// The peer (local form when it is one of our own relays).
+        peer: SocketAddr,
+    },
+}
+
 /// Poller tokens: the relay id, with this bit for its peer socket.
-pub(super) const PEER_SOCKET_TOKEN: u64 = 1 << 32;
+pub(crate) const PEER_SOCKET_TOKEN: u64 = 1 << 32;
 
 /// The [`Host`] of one worker.
 pub(crate) struct WorkerHost {
-    pub(super) relay: Arc<RelayConfig>,
-    pub(super) relays: HashMap<RelayId, RelaySocket>,
+    pub(crate) relay: Arc<RelayConfig>,
+    pub(crate) relays: HashMap<RelayId, RelaySocket>,
     /// The readiness set of `relays`.
-    pub(super) poller: Rc<AsyncFd<Poller>>,
-    /// RFC 6062 relay listeners: their accept task and local address.
-    pub(super) tcp_relays: HashMap<RelayId, (JoinHandle<()>, SocketAddr)>,
-    pub(super) next_id: u32,
-    pub(super) ledger: Arc<Mutex<QuotaLedger>>,
+    pub(crate) poller: Rc<AsyncFd<Poller>>,
+    /// RFC 6062 relay listeners: their accept task (once started) and local address.
+    pub(crate) tcp_relays: HashMap<RelayId, (Option<AbortHandle>, SocketAddr)>,
+    /// RFC 6062 peer data connections.
+    pub(crate) peer_conns: PeerConns,
+    /// This worker's index (the shard in its connection ids).
+    pub(crate) shard: u8,
+    /// Tasks to start once the core call that asked for them returns (the host runs
+    /// inside that call and cannot reach the worker's shared state).
+    pub(crate) starts: mpsc::UnboundedSender<Start>,
+    pub(crate) next_id: u32,
+    pub(crate) ledger: Arc<Mutex<QuotaLedger>>,
     /// Relay ports held by every worker of the process.
-    pub(super) ports: Arc<PortsInUse>,
+    pub(crate) ports: Arc<PortsInUse>,
     /// Connected peer sockets the process may still open.
-    pub(super) peer_sockets: Arc<PeerSocketBudget>,
+    pub(crate) peer_sockets: Arc<PeerSocketBudget>,
     /// Reserved relay sockets, parked where every worker can claim them.
-    pub(super) parked: Arc<ParkedRelays>,
+    pub(crate) parked: Arc<ParkedRelays>,
     /// Reserved sockets just bound, not yet parked (nor polled): the core parks each
     /// right after the bind that made it ([`Host::hold_reservation`]).
-    pub(super) unparked: HashMap<RelayId, BoundUdp>,
-    pub(super) shared: Weak<Shared>,
-    pub(super) rng: u64,
+    pub(crate) unparked: HashMap<RelayId, BoundUdp>,
+    pub(crate) rng: u64,
     /// While a receive batch is being handled: relay sockets released during it, closed
     /// only once the batch's sends have left ([`WorkerHost::end_batch`]). A send queued
     /// earlier in the batch names its socket by descriptor; closing at once would let an
     /// Allocate later in the same batch get that descriptor number, and the queued
     /// payload would leave from another allocation's relayed address.
-    pub(super) released: Option<Vec<RelaySocket>>,
+    pub(crate) released: Option<Vec<RelaySocket>>,
 }
 
 impl RelaySocket {
     /// Makes or moves the peer socket for a datagram to `peer` (see [`PeerSocket`]).
-    pub(super) fn route_peer_socket(
+    pub(crate) fn route_peer_socket(
         &mut self,
         relay: RelayId,
         peer: SocketAddr,
@@ -144,7 +170,7 @@ impl RelaySocket {
         }
     }
 
-    pub(super) fn open_peer_socket(
+    pub(crate) fn open_peer_socket(
         &self,
         relay: RelayId,
         peer: SocketAddr,
@@ -175,7 +201,7 @@ impl WorkerHost {
     }
 
     /// Closes a released relay socket and frees its port.
-    pub(super) fn close(&self, r: RelaySocket) {
+    pub(crate) fn close(&self, r: RelaySocket) {
         // Closing a socket takes it out of the poller too (no other descriptor refers to
         // it): no EPOLL_CTL_DEL needed.
         if let PeerSocket::Open(_) = r.peer_socket {
@@ -186,7 +212,7 @@ impl WorkerHost {
         self.ports.release(r.local.is_ipv6(), r.local.port());
     }
 
-    pub(super) fn next_random(&mut self) -> u32 {
+    pub(crate) fn next_random(&mut self) -> u32 {
         // xorshift32: only spreads the starting port.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -194,7 +220,7 @@ impl WorkerHost {
         self.rng as u32
     }
 
-    pub(super) fn register(&mut self, (socket, local): BoundUdp) -> Option<(RelayId, SocketAddr)> {
+    pub(crate) fn register(&mut self, (socket, local): BoundUdp) -> Option<(RelayId, SocketAddr)> {
         // ICMP errors for what this relay sends come back on its error queue
         // (RFC 8656 §11.5); without the option they would be lost.
         if let Err(e) = icmp::enable_recverr(&socket, local.is_ipv6()) {
@@ -261,7 +287,7 @@ impl Host for WorkerHost {
                 None => self.close(r),
             }
         }
-        if let Some((task, _)) = self.tcp_relays.remove(&relay) {
+        if let Some((Some(task), _)) = self.tcp_relays.remove(&relay) {
             task.abort();
         }
     }
@@ -281,16 +307,15 @@ impl Host for WorkerHost {
         let local = listener.local_addr().map_err(|_| RelayError::Exhausted)?;
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(|_| RelayError::Exhausted)?;
-        let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
         self.next_id = self.next_id.wrapping_add(1);
         let id = RelayId(self.next_id);
-        let task = tokio::task::spawn_local(tcp_relay::accept_loop(
-            shared,
-            id,
-            listener,
-            Arc::clone(&self.relay),
-        ));
-        self.tcp_relays.insert(id, (task, local));
+        self.starts
+            .send(Start::Accept {
+                relay: id,
+                listener,
+            })
+            .map_err(|_| RelayError::Exhausted)?;
+        self.tcp_relays.insert(id, (None, local));
         Ok(BoundRelay {
             relay: id,
             addr: self.relay.advertised(local),
@@ -304,27 +329,22 @@ impl Host for WorkerHost {
         peer: SocketAddr,
     ) -> Result<ConnectionId, RelayError> {
         let &(_, local) = self.tcp_relays.get(&relay).ok_or(RelayError::Exhausted)?;
-        let shared = self.shared.upgrade().ok_or(RelayError::Exhausted)?;
-        let id = shared.peer_conns.borrow().new_id(shared.shard());
+        let id = self.peer_conns.new_id(self.shard);
         // The core answers the Connect for `peer`; the socket dials its local form.
-        let to = self.relay.to_local(peer);
-        let task = tokio::task::spawn_local(tcp_relay::connect(Rc::clone(&shared), id, local, to));
-        shared
-            .peer_conns
-            .borrow_mut()
-            .conns
-            .insert(id, PeerConn::Connecting(task.abort_handle()));
+        let peer = self.relay.to_local(peer);
+        self.starts
+            .send(Start::Connect { id, local, peer })
+            .map_err(|_| RelayError::Exhausted)?;
+        self.peer_conns.conns.insert(id, PeerConn::Starting);
         Ok(id)
     }
 
     fn shard_of(&self, connection: ConnectionId) -> Option<u8> {
-        Some(tcp_relay::shard_of(connection))
+        Some(shard_of(connection))
     }
 
     fn close_peer_connection(&mut self, connection: ConnectionId) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.peer_conns.borrow_mut().close(connection);
-        }
+        self.peer_conns.close(connection);
     }
 
     fn supports(&self, family: Family) -> bool {

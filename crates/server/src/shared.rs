@@ -18,10 +18,11 @@ use turnpike_udp::{Destination, icmp, send_one, sockopt};
 
 use crate::handoff::{Moved, ToWorker, Workers};
 use crate::tcp::TcpLimits;
-use crate::tcp_relay::PeerConns;
 
-use super::MAX_DATAGRAM;
-use super::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
+use crate::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
+
+/// Largest UDP payload.
+pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 /// What every task of a worker shares.
 pub(crate) struct Shared {
@@ -33,15 +34,13 @@ pub(crate) struct Shared {
     pub(crate) moved: RefCell<Moved>,
     pub(crate) core: RefCell<TurnServer>,
     /// Wakes the timer when the core gets a deadline while it had none.
-    pub(super) timer: tokio::sync::Notify,
-    pub(super) host: RefCell<WorkerHost>,
-    pub(super) listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
+    pub(crate) timer: tokio::sync::Notify,
+    pub(crate) host: RefCell<WorkerHost>,
+    pub(crate) listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
     /// Write queues of this worker's TCP/TLS clients.
     pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
-    /// RFC 6062 peer data connections.
-    pub(crate) peer_conns: RefCell<PeerConns>,
 }
 
 impl Shared {
@@ -51,7 +50,7 @@ impl Shared {
     }
 
     /// Hands a client datagram to worker `shard`, and its later datagrams too.
-    pub(super) fn forward_datagram(
+    pub(crate) fn forward_datagram(
         &self,
         shard: u8,
         from: FiveTuple,
@@ -110,7 +109,7 @@ impl Shared {
 
     /// The socket a relay sends to `peer` from (its [`PeerSocket`] when connected to
     /// `peer`, else the relay socket), after setting its DF option as asked.
-    pub(super) fn relay_fd(
+    pub(crate) fn relay_fd(
         &self,
         relay: RelayId,
         peer: SocketAddr,
@@ -143,7 +142,7 @@ impl Shared {
     }
 
     /// The descriptor of the socket a poller token names.
-    pub(super) fn polled_fd(&self, token: u64) -> Option<(RelayId, RawFd)> {
+    pub(crate) fn polled_fd(&self, token: u64) -> Option<(RelayId, RawFd)> {
         let relay = RelayId(token as u32);
         let host = self.host.borrow();
         let r = host.relays.get(&relay)?;
@@ -186,7 +185,7 @@ impl Shared {
     /// Data indication with an ICMP attribute (the core checks permission and rate).
     /// Clears the socket's pending error too, so a level-triggered poll does not report
     /// it again.
-    pub(super) fn drain_icmp(&self, relay: RelayId, fd: RawFd) {
+    pub(crate) fn drain_icmp(&self, relay: RelayId, fd: RawFd) {
         let mut buf = [0u8; 128];
         for _ in 0..64 {
             let Ok(Some(err)) = icmp::read_error(&fd) else {
