@@ -21,30 +21,81 @@
 //! hands it out. Relay sockets, TCP connections, reservations and allocation slots are
 //! obtained through the [`Host`] passed in.
 //!
-//! A runtime's loop, in outline (one core per thread; `host` is the runtime's
-//! [`Host`]):
+//! A runtime's loop, in outline, with a host that has no relay addresses (enough for the
+//! Binding service; a real host binds relay sockets, see [`Host`]):
 //!
-//! ```ignore
-//! loop {
-//!     let deadline = core.poll_timeout();
-//!     match wait_for_input(deadline) {
-//!         Input::Client(from, packet) => match core.handle_client(now, from, &packet, &mut out, &mut host) {
-//!             ClientAction::Reply(n) => send_to_client(from, &out[..n]),
-//!             ClientAction::ToPeer { relay, peer, payload, .. } => send_from_relay(relay, peer, &packet[payload]),
-//!             _ => {}
-//!         },
-//!         Input::Peer(relay, from, buf, payload) => {
-//!             if let PeerAction::ToClient { to, range } = core.handle_peer(now, relay, from, &mut buf, payload) {
-//!                 send_to_client(to, &buf[range]);
-//!             }
-//!         }
-//!         Input::Timeout => {
-//!             core.handle_timeout(now, &mut host);
-//!             while let Some(t) = core.poll_transmit() {
-//!                 send_to_client(t.to, &t.message);
-//!             }
-//!         }
+//! ```
+//! use std::net::SocketAddr;
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//!
+//! use turnpike_proto::host::{BoundRelay, Family, Host, PortRequest, RelayError, RelayId};
+//! use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+//! use turnpike_proto::{
+//!     ClientAction, ClientTransport, CoreSetup, FiveTuple, PeerAction, TimeBase, TurnConfig,
+//!     TurnServer,
+//! };
+//!
+//! struct NoRelays(QuotaLedger);
+//!
+//! impl Host for NoRelays {
+//!     fn bind_relay(&mut self, _: Family, _: PortRequest) -> Result<BoundRelay, RelayError> {
+//!         Err(RelayError::FamilyUnavailable)
 //!     }
+//!     fn release_relay(&mut self, _: RelayId) {}
+//!     fn supports(&self, _: Family) -> bool {
+//!         false
+//!     }
+//!     fn hold_reservation(&mut self, _: [u8; 8], _: RelayId, _: SocketAddr, _: Instant) {}
+//!     fn claim_reservation(&mut self, _: [u8; 8], _: Instant) -> Option<(RelayId, SocketAddr)> {
+//!         None
+//!     }
+//!     fn expire_reservations(&mut self, _: Instant) {}
+//!     fn acquire_allocation(&mut self, q: &Quotas, user: &str) -> Result<(), QuotaExceeded> {
+//!         self.0.acquire(q, user)
+//!     }
+//!     fn release_allocation(&mut self, user: &str) {
+//!         self.0.release(user);
+//!     }
+//! }
+//!
+//! // The runtime reads the clock (here once); the core never does.
+//! let start = Instant::now();
+//! let time_base = TimeBase { instant: start, unix_secs: 1_700_000_000 };
+//! let config = Arc::new(TurnConfig::default()); // shared by every core
+//! let setup = CoreSetup::new(*b"a random secret, 32 bytes long!!", time_base);
+//! let mut core = TurnServer::new(config, setup).unwrap();
+//! let mut host = NoRelays(QuotaLedger::default());
+//!
+//! // A datagram arrives from a client: a STUN Binding request.
+//! let from = FiveTuple {
+//!     client: "192.0.2.10:40000".parse().unwrap(),
+//!     server: "198.51.100.1:3478".parse().unwrap(),
+//!     transport: ClientTransport::Udp,
+//! };
+//! let request = [0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+//! let mut out = [0u8; 1500];
+//! let now = start + Duration::from_millis(5);
+//! match core.handle_client(now, from, &request, &mut out, &mut host) {
+//!     // Send `out[..n]` back to `from.client` from `from.server`.
+//!     ClientAction::Reply(n) => assert!(n > 20, "a Binding success with XOR-MAPPED-ADDRESS"),
+//!     // Send `request[payload]` from relay `relay` to `peer`.
+//!     ClientAction::ToPeer { .. } => unreachable!(),
+//!     // RFC 5780 answers from another address, RFC 6062 pipes, another core's packet.
+//!     _ => {}
+//! }
+//!
+//! // A datagram arrives on relay `relay` from `peer` (with PEER_HEADROOM bytes in front
+//! // of the payload in `buf`): `core.handle_peer(now, relay, peer, &mut buf, payload)`
+//! // gives `PeerAction::ToClient { to, range }`: send `buf[range]` to `to`.
+//! let _: Option<PeerAction> = None;
+//!
+//! // Timers: when `poll_timeout` has passed, sweep, then send what the sweep queued.
+//! if core.poll_timeout().is_some_and(|t| t <= now) {
+//!     core.handle_timeout(now, &mut host);
+//! }
+//! while let Some(transmit) = core.poll_transmit() {
+//!     let _ = (transmit.to, transmit.message); // send to the client
 //! }
 //! ```
 //!
