@@ -44,11 +44,17 @@ pub(crate) enum ToWorker {
 
 /// A client connection on its way to another worker.
 pub(crate) struct HandedStream {
+    /// The connection, registered with the runtime that accepted it.
     pub(crate) stream: ClientStream,
+    /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The server address it connected to.
     pub(crate) local: SocketAddr,
+    /// TCP or TLS.
     pub(crate) transport: ClientTransport,
+    /// Its place under the connection limits, released when it closes.
     pub(crate) slot: Slot,
+    /// What was read but not served: the frame at hand and what followed it.
     pub(crate) buffered: Vec<u8>,
 }
 
