@@ -13,7 +13,6 @@
 //! claim them (`relay::ParkedRelays`).
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use turnpike_proto::{ClientTransport, FiveTuple, HashMap};
+use turnpike_proto::{FiveTuple, HashMap};
 
 use crate::tcp::{Incoming, Slot};
 
@@ -46,12 +45,8 @@ pub(crate) enum ToWorker {
 pub(crate) struct HandedStream {
     /// The connection, registered with the runtime that accepted it.
     pub(crate) stream: ClientStream,
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-    /// The server address it connected to.
-    pub(crate) local: SocketAddr,
-    /// TCP or TLS.
-    pub(crate) transport: ClientTransport,
+    /// The client, the server address it connected to, and TCP or TLS.
+    pub(crate) five_tuple: FiveTuple,
     /// Its place under the connection limits, released when it closes.
     pub(crate) slot: Slot,
     /// What was read but not served: the frame at hand and what followed it.

@@ -94,13 +94,16 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
 pub(crate) async fn resume(shared: Rc<Shared>, handed: HandedStream) {
     let HandedStream {
         stream,
-        peer,
-        local,
-        transport,
+        five_tuple,
         slot,
         buffered,
     } = handed;
-    run(shared, stream, peer, local, transport, slot, buffered).await;
+    let FiveTuple {
+        client,
+        server,
+        transport,
+    } = five_tuple;
+    run(shared, stream, client, server, transport, slot, buffered).await;
 }
 
 /// Serves a connection: frames in, answers out, until it closes, becomes an RFC 6062
@@ -141,9 +144,7 @@ async fn run(
             };
             let _ = queue.send(ToWorker::Stream(HandedStream {
                 stream: reader.unsplit(writer),
-                peer,
-                local,
-                transport,
+                five_tuple,
                 slot,
                 buffered,
             }));
