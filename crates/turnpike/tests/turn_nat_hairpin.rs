@@ -325,7 +325,11 @@ fn clients_in_two_homes(transport: &str, mode: &str) {
         // the source of everything they received.
         assert!(me.relayed.starts_with(&format!("{PUBLIC}:")), "{context}");
         assert_eq!(me.peer, other.relayed, "{context}");
-        assert_eq!(me.sources, [other.relayed.clone()], "{context}");
+        assert_eq!(
+            me.sources,
+            std::slice::from_ref(&other.relayed),
+            "{context}"
+        );
     }
     eprintln!("{context}");
 }

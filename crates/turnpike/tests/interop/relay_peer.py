@@ -58,7 +58,9 @@ class AioiceEndpoint:
 
     def recv(self, timeout):
         try:
-            return self.received.get(timeout=timeout) if timeout > 0 else self.received.get_nowait()
+            if timeout > 0:
+                return self.received.get(timeout=timeout)
+            return self.received.get_nowait()
         except queue.Empty:
             return None
 
@@ -90,14 +92,15 @@ class StdlibEndpoint:
         self.client.close()
 
 
-def exchange(path, own):
-    """Publishes our relayed address and waits for the peer's."""
+def publish(path, own):
+    """Writes our relayed address to `path` (renamed into place: never read half-written)."""
     with open(path + ".tmp", "w") as f:
         f.write(f"{own[0]} {own[1]}")
     os.rename(path + ".tmp", path)
 
 
 def read_peer(path, deadline):
+    """The peer's relayed address, once it has published it."""
     while time.monotonic() < deadline:
         try:
             with open(path) as f:
@@ -127,7 +130,7 @@ def main():
     kind = AioiceEndpoint if args.mode == "channel" else StdlibEndpoint
     ep = kind(server, args.transport, args.user, args.password)
     relayed = (ep.relayed[0], ep.relayed[1])
-    exchange(os.path.join(args.dir, args.name + ".addr"), relayed)
+    publish(os.path.join(args.dir, args.name + ".addr"), relayed)
     peer = read_peer(os.path.join(args.dir, args.peer + ".addr"), time.monotonic() + 10)
     ep.prepare(peer)
 
