@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every turnpike test. Installs what the interop tests need first, if it is missing:
 # coturn's client tools (turnutils_stunclient, turnutils_uclient, turnutils_peer), iproute2 and
-# nftables (the network namespace test) and Chromium from Debian's packages, and
-# playwright-core (to drive that Chromium) from npm.
+# nftables (the network namespace test), Python 3 and Chromium from Debian's packages,
+# playwright-core (to drive that Chromium) from npm, and aioice (a Python TURN client) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,6 +13,7 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -25,6 +26,14 @@ fi
 interop=crates/turnpike/tests/interop
 if [ ! -d "$interop/node_modules/playwright-core" ]; then
   (cd "$interop" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# turn_nat_hairpin.rs drives aioice, a Python TURN client, in its namespaces. Debian's own
+# python3 refuses pip installs outside a venv unless told (PEP 668).
+if ! python3 -c 'import aioice' >/dev/null 2>&1; then
+  echo "test.sh: installing aioice" >&2
+  python3 -m pip install -q aioice==0.13.0 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages aioice==0.13.0
 fi
 
 # The competitor codecs of benches/ are not built here: .ci/run builds and tests them apart.

@@ -1,16 +1,17 @@
 //! Two clients of one server relaying to each other when the server sits behind a 1:1 NAT
-//! that does not hairpin (issue 14): built in network namespaces, driven by coturn's
-//! `turnutils_uclient -y` (client to client: each of its two allocations sends to the other's
-//! relayed address), over UDP and TCP, with channels and with Send indications, and over RFC
-//! 6062 TCP relays (`-T`).
+//! that does not hairpin (issue 14), in network namespaces (the lab: `nat_lab/mod.rs`).
 //!
-//! The lab (every namespace named `tp<pid><n>-<role>`, removed on drop even when a test fails):
-//!
-//! ```text
-//!  cla 192.168.77.2 ── hnata (masquerade, drops unsolicited) 198.18.2.2 ─┐
-//!                                                                         inet (router)
-//!  srv 10.99.0.2 ── cnat (stateless 1:1 NAT 198.18.0.10 <-> 10.99.0.2) ───┘
-//! ```
+//! Two kinds of cases:
+//! - One home: coturn's `turnutils_uclient -y` (client to client: each of its two
+//!   allocations sends to the other's relayed address) in one client namespace, over UDP and
+//!   TCP, with channels and with Send indications, and over RFC 6062 TCP relays (`-T`).
+//! - Two homes: two clients in two namespaces, each behind its own home NAT (192.168.77.0/24
+//!   and 192.168.78.0/24, masquerade fully-random, unsolicited inbound dropped), so that
+//!   they reach each other only through the relay. `tests/interop/relay_peer.py` runs in
+//!   each; they swap relayed addresses through files in a temporary directory and send 100
+//!   numbered datagrams each way: over channels with aioice's TURN client (aioice relays
+//!   over channels only), with Send indications with `tests/interop/stdlib_turn.py` (a
+//!   minimal stdlib-only client), each over UDP and over TCP to the server.
 //!
 //! The server relays on 10.99.0.2 and advertises 198.18.0.10 (`external_ip`). Without the
 //! runtime's mapping, allocation A sends to B's relayed address 198.18.0.10:port; the packet
@@ -19,331 +20,35 @@
 //! 10.99.0.2:port and never leaves the server. Each test checks that the lab NAT really drops
 //! a hairpinned packet, then that every datagram arrived and none was dropped at the NAT.
 //!
-//! Needs root, `ip netns`, `nft` and `turnutils_uclient` (test.sh installs nftables and
-//! coturn). Without them the tests fail; `TURNPIKE_SKIP_NETNS=1` turns that into a skip.
+//! Needs root, `ip netns`, `nft`, `turnutils_uclient` and Python 3 with aioice (test.sh
+//! installs nftables, coturn and aioice). Without them the tests fail;
+//! `TURNPIKE_SKIP_NETNS=1` turns that into a skip.
 
 mod common;
 mod interop;
+mod nat_lab;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use common::{TempDir, turnpike_bin};
-use interop::{Bounded, rest_credentials, run_bounded, terminate};
+use common::TempDir;
+use interop::{Bounded, Json, rest_credentials, run_bounded};
+use nat_lab::{Lab, PUBLIC, SECRET, Server, Tool};
 
-/// The server's advertised ("public") address and the one its relay sockets bind.
-const PUBLIC: &str = "198.18.0.10";
-const PRIVATE: &str = "10.99.0.2";
-/// TURN port and relay range inside the server namespace (no other test uses them).
+/// TURN port and relay range inside the server namespace of the uclient tests (no other
+/// test uses them).
 const TURN_PORT: u16 = 3597;
 const RELAY_PORTS: &str = "40700-40799";
-const SECRET: &str = "hairpin-secret";
 /// Datagrams each of uclient's two allocations sends to the other.
 const MESSAGES: u64 = 200;
 
-/// Runs a command to completion; its failure is the test's.
-fn run(cmd: &mut Command, stdin: Option<&str>) {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let mut input = child.stdin.take().expect("piped stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args), None);
-}
-
-/// Why the lab cannot be built here, if it cannot.
-fn missing_tools() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
-    }
-    for (tool, arg) in [
-        ("ip", "netns"),
-        ("nft", "--version"),
-        ("turnutils_uclient", "-h"),
-    ] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            // uclient prints its usage and exits non-zero: being found is enough.
-            .is_ok_and(|s| s.success() || tool == "turnutils_uclient");
-        if !ok {
-            return Some(format!(
-                "`{tool} {arg}` unavailable (apt-get install -y iproute2 nftables coturn)"
-            ));
-        }
-    }
-    None
-}
-
-/// The namespaces of one test, deleted on drop.
-struct Lab {
-    prefix: String,
-    made: Vec<String>,
-}
-
-impl Lab {
-    /// Builds the lab; `None` (after saying so) only with `TURNPIKE_SKIP_NETNS=1`.
-    fn new() -> Option<Self> {
-        if let Some(why) = missing_tools() {
-            if std::env::var("TURNPIKE_SKIP_NETNS").as_deref() == Ok("1") {
-                eprintln!("SKIPPED (TURNPIKE_SKIP_NETNS=1): {why}");
-                return None;
-            }
-            panic!("the NAT hairpin test cannot run: {why}; set TURNPIKE_SKIP_NETNS=1 to skip");
-        }
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let mut lab = Self {
-            prefix: format!(
-                "tp{}{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ),
-            made: Vec::new(),
-        };
-        lab.build();
-        Some(lab)
-    }
-
-    fn ns(&self, role: &str) -> String {
-        format!("{}-{role}", self.prefix)
-    }
-
-    fn add(&mut self, role: &str) -> String {
-        let name = self.ns(role);
-        ip(&["netns", "add", &name]);
-        self.made.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// A veth pair from `a`'s interface `a_if` to `b`'s `b_if`; never in the root namespace.
-    fn link(a: &str, a_if: &str, b: &str, b_if: &str) {
-        ip(&[
-            "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b,
-        ]);
-        ip(&["-n", a, "link", "set", a_if, "up"]);
-        ip(&["-n", b, "link", "set", b_if, "up"]);
-    }
-
-    fn nft(ns: &str, ruleset: &str) {
-        run(
-            Command::new("ip").args(["netns", "exec", ns, "nft", "-f", "-"]),
-            Some(ruleset),
-        );
-    }
-
-    fn build(&mut self) {
-        let inet = self.add("inet");
-        let cnat = self.add("cnat");
-        let srv = self.add("srv");
-        let hnat = self.add("hnata");
-        let cla = self.add("cla");
-        Self::link(&inet, "cnat", &cnat, "wan");
-        Self::link(&cnat, "lan", &srv, "eth0");
-        Self::link(&inet, "hnat", &hnat, "wan");
-        Self::link(&hnat, "lan", &cla, "eth0");
-        let addr =
-            |ns: &str, cidr: &str, dev: &str| ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
-        let route = |ns: &str, to: &str, via: &str| ip(&["-n", ns, "route", "add", to, "via", via]);
-        addr(&inet, "198.18.1.1/24", "cnat");
-        addr(&inet, "198.18.2.1/24", "hnat");
-        route(&inet, &format!("{PUBLIC}/32"), "198.18.1.2");
-        addr(&cnat, "198.18.1.2/24", "wan");
-        addr(&cnat, "10.99.0.1/24", "lan");
-        route(&cnat, "default", "198.18.1.1");
-        addr(&srv, &format!("{PRIVATE}/24"), "eth0");
-        route(&srv, "default", "10.99.0.1");
-        addr(&hnat, "198.18.2.2/24", "wan");
-        addr(&hnat, "192.168.77.1/24", "lan");
-        route(&hnat, "default", "198.18.2.1");
-        addr(&cla, "192.168.77.2/24", "eth0");
-        route(&cla, "default", "192.168.77.1");
-        for ns in [&inet, &cnat, &hnat] {
-            run(
-                Command::new("ip").args([
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ]),
-                None,
-            );
-        }
-        // The cloud's 1:1 NAT, stateless. What the server sends to its own public address is
-        // dropped (and counted): this NAT does not hairpin.
-        Self::nft(
-            &cnat,
-            &format!(
-                "table ip cloudnat {{
-                   counter hairpin_drops {{ }}
-                   chain inbound {{ type filter hook prerouting priority raw; policy accept;
-                     iifname \"lan\" ip daddr {PUBLIC} counter name \"hairpin_drops\" drop
-                     iifname \"wan\" ip daddr {PUBLIC} ip daddr set {PRIVATE}
-                   }}
-                   chain outbound {{ type filter hook postrouting priority srcnat; policy accept;
-                     oifname \"wan\" ip saddr {PRIVATE} ip saddr set {PUBLIC}
-                   }}
-                 }}"
-            ),
-        );
-        // The client's home NAT: random ports, nothing unsolicited gets in.
-        Self::nft(
-            &hnat,
-            "table ip home {
-               chain inbound { type filter hook forward priority filter; policy accept;
-                 iifname \"wan\" ct state established,related accept
-                 iifname \"wan\" drop
-               }
-               chain outbound { type nat hook postrouting priority srcnat;
-                 oifname \"wan\" masquerade fully-random
-               }
-             }",
-        );
-    }
-
-    /// Packets the cloud NAT dropped because the server sent them to its own public address.
-    fn hairpin_drops(&self) -> u64 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("cnat"),
-                "nft",
-                "list",
-                "counter",
-                "ip",
-                "cloudnat",
-                "hairpin_drops",
-            ])
-            .output()
-            .expect("nft list counter");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let packets = text
-            .split_once("packets ")
-            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok());
-        packets.unwrap_or_else(|| panic!("no packet count in {text:?}"))
-    }
-
-    /// Proves the lab is what it claims: a datagram from the server namespace to the public
-    /// address (bash's `/dev/udp`) is dropped at the NAT, not reflected.
-    fn check_no_hairpin(&self) {
-        let before = self.hairpin_drops();
-        run(
-            Command::new("ip").args([
-                "netns",
-                "exec",
-                &self.ns("srv"),
-                "bash",
-                "-c",
-                &format!("echo probe > /dev/udp/{PUBLIC}/40999"),
-            ]),
-            None,
-        );
-        let after = self.hairpin_drops();
-        assert_eq!(
-            after,
-            before + 1,
-            "the lab NAT must drop a hairpinned datagram"
-        );
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.made.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// turnpike in the server namespace, stopped by its PID on drop (`ip netns exec` execs it,
-/// so the child's PID is turnpike's).
-struct Server {
-    child: Child,
-    _dir: TempDir,
-}
-
-impl Server {
-    /// Starts turnpike with `peers` as its `[peers]` section.
-    fn start(lab: &Lab, peers: &str) -> Self {
-        let dir = TempDir::new("hairpin");
-        let config = dir.0.join("turnserver.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[listen]\nudp = [\"{PRIVATE}:{TURN_PORT}\"]\ntcp = [\"{PRIVATE}:{TURN_PORT}\"]\n\
-                 [turn]\nrealm = \"hairpin.test\"\nsecrets = [\"{SECRET}\"]\n\
-                 [relay]\nips = [\"{PRIVATE}\"]\nports = \"{RELAY_PORTS}\"\n\
-                 external_ip = [\"{PUBLIC}/{PRIVATE}\"]\n\
-                 [peers]\n{peers}\n"
-            ),
-        )
-        .expect("write config");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns("srv"), turnpike_bin(), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start turnpike");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Self { child, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line == "ready" => return server,
-                Ok(_) => {}
-                Err(_) => {
-                    let status = terminate(&mut server.child, Duration::from_secs(2));
-                    panic!("turnpike did not get ready in its namespace ({status:?})");
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        terminate(&mut self.child, Duration::from_secs(5));
-    }
-}
+/// coturn's client, which prints its usage and exits non-zero when asked for help.
+const UCLIENT: Tool = Tool {
+    probe: &["turnutils_uclient", "-h"],
+    any_exit: true,
+    install: "apt-get install -y coturn",
+};
 
 /// What one uclient run reported.
 #[derive(Debug, Default)]
@@ -409,9 +114,9 @@ const ALLOW_PUBLIC: &str = "allow = [\"198.18.0.0/15\"]";
 /// report, a description for assertions, and whether uclient exited 0 in time; `None` when
 /// skipped.
 fn uclient_through_the_nat(peers: &str, flags: &[&str]) -> Option<(Report, String, bool)> {
-    let lab = Lab::new()?;
+    let lab = Lab::new(1, &[UCLIENT])?;
     lab.check_no_hairpin();
-    let server = Server::start(&lab, peers);
+    let server = Server::start(&lab, TURN_PORT, RELAY_PORTS, peers);
     let drops_before = lab.hairpin_drops();
     let (user, pass) = rest_credentials(SECRET, "hairpin", Duration::from_secs(3600));
     let mut cmd = Command::new("ip");
@@ -483,4 +188,168 @@ fn the_peer_policy_still_judges_the_public_address() {
         "ChannelBind to our public address must get 403: {context}"
     );
     assert!(!exit_ok && report.received.unwrap_or(0) == 0, "{context}");
+}
+
+/// TURN port and relay range of the two-homes tests (no other test uses them).
+const HOMES_TURN_PORT: u16 = 3598;
+const HOMES_RELAY_PORTS: &str = "40800-40899";
+/// Numbered datagrams each client of the two-homes tests sends to the other.
+const DATAGRAMS: u64 = 100;
+/// How long one `relay_peer.py` may run (it gives up on its own after about 10 s).
+const PEER_LIMIT: Duration = Duration::from_secs(20);
+
+/// aioice, the TURN client of the channel cases (`pip install aioice`).
+const AIOICE: Tool = Tool {
+    probe: &["python3", "-c", "import aioice"],
+    any_exit: false,
+    install: "python3 -m pip install aioice==0.13.0",
+};
+
+/// What one `relay_peer.py` reported on its last line of output.
+#[derive(Debug, Default)]
+struct PeerReport {
+    relayed: String,
+    peer: String,
+    received: u64,
+    malformed: u64,
+    /// Where the datagrams it received came from, as its TURN client told it.
+    sources: Vec<String>,
+}
+
+impl PeerReport {
+    fn parse(run: &Bounded) -> Option<Self> {
+        let json = Json::parse(run.stdout.lines().last()?).ok()?;
+        let text = |key: &str| json.at(key).str().map(str::to_owned);
+        let count = |key: &str| json.at(key).num().map(|n| n as u64);
+        Some(Self {
+            relayed: text("relayed")?,
+            peer: text("peer")?,
+            received: count("received")?,
+            malformed: count("malformed")?,
+            sources: json
+                .at("sources")
+                .arr()
+                .iter()
+                .filter_map(|s| s.str().map(str::to_owned))
+                .collect(),
+        })
+    }
+}
+
+/// `relay_peer.py` as client `me` (in namespace `cl<me>`), sending to client `other`.
+fn relay_peer(
+    lab: &Lab,
+    dir: &Path,
+    me: &str,
+    other: &str,
+    transport: &str,
+    mode: &str,
+) -> Command {
+    let (user, pass) = rest_credentials(SECRET, me, Duration::from_secs(3600));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/relay_peer.py");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns(&format!("cl{me}")), "python3"])
+        .arg(script)
+        .args(["--name", me, "--peer", other, "--dir"])
+        .arg(dir)
+        .args(["--server", &format!("{PUBLIC}:{HOMES_TURN_PORT}")])
+        .args(["--transport", transport, "--mode", mode])
+        .args([
+            "--count",
+            &DATAGRAMS.to_string(),
+            "--user",
+            &user,
+            "--password",
+            &pass,
+        ])
+        // No __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd
+}
+
+/// Two clients, each in its own home, relay `DATAGRAMS` to each other through the server
+/// (`transport` to the server: udp or tcp; `mode`: channel or send): every datagram must
+/// arrive, from the other's public relayed address, and none may be dropped at the NAT.
+fn clients_in_two_homes(transport: &str, mode: &str) {
+    let Some(lab) = Lab::new(2, &[AIOICE]) else {
+        return;
+    };
+    lab.check_no_hairpin();
+    let server = Server::start(&lab, HOMES_TURN_PORT, HOMES_RELAY_PORTS, ALLOW_PUBLIC);
+    let dir = TempDir::new("two-homes");
+    let drops_before = lab.hairpin_drops();
+    let runs: Vec<Bounded> = std::thread::scope(|s| {
+        let started: Vec<_> = [("a", "b"), ("b", "a")]
+            .into_iter()
+            .map(|(me, other)| {
+                let cmd = relay_peer(&lab, &dir.0, me, other, transport, mode);
+                s.spawn(move || run_bounded(cmd, PEER_LIMIT))
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|h| h.join().expect("relay_peer thread"))
+            .collect()
+    });
+    let drops = lab.hairpin_drops() - drops_before;
+    drop(server);
+    let reports: Vec<Option<PeerReport>> = runs.iter().map(PeerReport::parse).collect();
+    let context = format!(
+        "{mode} over {transport}: {drops} packets dropped at the NAT (sent to our own public \
+         address)\n{}",
+        runs.iter()
+            .zip(&reports)
+            .zip(["a", "b"])
+            .map(|((run, report), me)| format!(
+                "client {me}: {report:?}, exit {:?}, timed out {}, {:?}\nstderr: {}",
+                run.code(),
+                run.timed_out,
+                run.elapsed,
+                run.stderr.trim()
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(drops, 0, "nothing may depend on a NAT hairpin: {context}");
+    let [Some(a), Some(b)] = reports.as_slice() else {
+        panic!("a client reported nothing: {context}");
+    };
+    for (run, me, other) in [(&runs[0], a, b), (&runs[1], b, a)] {
+        assert_eq!(
+            me.received, DATAGRAMS,
+            "every datagram must arrive: {context}"
+        );
+        assert_eq!(me.malformed, 0, "{context}");
+        assert!(!run.timed_out && run.code() == Some(0), "{context}");
+        // The clients only ever see the public address: their own, and the other's as
+        // the source of everything they received.
+        assert!(me.relayed.starts_with(&format!("{PUBLIC}:")), "{context}");
+        assert_eq!(me.peer, other.relayed, "{context}");
+        assert_eq!(
+            me.sources,
+            std::slice::from_ref(&other.relayed),
+            "{context}"
+        );
+    }
+    eprintln!("{context}");
+}
+
+#[test]
+fn udp_clients_in_two_homes_relay_over_channels() {
+    clients_in_two_homes("udp", "channel");
+}
+
+#[test]
+fn tcp_clients_in_two_homes_relay_over_channels() {
+    clients_in_two_homes("tcp", "channel");
+}
+
+#[test]
+fn udp_clients_in_two_homes_relay_with_send_indications() {
+    clients_in_two_homes("udp", "send");
+}
+
+#[test]
+fn tcp_clients_in_two_homes_relay_with_send_indications() {
+    clients_in_two_homes("tcp", "send");
 }

@@ -1,0 +1,190 @@
+"""A minimal TURN client (RFC 8656) on the Python standard library alone.
+
+It exists for what aioice never sends: Send indications. It allocates a UDP relay over
+UDP or TCP with long-term credentials (RFC 8489 §9.2: key MD5(username:realm:password),
+MESSAGE-INTEGRITY, then FINGERPRINT), installs permissions with CreatePermission, sends
+with Send indications (§11.1, unauthenticated) and receives Data indications (§11.4).
+IPv4 peers only. Used by relay_peer.py; nothing else imports it.
+"""
+
+import hashlib
+import hmac
+import os
+import socket
+import struct
+import time
+import zlib
+
+MAGIC = 0x2112A442
+# Methods (RFC 8656 §18) and classes (RFC 8489 §5): for methods below 0x10 the message
+# type is method | class.
+ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION = 0x003, 0x004, 0x006, 0x007, 0x008
+REQUEST, INDICATION, SUCCESS, ERROR = 0x000, 0x010, 0x100, 0x110
+# Attributes (RFC 8489 §18.3, RFC 8656 §18).
+USERNAME, MESSAGE_INTEGRITY, ERROR_CODE, LIFETIME = 0x0006, 0x0008, 0x0009, 0x000D
+XOR_PEER_ADDRESS, DATA_ATTR, REALM, NONCE = 0x0012, 0x0013, 0x0014, 0x0015
+XOR_RELAYED_ADDRESS, REQUESTED_TRANSPORT, FINGERPRINT = 0x0016, 0x0019, 0x8028
+
+
+class TurnError(Exception):
+    """A request that failed: an error response, or no response in time."""
+
+
+def xor_address(ip, port):
+    """An IPv4 XOR-*-ADDRESS value (RFC 8489 §14.2)."""
+    raw = struct.unpack("!I", socket.inet_aton(ip))[0]
+    return struct.pack("!BBHI", 0, 1, port ^ (MAGIC >> 16), raw ^ MAGIC)
+
+
+def parse_xor_address(value):
+    family, port, raw = value[1], *struct.unpack("!HI", value[2:8])
+    if family != 1:
+        raise TurnError("not an IPv4 address")
+    return socket.inet_ntoa(struct.pack("!I", raw ^ MAGIC)), port ^ (MAGIC >> 16)
+
+
+def encode(msg_type, tid, attrs, key=None):
+    """A STUN message; with `key`, MESSAGE-INTEGRITY and FINGERPRINT are appended."""
+    body = b""
+    for kind, value in attrs:
+        body += struct.pack("!HH", kind, len(value)) + value + bytes(-len(value) % 4)
+
+    def header(extra):
+        return struct.pack("!HHI", msg_type, len(body) + extra, MAGIC) + tid
+
+    if key is not None:
+        # The length counts MESSAGE-INTEGRITY itself (RFC 8489 §14.5).
+        mac = hmac.new(key, header(24) + body, hashlib.sha1).digest()
+        body += struct.pack("!HH", MESSAGE_INTEGRITY, 20) + mac
+        crc = zlib.crc32(header(8) + body) ^ 0x5354554E
+        body += struct.pack("!HHI", FINGERPRINT, 4, crc)
+    return header(0) + body
+
+
+def decode(data):
+    """(type, transaction id, {attribute: first value}) of a STUN message."""
+    msg_type, length, magic = struct.unpack("!HHI", data[:8])
+    if magic != MAGIC or len(data) < 20 + length:
+        raise TurnError("not a STUN message")
+    attrs, at = {}, 20
+    while at + 4 <= 20 + length:
+        kind, size = struct.unpack("!HH", data[at : at + 4])
+        attrs.setdefault(kind, data[at + 4 : at + 4 + size])
+        at += 4 + size + (-size % 4)
+    return msg_type, data[8:20], attrs
+
+
+class Client:
+    """One allocation on a TURN server reached at `server` (ip, port) over `transport`."""
+
+    def __init__(self, server, transport, username, password):
+        self.username, self.password = username, password
+        self.key = self.realm = self.nonce = None
+        self.tcp = transport == "tcp"
+        if self.tcp:
+            self.sock = socket.create_connection(server, timeout=5)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.connect(server)
+        self.buffer = b""
+        self.inbox = []  # Data indications that came in while waiting for a response
+
+    def _recv(self, timeout):
+        """One message from the server, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.tcp and len(self.buffer) >= 4:
+                # TCP framing: a STUN message is 20 + length bytes (RFC 8656 §12.5).
+                need = 20 + struct.unpack("!H", self.buffer[2:4])[0]
+                if len(self.buffer) >= need:
+                    data, self.buffer = self.buffer[:need], self.buffer[need:]
+                    return data
+            # A timeout of 0 polls (non-blocking).
+            self.sock.settimeout(max(0.0, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except (socket.timeout, BlockingIOError):
+                return None
+            if not self.tcp:
+                return chunk
+            if not chunk:
+                raise TurnError("server closed the connection")
+            self.buffer += chunk
+
+    def _handle(self, data):
+        """Keeps a Data indication for `recv`; returns (type, tid, attrs) of the rest."""
+        msg_type, tid, attrs = decode(data)
+        if msg_type == DATA | INDICATION and XOR_PEER_ADDRESS in attrs:
+            peer = parse_xor_address(attrs[XOR_PEER_ADDRESS])
+            self.inbox.append((attrs.get(DATA_ATTR, b""), peer))
+        return msg_type, tid, attrs
+
+    def _transaction(self, method, attrs):
+        tid = os.urandom(12)
+        key = self.key
+        if key is not None:
+            attrs = attrs + [
+                (USERNAME, self.username.encode()),
+                (REALM, self.realm),
+                (NONCE, self.nonce),
+            ]
+        request = encode(method | REQUEST, tid, attrs, key)
+        # Over UDP, retransmit (RFC 8489 §6.2.1, shortened for a test); TCP is reliable.
+        for _ in range(1 if self.tcp else 6):
+            self.sock.send(request)
+            deadline = time.monotonic() + (5 if self.tcp else 0.5)
+            while (left := deadline - time.monotonic()) > 0:
+                data = self._recv(left)
+                if data is None:
+                    break
+                msg_type, got, answer = self._handle(data)
+                if got == tid and msg_type in (method | SUCCESS, method | ERROR):
+                    return msg_type == method | SUCCESS, answer
+        raise TurnError(f"no answer to method {method:#x}")
+
+    def request(self, method, attrs):
+        """A request, authenticated after the first 401 (and again after a 438)."""
+        for _ in range(3):
+            ok, answer = self._transaction(method, attrs)
+            if ok:
+                return answer
+            code = answer.get(ERROR_CODE, b"\0\0\0\0")
+            code = code[2] * 100 + code[3]
+            if code not in (401, 438) or NONCE not in answer:
+                raise TurnError(f"method {method:#x}: error {code}")
+            self.nonce = answer[NONCE]
+            self.realm = answer.get(REALM, self.realm)
+            secret = f"{self.username}:{self.realm.decode()}:{self.password}"
+            self.key = hashlib.md5(secret.encode()).digest()
+        raise TurnError(f"method {method:#x}: credentials refused")
+
+    def allocate(self):
+        """Allocates a UDP relay; returns its (ip, port) as the server advertises it."""
+        answer = self.request(ALLOCATE, [(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))])
+        return parse_xor_address(answer[XOR_RELAYED_ADDRESS])
+
+    def create_permission(self, peer):
+        self.request(CREATE_PERMISSION, [(XOR_PEER_ADDRESS, xor_address(*peer))])
+
+    def send(self, data, peer):
+        """A Send indication: `data` to `peer` through the relay."""
+        attrs = [(XOR_PEER_ADDRESS, xor_address(*peer)), (DATA_ATTR, data)]
+        self.sock.send(encode(SEND | INDICATION, os.urandom(12), attrs))
+
+    def recv(self, timeout):
+        """(data, peer) of the next Data indication, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.inbox:
+            data = self._recv(max(0.0, deadline - time.monotonic()))
+            if data is None:
+                return None
+            self._handle(data)
+        return self.inbox.pop(0)
+
+    def close(self):
+        """Deletes the allocation (Refresh with LIFETIME 0) and closes the socket."""
+        try:
+            self.request(REFRESH, [(LIFETIME, struct.pack("!I", 0))])
+        except (TurnError, OSError):
+            pass
+        self.sock.close()
