@@ -299,6 +299,12 @@ fn a_ticket_of_another_shard_is_forwarded_to_it() {
         .success();
     assert!(resp.ticket().is_some());
     assert_eq!(issuer.server.stats().mobility_moves, 1);
+    // From a 5-tuple that has an allocation on this core, another core's ticket is a 437
+    // (it cannot take over), not a forward.
+    let (_, _, elsewhere) = mobile_alice(&mut issuer, "203.0.113.12:40000");
+    let (mut busy, _, _) = mobile_alice(&mut other, "203.0.113.13:40000");
+    busy.refresh(&mut other, Some(600), &[A::Ticket(elsewhere)])
+        .assert_error(437);
     // A ticket of this shard that names nothing is still a 400, not a forward.
     let (_, _, mine) = mobile_alice(&mut other, "203.0.113.11:40000");
     let mut forged = mine;

@@ -596,6 +596,9 @@ impl TurnServer {
     /// MOBILITY-TICKET, or the maker of a ConnectionBind's CONNECTION-ID.
     fn owner_elsewhere(&self, req: &Request<'_>, host: &impl Host) -> Option<u8> {
         let shard = match req.msg.message_type().method {
+            // A 5-tuple with an allocation here cannot take over another one (437,
+            // answered here: the other core does not know this 5-tuple is taken).
+            Method::REFRESH if self.table.by_five_tuple(&req.from).is_some() => return None,
             Method::REFRESH => {
                 let ticket = req.msg.get::<MobilityTicket>().ok()??;
                 let place = self.ticket_key.open(ticket.0)?;

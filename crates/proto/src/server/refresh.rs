@@ -100,10 +100,12 @@ impl TurnServer {
     ) -> Result<AllocationId, Reject> {
         let from = &req.from;
         let place = self.ticket_key.open(ticket).ok_or(Reject::BadRequest)?;
-        // Another core's ticket was handed there before this ([`Self::owner_elsewhere`]).
+        // Another core's ticket reaches this only from a 5-tuple that has an allocation
+        // here (otherwise it was handed to that core, `owner_elsewhere`): moving onto it
+        // is a 437, as for this core's own tickets below.
         let (shard, slot) = ticket_subject(place);
         if shard != self.shard {
-            return Err(Reject::BadRequest);
+            return Err(Reject::AllocationMismatch);
         }
         let slot = AllocationId(slot);
         let alloc = self
