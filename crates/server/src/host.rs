@@ -119,11 +119,14 @@ pub(crate) struct WorkerHost {
     /// earlier in the batch names its socket by descriptor; closing at once would let an
     /// Allocate later in the same batch get that descriptor number, and the queued
     /// payload would leave from another allocation's relayed address.
-    pub(crate) released: Option<Vec<RelaySocket>>,
+    pub(crate) released: Vec<RelaySocket>,
+    /// Whether a receive batch is being handled (see `released`).
+    pub(crate) in_batch: bool,
 }
 
 impl RelaySocket {
     /// Makes or moves the peer socket for a datagram to `peer` (see [`PeerSocket`]).
+    #[inline]
     pub(crate) fn route_peer_socket(
         &mut self,
         relay: RelayId,
@@ -190,13 +193,16 @@ impl WorkerHost {
     /// Starts a receive batch: relay sockets released until [`Self::end_batch`] stay
     /// open (out of the relay table, so nothing new is queued on them).
     pub(crate) fn begin_batch(&mut self) {
-        self.released.get_or_insert_with(Vec::new);
+        self.in_batch = true;
     }
 
     /// Ends a receive batch, after its sends: closes the relay sockets released during it.
     pub(crate) fn end_batch(&mut self) {
-        for r in self.released.take().into_iter().flatten() {
-            self.close(r);
+        self.in_batch = false;
+        if !self.released.is_empty() {
+            for r in std::mem::take(&mut self.released) {
+                self.close(r);
+            }
         }
     }
 
@@ -282,9 +288,10 @@ impl Host for WorkerHost {
             self.ports.release(local.is_ipv6(), local.port());
         }
         if let Some(r) = self.relays.remove(&relay) {
-            match &mut self.released {
-                Some(deferred) => deferred.push(r),
-                None => self.close(r),
+            if self.in_batch {
+                self.released.push(r);
+            } else {
+                self.close(r);
             }
         }
         if let Some((Some(task), _)) = self.tcp_relays.remove(&relay) {

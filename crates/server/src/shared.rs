@@ -2,10 +2,11 @@
 //! stream clients' write queues, and the ways out (to a client, to a peer, to another
 //! worker).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use turnpike_proto::{ClientAction, FiveTuple, HashMap, PeerAction, RelayId, Turn
 use turnpike_udp::{Destination, icmp, send_one, sockopt};
 
 use crate::handoff::{Moved, ToWorker, Workers};
+use crate::relay::RelayConfig;
 use crate::tcp::TcpLimits;
 
 use crate::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
@@ -32,6 +34,12 @@ pub(crate) struct Shared {
     pub(crate) workers: Workers,
     /// UDP clients this worker receives but another serves.
     pub(crate) moved: RefCell<Moved>,
+    /// Whether `moved` holds anything: the one check a datagram pays while it is empty.
+    pub(crate) moved_any: Cell<bool>,
+    /// Whether the timer waits for a deadline (else it waits to be woken).
+    pub(crate) timer_armed: Cell<bool>,
+    /// Where relay sockets are bound, and the 1:1 NAT mapping (the host's, shared).
+    pub(crate) relay: Arc<RelayConfig>,
     pub(crate) core: RefCell<TurnServer>,
     /// Wakes the timer when the core gets a deadline while it had none.
     pub(crate) timer: tokio::sync::Notify,
@@ -60,6 +68,7 @@ impl Shared {
         let worker = usize::from(shard);
         if let Some(queue) = self.workers.get(worker) {
             self.moved.borrow_mut().insert(from, worker, now);
+            self.moved_any.set(true);
             let _ = queue.send(ToWorker::Datagram {
                 from,
                 datagram: Bytes::copy_from_slice(datagram),
@@ -99,9 +108,10 @@ impl Shared {
     pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut TurnServer, &mut WorkerHost) -> T) -> T {
         let mut core = self.core.borrow_mut();
         let mut host = self.host.borrow_mut();
-        let idle = core.poll_timeout().is_none();
         let out = f(&mut core, &mut host);
-        if idle && core.poll_timeout().is_some() {
+        // The core got a deadline while the timer waits for none: wake it.
+        if !self.timer_armed.get() && core.poll_timeout().is_some() {
+            self.timer_armed.set(true);
             self.timer.notify_one();
         }
         out
@@ -118,7 +128,11 @@ impl Shared {
         let mut host = self.host.borrow_mut();
         let host = &mut *host;
         // A peer at our own advertised address: to the local one (no NAT hairpin).
-        let peer = host.relay.to_local(peer);
+        let peer = if self.relay.external.is_empty() {
+            peer
+        } else {
+            self.relay.to_local(peer)
+        };
         let r = host.relays.get_mut(&relay)?;
         r.route_peer_socket(relay, peer, host.poller.get_ref(), &host.peer_sockets);
         let (socket, df, connected) = match &mut r.peer_socket {
@@ -197,7 +211,7 @@ impl Shared {
                 code: err.icmp_code,
                 error_data: err.info,
             };
-            let peer = self.host.borrow().relay.to_advertised(err.peer);
+            let peer = self.relay.to_advertised(err.peer);
             let action = self.core.borrow_mut().handle_peer_icmp(
                 Instant::now(),
                 relay,

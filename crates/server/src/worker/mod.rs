@@ -21,7 +21,7 @@
 //! (the listener and relay loops), and here the thread, its start and the timer that
 //! drives the core's sweep.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,6 +160,9 @@ fn start(setup: WorkerSetup) -> Option<Started> {
         index: setup.index,
         workers: setup.workers,
         moved: RefCell::new(Moved::default()),
+        moved_any: Cell::new(false),
+        timer_armed: Cell::new(false),
+        relay: Arc::clone(&setup.relay),
         core: RefCell::new(setup.core),
         timer: tokio::sync::Notify::new(),
         host: RefCell::new(WorkerHost {
@@ -177,7 +180,8 @@ fn start(setup: WorkerSetup) -> Option<Started> {
             shard: setup.index as u8,
             starts,
             rng: seed | 1,
-            released: None,
+            released: Vec::new(),
+            in_batch: false,
         }),
         listeners,
         streams: RefCell::new(HashMap::default()),
@@ -202,6 +206,7 @@ async fn timer_loop(shared: Rc<Shared>) {
             (None, false) => Some(Instant::now() + MOVED_SWEEP),
             (None, true) => None,
         };
+        shared.timer_armed.set(deadline.is_some());
         match deadline {
             Some(t) => {
                 let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(t));
@@ -216,7 +221,12 @@ async fn timer_loop(shared: Rc<Shared>) {
             }
         }
         let now = Instant::now();
-        shared.moved.borrow_mut().expire(now);
+        let any = {
+            let mut moved = shared.moved.borrow_mut();
+            moved.expire(now);
+            !moved.is_empty()
+        };
+        shared.moved_any.set(any);
         if shared
             .core
             .borrow()

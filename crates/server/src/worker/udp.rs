@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -83,17 +82,10 @@ impl ClientBatch {
             let Some((datagram, from)) = self.rx.get(i) else {
                 continue;
             };
-            let five_tuple = FiveTuple {
-                client: from,
-                server: local,
-                transport: ClientTransport::Udp,
-            };
-            let moved = shared.moved.borrow_mut().worker_for(&five_tuple, now);
-            if let Some(worker) = moved {
-                shared.forward_datagram(worker as u8, five_tuple, datagram, now);
+            if shared.moved_any.get() && forward_moved(shared, local, from, datagram, now) {
                 continue;
             }
-            match handle_datagram(shared, five_tuple, now, datagram, &mut self.tx) {
+            match handle_datagram(shared, local, now, datagram, from, &mut self.tx) {
                 Handled::Done => {}
                 Handled::ToPeer {
                     fd: relay_fd,
@@ -123,6 +115,31 @@ impl ClientBatch {
     }
 }
 
+/// Hands a datagram from a 5-tuple that another worker serves (a moved client) to that
+/// worker; false if `from` is not one.
+#[cold]
+fn forward_moved(
+    shared: &Shared,
+    local: SocketAddr,
+    from: SocketAddr,
+    datagram: &[u8],
+    now: Instant,
+) -> bool {
+    let five_tuple = FiveTuple {
+        client: from,
+        server: local,
+        transport: ClientTransport::Udp,
+    };
+    let moved = shared.moved.borrow_mut().worker_for(&five_tuple, now);
+    match moved {
+        Some(worker) => {
+            shared.forward_datagram(worker as u8, five_tuple, datagram, now);
+            true
+        }
+        None => false,
+    }
+}
+
 /// What is left to send after [`handle_datagram`], with the rest of the batch.
 enum Handled {
     /// Nothing (or sent already).
@@ -143,11 +160,17 @@ enum Handled {
 /// caller to send with the rest of its batch.
 fn handle_datagram(
     shared: &Shared,
-    five_tuple: FiveTuple,
+    local: SocketAddr,
     now: Instant,
     datagram: &[u8],
+    from: SocketAddr,
     tx: &mut [u8],
 ) -> Handled {
+    let five_tuple = FiveTuple {
+        client: from,
+        server: local,
+        transport: ClientTransport::Udp,
+    };
     let action =
         shared.with_core(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
     match action {
@@ -268,7 +291,7 @@ fn relay_batch(
         return;
     }
     let now = Instant::now();
-    let relays = Arc::clone(&shared.host.borrow().relay);
+    let relays = &shared.relay;
     {
         let mut core = shared.core.borrow_mut();
         for (i, &relay) in owners.iter().enumerate() {
