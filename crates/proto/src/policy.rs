@@ -133,7 +133,7 @@ const DEFAULT_DENY: &[(&str, &str)] = &[
 ];
 
 /// The peer-address policy (`[peers]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(from = "PeerSection"))]
 pub struct PeerPolicy {

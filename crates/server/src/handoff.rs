@@ -32,6 +32,14 @@ pub(crate) enum ToWorker {
     /// A client connection another worker was serving, from the frame on that it could
     /// not serve (`buffered` holds that frame and what followed it).
     Stream(HandedStream),
+    /// A new configuration for the core ([`crate::ServerControl::reload`]).
+    Reconfigure(std::sync::Arc<turnpike_proto::TurnConfig>),
+    /// The TLS acceptor for connections from now on (`None`: plain TCP only).
+    Tls(Option<tokio_rustls::TlsAcceptor>),
+    /// Start or stop redirecting new Allocates.
+    Redirect(bool),
+    /// Report this worker's status.
+    Status(tokio::sync::oneshot::Sender<crate::control::WorkerStatus>),
     /// A datagram another worker received from a client whose state is here.
     Datagram {
         /// The client's 5-tuple.

@@ -44,6 +44,7 @@ use turnpike_proto::quota::QuotaLedger;
 use turnpike_proto::{CoreSetup, TimeBase, TurnServer};
 
 pub mod config;
+mod control;
 mod handoff;
 mod host;
 mod peer_conns;
@@ -56,6 +57,7 @@ pub mod tls;
 mod worker;
 
 pub use config::{Config, Invalid, Listen, Log, LogLevel, Runtime};
+pub use control::{ReloadError, ReloadReport, ServerControl, WorkerStatus};
 pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, TcpLimits};
 pub use tls::TlsFiles;
@@ -133,6 +135,12 @@ pub struct Server {
     tls: Option<tokio_rustls::TlsAcceptor>,
     relay: Arc<RelayConfig>,
     ledger: Arc<Mutex<QuotaLedger>>,
+    /// The configuration in force (a reload compares against it).
+    config: Config,
+    control: (
+        ServerControl,
+        tokio::sync::mpsc::UnboundedReceiver<control::Control>,
+    ),
 }
 
 impl std::fmt::Debug for Server {
@@ -240,6 +248,7 @@ impl Server {
             Some(files) => Some(tls::acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
             workers: groups,
             cores,
@@ -247,8 +256,10 @@ impl Server {
             bound,
             tcp_limits: config.tcp,
             tls,
-            relay: Arc::new(config.relay),
+            relay: Arc::new(config.relay.clone()),
             ledger: Arc::new(Mutex::new(QuotaLedger::default())),
+            config,
+            control: (ServerControl { tx }, rx),
         })
     }
 
@@ -260,6 +271,12 @@ impl Server {
     /// The relay IPs in use.
     pub fn relay_ips(&self) -> &[IpAddr] {
         &self.relay.ips
+    }
+
+    /// A handle to reload, redirect or query the server once it runs (commands sent
+    /// before [`Server::run`] wait for it).
+    pub fn control(&self) -> ServerControl {
+        self.control.0.clone()
     }
 
     /// Serves until `shutdown` completes, then stops every worker and returns. UDP
@@ -328,7 +345,18 @@ impl Server {
         for (transport, addr) in &self.bound {
             info!(%transport, %addr, "listening");
         }
-        shutdown.await;
+        let (_keep, mut commands) = self.control;
+        let mut controller = control::Controller {
+            config: self.config,
+            workers: to_workers,
+        };
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(command) = commands.recv() => controller.handle(command).await,
+            }
+        }
         info!("shutting down");
         let _ = stop_tx.send(true);
         tasks.shutdown().await;

@@ -47,7 +47,8 @@ pub(crate) struct Shared {
     pub(crate) listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
     /// Write queues of this worker's TCP/TLS clients.
     pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
-    pub(crate) tls: Option<TlsAcceptor>,
+    /// The TLS acceptor for new connections (a reload may replace it).
+    pub(crate) tls: RefCell<Option<TlsAcceptor>>,
     pub(crate) stream_limits: TcpLimits,
 }
 

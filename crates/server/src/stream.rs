@@ -52,7 +52,7 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
         return;
     };
     if first[0] == TLS_HANDSHAKE {
-        let Some(acceptor) = shared.tls.clone() else {
+        let Some(acceptor) = shared.tls.borrow().clone() else {
             debug!(%peer, "TLS attempted but no certificate is configured");
             return;
         };

@@ -1,12 +1,15 @@
 //! `turnpike`: the STUN/TURN server binary.
 //!
 //! Reads `turnserver.toml` (or runs the embedded default), sets up logging, binds every
-//! listener and serves until SIGINT or SIGTERM. Exit codes: 0 after a clean shutdown, 1
-//! when a listener cannot be bound, 2 for a bad configuration or command line.
+//! listener and serves until SIGINT or SIGTERM; SIGHUP reloads the file, SIGUSR1 logs a
+//! status line per worker, SIGUSR2 starts or stops redirecting new Allocates (see
+//! [`operate`]). Exit codes: 0 after a clean shutdown, 1 when a listener cannot be bound,
+//! 2 for a bad configuration or command line.
 
 mod config;
+mod operate;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +18,7 @@ use tracing::error;
 use turnpike_server::Server;
 
 use crate::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
-use turnpike_server::{Config, LogLevel};
+use turnpike_server::Config;
 
 /// A STUN/TURN relay server.
 #[derive(Debug, Parser)]
@@ -149,48 +152,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log.level);
-    prepare_turn(&mut config);
-    run(config)
+    let log = operate::init_logging(config.log.level);
+    let mut generated_secret = None;
+    operate::resolve(&mut config, &mut generated_secret);
+    run(config, cli.config, generated_secret, log)
 }
 
-/// Fills in what the configuration may leave open: relay IPs (detected from the
-/// interfaces) and, when no secret and no user is configured, a random REST secret for
-/// this run, printed so the operator can mint credentials with it.
-fn prepare_turn(config: &mut Config) {
-    if config.relay.ips.is_empty() {
-        config.relay.ips = turnpike_server::relay::detect_relay_ips();
-        if config.relay.ips.is_empty() {
-            tracing::warn!(
-                "no relay address found: TURN allocations will fail with 440 (set [relay] ips)"
-            );
-        }
-    }
-    let turn = &mut config.turn;
-    if turn.secrets.is_empty() && turn.users.is_empty() {
-        use base64::Engine;
-        let bytes: [u8; 24] = rand::random();
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        println!("turn secret {secret}");
-        tracing::warn!(
-            "no [turn] secrets or users configured: generated a secret for this run only; \
-             mint credentials with `turnpike credentials --secret <it> --user NAME`"
-        );
-        turn.secrets.push(secret);
-    }
-}
-
-fn init_logging(level: LogLevel) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-fn run(config: Config) -> ExitCode {
+fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    generated_secret: Option<String>,
+    log: Option<operate::LogHandle>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.runtime.worker_count())
         .enable_all()
@@ -211,6 +184,21 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // From here on SIGHUP, SIGUSR1 and SIGUSR2 are the operator's (see `operate`).
+        let signals = match operate::Signals::register() {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot handle signals");
+                return ExitCode::FAILURE;
+            }
+        };
+        let operator = operate::Operator {
+            path,
+            generated_secret,
+            log,
+            control: server.control(),
+        };
+        tokio::spawn(operator.serve(signals));
         // One machine-readable line per listener on stdout, for operators and tests
         // (with port 0 in the config this is how the chosen port is learned).
         let mut stdout = std::io::stdout().lock();

@@ -43,6 +43,7 @@ use crate::tcp::TcpLimits;
 use crate::tcp_relay;
 
 use self::udp::{listener_loop, relay_loop};
+use crate::control::WorkerStatus;
 use crate::host::{Start, WorkerHost};
 pub(crate) use crate::shared::{MAX_DATAGRAM, Shared};
 
@@ -102,6 +103,22 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
                     }
                     ToWorker::Datagram { from, datagram } => {
                         acceptor.handle_forwarded(from, &datagram);
+                    }
+                    ToWorker::Reconfigure(config) => {
+                        if let Err(e) = acceptor.core.borrow_mut().reconfigure(config) {
+                            warn!(worker = index, user = %e.0, "reload: bad static user; kept the old configuration");
+                        }
+                    }
+                    ToWorker::Tls(tls) => *acceptor.tls.borrow_mut() = tls,
+                    ToWorker::Redirect(on) => acceptor.core.borrow_mut().set_redirect(on),
+                    ToWorker::Status(reply) => {
+                        let core = acceptor.core.borrow();
+                        let _ = reply.send(WorkerStatus {
+                            worker: index,
+                            allocations: core.allocation_count(),
+                            redirecting: core.redirecting(),
+                            stats: core.stats(),
+                        });
                     }
                 }
             }
@@ -185,7 +202,7 @@ fn start(setup: WorkerSetup) -> Option<Started> {
         }),
         listeners,
         streams: RefCell::new(HashMap::default()),
-        tls: setup.tls,
+        tls: RefCell::new(setup.tls),
         stream_limits: setup.stream_limits,
     });
     Some((shared, poller, setup.incoming, to_start))

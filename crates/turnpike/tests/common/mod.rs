@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use turnpike_stun::attr::XorMappedAddress;
@@ -19,6 +19,10 @@ pub struct ServerProcess {
     child: Child,
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// The configuration file the server runs on.
+    pub config_path: PathBuf,
+    /// Its log lines (stderr), also echoed to the test's stderr.
+    logs: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
 }
 
@@ -52,17 +56,31 @@ impl ServerProcess {
     /// Writes `config` to a file, starts the binary on it and waits until it prints
     /// its listeners (port 0 in the config picks free ports).
     pub fn start(tag: &str, config: &str) -> Self {
+        Self::start_logging(tag, config, "warn")
+    }
+
+    /// [`Self::start`] with `RUST_LOG=rust_log`.
+    pub fn start_logging(tag: &str, config: &str, rust_log: &str) -> Self {
         let dir = TempDir::new(tag);
         let path = dir.0.join("turnserver.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(turnpike_bin())
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start turnpike");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -99,8 +117,50 @@ impl ServerProcess {
             child,
             udp,
             tcp,
+            config_path: path,
+            logs,
             _dir: dir,
         }
+    }
+
+    /// Sends a signal (`HUP`, `USR1`, `USR2`, ...) to the server's PID.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits until a log line contains every one of `needles`; returns it.
+    pub fn wait_for_log(&self, needles: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn pid(&self) -> u32 {
