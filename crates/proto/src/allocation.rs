@@ -118,6 +118,23 @@ pub(crate) struct Mobility {
     pub(crate) generation: u32,
 }
 
+/// Datagrams and bytes relayed one way (payload bytes, without TURN framing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Datagrams (or RFC 6062 connections' worth of nothing: datagrams only).
+    pub packets: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+}
+
+impl Usage {
+    /// Counts one datagram of `len` payload bytes.
+    pub(crate) fn add(&mut self, len: usize) {
+        self.packets += 1;
+        self.bytes += len as u64;
+    }
+}
+
 /// An allocation.
 #[derive(Debug)]
 pub(crate) struct Allocation {
@@ -148,6 +165,14 @@ pub(crate) struct Allocation {
     pub(crate) cached: Option<Box<Cached>>,
     /// ICMP Data indications allowed (RFC 8656 §11.5), in messages per second.
     pub(crate) icmp_bucket: TokenBucket,
+    /// When it was made.
+    pub(crate) created: Instant,
+    /// Its relayed addresses as the client was told them (IPv4, IPv6), for its record.
+    pub(crate) relayed: [Option<SocketAddr>; 2],
+    /// Relayed from the client to peers.
+    pub(crate) to_peer: Usage,
+    /// Relayed from peers to the client.
+    pub(crate) to_client: Usage,
 }
 
 impl Allocation {

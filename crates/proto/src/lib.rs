@@ -34,11 +34,13 @@ pub mod quota;
 pub mod server;
 pub mod table;
 
-pub use allocation::{ClientTransport, FiveTuple};
+pub use allocation::{ClientTransport, FiveTuple, Usage};
 pub use binding::{Rfc5780Addresses, Rfc5780Error};
 pub use config::{Alternates, CoreSetup, StaticUser, TimeBase, TurnConfig, TurnSection};
 pub use host::{BoundRelay, Claim, Family, Host, PortRequest, RelayError, RelayId, Reservations};
-pub use server::{ClientAction, PeerAction, Reject, Transmit, TurnServer};
+pub use server::{
+    AllocationRecord, ClientAction, EndReason, Event, PeerAction, Reject, Transmit, TurnServer,
+};
 pub use turnpike_stun as stun;
 pub use turnpike_stun::attr::ConnectionId;
 

@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use turnpike_proto::stun::attr::Icmp;
-use turnpike_proto::{ClientAction, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
+use turnpike_proto::{ClientAction, Event, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
 use turnpike_udp::{Destination, icmp, send_one, sockopt};
 
 use crate::handoff::{Moved, ToWorker, Workers};
@@ -110,6 +110,11 @@ impl Shared {
         let mut core = self.core.borrow_mut();
         let mut host = self.host.borrow_mut();
         let out = f(&mut core, &mut host);
+        if core.has_events() {
+            while let Some(event) = core.poll_event() {
+                log_event(&event);
+            }
+        }
         // The core got a deadline while the timer waits for none: wake it.
         if !self.timer_armed.get() && core.poll_timeout().is_some() {
             self.timer_armed.set(true);
@@ -235,5 +240,31 @@ impl Shared {
         } else if let Some(listener) = self.listeners.get(&to.server) {
             let _ = listener.try_send_to(message, to.client);
         }
+    }
+}
+
+/// Logs what the core reports: one accounting line per allocation at its end (target
+/// `turnpike::session`, level info).
+fn log_event(event: &Event) {
+    match event {
+        Event::AllocationEnded(r) => {
+            let relayed: Vec<String> = r.relayed.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                target: "turnpike::session",
+                user = %r.username,
+                client = %r.five_tuple.client,
+                server = %r.five_tuple.server,
+                transport = ?r.five_tuple.transport,
+                relayed = %relayed.join(","),
+                duration_ms = r.duration.as_millis() as u64,
+                to_peer_packets = r.to_peer.packets,
+                to_peer_bytes = r.to_peer.bytes,
+                to_client_packets = r.to_client.packets,
+                to_client_bytes = r.to_client.bytes,
+                reason = r.reason.as_str(),
+                "allocation ended"
+            );
+        }
+        _ => tracing::debug!(?event, "core event"),
     }
 }

@@ -19,8 +19,8 @@ use turnpike_stun::attr::{
 };
 use turnpike_stun::{ErrorCode, Message};
 
-use super::{Handled, RESERVATION_LIFETIME, Reject, Request, TurnServer, quota_user};
-use crate::allocation::{Allocation, FiveTuple, Mobility, Relay, family_index};
+use super::{EndReason, Handled, RESERVATION_LIFETIME, Reject, Request, TurnServer, quota_user};
+use crate::allocation::{Allocation, FiveTuple, Mobility, Relay, Usage, family_index};
 use crate::host::{BoundRelay, Family, Host, PortRequest, RelayError, RelayId};
 use crate::mobility::ticket_place;
 use crate::quota::{QuotaExceeded, TokenBucket};
@@ -227,7 +227,7 @@ impl TurnServer {
                 return Err(Reject::AllocationMismatch);
             }
             // Expired but not yet swept: it is gone, so the 5-tuple is free again.
-            self.remove(id, host);
+            self.remove(id, now, EndReason::Expired, host);
         }
         // A 5-tuple that is an RFC 6062 client data connection carries no more STUN; one
         // that got here anyway must not also become a control connection.
@@ -348,6 +348,10 @@ impl TurnServer {
                 })
             }),
             icmp_bucket: TokenBucket::new(now, u64::from(self.config.turn.icmp_per_second)),
+            created: now,
+            relayed: relays.map(|r| r.map(|r| r.addr)),
+            to_peer: Usage::default(),
+            to_client: Usage::default(),
         });
         debug_assert_eq!(inserted, id, "the ticket names the slot used");
         undo.commit();

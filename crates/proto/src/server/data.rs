@@ -51,6 +51,7 @@ impl TurnServer {
             return ClientAction::None;
         }
         self.stats.to_peer += 1;
+        alloc.to_peer.add(len);
         ClientAction::ToPeer {
             relay,
             peer: channel.peer,
@@ -92,6 +93,7 @@ impl TurnServer {
             return ClientAction::None;
         }
         self.stats.to_peer += 1;
+        alloc.to_peer.add(data.value.len());
         ClientAction::ToPeer {
             relay,
             peer,
@@ -141,6 +143,7 @@ impl TurnServer {
         let to = alloc.five_tuple;
         let channel = alloc.channel_for_peer(from, now);
         self.stats.to_client += 1;
+        alloc.to_client.add(len);
         if let Some(number) = channel {
             let start = payload.start - 4;
             let mut end = payload.end;

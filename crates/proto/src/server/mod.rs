@@ -160,7 +160,9 @@ use crate::table::{AllocationId, AllocationTable};
 use self::allocate::TokenKey;
 use self::tcp_relay::PeerConnection;
 
-pub use self::output::{ClientAction, PeerAction, Reject, Stats, Transmit};
+pub use self::output::{
+    AllocationRecord, ClientAction, EndReason, Event, PeerAction, Reject, Stats, Transmit,
+};
 
 mod allocate;
 mod data;
@@ -265,6 +267,8 @@ pub struct TurnServer {
     /// RFC 6062 client data connections (bound by ConnectionBind) and their peer side.
     data_clients: HashMap<FiveTuple, ConnectionId>,
     transmits: VecDeque<Transmit>,
+    /// What the core reports ([`TurnServer::poll_event`]).
+    events: VecDeque<Event>,
     /// Reservations this core handed to the host and has not seen expire (the sweep
     /// keeps running until the last one's deadline).
     reservations_until: Option<Instant>,
@@ -329,6 +333,7 @@ impl TurnServer {
             connections: HashMap::default(),
             data_clients: HashMap::default(),
             transmits: VecDeque::new(),
+            events: VecDeque::new(),
             reservations_until: None,
             next_sweep: None,
             stats: Stats::default(),

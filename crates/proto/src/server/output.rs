@@ -197,3 +197,56 @@ impl From<turnpike_stun::DecodeError> for Reject {
         Self::BadRequest
     }
 }
+
+/// Why an allocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client deleted it (Refresh with lifetime 0).
+    Deleted,
+    /// Its lifetime ran out without a Refresh.
+    Expired,
+    /// Its REST credential ran out (`strict_expiry`).
+    CredentialExpired,
+    /// The TCP or TLS connection it was made on closed (RFC 8656 §3.1).
+    ConnectionClosed,
+}
+
+impl EndReason {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Expired => "expired",
+            Self::CredentialExpired => "credential expired",
+            Self::ConnectionClosed => "connection closed",
+        }
+    }
+}
+
+/// The accounting record of an allocation that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationRecord {
+    /// The USERNAME that made it.
+    pub username: Box<str>,
+    /// The client's 5-tuple (its last one, for a moved client).
+    pub five_tuple: FiveTuple,
+    /// The relayed addresses the client was given (one or two families).
+    pub relayed: Vec<SocketAddr>,
+    /// How long it lived.
+    pub duration: core::time::Duration,
+    /// Relayed from the client to peers.
+    pub to_peer: crate::allocation::Usage,
+    /// Relayed from peers to the client.
+    pub to_client: crate::allocation::Usage,
+    /// Why it ended.
+    pub reason: EndReason,
+}
+
+/// Something the core reports for the runtime to log or count; see
+/// [`TurnServer::poll_event`](crate::TurnServer::poll_event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// An allocation ended: its accounting record.
+    AllocationEnded(Box<AllocationRecord>),
+}

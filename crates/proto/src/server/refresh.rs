@@ -8,7 +8,7 @@ use core::time::Duration;
 use turnpike_stun::attr::{AddressFamily, Lifetime, MobilityTicket, RequestedAddressFamily};
 use turnpike_stun::ct_eq;
 
-use super::{Handled, Reject, Request, TurnServer};
+use super::{EndReason, Handled, Reject, Request, TurnServer};
 use crate::allocation::Mobility;
 use crate::host::{Family, Host};
 use crate::mobility::{TICKET_LEN, ticket_place, ticket_subject};
@@ -64,7 +64,7 @@ impl TurnServer {
                 Duration::ZERO
             }
             (true, None) => {
-                self.remove(slot, host);
+                self.remove(slot, now, EndReason::Deleted, host);
                 Duration::ZERO
             }
             // A refresh of one half of a dual allocation refreshes both: the allocation

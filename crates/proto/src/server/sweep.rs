@@ -3,12 +3,26 @@
 
 use std::time::Instant;
 
-use super::{CHANNEL_COOLDOWN, SWEEP_INTERVAL, TurnServer, quota_user};
+use super::{
+    AllocationRecord, CHANNEL_COOLDOWN, EndReason, Event, SWEEP_INTERVAL, TurnServer, quota_user,
+};
 use crate::allocation::FiveTuple;
 use crate::host::Host;
 use crate::table::{AllocationId, trim_map};
 
 impl TurnServer {
+    /// The next thing the core reports (an allocation's accounting record when it ends),
+    /// if any. Call after any handler until it returns `None`; the queue holds one entry
+    /// per allocation ended since.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether [`TurnServer::poll_event`] has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Expires allocations, permissions, channels, reservations and cached responses.
     pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
         match self.next_sweep {
@@ -23,7 +37,12 @@ impl TurnServer {
                 a.cached = None;
             }
             if !a.is_live(now) {
-                self.remove(id, host);
+                // A lifetime capped by the credential ends with the credential.
+                let reason = match a.credential_expires {
+                    Some(c) if c <= now && c <= a.expires => EndReason::CredentialExpired,
+                    _ => EndReason::Expired,
+                };
+                self.remove(id, now, reason, host);
             }
         }
         if self.reservations_until.is_some() {
@@ -54,9 +73,8 @@ impl TurnServer {
         five_tuple: FiveTuple,
         host: &mut impl Host,
     ) {
-        let _ = now;
         if let Some(id) = self.table.by_five_tuple(&five_tuple) {
-            self.remove(id, host);
+            self.remove(id, now, EndReason::ConnectionClosed, host);
         }
         if let Some(id) = self.data_clients.get(&five_tuple).copied() {
             self.forget_connection(id);
@@ -66,11 +84,28 @@ impl TurnServer {
     }
 
     /// Tears an allocation down: out of the table, its peer data connections closed, its
-    /// relays and quota slot given back to the host.
-    pub(crate) fn remove(&mut self, id: AllocationId, host: &mut impl Host) {
+    /// relays and quota slot given back to the host, its accounting record queued
+    /// ([`TurnServer::poll_event`]).
+    pub(crate) fn remove(
+        &mut self,
+        id: AllocationId,
+        now: Instant,
+        reason: EndReason,
+        host: &mut impl Host,
+    ) {
         let Some(alloc) = self.table.remove(id) else {
             return;
         };
+        self.events
+            .push_back(Event::AllocationEnded(Box::new(AllocationRecord {
+                relayed: alloc.relayed.iter().flatten().copied().collect(),
+                duration: now.saturating_duration_since(alloc.created),
+                five_tuple: alloc.five_tuple,
+                to_peer: alloc.to_peer,
+                to_client: alloc.to_client,
+                reason,
+                username: alloc.username.clone(),
+            })));
         // RFC 6062 §5.5: "If the allocation associated with a data connection expires,
         // the data connection MUST be closed."
         for connection in &alloc.connections {

@@ -1,0 +1,51 @@
+//! One accounting line per allocation at its end, from the real binary: user, client,
+//! relayed address, duration, datagrams and bytes each way, and why it ended.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::ServerProcess;
+use turnpike_bench::TurnClient;
+use turnpike_bench::client::Credentials;
+use turnpike_stun::ChannelNumber;
+
+#[test]
+fn a_deleted_allocation_logs_its_accounting_line() {
+    let config = "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n[turn]\nrealm = \"log.test\"\n\
+                  secrets = [\"log-secret\"]\n[relay]\nips = [\"127.0.0.1\"]\n\
+                  ports = \"27500-27549\"\n[peers]\ndangerous_allow_loopback_peers = true\n";
+    let server = ServerProcess::start_logging("session-log", config, "info");
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let credentials = Credentials::Rest {
+        secret: "log-secret".into(),
+        user: "alice".into(),
+    };
+    let mut client = TurnClient::connect(server.udp[0], &credentials).unwrap();
+    let relayed = client.allocate(None).unwrap();
+    let channel = ChannelNumber::new(0x4000).unwrap();
+    client
+        .channel_bind(channel, peer.local_addr().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..3 {
+        client.send_channel_data(channel, b"0123456789").unwrap();
+        peer.recv_from(&mut buf).expect("relayed to the peer");
+    }
+    client.close().unwrap();
+    let line = server.wait_for_log(&["allocation ended"], Duration::from_secs(5));
+    for field in [
+        ":alice".to_owned(),
+        format!("relayed={relayed}"),
+        format!("client={}", client.local_addr().unwrap()),
+        "to_peer_packets=3".to_owned(),
+        "to_peer_bytes=30".to_owned(),
+        "to_client_packets=0".to_owned(),
+        "reason=\"deleted\"".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    assert_eq!(server.count_logs("allocation ended"), 1);
+}
