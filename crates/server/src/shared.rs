@@ -105,16 +105,32 @@ impl Shared {
         }
     }
 
-    /// Borrows the core and the host together for one call into the core.
+    /// Borrows the core and the host together for one call into the core, then logs what
+    /// the core reported.
     pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut TurnServer, &mut WorkerHost) -> T) -> T {
+        let out = self.with_core_quiet(f);
+        self.drain_events();
+        out
+    }
+
+    /// Logs what the core reported (allocations that ended). A UDP receive batch calls
+    /// it once at its end rather than after each datagram.
+    pub(crate) fn drain_events(&self) {
+        let mut core = self.core.borrow_mut();
+        while let Some(event) = core.poll_event() {
+            log_event(&event);
+        }
+    }
+
+    /// [`Self::with_core`] without logging the core's events: the caller drains them
+    /// ([`Self::drain_events`]) after its batch.
+    pub(crate) fn with_core_quiet<T>(
+        &self,
+        f: impl FnOnce(&mut TurnServer, &mut WorkerHost) -> T,
+    ) -> T {
         let mut core = self.core.borrow_mut();
         let mut host = self.host.borrow_mut();
         let out = f(&mut core, &mut host);
-        if core.has_events() {
-            while let Some(event) = core.poll_event() {
-                log_event(&event);
-            }
-        }
         // The core got a deadline while the timer waits for none: wake it.
         if !self.timer_armed.get() && core.poll_timeout().is_some() {
             self.timer_armed.set(true);

@@ -112,6 +112,7 @@ impl ClientBatch {
             self.replies.clear();
         }
         shared.host.borrow_mut().end_batch();
+        shared.drain_events();
     }
 }
 
@@ -171,8 +172,8 @@ fn handle_datagram(
         server: local,
         transport: ClientTransport::Udp,
     };
-    let action =
-        shared.with_core(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
+    let action = shared
+        .with_core_quiet(|core, host| core.handle_client(now, five_tuple, datagram, tx, host));
     match action {
         ClientAction::None => Handled::Done,
         ClientAction::Reply(len) => Handled::Reply(len),
