@@ -235,3 +235,41 @@ fn a_peer_closing_while_connecting_is_447() {
         .handle_peer_connection_closed(now, ConnectionId(12345));
     assert!(sim.transmits().is_empty());
 }
+
+/// Two relays connecting to each other at once (two clients of one server, each
+/// Connecting to the other's relayed address): the peer's connection reaches this relay
+/// while its own Connect to that peer is under way. That connection answers the Connect
+/// (success with its CONNECTION-ID, no ConnectionAttempt), and the relay's own attempt,
+/// whose 4-tuple is then taken, is forgotten: its failure gets no 447.
+#[test]
+fn a_peer_connecting_while_we_connect_to_it_answers_the_connect() {
+    let mut sim = tcp_on();
+    let (mut c, relay) = tcp_allocated(&mut sim, "203.0.113.10:40000");
+    let (tid, outcome) = c.send(&mut sim, Method::CONNECT, &[A::Peer(peer_v4())]);
+    assert_eq!(outcome, Outcome::None);
+    let (_, _, attempt) = sim.host.connects[0];
+    // No permission is needed: the Connect asked for this peer.
+    let (inbound, got) = sim.peer_connects(relay, peer_v4());
+    let (to, resp) = got.expect("the Connect's answer");
+    assert_eq!(to, c.ft);
+    assert!(resp.is_success());
+    assert_eq!(resp.ty().method, Method::CONNECT);
+    assert_eq!(resp.tid(), tid);
+    assert_eq!(resp.connection_id(), Some(inbound));
+    assert_eq!(sim.server.peer_connection_count(), 1);
+    // The relay's own attempt fails (4-tuple taken): nothing more for the client.
+    assert_eq!(sim.peer_connected(attempt, false), None);
+    assert!(sim.transmits().is_empty());
+    // The adopted connection binds as usual.
+    let mut data = TestClient::new(tcp("203.0.113.10:40100"), ALICE.0, ALICE.1);
+    let (resp, connection) = data
+        .send(
+            &mut sim,
+            Method::CONNECTION_BIND,
+            &[A::Connection(inbound.0)],
+        )
+        .1
+        .bind_data();
+    assert!(resp.is_success());
+    assert_eq!(connection, inbound);
+}

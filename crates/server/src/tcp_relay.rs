@@ -64,6 +64,9 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// How long a connect that found its 4-tuple taken waits before reporting the failure.
+const SIMULTANEOUS_OPEN_GRACE: Duration = Duration::from_millis(250);
+
 /// Opens a connection from the relayed address `local` to `peer` (RFC 6062 §5.2) and
 /// reports the outcome to the core, which answers the Connect.
 pub(crate) async fn connect(
@@ -83,6 +86,16 @@ pub(crate) async fn connect(
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "connect to peer failed");
+            // The 4-tuple is taken: the peer (another relay of this server, say) has
+            // just connected to this relay itself. Give the accept loop a moment to
+            // report that connection, which then answers the Connect; this failure,
+            // reported after it, finds nothing to answer.
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse
+            ) {
+                tokio::time::sleep(SIMULTANEOUS_OPEN_GRACE).await;
+            }
             None
         }
         Err(_) => None,

@@ -64,11 +64,14 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
 fn uclient_tcp_relay_mode_round_trips_every_message() {
     let config = format!(
         "[listen]\nudp = []\ntcp = [\"127.0.0.1:0\"]\n[turn]\nrealm = \"tcp.test\"\n\
-         secrets = [\"{SECRET}\"]\n[relay]\nips = [\"127.0.0.1\"]\nports = \"25950-25999\"\n\
+         secrets = [\"{SECRET}\"]\n[relay]\nips = [\"127.0.0.1\"]\nports = \"28000-28999\"\n\
          [peers]\ndangerous_allow_loopback_peers = true\n[runtime]\nworkers = 4\n"
     );
     // Four workers, connections dealt round-robin: most ConnectionBinds reach another
-    // worker than the one holding their peer connection, which hands them over.
+    // worker than the one holding their peer connection, which hands them over. A wide
+    // relay range: a relay connects from its own port, and a rerun within a minute that
+    // drew the same two relay ports would find the 4-tuple still in TIME_WAIT (connect
+    // fails with EADDRNOTAVAIL, the client gets 447).
     let server = ServerProcess::start("tcp-relay", &config);
     let addr = server.tcp[0];
     let (user, pass) = rest_credentials();

@@ -272,7 +272,12 @@ impl TurnServer {
     /// A peer connected to the TCP relay `relay` from `peer`; the runtime accepted it and
     /// named it `connection` (unique among this core's live connections).
     ///
-    /// With a permission for the peer's IP (RFC 6062 §5.3), the ConnectionAttempt
+    /// If the allocation is connecting to that very peer (a Connect under way: two relays
+    /// connecting to each other at once), this connection answers that Connect: the
+    /// Connect success with this CONNECTION-ID is written into `out` instead of a
+    /// ConnectionAttempt, and the relay's own attempt is forgotten.
+    ///
+    /// Otherwise, with a permission for the peer's IP (RFC 6062 §5.3), the ConnectionAttempt
     /// indication is written into `out` ([`TCP_MESSAGE_MAX`] bytes) and returned as
     /// [`PeerAction::ToClient`]; keep the connection and buffer what the peer sends until
     /// the ConnectionBind (at most [`CONNECTION_BIND_TIMEOUT`]). [`PeerAction::None`]:
@@ -298,6 +303,22 @@ impl TurnServer {
             return PeerAction::None;
         };
         let ours = alloc.relay(Family::of(peer)) == Some(relay);
+        // The peer connected while this allocation's Connect to it is under way (two
+        // relays connecting to each other at once, as two TURN clients of one server do):
+        // the connection exists, and the relay's own attempt may fail because its
+        // 4-tuple is taken. This connection answers the Connect.
+        let pending = alloc
+            .connections
+            .iter()
+            .find(|id| {
+                self.connections
+                    .get(id)
+                    .is_some_and(|c| c.peer == peer && matches!(c.state, State::Connecting { .. }))
+            })
+            .copied();
+        if let (true, Some(pending)) = (ours, pending) {
+            return self.adopt(now, pending, connection, out);
+        }
         let full = limit != 0 && alloc.connections.len() >= limit;
         if !ours || full || !alloc.has_permission(peer.ip(), now) {
             return PeerAction::None;
@@ -313,6 +334,48 @@ impl TurnServer {
         let Ok(n) = written else {
             return PeerAction::None;
         };
+        self.connections.insert(
+            connection,
+            PeerConnection {
+                slot,
+                peer,
+                state: State::AwaitingBind {
+                    until: now + CONNECTION_BIND_TIMEOUT,
+                },
+            },
+        );
+        self.table[slot].connections.push(connection);
+        self.stats.peer_connections += 1;
+        self.schedule_sweep(now);
+        PeerAction::ToClient { to, range: 0..n }
+    }
+
+    /// Answers the Connect `pending` with the peer's own connection `connection` (see
+    /// [`TurnServer::handle_peer_connection`]): the Connect success carries its
+    /// CONNECTION-ID, the connection waits for its ConnectionBind, and the relay's own
+    /// attempt is forgotten (its outcome, when reported, finds nothing and is closed).
+    fn adopt(
+        &mut self,
+        now: Instant,
+        pending: ConnectionId,
+        connection: ConnectionId,
+        out: &mut [u8],
+    ) -> PeerAction {
+        let Some(conn) = self.connections.get(&pending) else {
+            return PeerAction::None;
+        };
+        let State::Connecting { tid, signer, .. } = conn.state else {
+            return PeerAction::None;
+        };
+        let (slot, peer) = (conn.slot, conn.peer);
+        let Some(to) = self.table.get(slot).map(|a| a.five_tuple) else {
+            return PeerAction::None;
+        };
+        let ty = MessageType::new(Method::CONNECT, Class::Success);
+        let Ok(n) = self.write_signed(out, ty, tid, &signer, |w| w.put(&connection)) else {
+            return PeerAction::None;
+        };
+        self.forget_connection(pending);
         self.connections.insert(
             connection,
             PeerConnection {
