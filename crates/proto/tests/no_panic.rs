@@ -728,7 +728,14 @@ impl World {
                 if let Some((to, ind)) = got {
                     assert!(self.known(to));
                     assert_eq!(ind.connection_id(), Some(id));
-                    assert!(ind.msg().get::<XorPeerAddress>().unwrap().is_some());
+                    if ind.ty().method == Method::CONNECT {
+                        // A Connect to this very peer was under way: this connection
+                        // answers it (simultaneous open).
+                        assert!(ind.is_success());
+                    } else {
+                        assert_eq!(ind.ty().method, Method::CONNECTION_ATTEMPT);
+                        assert!(ind.msg().get::<XorPeerAddress>().unwrap().is_some());
+                    }
                 }
             }
             Op::PeerClosed(i) => {
