@@ -192,14 +192,16 @@ impl Controller {
             .extend(live.iter().filter(|(_, d)| *d).map(|(s, _)| *s));
         // What needs a restart keeps running as it is: the configuration in force takes
         // the live sections only.
-        let mut next = self.config.clone();
-        next.turn = new.turn;
-        next.peers = new.peers;
-        next.quotas = new.quotas;
-        next.alternates = new.alternates;
-        next.stun = new.stun;
-        next.log = new.log;
-        next.tls = new.tls;
+        let next = Config {
+            turn: new.turn,
+            peers: new.peers,
+            quotas: new.quotas,
+            alternates: new.alternates,
+            stun: new.stun,
+            log: new.log,
+            tls: new.tls,
+            ..self.config.clone()
+        };
         let core = Arc::new(next.core());
         for w in &self.workers {
             let _ = w.send(ToWorker::Reconfigure(Arc::clone(&core)));

@@ -12,8 +12,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{ServerProcess, TempDir};
-use interop::run_bounded;
+use common::ServerProcess;
+use interop::TestCert;
 use turnpike_bench::client::{Credentials, Transport};
 use turnpike_bench::{TurnClient, tls};
 use turnpike_stun::ChannelNumber;
@@ -21,57 +21,15 @@ use turnpike_stun::ChannelNumber;
 /// Datagrams each client sends while the reload happens.
 const DATAGRAMS: usize = 300;
 
-/// A self-signed end-entity certificate for 127.0.0.1 (not a CA, so a client can trust it
-/// as its own root) and its key.
-struct Cert {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl Cert {
-    fn generate(tag: &str) -> Self {
-        let dir = TempDir::new(tag);
-        let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-        let mut req = std::process::Command::new("openssl");
-        req.args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=reload.test"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert);
-        let run = run_bounded(req, Duration::from_secs(20));
-        assert!(
-            run.code() == Some(0) && cert.is_file(),
-            "openssl: {}",
-            run.stderr
-        );
-        Self {
-            cert,
-            key,
-            _dir: dir,
-        }
-    }
-}
-
-fn config(secret: &str, cert: &Cert, relay_ports: &str, extra: &str) -> String {
+fn config(secret: &str, cert: &TestCert, relay_ports: &str, extra: &str) -> String {
     format!(
         "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n\
          [turn]\nrealm = \"reload.test\"\nsecrets = [\"{secret}\"]\n\
          [relay]\nips = [\"127.0.0.1\"]\nports = \"{relay_ports}\"\n\
          [peers]\ndangerous_allow_loopback_peers = true\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
-        cert.cert.display(),
-        cert.key.display()
+        cert.files.cert.display(),
+        cert.files.key.display()
     )
 }
 
@@ -82,8 +40,8 @@ fn rest(secret: &str) -> Credentials {
     }
 }
 
-fn tls_to(server: SocketAddr, cert: &Cert) -> Transport {
-    Transport::Tls(tls::settings(server, None, Some(&cert.cert), false).unwrap())
+fn tls_to(server: SocketAddr, cert: &TestCert) -> Transport {
+    Transport::Tls(tls::settings(server, None, Some(&cert.files.cert), false).unwrap())
 }
 
 /// A client with an allocation and a channel to `peer`.
@@ -97,7 +55,10 @@ fn relaying(client: &mut TurnClient, peer: SocketAddr) -> SocketAddr {
 
 #[test]
 fn sighup_changes_secret_and_certificate_without_losing_a_datagram() {
-    let (c1, c2) = (Cert::generate("reload-1"), Cert::generate("reload-2"));
+    let (c1, c2) = (
+        TestCert::generate_leaf("reload-1"),
+        TestCert::generate_leaf("reload-2"),
+    );
     let server = ServerProcess::start_logging(
         "reload",
         &config("old-secret", &c1, "27400-27449", ""),
@@ -205,7 +166,7 @@ fn sighup_changes_secret_and_certificate_without_losing_a_datagram() {
 
 #[test]
 fn a_bad_file_is_refused_and_a_change_that_needs_a_restart_is_reported() {
-    let cert = Cert::generate("reload-3");
+    let cert = TestCert::generate_leaf("reload-3");
     let mut server = ServerProcess::start_logging(
         "reload-bad",
         &config("s1", &cert, "27450-27499", ""),

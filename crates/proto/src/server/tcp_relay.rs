@@ -334,6 +334,19 @@ impl TurnServer {
         let Ok(n) = written else {
             return PeerAction::None;
         };
+        self.await_bind(now, slot, peer, connection);
+        PeerAction::ToClient { to, range: 0..n }
+    }
+
+    /// Keeps a peer connection that came in (or answered a Connect) until its
+    /// ConnectionBind, at most [`CONNECTION_BIND_TIMEOUT`].
+    fn await_bind(
+        &mut self,
+        now: Instant,
+        slot: AllocationId,
+        peer: SocketAddr,
+        connection: ConnectionId,
+    ) {
         self.connections.insert(
             connection,
             PeerConnection {
@@ -347,7 +360,6 @@ impl TurnServer {
         self.table[slot].connections.push(connection);
         self.stats.peer_connections += 1;
         self.schedule_sweep(now);
-        PeerAction::ToClient { to, range: 0..n }
     }
 
     /// Answers the Connect `pending` with the peer's own connection `connection` (see
@@ -376,19 +388,7 @@ impl TurnServer {
             return PeerAction::None;
         };
         self.forget_connection(pending);
-        self.connections.insert(
-            connection,
-            PeerConnection {
-                slot,
-                peer,
-                state: State::AwaitingBind {
-                    until: now + CONNECTION_BIND_TIMEOUT,
-                },
-            },
-        );
-        self.table[slot].connections.push(connection);
-        self.stats.peer_connections += 1;
-        self.schedule_sweep(now);
+        self.await_bind(now, slot, peer, connection);
         PeerAction::ToClient { to, range: 0..n }
     }
 

@@ -146,6 +146,16 @@ pub struct TestCert {
 
 impl TestCert {
     pub fn generate(tag: &str) -> Self {
+        Self::generate_with(tag, &[])
+    }
+
+    /// A certificate that is not a CA (`basicConstraints CA:FALSE`), so a client can
+    /// trust it as its own root (rustls refuses a CA certificate as the end entity).
+    pub fn generate_leaf(tag: &str) -> Self {
+        Self::generate_with(tag, &["-addext", "basicConstraints=critical,CA:FALSE"])
+    }
+
+    fn generate_with(tag: &str, extra: &[&str]) -> Self {
         let dir = TempDir::new(&format!("cert-{tag}"));
         let cert = dir.0.join("cert.pem");
         let key = dir.0.join("key.pem");
@@ -160,6 +170,7 @@ impl TestCert {
             ])
             .args(["-subj", "/CN=turnpike.test"])
             .args(["-addext", "subjectAltName=IP:127.0.0.1,IP:::1"])
+            .args(extra)
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
