@@ -108,6 +108,19 @@ impl Runtime {
 pub struct Log {
     /// The level; `RUST_LOG` overrides it. Default `info`.
     pub level: LogLevel,
+    /// How lines are written to stderr. Default `human`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event (the default).
+    #[default]
+    Human,
+    /// One JSON object per line (timestamp, level, target, fields), for log shippers.
+    Json,
 }
 
 /// A log level.

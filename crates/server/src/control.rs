@@ -7,8 +7,8 @@
 //! `[turn]`, `[peers]`, `[quotas]`, `[alternates]` and `[stun]` go to every core
 //! ([`turnpike_proto::TurnServer::reconfigure`]: live allocations, permissions and channels
 //! stay), `[tls]` is read again and new connections get the new certificate (connections
-//! made before keep theirs), and `[log]` is the binary's to apply. `[listen]`, `[tcp]`,
-//! `[relay]`, `[rfc5780]` and `[runtime]` need a restart: a reload that changes them applies
+//! made before keep theirs), and `[log] level` is the binary's to apply. `[listen]`, `[tcp]`,
+//! `[relay]`, `[rfc5780]`, `[runtime]` and `[log] format` need a restart: a reload that changes them applies
 //! the rest and names them in [`ReloadReport::needs_restart`].
 
 use std::sync::Arc;
@@ -164,6 +164,7 @@ impl Controller {
             ("relay", old.relay != new.relay),
             ("rfc5780", old.rfc5780 != new.rfc5780),
             ("runtime", old.runtime != new.runtime),
+            ("log.format", old.log.format != new.log.format),
         ];
         report.needs_restart = restart
             .iter()
@@ -185,7 +186,7 @@ impl Controller {
             ("quotas", old.quotas != new.quotas),
             ("alternates", old.alternates != new.alternates),
             ("stun", old.stun != new.stun),
-            ("log", old.log != new.log),
+            ("log", old.log.level != new.log.level),
         ];
         report
             .applied
@@ -198,7 +199,10 @@ impl Controller {
             quotas: new.quotas,
             alternates: new.alternates,
             stun: new.stun,
-            log: new.log,
+            log: crate::config::Log {
+                level: new.log.level,
+                format: self.config.log.format,
+            },
             tls: new.tls,
             ..self.config.clone()
         };

@@ -56,7 +56,7 @@ mod tcp_relay;
 pub mod tls;
 mod worker;
 
-pub use config::{Config, Invalid, Listen, Log, LogLevel, Runtime};
+pub use config::{Config, Invalid, Listen, Log, LogFormat, LogLevel, Runtime};
 pub use control::{ReloadError, ReloadReport, ServerControl, WorkerStatus};
 pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, TcpLimits};

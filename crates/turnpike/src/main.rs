@@ -152,7 +152,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log = operate::init_logging(config.log.level);
+    let log = operate::init_logging(&config.log);
     let mut generated_secret = None;
     operate::resolve(&mut config, &mut generated_secret);
     run(config, cli.config, generated_secret, log)

@@ -19,7 +19,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
-use turnpike_server::{Config, LogLevel, ServerControl};
+use turnpike_server::{Config, Log, LogFormat, ServerControl};
 
 use crate::config;
 
@@ -162,22 +162,22 @@ pub(crate) fn resolve(config: &mut Config, generated: &mut Option<String>) {
     }
 }
 
-/// Sets up logging to stderr at `level`, or as `RUST_LOG` says; returns the handle that
-/// changes the level on reload (none when `RUST_LOG` decides).
-pub(crate) fn init_logging(level: LogLevel) -> Option<LogHandle> {
+/// Sets up logging to stderr, human or JSON, at `[log] level` or as `RUST_LOG` says;
+/// returns the handle that changes the level on reload (none when `RUST_LOG` decides).
+pub(crate) fn init_logging(log: &Log) -> Option<LogHandle> {
     use std::io::IsTerminal;
     use tracing_subscriber::prelude::*;
     let from_env = EnvFilter::try_from_default_env().ok();
     let fixed = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| EnvFilter::new(level.as_str()));
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(log.level.as_str()));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .init();
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match log.format {
+        LogFormat::Human => registry
+            .with(lines.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+        LogFormat::Json => registry.with(lines.json()).init(),
+    }
     (!fixed).then_some(handle)
 }

@@ -204,6 +204,16 @@ fn a_bad_file_is_refused_and_a_change_that_needs_a_restart_is_reported() {
         .allocate(None)
         .expect("the new secret applies on the old listener");
 
+    // So does the log format (the subscriber is set up once).
+    let json = config("s2", &cert, "27450-27499", "[log]\nformat = \"json\"\n")
+        .replace("udp = [\"127.0.0.1:0\"]", "udp = [\"127.0.0.1:3599\"]");
+    std::fs::write(&server.config_path, json).unwrap();
+    server.signal("HUP");
+    server.wait_for_log(
+        &["only after a restart", "log.format"],
+        Duration::from_secs(5),
+    );
+
     // SIGUSR1 logs a status line per worker, SIGUSR2 toggles redirection; neither kills.
     server.signal("USR1");
     server.wait_for_log(&["status", "allocations"], Duration::from_secs(5));

@@ -49,3 +49,29 @@ fn a_deleted_allocation_logs_its_accounting_line() {
     }
     assert_eq!(server.count_logs("allocation ended"), 1);
 }
+
+/// `[log] format = "json"`: one JSON object per line, the accounting fields included.
+#[test]
+fn json_logs_carry_the_accounting_fields() {
+    let config = "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n[turn]\nrealm = \"log.test\"\n\
+                  secrets = [\"log-secret\"]\n[relay]\nips = [\"127.0.0.1\"]\n\
+                  ports = \"27550-27599\"\n[log]\nformat = \"json\"\n";
+    let server = ServerProcess::start_logging("session-json", config, "info");
+    let credentials = Credentials::Rest {
+        secret: "log-secret".into(),
+        user: "bob".into(),
+    };
+    let mut client = TurnClient::connect(server.udp[0], &credentials).unwrap();
+    let relayed = client.allocate(None).unwrap();
+    client.close().unwrap();
+    let line = server.wait_for_log(&["allocation ended"], Duration::from_secs(5));
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["target"], "turnpike::session");
+    let fields = &v["fields"];
+    assert_eq!(fields["message"], "allocation ended");
+    assert_eq!(fields["relayed"], relayed.to_string());
+    assert_eq!(fields["reason"], "deleted");
+    assert_eq!(fields["to_peer_packets"], 0);
+    assert!(fields["user"].as_str().unwrap().ends_with(":bob"));
+}
