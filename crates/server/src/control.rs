@@ -177,7 +177,7 @@ impl Controller {
             Some(files) => Some(tls::acceptor(files).map_err(ReloadError::Tls)?),
             None => None,
         };
-        if old.tls != new.tls || new.tls.is_some() {
+        if old.tls.is_some() || new.tls.is_some() {
             report.applied.push("tls");
         }
         let live = [

@@ -79,11 +79,12 @@ impl Shared {
 
     /// Serves a datagram another worker handed over: as if it had arrived here, its
     /// answer leaving from this worker's socket on the same local address.
-    pub(crate) fn handle_forwarded(&self, from: FiveTuple, datagram: &[u8]) {
-        let mut out = vec![0u8; MAX_DATAGRAM + 1024];
+    /// `out` is the caller's answer buffer, kept across datagrams (room for the largest
+    /// answer: `MAX_DATAGRAM` + 1024).
+    pub(crate) fn handle_forwarded(&self, from: FiveTuple, datagram: &[u8], out: &mut [u8]) {
         let now = Instant::now();
         let action =
-            self.with_core(|core, host| core.handle_client(now, from, datagram, &mut out, host));
+            self.with_core(|core, host| core.handle_client(now, from, datagram, out, host));
         match action {
             ClientAction::Reply(n) | ClientAction::BindData { reply: n, .. } => {
                 self.send_to_client(from, &out[..n]);

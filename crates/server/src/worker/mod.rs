@@ -93,6 +93,8 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
         });
         let acceptor = Rc::clone(&shared);
         tokio::task::spawn_local(async move {
+            // Answers to datagrams handed over by other workers, one buffer for all.
+            let mut answer = vec![0u8; MAX_DATAGRAM + 1024];
             while let Some(message) = incoming.recv().await {
                 match message {
                     ToWorker::Accepted(conn) => {
@@ -102,7 +104,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
                         tokio::task::spawn_local(stream::resume(Rc::clone(&acceptor), handed));
                     }
                     ToWorker::Datagram { from, datagram } => {
-                        acceptor.handle_forwarded(from, &datagram);
+                        acceptor.handle_forwarded(from, &datagram, &mut answer);
                     }
                     ToWorker::Reconfigure(config) => {
                         if let Err(e) = acceptor.core.borrow_mut().reconfigure(config) {
