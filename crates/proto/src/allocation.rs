@@ -25,6 +25,27 @@ pub enum ClientTransport {
 }
 
 impl ClientTransport {
+    /// Every transport, in label order.
+    pub const ALL: [Self; 3] = [Self::Udp, Self::Tcp, Self::Tls];
+
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
+
+    /// Its index in [`ClientTransport::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Self::Udp => 0,
+            Self::Tcp => 1,
+            Self::Tls => 2,
+        }
+    }
+
     /// Streams pad ChannelData to 4 bytes (RFC 8656 §12.5).
     pub fn is_stream(self) -> bool {
         !matches!(self, Self::Udp)
@@ -128,6 +149,12 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds another count to this one.
+    pub fn absorb(&mut self, other: Self) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+
     /// Counts one datagram of `len` payload bytes.
     pub(crate) fn add(&mut self, len: usize) {
         self.packets += 1;
@@ -173,6 +200,9 @@ pub(crate) struct Allocation {
     pub(crate) to_peer: Usage,
     /// Relayed from peers to the client.
     pub(crate) to_client: Usage,
+    /// Its number for operators ([`crate::server::Session::id`]): unique in the process
+    /// (the core's shard in the top 8 bits, a counter below).
+    pub(crate) serial: u64,
 }
 
 impl Allocation {

@@ -99,37 +99,129 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
     }
 }
 
-/// Ranges refused by default, with the reason they are dangerous.
-const DEFAULT_DENY: &[(&str, &str)] = &[
-    ("0.0.0.0/8", "unspecified / this network"),
-    ("10.0.0.0/8", "private (RFC 1918)"),
-    ("100.64.0.0/10", "carrier-grade NAT (RFC 6598)"),
-    ("127.0.0.0/8", "loopback"),
+/// Why a peer address is refused: the rule that matched, one label per kind of range (a
+/// bounded set, so it can label a metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyRule {
+    /// A range of the operator's `[peers] deny`.
+    Operator,
+    /// Unspecified addresses (0.0.0.0/8, ::).
+    Unspecified,
+    /// Loopback (127.0.0.0/8, ::1).
+    Loopback,
+    /// Private networks: RFC 1918, IPv6 unique local.
+    Private,
+    /// Carrier-grade NAT (RFC 6598).
+    CarrierNat,
+    /// Link-local, incl. the 169.254.169.254 metadata service.
+    LinkLocal,
+    /// Multicast and broadcast.
+    Multicast,
+    /// Documentation, benchmarking, IETF-reserved and discard ranges.
+    Reserved,
+    /// IPv6 transition prefixes (6to4, Teredo, local-use NAT64) and the 6to4 anycast relay.
+    Transition,
+}
+
+impl DenyRule {
+    /// Every rule, in label order.
+    pub const ALL: [Self; 9] = [
+        Self::Operator,
+        Self::Unspecified,
+        Self::Loopback,
+        Self::Private,
+        Self::CarrierNat,
+        Self::LinkLocal,
+        Self::Multicast,
+        Self::Reserved,
+        Self::Transition,
+    ];
+
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator_deny",
+            Self::Unspecified => "unspecified",
+            Self::Loopback => "loopback",
+            Self::Private => "private",
+            Self::CarrierNat => "carrier_nat",
+            Self::LinkLocal => "link_local",
+            Self::Multicast => "multicast",
+            Self::Reserved => "reserved",
+            Self::Transition => "ipv6_transition",
+        }
+    }
+
+    /// Its index in [`DenyRule::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Ranges refused by default, with the rule they fall under and why they are dangerous.
+const DEFAULT_DENY: &[(&str, DenyRule, &str)] = &[
+    (
+        "0.0.0.0/8",
+        DenyRule::Unspecified,
+        "unspecified / this network",
+    ),
+    ("10.0.0.0/8", DenyRule::Private, "private (RFC 1918)"),
+    (
+        "100.64.0.0/10",
+        DenyRule::CarrierNat,
+        "carrier-grade NAT (RFC 6598)",
+    ),
+    ("127.0.0.0/8", DenyRule::Loopback, "loopback"),
     (
         "169.254.0.0/16",
+        DenyRule::LinkLocal,
         "link-local, incl. the 169.254.169.254 metadata service",
     ),
-    ("172.16.0.0/12", "private (RFC 1918)"),
-    ("192.0.0.0/24", "IETF protocol assignments"),
-    ("192.0.2.0/24", "documentation (TEST-NET-1)"),
-    ("192.88.99.0/24", "6to4 relay anycast"),
-    ("192.168.0.0/16", "private (RFC 1918)"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation (TEST-NET-2)"),
-    ("203.0.113.0/24", "documentation (TEST-NET-3)"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved, incl. broadcast"),
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("100::/64", "discard-only"),
-    ("2001::/32", "Teredo"),
-    ("2001:db8::/32", "documentation"),
-    ("2002::/16", "6to4"),
-    ("fc00::/7", "unique local (private)"),
-    ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215)"),
-    ("fe80::/10", "link-local"),
-    ("fec0::/10", "site-local (deprecated)"),
-    ("ff00::/8", "multicast"),
+    ("172.16.0.0/12", DenyRule::Private, "private (RFC 1918)"),
+    (
+        "192.0.0.0/24",
+        DenyRule::Reserved,
+        "IETF protocol assignments",
+    ),
+    (
+        "192.0.2.0/24",
+        DenyRule::Reserved,
+        "documentation (TEST-NET-1)",
+    ),
+    ("192.88.99.0/24", DenyRule::Transition, "6to4 relay anycast"),
+    ("192.168.0.0/16", DenyRule::Private, "private (RFC 1918)"),
+    ("198.18.0.0/15", DenyRule::Reserved, "benchmarking"),
+    (
+        "198.51.100.0/24",
+        DenyRule::Reserved,
+        "documentation (TEST-NET-2)",
+    ),
+    (
+        "203.0.113.0/24",
+        DenyRule::Reserved,
+        "documentation (TEST-NET-3)",
+    ),
+    ("224.0.0.0/4", DenyRule::Multicast, "multicast"),
+    (
+        "240.0.0.0/4",
+        DenyRule::Multicast,
+        "reserved, incl. broadcast",
+    ),
+    ("::/128", DenyRule::Unspecified, "unspecified"),
+    ("::1/128", DenyRule::Loopback, "loopback"),
+    ("100::/64", DenyRule::Reserved, "discard-only"),
+    ("2001::/32", DenyRule::Transition, "Teredo"),
+    ("2001:db8::/32", DenyRule::Reserved, "documentation"),
+    ("2002::/16", DenyRule::Transition, "6to4"),
+    ("fc00::/7", DenyRule::Private, "unique local (private)"),
+    (
+        "64:ff9b:1::/48",
+        DenyRule::Transition,
+        "local-use NAT64 (RFC 8215)",
+    ),
+    ("fe80::/10", DenyRule::LinkLocal, "link-local"),
+    ("fec0::/10", DenyRule::LinkLocal, "site-local (deprecated)"),
+    ("ff00::/8", DenyRule::Multicast, "multicast"),
 ];
 
 /// The peer-address policy (`[peers]`).
@@ -137,7 +229,7 @@ const DEFAULT_DENY: &[(&str, &str)] = &[
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(from = "PeerSection"))]
 pub struct PeerPolicy {
-    default_deny: Vec<Cidr>,
+    default_deny: Vec<(Cidr, DenyRule)>,
     /// Ranges the operator allows even though the default refuses them.
     pub allow: Vec<Cidr>,
     /// Ranges the operator refuses in addition to the default; wins over `allow`.
@@ -151,7 +243,7 @@ impl Default for PeerPolicy {
         Self {
             default_deny: DEFAULT_DENY
                 .iter()
-                .filter_map(|(c, _)| c.parse().ok())
+                .filter_map(|(c, rule, _)| Some((c.parse().ok()?, *rule)))
                 .collect(),
             allow: Vec::new(),
             deny: Vec::new(),
@@ -206,22 +298,31 @@ impl<'de> serde::Deserialize<'de> for Cidr {
 impl PeerPolicy {
     /// Whether relaying to `ip` is allowed.
     pub fn permits(&self, ip: IpAddr) -> bool {
+        self.verdict(ip).is_ok()
+    }
+
+    /// Whether relaying to `ip` is allowed, and if not, the rule that refuses it.
+    ///
+    /// # Errors
+    ///
+    /// The [`DenyRule`] that matched.
+    pub fn verdict(&self, ip: IpAddr) -> Result<(), DenyRule> {
         let ip = normalise(ip);
         let embedded = embedded_ipv4(ip);
-        let hit = |list: &[Cidr]| {
-            list.iter()
-                .any(|c| c.contains(ip) || embedded.is_some_and(|e| c.contains(IpAddr::V4(e))))
-        };
-        if hit(&self.deny) {
-            return false;
+        let hit = |c: &Cidr| c.contains(ip) || embedded.is_some_and(|e| c.contains(IpAddr::V4(e)));
+        if self.deny.iter().any(hit) {
+            return Err(DenyRule::Operator);
         }
-        if hit(&self.allow) {
-            return true;
+        if self.allow.iter().any(hit) {
+            return Ok(());
         }
         if self.dangerous_allow_loopback && ip.is_loopback() {
-            return true;
+            return Ok(());
         }
-        !hit(&self.default_deny)
+        match self.default_deny.iter().find(|(c, _)| hit(c)) {
+            Some((_, rule)) => Err(*rule),
+            None => Ok(()),
+        }
     }
 }
 

@@ -35,8 +35,78 @@ pub enum AuthReject {
     BadRequest,
     /// The nonce is expired or not ours: 438 with a fresh one.
     StaleNonce,
-    /// Unknown user, expired REST credential, or wrong password: 401.
-    Unauthenticated,
+    /// The credentials are not good: 401. Why, for logs and metrics (the client is told
+    /// no more than 401).
+    Unauthenticated(AuthFailure),
+}
+
+/// Why credentials were refused (a bounded set: it labels a metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthFailure {
+    /// Neither a static user nor a username of the TURN REST form.
+    UnknownUser,
+    /// A REST credential past its expiry.
+    Expired,
+    /// The integrity check failed: wrong password, or no secret made this credential.
+    BadIntegrity,
+    /// The integrity check failed and the request named another realm than ours (the
+    /// key is derived with the realm, RFC 8489 §9.2.2, so it cannot match).
+    WrongRealm,
+    /// A USERHASH that names none of the static users (RFC 8489 §14.4).
+    BadUserhash,
+    /// The credential is good but the operator revoked it.
+    Revoked,
+    /// The nonce was expired or not ours (answered 438, not 401).
+    StaleNonce,
+    /// Integrity present but USERNAME, REALM or NONCE missing, or the password
+    /// algorithm negotiation broken (answered 400).
+    Malformed,
+}
+
+impl AuthFailure {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 8] = [
+        Self::UnknownUser,
+        Self::Expired,
+        Self::BadIntegrity,
+        Self::WrongRealm,
+        Self::BadUserhash,
+        Self::Revoked,
+        Self::StaleNonce,
+        Self::Malformed,
+    ];
+
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownUser => "unknown_user",
+            Self::Expired => "expired",
+            Self::BadIntegrity => "bad_integrity",
+            Self::WrongRealm => "wrong_realm",
+            Self::BadUserhash => "bad_userhash",
+            Self::Revoked => "revoked",
+            Self::StaleNonce => "stale_nonce",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    /// Its index in [`AuthFailure::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl AuthReject {
+    /// The failure a refusal counts as, `None` for the challenge (a client's normal first
+    /// step, not a failure).
+    pub fn failure(self) -> Option<AuthFailure> {
+        match self {
+            Self::Challenge => None,
+            Self::BadRequest => Some(AuthFailure::Malformed),
+            Self::StaleNonce => Some(AuthFailure::StaleNonce),
+            Self::Unauthenticated(f) => Some(f),
+        }
+    }
 }
 
 /// A request that proved its credentials.
@@ -187,10 +257,16 @@ impl Credentials {
                 .userhashes
                 .get(h.0)
                 .cloned()
-                .ok_or(AuthReject::Unauthenticated)?,
+                .ok_or(AuthReject::Unauthenticated(AuthFailure::BadUserhash))?,
             (None, None) => return Err(AuthReject::BadRequest),
         };
 
+        let realm_differs = realm.is_some_and(|r| r.0 != self.realm);
+        let bad_integrity = AuthReject::Unauthenticated(if realm_differs {
+            AuthFailure::WrongRealm
+        } else {
+            AuthFailure::BadIntegrity
+        });
         let verify = |key: LongTermKey| {
             let integrity = key.integrity_key();
             msg.verify_integrity(&integrity)
@@ -203,7 +279,7 @@ impl Credentials {
             } else {
                 user.md5
             };
-            let (key, integrity, kind) = verify(key).ok_or(AuthReject::Unauthenticated)?;
+            let (key, integrity, kind) = verify(key).ok_or(bad_integrity)?;
             return Ok(Authenticated {
                 username,
                 key,
@@ -213,10 +289,10 @@ impl Credentials {
             });
         }
         let expiry = parse_rest_username(&username)
-            .ok_or(AuthReject::Unauthenticated)?
+            .ok_or(AuthReject::Unauthenticated(AuthFailure::UnknownUser))?
             .expiry;
         if expiry < unix_now {
-            return Err(AuthReject::Unauthenticated);
+            return Err(AuthReject::Unauthenticated(AuthFailure::Expired));
         }
         let cache_key = (username, algorithm);
         let cached = self.rest_keys.get(&cache_key).copied();
@@ -229,7 +305,7 @@ impl Credentials {
             })
         });
         let Some((key, integrity, kind)) = verified else {
-            return Err(AuthReject::Unauthenticated);
+            return Err(bad_integrity);
         };
         if cached.is_none() {
             if self.rest_keys.len() >= REST_KEY_CACHE {

@@ -239,6 +239,11 @@ impl TurnServer {
         if self.redirect && self.has_alternate(&from) {
             return Err(Reject::TryAlternate);
         }
+        // Draining to stop: 300 to a sibling, 508 where none is configured
+        // ([`TurnServer::set_draining`]).
+        if self.draining {
+            return Err(Reject::TryAlternate);
+        }
         let tcp_relays = self.config.turn.tcp_relay && host.supports_tcp_relay();
         let request =
             AllocateRequest::parse(req.msg, &from, tcp_relays, self.config.turn.mobility)?;
@@ -327,6 +332,7 @@ impl TurnServer {
             })
             // Could not even answer: the guard undoes it all, so no orphan stays behind.
             .map_err(|_| Reject::InsufficientCapacity)?;
+        let serial = self.next_serial();
         let quotas = &self.config.quotas;
         let inserted = self.table.insert(Allocation {
             five_tuple: from,
@@ -352,6 +358,7 @@ impl TurnServer {
             relayed: relays.map(|r| r.map(|r| r.addr)),
             to_peer: Usage::default(),
             to_client: Usage::default(),
+            serial,
         });
         debug_assert_eq!(inserted, id, "the ticket names the slot used");
         undo.commit();
@@ -359,7 +366,7 @@ impl TurnServer {
             let until = now + RESERVATION_LIFETIME;
             self.reservations_until = Some(self.reservations_until.map_or(until, |u| u.max(until)));
         }
-        self.stats.allocations_created += 1;
+        self.stats.record_created(&self.table[id]);
         self.schedule_sweep(now);
         Ok(n)
     }

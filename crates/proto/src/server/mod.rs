@@ -149,29 +149,39 @@ use turnpike_stun::{
 use crate::HashMap;
 use crate::allocation::{Cached, FiveTuple};
 use crate::auth::rest::parse_rest_username;
-use crate::auth::{Authenticated, BadUser, Credentials};
+use crate::auth::{AuthFailure, AuthReject, Authenticated, BadUser, Credentials};
 use crate::binding::{BindingConfig, BindingService, Response};
 use crate::config::{CoreSetup, TimeBase, TurnConfig};
 use crate::host::Host;
 use crate::mobility::{TicketKey, ticket_subject};
-use crate::policy::normalise;
+use crate::policy::{DenyRule, normalise};
 use crate::table::{AllocationId, AllocationTable};
 
 use self::allocate::TokenKey;
 use self::tcp_relay::PeerConnection;
 
+pub use self::operator::{Revocation, Session, SessionFilter};
 pub use self::output::{
-    AllocationRecord, ClientAction, EndReason, Event, PeerAction, Reject, Stats, Transmit,
+    AllocationRecord, ClientAction, EndReason, Event, PeerAction, Reject, Transmit,
+};
+pub use self::stats::{
+    Gauges, Histogram, LIFETIME_BOUNDS_SECS, RelayFamilies, Stats, VOLUME_BOUNDS_BYTES,
 };
 
 mod allocate;
 mod data;
+mod operator;
 mod output;
 mod permission;
 mod refresh;
 mod respond;
+mod stats;
 mod sweep;
 pub mod tcp_relay;
+
+/// Most [`Event::AuthFailed`] and [`Event::PeerDenied`] notices queued at once; more are
+/// counted in [`Stats`] but not queued, so a flood of bad requests cannot grow memory.
+pub const MAX_QUEUED_NOTICES: usize = 256;
 
 /// Default allocation lifetime (RFC 8656 §3.2: 10 minutes).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
@@ -274,6 +284,13 @@ pub struct TurnServer {
     reservations_until: Option<Instant>,
     next_sweep: Option<Instant>,
     stats: Stats,
+    /// Revoked users and usernames, with when each lapses (unix seconds; `None`: until
+    /// lifted). Kept across reconfigurations.
+    revoked: HashMap<Box<str>, Option<u64>>,
+    /// Refusing new Allocates to stop ([`TurnServer::set_draining`]).
+    draining: bool,
+    /// Session numbers handed out.
+    serials: u64,
 }
 
 impl core::fmt::Debug for TurnServer {
@@ -337,6 +354,9 @@ impl TurnServer {
             reservations_until: None,
             next_sweep: None,
             stats: Stats::default(),
+            revoked: HashMap::default(),
+            draining: false,
+            serials: 0,
             config,
         })
     }
@@ -362,11 +382,6 @@ impl TurnServer {
     /// The configuration in force.
     pub fn config(&self) -> &Arc<TurnConfig> {
         &self.config
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> Stats {
-        self.stats
     }
 
     /// Allocations alive.
@@ -514,8 +529,17 @@ impl TurnServer {
         let unix_now = self.unix_now(now);
         let nonce_for = nonce_scope(&from);
         let auth = match self.credentials.authenticate(msg, nonce_for, unix_now) {
+            Ok(a) if self.is_revoked(&a.username, unix_now) => {
+                Err(AuthReject::Unauthenticated(AuthFailure::Revoked))
+            }
+            other => other,
+        };
+        let auth = match auth {
             Ok(a) => a,
             Err(reject) => {
+                if let Some(failure) = reject.failure() {
+                    self.note_auth_failure(from, msg, failure);
+                }
                 return match self.auth_error(out, msg, nonce_for, unix_now, reject) {
                     Ok(n) => ClientAction::Reply(n),
                     Err(_) => ClientAction::None,
@@ -651,6 +675,43 @@ impl TurnServer {
 /// ConnectionBind on a new data connection with the nonce of their control connection
 /// (coturn's `turnutils_uclient -T` does, and gives up on a 438). A nonce still works only
 /// from the address it was issued to.
+impl TurnServer {
+    /// Counts a refused credential and queues its notice (within
+    /// [`MAX_QUEUED_NOTICES`]).
+    fn note_auth_failure(&mut self, from: FiveTuple, msg: &Message<&[u8]>, reason: AuthFailure) {
+        self.stats.auth_failures[reason.index()] += 1;
+        if self.events.len() >= MAX_QUEUED_NOTICES {
+            return;
+        }
+        let username = msg
+            .get::<turnpike_stun::attr::Username>()
+            .ok()
+            .flatten()
+            .map(|u| {
+                let mut end = u.0.len().min(64);
+                while !u.0.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Box::from(&u.0[..end])
+            });
+        self.events.push_back(Event::AuthFailed {
+            from,
+            username,
+            reason,
+        });
+    }
+
+    /// Counts a peer refused by policy and queues its notice (within
+    /// [`MAX_QUEUED_NOTICES`]).
+    pub(crate) fn note_peer_denied(&mut self, from: FiveTuple, peer: SocketAddr, rule: DenyRule) {
+        self.stats.peer_denied[rule.index()] += 1;
+        if self.events.len() < MAX_QUEUED_NOTICES {
+            self.events
+                .push_back(Event::PeerDenied { from, peer, rule });
+        }
+    }
+}
+
 fn nonce_scope(from: &FiveTuple) -> SocketAddr {
     if from.transport.is_stream() {
         SocketAddr::new(from.client.ip(), 0)

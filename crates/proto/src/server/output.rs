@@ -93,34 +93,6 @@ pub enum PeerAction {
     },
 }
 
-/// Counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Allocations created.
-    pub allocations_created: u64,
-    /// Allocations deleted (refresh 0 or expiry).
-    pub allocations_closed: u64,
-    /// Datagrams relayed client→peer.
-    pub to_peer: u64,
-    /// Datagrams relayed peer→client.
-    pub to_client: u64,
-    /// Datagrams dropped for lack of permission or channel.
-    pub dropped_no_permission: u64,
-    /// Datagrams dropped by the bandwidth cap.
-    pub dropped_bandwidth: u64,
-    /// Allocate requests answered with 300 Try Alternate.
-    pub redirected: u64,
-    /// Allocations moved to a new 5-tuple with a MOBILITY-TICKET.
-    pub mobility_moves: u64,
-    /// ICMP Data indications sent.
-    pub icmp_relayed: u64,
-    /// ICMP errors dropped (no permission, bad type, over the rate).
-    pub icmp_dropped: u64,
-    /// Peer TCP connections that became pending data connections (Connect success or
-    /// ConnectionAttempt).
-    pub peer_connections: u64,
-}
-
 /// A reason to refuse a request, mapped to its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
@@ -160,6 +132,30 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 15] = [
+        Self::TryAlternate,
+        Self::BadRequest,
+        Self::ChannelNumberInUse,
+        Self::PeerOnAnotherChannel,
+        Self::Forbidden,
+        Self::MobilityForbidden,
+        Self::AllocationMismatch,
+        Self::AddressFamilyNotSupported,
+        Self::WrongCredentials,
+        Self::UnsupportedTransportProtocol,
+        Self::PeerAddressFamilyMismatch,
+        Self::ConnectionAlreadyExists,
+        Self::ConnectionTimeoutOrFailure,
+        Self::AllocationQuotaReached,
+        Self::InsufficientCapacity,
+    ];
+
+    /// Its index in [`Reject::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+
     /// The STUN error code.
     pub fn code(self) -> ErrorCode {
         match self {
@@ -209,6 +205,10 @@ pub enum EndReason {
     CredentialExpired,
     /// The TCP or TLS connection it was made on closed (RFC 8656 §3.1).
     ConnectionClosed,
+    /// An operator ended it ([`TurnServer::end_sessions`](crate::TurnServer::end_sessions)).
+    Ended,
+    /// An operator revoked its user ([`TurnServer::revoke`](crate::TurnServer::revoke)).
+    Revoked,
 }
 
 impl EndReason {
@@ -219,6 +219,8 @@ impl EndReason {
             Self::Expired => "expired",
             Self::CredentialExpired => "credential expired",
             Self::ConnectionClosed => "connection closed",
+            Self::Ended => "ended by operator",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -249,4 +251,24 @@ pub struct AllocationRecord {
 pub enum Event {
     /// An allocation ended: its accounting record.
     AllocationEnded(Box<AllocationRecord>),
+    /// A request's credentials were refused (not the 401 challenge every client gets
+    /// first). At most [`MAX_QUEUED_NOTICES`](crate::server::MAX_QUEUED_NOTICES) of these
+    /// and [`Event::PeerDenied`] wait at once: a flood cannot grow the queue.
+    AuthFailed {
+        /// The client's 5-tuple.
+        from: FiveTuple,
+        /// The USERNAME it sent, if any (cut to 64 bytes).
+        username: Option<Box<str>>,
+        /// Why.
+        reason: crate::auth::AuthFailure,
+    },
+    /// A peer address was refused by the `[peers]` policy (403).
+    PeerDenied {
+        /// The client's 5-tuple.
+        from: FiveTuple,
+        /// The peer it asked for.
+        peer: SocketAddr,
+        /// The rule that refused it.
+        rule: crate::policy::DenyRule,
+    },
 }

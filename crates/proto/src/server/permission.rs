@@ -9,14 +9,15 @@ use turnpike_stun::attr::XorPeerAddress;
 
 use super::{CHANNEL_COOLDOWN, CHANNEL_LIFETIME, Handled, PERMISSION_LIFETIME, Reject, Request};
 use super::{TurnServer, normalise_addr};
-use crate::allocation::{ChannelBinding, Permission, push_lean};
+use crate::allocation::{ChannelBinding, FiveTuple, Permission, push_lean};
 use crate::host::Family;
 use crate::table::AllocationId;
 
 impl TurnServer {
     /// Checks a peer address for a permission or channel: policy (403) and family (443).
     pub(crate) fn check_peer(
-        &self,
+        &mut self,
+        from: FiveTuple,
         slot: AllocationId,
         peer: SocketAddr,
     ) -> Result<SocketAddr, Reject> {
@@ -25,7 +26,8 @@ impl TurnServer {
         if alloc.relay(Family::of(peer)).is_none() {
             return Err(Reject::PeerAddressFamilyMismatch);
         }
-        if !self.config.peers.permits(peer.ip()) {
+        if let Err(rule) = self.config.peers.verdict(peer.ip()) {
+            self.note_peer_denied(from, peer, rule);
             return Err(Reject::Forbidden);
         }
         Ok(peer)
@@ -72,7 +74,7 @@ impl TurnServer {
         let slot = self.allocation_for(req)?;
         let mut ips: Vec<IpAddr> = Vec::new();
         for peer in msg.get_all::<XorPeerAddress>() {
-            let peer = self.check_peer(slot, peer?.0)?;
+            let peer = self.check_peer(req.from, slot, peer?.0)?;
             ips.push(peer.ip());
             if ips.len() > 64 {
                 return Err(Reject::BadRequest);
@@ -99,7 +101,7 @@ impl TurnServer {
             return Err(Reject::BadRequest);
         }
         let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;
-        let peer = self.check_peer(slot, peer.0)?;
+        let peer = self.check_peer(req.from, slot, peer.0)?;
         let max = self.config.quotas.channels_per_allocation as usize;
         {
             let alloc = &self.table[slot];

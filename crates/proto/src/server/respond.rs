@@ -132,6 +132,12 @@ impl TurnServer {
         reject: Reject,
     ) -> Result<usize, EncodeError> {
         let answer = self.answer(req, req.error());
+        let counted = if reject == Reject::TryAlternate && !self.has_alternate(&req.from) {
+            Reject::InsufficientCapacity
+        } else {
+            reject
+        };
+        self.stats.refused[counted.index()] += 1;
         if reject != Reject::TryAlternate {
             return self.write_answer(out, &answer, |w| {
                 w.put(&ErrorCodeAttr {
@@ -196,7 +202,7 @@ impl TurnServer {
         reject: AuthReject,
     ) -> Result<usize, EncodeError> {
         let code = match reject {
-            AuthReject::Challenge | AuthReject::Unauthenticated => ErrorCode::UNAUTHENTICATED,
+            AuthReject::Challenge | AuthReject::Unauthenticated(_) => ErrorCode::UNAUTHENTICATED,
             AuthReject::StaleNonce => ErrorCode::STALE_NONCE,
             AuthReject::BadRequest => ErrorCode::BAD_REQUEST,
         };

@@ -50,6 +50,8 @@ impl TurnServer {
             self.reservations_until = self.reservations_until.filter(|&u| u > now);
         }
         self.table.expire_answers(now);
+        let unix_now = self.unix_now(now);
+        self.expire_revocations(unix_now);
         self.sweep_connections(now, host);
         // Give memory back once a table is mostly empty (an idle server holds nothing).
         self.table.trim();
@@ -96,6 +98,7 @@ impl TurnServer {
         let Some(alloc) = self.table.remove(id) else {
             return;
         };
+        self.stats.record_end(&alloc, reason, now);
         self.events
             .push_back(Event::AllocationEnded(Box::new(AllocationRecord {
                 relayed: alloc.relayed.iter().flatten().copied().collect(),
@@ -116,6 +119,5 @@ impl TurnServer {
             host.release_relay(relay);
         }
         host.release_allocation(quota_user(&alloc.username));
-        self.stats.allocations_closed += 1;
     }
 }

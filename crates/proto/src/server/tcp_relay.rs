@@ -129,7 +129,7 @@ impl TurnServer {
             return Err(Reject::BadRequest);
         }
         let peer = msg.get::<XorPeerAddress>()?.ok_or(Reject::BadRequest)?;
-        let peer = self.check_peer(slot, peer.0)?;
+        let peer = self.check_peer(req.from, slot, peer.0)?;
         let alloc = &self.table[slot];
         // "If the server is currently processing a Connect request for this allocation
         // with the same XOR-PEER-ADDRESS" or already did and "the resulting client and
