@@ -3,7 +3,8 @@
 //! Each section is the type the part of the server that uses it takes whole: the core's
 //! sections come from [`turnpike_proto::config`] (`[turn]`, `[peers]`, `[quotas]`,
 //! `[alternates]`, `[stun]`, `[rfc5780]`), the runtime's are defined here and beside
-//! their users (`[listen]`, `[tcp]`, `[tls]`, `[relay]`, `[runtime]`, `[log]`). A missing
+//! their users (`[listen]`, `[tcp]`, `[tls]`, `[relay]`, `[runtime]`, `[log]`; the operator's `[admin]`, `[metrics]`,
+//! `[credentials_service]`, `[drain]` in [`crate::operations`]). A missing
 //! key or section takes its type's `Default`: one default per option, documented in the
 //! shipped `turnserver.toml`. [`Config::validate`] checks what types alone cannot (ranges,
 //! files, cross-field rules) and names the key at fault, so the binary can point at its
@@ -17,6 +18,7 @@ use turnpike_proto::config::{Alternates, StunSection, TurnConfig, TurnSection};
 use turnpike_proto::policy::PeerPolicy;
 use turnpike_proto::quota::Quotas;
 
+use crate::operations::{AdminSection, CredentialsService, DrainSection, MetricsSection};
 use crate::relay::RelayConfig;
 use crate::tcp::TcpLimits;
 use crate::tls::TlsFiles;
@@ -49,6 +51,14 @@ pub struct Config {
     pub runtime: Runtime,
     /// `[log]`: logging.
     pub log: Log,
+    /// `[admin]`: the admin API.
+    pub admin: AdminSection,
+    /// `[metrics]`: Prometheus metrics.
+    pub metrics: MetricsSection,
+    /// `[credentials_service]`: minting credentials for app servers.
+    pub credentials_service: CredentialsService,
+    /// `[drain]`: stopping without cutting calls.
+    pub drain: DrainSection,
     /// Internal, not in the file: skip an unspecified IPv6 listener (`[::]`) when the
     /// host has no IPv6 instead of failing (on by default; tests that need every
     /// listener turn it off).
@@ -232,7 +242,12 @@ impl Config {
         if self.runtime.workers > 256 {
             return Err(invalid("runtime.workers", "at most 256 workers"));
         }
-        Ok(())
+        crate::operations::validate(
+            &self.admin,
+            &self.credentials_service,
+            &self.drain,
+            !self.turn.secrets.is_empty(),
+        )
     }
 
     fn validate_tcp(&self) -> Result<(), Invalid> {

@@ -13,11 +13,15 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use tokio::sync::{mpsc, oneshot};
-use turnpike_proto::server::Stats;
+use turnpike_proto::server::{Revocation, Session, SessionFilter, Stats};
 
 use crate::config::Config;
 use crate::handoff::{ToWorker, Workers};
+use crate::inspect::{DrainStatus, MetricsSnapshot};
+use crate::shared::Shared;
 use crate::tls::{self, TlsError};
 
 /// A command for the running server.
@@ -31,7 +35,24 @@ pub(crate) enum Control {
     Redirect(bool),
     /// Report every worker's status.
     Status(oneshot::Sender<Vec<WorkerStatus>>),
+    /// Run a job on every worker.
+    Each(Job),
+    /// Gather the metrics.
+    Metrics(oneshot::Sender<MetricsSnapshot>),
+    /// Start draining (with this deadline, or `[drain] deadline_secs`), or report how
+    /// far it is (`None` with `start` false).
+    Drain {
+        /// Start it (a drain under way keeps its deadline unless one is given).
+        start: bool,
+        /// The deadline from now.
+        deadline: Option<Duration>,
+        /// How far it is.
+        reply: oneshot::Sender<DrainStatus>,
+    },
 }
+
+/// Work for every worker, with its shared state (its core and host).
+pub(crate) type Job = Arc<dyn Fn(&Shared) + Send + Sync>;
 
 /// What a reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,12 +140,124 @@ impl ServerControl {
         }
         rx.await.unwrap_or_default()
     }
+
+    /// Runs `f` on every worker (between its packets) and gathers what each returned;
+    /// empty if the server has stopped.
+    async fn on_each<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Shared) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let job: Job = Arc::new(move |shared| {
+            let _ = tx.send(f(shared));
+        });
+        if self.tx.send(Control::Each(job)).is_err() {
+            return Vec::new();
+        }
+        // Every worker drops its handle on the job when done: the channel then closes.
+        let mut all = Vec::new();
+        while let Some(one) = rx.recv().await {
+            all.push(one);
+        }
+        all
+    }
+
+    /// The sessions `filter` matches, on every worker.
+    pub async fn sessions(&self, filter: SessionFilter) -> Vec<Session> {
+        let mut all: Vec<Session> = self
+            .on_each(move |s| s.core.borrow().sessions(Instant::now(), &filter))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.age));
+        all
+    }
+
+    /// Ends the sessions `filter` matches (each logs its accounting line); how many.
+    pub async fn end_sessions(&self, filter: SessionFilter) -> usize {
+        self.on_each(move |s| {
+            s.with_core(|core, host| core.end_sessions(Instant::now(), &filter, host))
+        })
+        .await
+        .into_iter()
+        .sum()
+    }
+
+    /// Revokes a user or username on every worker and ends its live allocations; how
+    /// many ended. Revocations last until they lapse or the process stops.
+    pub async fn revoke(&self, revocation: Revocation) -> usize {
+        self.on_each(move |s| {
+            s.with_core(|core, host| core.revoke(Instant::now(), revocation.clone(), host))
+        })
+        .await
+        .into_iter()
+        .sum()
+    }
+
+    /// Lifts a revocation; whether there was one.
+    pub async fn unrevoke(&self, name: String) -> bool {
+        self.on_each(move |s| s.core.borrow_mut().unrevoke(&name))
+            .await
+            .into_iter()
+            .any(|x| x)
+    }
+
+    /// The revocations in force.
+    pub async fn revocations(&self) -> Vec<Revocation> {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.on_each(move |s| s.core.borrow().revocations(unix_now))
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// Every figure the metrics show, summed over the workers.
+    pub async fn metrics(&self) -> Option<MetricsSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Control::Metrics(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Starts draining: new Allocates get 300 to a sibling of `[alternates]` (508 where
+    /// none is set), existing allocations go on, and the server stops when the last one
+    /// ends or `deadline` (default `[drain] deadline_secs`) passes. Draining again only
+    /// changes the deadline when one is given.
+    pub async fn drain(&self, deadline: Option<Duration>) -> Option<DrainStatus> {
+        self.drain_command(true, deadline).await
+    }
+
+    /// How far a drain is (`draining` false when none was asked for).
+    pub async fn drain_status(&self) -> Option<DrainStatus> {
+        self.drain_command(false, None).await
+    }
+
+    async fn drain_command(&self, start: bool, deadline: Option<Duration>) -> Option<DrainStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Control::Drain {
+                start,
+                deadline,
+                reply,
+            })
+            .ok()?;
+        rx.await.ok()
+    }
 }
 
 /// The running server's side: the configuration in force and the workers' queues.
 pub(crate) struct Controller {
     pub(crate) config: Config,
     pub(crate) workers: Workers,
+    /// The TCP accept loops' limiter (open connections and refusals, for metrics).
+    pub(crate) limiter: Arc<crate::tcp::Limiter>,
+    /// A drain under way: when it started and its deadline.
+    pub(crate) drain: Option<(Instant, Instant)>,
+    /// When the drain last logged its progress.
+    pub(crate) drain_logged: Option<Instant>,
 }
 
 impl Controller {
@@ -151,7 +284,128 @@ impl Controller {
                 }
                 let _ = reply.send(all);
             }
+            Control::Each(job) => self.each(&job),
+            Control::Metrics(reply) => {
+                let _ = reply.send(self.metrics().await);
+            }
+            Control::Drain {
+                start,
+                deadline,
+                reply,
+            } => {
+                if start {
+                    self.start_drain(deadline);
+                }
+                let _ = reply.send(self.drain_status().await);
+            }
         }
+    }
+
+    fn each(&self, job: &Job) {
+        for w in &self.workers {
+            let _ = w.send(ToWorker::Run(Arc::clone(job)));
+        }
+    }
+
+    /// Runs `f` on every worker and gathers the results.
+    async fn gather<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Shared) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.each(
+            &(Arc::new(move |s: &Shared| {
+                let _ = tx.send(f(s));
+            }) as Job),
+        );
+        let mut all = Vec::new();
+        while let Some(one) = rx.recv().await {
+            all.push(one);
+        }
+        all
+    }
+
+    async fn metrics(&self) -> MetricsSnapshot {
+        let parts = self.gather(crate::inspect::WorkerSnapshot::take).await;
+        let mut m = MetricsSnapshot::sum(&parts, &self.config.relay);
+        self.limiter.counters.add_to(&mut m.runtime);
+        m.open_connections = self.limiter.open_now() as u64;
+        m.draining = self.drain.is_some();
+        m.cert_not_after = self.config.tls.as_ref().and_then(tls::not_after);
+        m
+    }
+
+    fn start_drain(&mut self, deadline: Option<Duration>) {
+        let now = Instant::now();
+        let until = now + deadline.unwrap_or(self.config.drain.deadline);
+        match &mut self.drain {
+            Some((_, d)) => {
+                if deadline.is_some() {
+                    *d = until;
+                }
+            }
+            None => {
+                self.drain = Some((now, until));
+                self.each(&(Arc::new(|s: &Shared| s.core.borrow_mut().set_draining(true)) as Job));
+                tracing::info!(
+                    deadline_secs = until.saturating_duration_since(now).as_secs(),
+                    "draining: new allocations go to a sibling (300) or get 508; the process stops when the last allocation ends or at the deadline"
+                );
+            }
+        }
+    }
+
+    /// How far the drain is.
+    pub(crate) async fn drain_status(&self) -> DrainStatus {
+        let allocations = self
+            .gather(|s| s.core.borrow().allocation_count())
+            .await
+            .into_iter()
+            .sum();
+        let now = Instant::now();
+        DrainStatus {
+            draining: self.drain.is_some(),
+            allocations,
+            since: self
+                .drain
+                .map(|(start, _)| now.saturating_duration_since(start)),
+            deadline_in: self.drain.map(|(_, d)| d.saturating_duration_since(now)),
+        }
+    }
+
+    /// Whether a drain is under way.
+    pub(crate) fn draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    /// Whether the drain is over (the last allocation ended or the deadline passed);
+    /// logs its progress every 10 s.
+    pub(crate) async fn drain_done(&mut self) -> bool {
+        let status = self.drain_status().await;
+        let now = Instant::now();
+        if status.allocations == 0 {
+            tracing::info!("drained: the last allocation ended");
+            return true;
+        }
+        if status.deadline_in == Some(Duration::ZERO) {
+            tracing::info!(
+                allocations = status.allocations,
+                "drain deadline reached: stopping with allocations left"
+            );
+            return true;
+        }
+        if self
+            .drain_logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(10))
+        {
+            self.drain_logged = Some(now);
+            tracing::info!(
+                allocations = status.allocations,
+                deadline_in_secs = status.deadline_in.map_or(0, |d| d.as_secs()),
+                "draining"
+            );
+        }
+        false
     }
 
     /// Applies what can change live, reports what cannot.
@@ -165,6 +419,12 @@ impl Controller {
             ("rfc5780", old.rfc5780 != new.rfc5780),
             ("runtime", old.runtime != new.runtime),
             ("log.format", old.log.format != new.log.format),
+            ("admin", old.admin != new.admin),
+            ("metrics", old.metrics != new.metrics),
+            (
+                "credentials_service",
+                old.credentials_service != new.credentials_service,
+            ),
         ];
         report.needs_restart = restart
             .iter()
@@ -187,6 +447,7 @@ impl Controller {
             ("alternates", old.alternates != new.alternates),
             ("stun", old.stun != new.stun),
             ("log", old.log.level != new.log.level),
+            ("drain", old.drain != new.drain),
         ];
         report
             .applied
@@ -204,6 +465,7 @@ impl Controller {
                 format: self.config.log.format,
             },
             tls: new.tls,
+            drain: new.drain,
             ..self.config.clone()
         };
         let core = Arc::new(next.core());

@@ -40,6 +40,8 @@ pub(crate) enum ToWorker {
     Redirect(bool),
     /// Report this worker's status.
     Status(tokio::sync::oneshot::Sender<crate::control::WorkerStatus>),
+    /// An operator's job ([`crate::ServerControl`]): run it between packets.
+    Run(crate::control::Job),
     /// A datagram another worker received from a client whose state is here.
     Datagram {
         /// The client's 5-tuple.

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
@@ -45,8 +45,12 @@ use turnpike_proto::{CoreSetup, TimeBase, TurnServer};
 
 pub mod config;
 mod control;
+mod counters;
 mod handoff;
 mod host;
+mod inspect;
+mod notices;
+pub mod operations;
 mod peer_conns;
 pub mod relay;
 mod shared;
@@ -58,11 +62,15 @@ mod worker;
 
 pub use config::{Config, Invalid, Listen, Log, LogFormat, LogLevel, Runtime};
 pub use control::{ReloadError, ReloadReport, ServerControl, WorkerStatus};
+pub use counters::RuntimeCounts;
+pub use inspect::{DrainStatus, MetricsSnapshot, RelayPortUse};
+pub use operations::{AdminSection, CredentialsService, DrainSection, MetricsSection};
 pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, TcpLimits};
 pub use tls::TlsFiles;
 pub use turnpike_proto::binding::Rfc5780Addresses;
 pub use turnpike_proto::config::{Alternates, StunSection, TurnSection};
+pub use turnpike_proto::server::{Revocation, Session, SessionFilter};
 
 /// A transport a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -349,12 +357,21 @@ impl Server {
         let mut controller = control::Controller {
             config: self.config,
             workers: to_workers,
+            limiter: Arc::clone(&limits),
+            drain: None,
+            drain_logged: None,
         };
         tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(command) = commands.recv() => controller.handle(command).await,
+                _ = tick.tick(), if controller.draining() => {
+                    if controller.drain_done().await {
+                        break;
+                    }
+                }
             }
         }
         info!("shutting down");

@@ -17,11 +17,16 @@ use turnpike_proto::stun::attr::Icmp;
 use turnpike_proto::{ClientAction, Event, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
 use turnpike_udp::{Destination, icmp, send_one, sockopt};
 
+use crate::counters::WorkerCounters;
 use crate::handoff::{Moved, ToWorker, Workers};
+use crate::notices::Budget;
 use crate::relay::RelayConfig;
 use crate::tcp::TcpLimits;
 
 use crate::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
+
+/// Linux's "message too long": a datagram larger than the path allows with DF set.
+const EMSGSIZE: i32 = 90;
 
 /// Largest UDP payload.
 pub(crate) const MAX_DATAGRAM: usize = 65_535;
@@ -50,6 +55,12 @@ pub(crate) struct Shared {
     /// The TLS acceptor for new connections (a reload may replace it).
     pub(crate) tls: RefCell<Option<TlsAcceptor>>,
     pub(crate) stream_limits: TcpLimits,
+    /// The runtime's counters of this worker.
+    pub(crate) counters: WorkerCounters,
+    /// Lines about refused credentials, written within a budget.
+    pub(crate) auth_notices: Budget,
+    /// Lines about denied peers, written within a budget.
+    pub(crate) peer_notices: Budget,
 }
 
 impl Shared {
@@ -119,7 +130,7 @@ impl Shared {
     pub(crate) fn drain_events(&self) {
         let mut core = self.core.borrow_mut();
         while let Some(event) = core.poll_event() {
-            log_event(&event);
+            self.log_event(&event);
         }
     }
 
@@ -208,7 +219,12 @@ impl Shared {
         let name = to.name();
         match send_one(fd, payload, name.as_ref()) {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                WorkerCounters::bump(&self.counters.udp_send_blocked);
+            }
+            Err(e) if e.raw_os_error() == Some(EMSGSIZE) => {
+                WorkerCounters::bump(&self.counters.too_big);
+            }
             Err(_) => {
                 // A queued ICMP error makes the next send fail (the socket's pending
                 // error): relay what is queued, then try this datagram once more.
@@ -252,36 +268,72 @@ impl Shared {
     pub(crate) fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
         if to.transport.is_stream() {
             if let Some(tx) = self.streams.borrow().get(&to) {
-                let _ = tx.try_send(Bytes::copy_from_slice(message));
+                if tx.try_send(Bytes::copy_from_slice(message)).is_err() {
+                    WorkerCounters::bump(&self.counters.stream_queue_full);
+                }
             }
         } else if let Some(listener) = self.listeners.get(&to.server) {
-            let _ = listener.try_send_to(message, to.client);
+            if listener.try_send_to(message, to.client).is_err() {
+                WorkerCounters::bump(&self.counters.udp_send_blocked);
+            }
         }
     }
 }
 
-/// Logs what the core reports: one accounting line per allocation at its end (target
-/// `turnpike::session`, level info).
-fn log_event(event: &Event) {
-    match event {
-        Event::AllocationEnded(r) => {
-            let relayed: Vec<String> = r.relayed.iter().map(ToString::to_string).collect();
-            tracing::info!(
-                target: "turnpike::session",
-                user = %r.username,
-                client = %r.five_tuple.client,
-                server = %r.five_tuple.server,
-                transport = ?r.five_tuple.transport,
-                relayed = %relayed.join(","),
-                duration_ms = r.duration.as_millis() as u64,
-                to_peer_packets = r.to_peer.packets,
-                to_peer_bytes = r.to_peer.bytes,
-                to_client_packets = r.to_client.packets,
-                to_client_bytes = r.to_client.bytes,
-                reason = r.reason.as_str(),
-                "allocation ended"
-            );
+impl Shared {
+    /// Logs what the core reports: one accounting line per allocation at its end (target
+    /// `turnpike::session`, level info); refused credentials and denied peers (targets
+    /// `turnpike::auth` and `turnpike::peers`, level warn) within their budgets.
+    fn log_event(&self, event: &Event) {
+        match event {
+            Event::AllocationEnded(r) => {
+                let relayed: Vec<String> = r.relayed.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    target: "turnpike::session",
+                    user = %r.username,
+                    client = %r.five_tuple.client,
+                    server = %r.five_tuple.server,
+                    transport = r.five_tuple.transport.as_str(),
+                    relayed = %relayed.join(","),
+                    duration_ms = r.duration.as_millis() as u64,
+                    to_peer_packets = r.to_peer.packets,
+                    to_peer_bytes = r.to_peer.bytes,
+                    to_client_packets = r.to_client.packets,
+                    to_client_bytes = r.to_client.bytes,
+                    reason = r.reason.as_str(),
+                    "allocation ended"
+                );
+            }
+            Event::AuthFailed {
+                from,
+                username,
+                reason,
+            } => {
+                if let Some(held_back) = self.auth_notices.take(Instant::now()) {
+                    tracing::warn!(
+                        target: "turnpike::auth",
+                        client = %from.client,
+                        transport = from.transport.as_str(),
+                        user = username.as_deref().unwrap_or(""),
+                        reason = reason.as_str(),
+                        held_back,
+                        "authentication failed"
+                    );
+                }
+            }
+            Event::PeerDenied { from, peer, rule } => {
+                if let Some(held_back) = self.peer_notices.take(Instant::now()) {
+                    tracing::warn!(
+                        target: "turnpike::peers",
+                        client = %from.client,
+                        peer = %peer,
+                        rule = rule.as_str(),
+                        held_back,
+                        "peer denied"
+                    );
+                }
+            }
+            _ => tracing::debug!(?event, "core event"),
         }
-        _ => tracing::debug!(?event, "core event"),
     }
 }

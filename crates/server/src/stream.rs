@@ -7,6 +7,7 @@
 //! queue fills and further relayed datagrams are dropped (they came over UDP and may be
 //! lost), memory stays bounded, and the idle timeout ends the connection.
 
+use crate::counters::WorkerCounters;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -53,6 +54,7 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
     };
     if first[0] == TLS_HANDSHAKE {
         let Some(acceptor) = shared.tls.borrow().clone() else {
+            WorkerCounters::bump(&shared.counters.tls_unconfigured);
             debug!(%peer, "TLS attempted but no certificate is configured");
             return;
         };
@@ -60,6 +62,7 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
             tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await;
         match accepted {
             Ok(Ok(tls)) => {
+                WorkerCounters::bump(&shared.counters.tls_handshakes);
                 let stream = ClientStream::Tls(Box::new(tls));
                 run(
                     shared,
@@ -72,8 +75,14 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
                 )
                 .await;
             }
-            Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => debug!(%peer, "TLS handshake timed out"),
+            Ok(Err(e)) => {
+                WorkerCounters::bump(&shared.counters.tls_handshake_failures);
+                debug!(%peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                WorkerCounters::bump(&shared.counters.tls_handshake_failures);
+                debug!(%peer, "TLS handshake timed out");
+            }
         }
     } else {
         let stream = ClientStream::Tcp(stream);

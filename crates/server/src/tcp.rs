@@ -2,11 +2,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
+
+use crate::counters::AcceptCounters;
 
 /// Limits on TCP connections (`[tcp]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -45,6 +48,8 @@ impl Default for TcpLimits {
 pub(crate) struct Limiter {
     pub(crate) limits: TcpLimits,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Accepted and refused connections, for metrics.
+    pub(crate) counters: AcceptCounters,
 }
 
 /// Releases a connection's slot when dropped.
@@ -58,19 +63,33 @@ impl Limiter {
         Self {
             limits,
             open: Mutex::new((0, HashMap::new())),
+            counters: AcceptCounters::default(),
         }
+    }
+
+    /// Connections open now.
+    pub(crate) fn open_now(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
     }
 
     fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per_ip) = &mut *open;
         let mine = per_ip.entry(ip).or_insert(0);
-        if *total >= self.limits.max_connections || *mine >= self.limits.max_connections_per_ip {
+        let full = *total >= self.limits.max_connections;
+        if full || *mine >= self.limits.max_connections_per_ip {
             if *mine == 0 {
                 per_ip.remove(&ip);
             }
+            let cap = if full {
+                &self.counters.refused_total_cap
+            } else {
+                &self.counters.refused_per_ip_cap
+            };
+            cap.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         *total += 1;
         *mine += 1;
         Some(Slot {

@@ -94,3 +94,14 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     config.alpn_protocols = vec![ALPN_STUN_TURN.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// The expiry (unix seconds) of the first certificate in `files.cert` (the server's own),
+/// for the certificate-expiry metric; `None` if it cannot be read.
+pub fn not_after(files: &TlsFiles) -> Option<u64> {
+    let first = CertificateDer::pem_file_iter(&files.cert)
+        .ok()?
+        .next()?
+        .ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
+    u64::try_from(cert.validity().not_after.timestamp()).ok()
+}

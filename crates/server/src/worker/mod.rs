@@ -112,6 +112,7 @@ pub(crate) fn run_worker(setup: WorkerSetup, mut shutdown: tokio::sync::watch::R
                         }
                     }
                     ToWorker::Tls(tls) => *acceptor.tls.borrow_mut() = tls,
+                    ToWorker::Run(job) => job(&acceptor),
                     ToWorker::Redirect(on) => acceptor.core.borrow_mut().set_redirect(on),
                     ToWorker::Status(reply) => {
                         let core = acceptor.core.borrow();
@@ -206,6 +207,9 @@ fn start(setup: WorkerSetup) -> Option<Started> {
         streams: RefCell::new(HashMap::default()),
         tls: RefCell::new(setup.tls),
         stream_limits: setup.stream_limits,
+        counters: crate::counters::WorkerCounters::default(),
+        auth_notices: crate::notices::Budget::new(),
+        peer_notices: crate::notices::Budget::new(),
     });
     Some((shared, poller, setup.incoming, to_start))
 }
