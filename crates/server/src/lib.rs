@@ -276,6 +276,11 @@ impl Server {
         &self.bound
     }
 
+    /// The configuration it runs with (relay IPs and secrets resolved).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The relay IPs in use.
     pub fn relay_ips(&self) -> &[IpAddr] {
         &self.relay.ips

@@ -12,10 +12,11 @@ mod operate;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use tracing::error;
-use turnpike_server::Server;
+use turnpike_server::{Server, ServerControl};
 
 use crate::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
 use turnpike_server::Config;
@@ -192,11 +193,25 @@ fn run(
                 return ExitCode::FAILURE;
             }
         };
-        let operator = operate::Operator {
+        let operator = Arc::new(operate::Operator {
             path,
-            generated_secret,
+            generated_secret: Mutex::new(generated_secret),
             log,
             control: server.control(),
+        });
+        let surfaces = match turnpike_admin::start(
+            server.config(),
+            server.control(),
+            Arc::clone(&operator) as Arc<dyn turnpike_admin::Operator>,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                error!("{e}");
+                eprintln!("turnpike: {e}");
+                return ExitCode::FAILURE;
+            }
         };
         tokio::spawn(operator.serve(signals));
         // One machine-readable line per listener on stdout, for operators and tests
@@ -208,25 +223,50 @@ fn run(
         for ip in server.relay_ips() {
             let _ = writeln!(stdout, "relaying on {ip}");
         }
+        for (name, addr) in [
+            ("admin", surfaces.admin),
+            ("metrics", surfaces.metrics),
+            ("credentials", surfaces.credentials),
+        ] {
+            if let Some(addr) = addr {
+                let _ = writeln!(stdout, "{name} http://{addr}");
+            }
+        }
+        if let Some(token) = &surfaces.admin_token_generated {
+            let _ = writeln!(stdout, "admin token {token}");
+        }
         let _ = writeln!(stdout, "ready");
         let _ = stdout.flush();
         drop(stdout);
-        server.run(shutdown_signal()).await;
+        let drain = server.config().drain;
+        let control = server.control();
+        server.run(shutdown_signal(drain, control)).await;
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves when the server should stop now: SIGINT, or SIGTERM (unless `[drain]
+/// on_sigterm`: then the first SIGTERM starts a drain, after which the server stops by
+/// itself, and a second SIGTERM or a SIGINT stops it at once).
+async fn shutdown_signal(drain: turnpike_server::DrainSection, control: ServerControl) {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    let mut drained = false;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                if drain.on_sigterm && !drained {
+                    drained = true;
+                    tracing::info!("SIGTERM: draining (send it again to stop at once)");
+                    let _ = control.drain(None).await;
+                    continue;
+                }
+                return;
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ = tokio::signal::ctrl_c() => return,
         }
     }
 }

@@ -14,24 +14,26 @@
 //! - **SIGINT / SIGTERM**: stop (handled by the caller).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
-use turnpike_server::{Config, Log, LogFormat, ServerControl};
+use turnpike_server::{Config, Log, LogFormat, LogLevel, ReloadReport, ServerControl};
 
 use crate::config;
 
 /// Changes the log filter while running.
 pub(crate) type LogHandle = Handle<EnvFilter, tracing_subscriber::Registry>;
 
-/// Everything a reload needs besides the file.
+/// Everything a reload needs besides the file; shared by the signal handlers and the
+/// admin API ([`turnpike_admin::Operator`]).
 pub(crate) struct Operator {
     /// The configuration file; `None` when running on the embedded default.
     pub(crate) path: Option<PathBuf>,
     /// The secret generated at start when the file configured none.
-    pub(crate) generated_secret: Option<String>,
+    pub(crate) generated_secret: Mutex<Option<String>>,
     /// The log filter, when `RUST_LOG` does not decide it.
     pub(crate) log: Option<LogHandle>,
     pub(crate) control: ServerControl,
@@ -62,11 +64,14 @@ impl Signals {
 
 impl Operator {
     /// Handles signals until the process ends.
-    pub(crate) async fn serve(mut self, mut signals: Signals) {
+    pub(crate) async fn serve(self: Arc<Self>, mut signals: Signals) {
         let mut redirecting = false;
         loop {
             tokio::select! {
-                Some(()) = signals.hup.recv() => self.reload().await,
+                Some(()) = signals.hup.recv() => {
+                    // Logged inside; nobody to answer.
+                    let _ = self.reload_file().await;
+                }
                 Some(()) = signals.usr1.recv() => self.status().await,
                 Some(()) = signals.usr2.recv() => {
                     redirecting = !redirecting;
@@ -82,27 +87,33 @@ impl Operator {
         }
     }
 
-    /// SIGHUP: reads, validates and applies the configuration file.
-    async fn reload(&mut self) {
+    /// SIGHUP and the admin API's reload: reads, validates and applies the
+    /// configuration file, and logs what happened.
+    pub(crate) async fn reload_file(&self) -> Result<ReloadReport, String> {
         let Some(path) = &self.path else {
-            warn!("SIGHUP: running on the embedded default configuration; nothing to reload");
-            return;
+            let e = "running on the embedded default configuration; nothing to reload";
+            warn!("reload: {e}");
+            return Err(e.into());
         };
         let mut new = match config::load(path) {
             Ok(c) => c,
             Err(e) => {
                 error!("reload refused, the configuration in force stays: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
-        resolve(&mut new, &mut self.generated_secret);
+        {
+            let mut generated = self
+                .generated_secret
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            resolve(&mut new, &mut generated);
+        }
         let level = new.log.level;
         match self.control.reload(new).await {
             Ok(report) => {
-                if let Some(log) = &self.log {
-                    if let Err(e) = log.modify(|f| *f = EnvFilter::new(level.as_str())) {
-                        warn!(error = %e, "reload: cannot change the log level");
-                    }
+                if let Err(e) = self.apply_level(level) {
+                    warn!(error = %e, "reload: cannot change the log level");
                 }
                 info!(
                     file = %path.display(),
@@ -115,9 +126,22 @@ impl Operator {
                         "reload: these sections changed but take effect only after a restart"
                     );
                 }
+                Ok(report)
             }
-            Err(e) => error!("reload refused, the configuration in force stays: {e}"),
+            Err(e) => {
+                error!("reload refused, the configuration in force stays: {e}");
+                Err(e.to_string())
+            }
         }
+    }
+
+    /// Sets the log filter to `level` (refused when `RUST_LOG` decides it).
+    fn apply_level(&self, level: LogLevel) -> Result<(), String> {
+        let Some(log) = &self.log else {
+            return Err("RUST_LOG decides the log level".into());
+        };
+        log.modify(|f| *f = EnvFilter::new(level.as_str()))
+            .map_err(|e| e.to_string())
     }
 
     /// SIGUSR1: one line per worker.
@@ -180,4 +204,16 @@ pub(crate) fn init_logging(log: &Log) -> Option<LogHandle> {
         LogFormat::Json => registry.with(lines.json()).init(),
     }
     (!fixed).then_some(handle)
+}
+
+impl turnpike_admin::Operator for Operator {
+    fn reload(&self) -> turnpike_admin::BoxFuture<'_, Result<ReloadReport, String>> {
+        Box::pin(self.reload_file())
+    }
+
+    fn set_log_level(&self, level: LogLevel) -> Result<(), String> {
+        self.apply_level(level)?;
+        info!(level = level.as_str(), "log level changed");
+        Ok(())
+    }
 }

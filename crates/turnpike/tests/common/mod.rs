@@ -19,6 +19,14 @@ pub struct ServerProcess {
     child: Child,
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// The admin API's address, if it runs.
+    pub admin: Option<SocketAddr>,
+    /// The admin token it generated, if it did.
+    pub admin_token: Option<String>,
+    /// The metrics' address, if they are served.
+    pub metrics: Option<SocketAddr>,
+    /// The credentials service's address, if it runs.
+    pub credentials: Option<SocketAddr>,
     /// The configuration file the server runs on.
     pub config_path: PathBuf,
     /// Its log lines (stderr), also echoed to the test's stderr.
@@ -63,7 +71,15 @@ impl ServerProcess {
     pub fn start_logging(tag: &str, config: &str, rust_log: &str) -> Self {
         let dir = TempDir::new(tag);
         let path = dir.0.join("turnserver.toml");
-        std::fs::write(&path, config).unwrap();
+        // Tests run servers side by side: the admin API and metrics take any free
+        // loopback port unless the test configures them.
+        let mut config = config.to_owned();
+        for section in ["admin", "metrics"] {
+            if !config.contains(&format!("[{section}]")) {
+                config.push_str(&format!("\n[{section}]\nlisten = \"127.0.0.1:0\"\n"));
+            }
+        }
+        std::fs::write(&path, &config).unwrap();
         let mut child = Command::new(turnpike_bin())
             .arg("--config")
             .arg(&path)
@@ -91,6 +107,7 @@ impl ServerProcess {
             }
         });
         let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+        let (mut admin, mut admin_token, mut metrics, mut credentials) = (None, None, None, None);
         let deadline = Instant::now() + Duration::from_secs(10);
         // The binary prints one line per listener, then "ready".
         loop {
@@ -102,6 +119,15 @@ impl ServerProcess {
             let parts: Vec<&str> = line.split_whitespace().collect();
             match parts[..] {
                 ["ready"] => break,
+                ["admin", "token", token] => admin_token = Some(token.to_owned()),
+                [name @ ("admin" | "metrics" | "credentials"), url] => {
+                    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+                    match name {
+                        "admin" => admin = Some(addr),
+                        "metrics" => metrics = Some(addr),
+                        _ => credentials = Some(addr),
+                    }
+                }
                 ["listening", transport, addr] => {
                     let addr: SocketAddr = addr.parse().unwrap();
                     match transport {
@@ -117,6 +143,10 @@ impl ServerProcess {
             child,
             udp,
             tcp,
+            admin,
+            admin_token,
+            metrics,
+            credentials,
             config_path: path,
             logs,
             _dir: dir,

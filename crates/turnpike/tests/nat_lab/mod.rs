@@ -335,7 +335,8 @@ impl Server {
                  [turn]\nrealm = \"hairpin.test\"\nsecrets = [\"{SECRET}\"]\n\
                  [relay]\nips = [\"{PRIVATE}\"]\nports = \"{relay_ports}\"\n\
                  external_ip = [\"{PUBLIC}/{PRIVATE}\"]\n\
-                 [peers]\n{peers}\n"
+                 [peers]\n{peers}\n\
+                 [admin]\nenabled = false\n[metrics]\nenabled = false\n"
             ),
         )
         .expect("write config");
