@@ -47,6 +47,7 @@ pub mod config;
 mod control;
 mod handoff;
 mod host;
+pub mod ice;
 mod peer_conns;
 pub mod relay;
 mod shared;
@@ -58,6 +59,7 @@ mod worker;
 
 pub use config::{Config, Invalid, Listen, Log, LogFormat, LogLevel, Runtime};
 pub use control::{ReloadError, ReloadReport, ServerControl, WorkerStatus};
+pub use ice::{IceServer, IceServers};
 pub use relay::{ExternalIp, RelayConfig};
 pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, TcpLimits};
 pub use tls::TlsFiles;
