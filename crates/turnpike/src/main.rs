@@ -10,6 +10,7 @@ mod config;
 mod credentials;
 mod explain;
 mod operate;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -131,6 +132,9 @@ fn run(
         }
     };
     runtime.block_on(async move {
+        // The TLS files' stamps before the server reads them (see `watch`).
+        let tls = config.tls.clone();
+        let stamps = tls.as_ref().map_or([None, None], watch::stamp);
         let server = match Server::bind(config) {
             Ok(s) => s,
             Err(e) => {
@@ -152,6 +156,7 @@ fn run(
             generated_secret,
             log,
             control: server.control(),
+            watch: watch::CertWatch::new(tls.as_ref(), stamps),
         };
         tokio::spawn(operator.serve(signals));
         // One machine-readable line per listener on stdout, for operators and tests

@@ -12,16 +12,23 @@
 //! - **SIGUSR2**: start or stop redirecting new Allocates to `[alternates]` (a drain by
 //!   hand: existing allocations go on); a SIGHUP sets it back to the file's `redirect`.
 //! - **SIGINT / SIGTERM**: stop (handled by the caller).
+//!
+//! Without a signal, the `[tls]` certificate and key files are looked at every
+//! `[tls] watch_interval_secs` ([`crate::watch`]); when they changed and the new pair loads,
+//! the file is reloaded exactly as on SIGHUP, and one line says so. A pair that does not
+//! load yet (caught half-written) is reported once and tried again at the next look; the
+//! certificate in force stays.
 
 use std::path::PathBuf;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
 use turnpike_server::{Config, Log, LogFormat, ServerControl};
 
 use crate::config;
+use crate::watch::{self, CertWatch};
 
 /// Changes the log filter while running.
 pub(crate) type LogHandle = Handle<EnvFilter, tracing_subscriber::Registry>;
@@ -35,6 +42,32 @@ pub(crate) struct Operator {
     /// The log filter, when `RUST_LOG` does not decide it.
     pub(crate) log: Option<LogHandle>,
     pub(crate) control: ServerControl,
+    /// The watch over the `[tls]` files in force.
+    pub(crate) watch: CertWatch,
+}
+
+/// What started a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// The `[tls]` files changed on disk; `report`: log a refusal at error level (else
+    /// at debug: it was reported for the same files before).
+    CertificateFiles {
+        /// Whether a refusal is logged as an error.
+        report: bool,
+    },
+}
+
+impl Trigger {
+    /// Logs why a reload was refused.
+    fn refused(self, e: &dyn std::fmt::Display) {
+        if self == (Self::CertificateFiles { report: false }) {
+            debug!("reload refused again, the configuration in force stays: {e}");
+        } else {
+            error!("reload refused, the configuration in force stays: {e}");
+        }
+    }
 }
 
 /// The signals, registered before the server says it is ready (so none of them can
@@ -65,8 +98,16 @@ impl Operator {
     pub(crate) async fn serve(mut self, mut signals: Signals) {
         let mut redirecting = false;
         loop {
+            let look = self.watch.deadline();
+            // Never reached when not watching (the branch is off); any instant will do.
+            let at = look.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
-                Some(()) = signals.hup.recv() => self.reload().await,
+                Some(()) = signals.hup.recv() => {
+                    self.reload(Trigger::Signal).await;
+                }
+                () = tokio::time::sleep_until(at), if look.is_some() => {
+                    self.look_at_certificate().await;
+                }
                 Some(()) = signals.usr1.recv() => self.status().await,
                 Some(()) = signals.usr2.recv() => {
                     redirecting = !redirecting;
@@ -82,42 +123,90 @@ impl Operator {
         }
     }
 
-    /// SIGHUP: reads, validates and applies the configuration file.
-    async fn reload(&mut self) {
+    /// The `[tls]` files' watch is due: when they changed and load, reload as SIGHUP does.
+    async fn look_at_certificate(&mut self) {
+        let Some((files, stamps)) = self.watch.look() else {
+            return;
+        };
+        // Try the pair before reloading the whole file, so a pair caught half-written
+        // is told apart from a bad configuration and tried again quietly.
+        if let Err(e) = turnpike_server::tls::acceptor(&files) {
+            if self.watch.failed(stamps) {
+                warn!(
+                    "TLS certificate files changed but do not load (yet), the certificate in \
+                     force stays; trying again every {} s: {e}",
+                    self.watch.interval().as_secs()
+                );
+            } else {
+                debug!(error = %e, "TLS certificate files still do not load");
+            }
+            return;
+        }
+        // A configuration that does not load is reported on the first try with these
+        // files, and tried again quietly on the next looks.
+        let first = self.watch.first_try(stamps);
+        if !self
+            .reload(Trigger::CertificateFiles { report: first })
+            .await
+        {
+            self.watch.failed(stamps);
+        }
+    }
+
+    /// Reads, validates and applies the configuration file (on SIGHUP, or when the
+    /// certificate files changed); true if applied.
+    async fn reload(&mut self, trigger: Trigger) -> bool {
         let Some(path) = &self.path else {
             warn!("SIGHUP: running on the embedded default configuration; nothing to reload");
-            return;
+            return false;
         };
         let mut new = match config::load(path) {
             Ok(c) => c,
             Err(e) => {
-                error!("reload refused, the configuration in force stays: {e}");
-                return;
+                trigger.refused(&e);
+                return false;
             }
         };
         resolve(&mut new, &mut self.generated_secret);
         let level = new.log.level;
-        match self.control.reload(new).await {
-            Ok(report) => {
-                if let Some(log) = &self.log {
-                    if let Err(e) = log.modify(|f| *f = EnvFilter::new(level.as_str())) {
-                        warn!(error = %e, "reload: cannot change the log level");
-                    }
-                }
-                info!(
-                    file = %path.display(),
-                    applied = ?report.applied,
-                    "reloaded"
-                );
-                if !report.needs_restart.is_empty() {
-                    warn!(
-                        sections = ?report.needs_restart,
-                        "reload: these sections changed but take effect only after a restart"
-                    );
-                }
+        let tls = new.tls.clone();
+        // Stamped before the server reads them: a change while it does is seen later.
+        let stamps = tls.as_ref().map_or([None, None], watch::stamp);
+        let report = match self.control.reload(new).await {
+            Ok(report) => report,
+            Err(e) => {
+                trigger.refused(&e);
+                return false;
             }
-            Err(e) => error!("reload refused, the configuration in force stays: {e}"),
+        };
+        self.watch = CertWatch::new(tls.as_ref(), stamps);
+        if let Some(log) = &self.log {
+            if let Err(e) = log.modify(|f| *f = EnvFilter::new(level.as_str())) {
+                warn!(error = %e, "reload: cannot change the log level");
+            }
         }
+        match (trigger, &tls) {
+            (Trigger::CertificateFiles { .. }, Some(files)) => info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                file = %path.display(),
+                applied = ?report.applied,
+                "TLS certificate files changed: reloaded; new TLS connections get the new \
+                 certificate, those made before keep theirs"
+            ),
+            _ => info!(
+                file = %path.display(),
+                applied = ?report.applied,
+                "reloaded"
+            ),
+        }
+        if !report.needs_restart.is_empty() {
+            warn!(
+                sections = ?report.needs_restart,
+                "reload: these sections changed but take effect only after a restart"
+            );
+        }
+        true
     }
 
     /// SIGUSR1: one line per worker.
