@@ -87,7 +87,8 @@ fn secret(args: &CredentialsArgs, config: &Config, config_name: &str) -> Result<
     } else {
         return Err(format!(
             "no secret: none given with --secret or --secret-file, {SECRET_ENV} is not set, \
-             and {config_name} has no [turn] secrets"
+             and {config_name} has no [turn] secrets (a server running without one printed \
+             the secret it generated: \"turn secret ...\")"
         ));
     };
     if secret.is_empty() {
