@@ -78,6 +78,10 @@ pub struct Listen {
     pub udp: Vec<SocketAddr>,
     /// TCP (and TLS) addresses. Default: as `udp`.
     pub tcp: Vec<SocketAddr>,
+    /// The DNS name or IP address clients use to reach this server, for the `iceServers`
+    /// handed to them ([`crate::ice`]). Empty (the default): guessed, see
+    /// [`crate::ice::public_host`].
+    pub public_name: String,
 }
 
 impl Default for Listen {
@@ -89,6 +93,7 @@ impl Default for Listen {
         Self {
             udp: all.clone(),
             tcp: all,
+            public_name: String::new(),
         }
     }
 }
@@ -221,6 +226,9 @@ impl Config {
                 return Err(invalid(key, format!("address {addr} is listed twice")));
             }
         }
+        if let Some(reason) = crate::ice::check_public_name(&self.listen.public_name) {
+            return Err(invalid("listen.public_name", reason));
+        }
         self.validate_tcp()?;
         if self.stun.software.as_ref().is_some_and(|s| s.len() > 763) {
             return Err(invalid(
@@ -236,6 +244,15 @@ impl Config {
                         format!("{} is not a readable file", path.display()),
                     ));
                 }
+            }
+            if tls.watch_interval_secs > 86_400 {
+                return Err(invalid(
+                    "tls.watch_interval_secs",
+                    format!(
+                        "watch_interval_secs must be 0 (off) ..=86400, not {}",
+                        tls.watch_interval_secs
+                    ),
+                ));
             }
         }
         self.validate_turn()?;

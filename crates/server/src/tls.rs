@@ -20,6 +20,19 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// How often, in seconds, the binary looks at the two files' metadata (following
+    /// symlinks) and reloads them when they changed, so a renewed certificate is picked
+    /// up without a SIGHUP. 0 = never. Default: [`DEFAULT_WATCH_INTERVAL_SECS`].
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval_secs: u64,
+}
+
+/// The default of [`TlsFiles::watch_interval_secs`]: a renewal (certbot, cert-manager) is
+/// in force within seconds, for one `stat` of two files per interval.
+pub const DEFAULT_WATCH_INTERVAL_SECS: u64 = 10;
+
+fn default_watch_interval() -> u64 {
+    DEFAULT_WATCH_INTERVAL_SECS
 }
 
 /// Why TLS could not be set up: which file, and what was wrong with it.

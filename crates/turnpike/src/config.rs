@@ -168,6 +168,11 @@ mod tests {
             ("[tcp]\nmax_connections = -1\n", 2, ""),
             ("[relay]\nports = \"9-5\"\n", 2, "ports must be"),
             (
+                "[listen]\npublic_name = \"turn.example.com:3478\"\n",
+                2,
+                "public_name has ':'",
+            ),
+            (
                 "[relay]\nexternal_ip = [\"nope\"]\n",
                 2,
                 "external_ip must be",

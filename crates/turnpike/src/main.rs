@@ -7,7 +7,10 @@
 //! 2 for a bad configuration or command line.
 
 mod config;
+mod credentials;
+mod explain;
 mod operate;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,84 +46,32 @@ enum Command {
     /// Print the embedded default configuration.
     DefaultConfig,
     /// Mint a TURN REST credential from the shared secret, for the app server that hands
-    /// credentials to browsers.
-    Credentials(CredentialsArgs),
-}
-
-/// Options of `turnpike credentials`.
-#[derive(Debug, clap::Args)]
-struct CredentialsArgs {
-    /// The shared secret (the same as in `[turn] secrets`).
-    #[arg(long)]
-    secret: String,
-    /// The user name to embed.
-    #[arg(long)]
-    user: String,
-    /// How long the credential is valid: seconds, or a number with s, m, h or d.
-    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
-    ttl: u64,
-    /// Print a ready `iceServers` entry as JSON instead of two lines.
-    #[arg(long)]
-    json: bool,
-    /// Host name or IP of the TURN server, for the JSON `urls`.
-    #[arg(long, default_value = "localhost")]
-    host: String,
-    /// Port of the TURN server, for the JSON `urls`.
-    #[arg(long, default_value_t = 3478)]
-    port: u16,
-}
-
-fn parse_ttl(s: &str) -> Result<u64, String> {
-    let (num, unit) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
-        _ => (s, 's'),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        's' => n,
-        'm' => n * 60,
-        'h' => n * 3600,
-        'd' => n * 86_400,
-        _ => return Err(format!("unknown unit in {s:?}: use s, m, h or d")),
-    };
-    if secs == 0 {
-        return Err("ttl must be positive".into());
-    }
-    Ok(secs)
-}
-
-fn credentials(args: &CredentialsArgs) -> ExitCode {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (username, password) =
-        turnpike_proto::auth::rest::mint(args.secret.as_bytes(), &args.user, now + args.ttl);
-    if args.json {
-        let host = if args.host.contains(':') {
-            format!("[{}]", args.host)
-        } else {
-            args.host.clone()
-        };
-        let entry = serde_json::json!({
-            "urls": [
-                format!("turn:{host}:{}?transport=udp", args.port),
-                format!("turn:{host}:{}?transport=tcp", args.port),
-            ],
-            "username": username,
-            "credential": password,
-        });
-        println!("{entry}");
-    } else {
-        println!("username: {username}");
-        println!("password: {password}");
-    }
-    ExitCode::SUCCESS
+    /// credentials to browsers, with the URLs of this configuration's listeners.
+    Credentials(credentials::CredentialsArgs),
+    /// Say why the server would accept or reject a username and password: exit 0 if
+    /// accepted, 1 if rejected.
+    ExplainAuth(explain::ExplainArgs),
 }
 
 fn load(cli: &Cli) -> Result<Config, config::ConfigError> {
     match &cli.config {
         Some(path) => config::load(path),
         None => config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
+    }
+}
+
+/// Runs `f` on the configuration and its name, or exits 2 if it does not load.
+fn with_config(cli: &Cli, f: impl FnOnce(&Config, &str) -> ExitCode) -> ExitCode {
+    let name = cli.config.as_ref().map_or_else(
+        || DEFAULT_CONFIG_NAME.to_owned(),
+        |p| p.display().to_string(),
+    );
+    match load(cli) {
+        Ok(config) => f(&config, &name),
+        Err(e) => {
+            eprintln!("turnpike: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -143,7 +94,12 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some(Command::Credentials(ref args)) => return credentials(args),
+        Some(Command::Credentials(ref args)) => {
+            return with_config(&cli, |c, name| credentials::run(args, c, name));
+        }
+        Some(Command::ExplainAuth(ref args)) => {
+            return with_config(&cli, |c, name| explain::run(args, c, name));
+        }
         Some(Command::Run) | None => {}
     }
     let mut config = match load(&cli) {
@@ -177,6 +133,9 @@ fn run(
         }
     };
     runtime.block_on(async move {
+        // The TLS files' stamps before the server reads them (see `watch`).
+        let tls = config.tls.clone();
+        let stamps = tls.as_ref().map_or([None, None], watch::stamp);
         let server = match Server::bind(config) {
             Ok(s) => s,
             Err(e) => {
@@ -198,6 +157,7 @@ fn run(
             generated_secret: Mutex::new(generated_secret),
             log,
             control: server.control(),
+            watch: Mutex::new(watch::CertWatch::new(tls.as_ref(), stamps)),
         });
         let surfaces = match turnpike_admin::start(
             server.config(),

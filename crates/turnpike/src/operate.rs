@@ -12,23 +12,30 @@
 //! - **SIGUSR2**: start or stop redirecting new Allocates to `[alternates]` (a drain by
 //!   hand: existing allocations go on); a SIGHUP sets it back to the file's `redirect`.
 //! - **SIGINT / SIGTERM**: stop (handled by the caller).
+//!
+//! Without a signal, the `[tls]` certificate and key files are looked at every
+//! `[tls] watch_interval_secs` ([`crate::watch`]); when they changed and the new pair loads,
+//! the file is reloaded exactly as on SIGHUP, and one line says so. A pair that does not
+//! load yet (caught half-written) is reported once and tried again at the next look; the
+//! certificate in force stays.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
 use turnpike_server::{Config, Log, LogFormat, LogLevel, ReloadReport, ServerControl};
 
 use crate::config;
+use crate::watch::{self, CertWatch};
 
 /// Changes the log filter while running.
 pub(crate) type LogHandle = Handle<EnvFilter, tracing_subscriber::Registry>;
 
-/// Everything a reload needs besides the file; shared by the signal handlers and the
-/// admin API ([`turnpike_admin::Operator`]).
+/// Everything a reload needs besides the file; shared by the signal handlers, the
+/// certificate watch and the admin API ([`turnpike_admin::Operator`]).
 pub(crate) struct Operator {
     /// The configuration file; `None` when running on the embedded default.
     pub(crate) path: Option<PathBuf>,
@@ -37,6 +44,34 @@ pub(crate) struct Operator {
     /// The log filter, when `RUST_LOG` does not decide it.
     pub(crate) log: Option<LogHandle>,
     pub(crate) control: ServerControl,
+    /// The watch over the `[tls]` files in force.
+    pub(crate) watch: Mutex<CertWatch>,
+}
+
+/// What started a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// The admin API (`turnpike ctl reload`).
+    Api,
+    /// The `[tls]` files changed on disk; `report`: log a refusal at error level (else
+    /// at debug: it was reported for the same files before).
+    CertificateFiles {
+        /// Whether a refusal is logged as an error.
+        report: bool,
+    },
+}
+
+impl Trigger {
+    /// Logs why a reload was refused.
+    fn refused(self, e: &dyn std::fmt::Display) {
+        if self == (Self::CertificateFiles { report: false }) {
+            debug!("reload refused again, the configuration in force stays: {e}");
+        } else {
+            error!("reload refused, the configuration in force stays: {e}");
+        }
+    }
 }
 
 /// The signals, registered before the server says it is ready (so none of them can
@@ -67,10 +102,16 @@ impl Operator {
     pub(crate) async fn serve(self: Arc<Self>, mut signals: Signals) {
         let mut redirecting = false;
         loop {
+            let look = self.watch().deadline();
+            // Never reached when not watching (the branch is off); any instant will do.
+            let at = look.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 Some(()) = signals.hup.recv() => {
                     // Logged inside; nobody to answer.
-                    let _ = self.reload_file().await;
+                    let _ = self.reload(Trigger::Signal).await;
+                }
+                () = tokio::time::sleep_until(at), if look.is_some() => {
+                    self.look_at_certificate().await;
                 }
                 Some(()) = signals.usr1.recv() => self.status().await,
                 Some(()) = signals.usr2.recv() => {
@@ -87,9 +128,48 @@ impl Operator {
         }
     }
 
-    /// SIGHUP and the admin API's reload: reads, validates and applies the
-    /// configuration file, and logs what happened.
-    pub(crate) async fn reload_file(&self) -> Result<ReloadReport, String> {
+    /// The `[tls]` files' watch is due: when they changed and load, reload as SIGHUP does.
+    async fn look_at_certificate(&self) {
+        let Some((files, stamps)) = self.watch().look() else {
+            return;
+        };
+        // Try the pair before reloading the whole file, so a pair caught half-written
+        // is told apart from a bad configuration and tried again quietly.
+        if let Err(e) = turnpike_server::tls::acceptor(&files) {
+            let (first, every) = {
+                let mut watch = self.watch();
+                (watch.failed(stamps), watch.interval().as_secs())
+            };
+            if first {
+                warn!(
+                    "TLS certificate files changed but do not load (yet), the certificate in \
+                     force stays; trying again every {every} s: {e}"
+                );
+            } else {
+                debug!(error = %e, "TLS certificate files still do not load");
+            }
+            return;
+        }
+        // A configuration that does not load is reported on the first try with these
+        // files, and tried again quietly on the next looks.
+        let first = self.watch().first_try(stamps);
+        if self
+            .reload(Trigger::CertificateFiles { report: first })
+            .await
+            .is_err()
+        {
+            self.watch().failed(stamps);
+        }
+    }
+
+    /// The certificate watch, locked for a moment (never across an await).
+    fn watch(&self) -> MutexGuard<'_, CertWatch> {
+        self.watch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads, validates and applies the configuration file (on SIGHUP, from the admin
+    /// API, or when the certificate files changed); what was applied, or why not.
+    async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, String> {
         let Some(path) = &self.path else {
             let e = "running on the embedded default configuration; nothing to reload";
             warn!("reload: {e}");
@@ -98,7 +178,7 @@ impl Operator {
         let mut new = match config::load(path) {
             Ok(c) => c,
             Err(e) => {
-                error!("reload refused, the configuration in force stays: {e}");
+                trigger.refused(&e);
                 return Err(e.to_string());
             }
         };
@@ -110,29 +190,44 @@ impl Operator {
             resolve(&mut new, &mut generated);
         }
         let level = new.log.level;
-        match self.control.reload(new).await {
-            Ok(report) => {
-                if let Err(e) = self.apply_level(level) {
-                    warn!(error = %e, "reload: cannot change the log level");
-                }
-                info!(
-                    file = %path.display(),
-                    applied = ?report.applied,
-                    "reloaded"
-                );
-                if !report.needs_restart.is_empty() {
-                    warn!(
-                        sections = ?report.needs_restart,
-                        "reload: these sections changed but take effect only after a restart"
-                    );
-                }
-                Ok(report)
-            }
+        let tls = new.tls.clone();
+        // Stamped before the server reads them: a change while it does is seen later.
+        let stamps = tls.as_ref().map_or([None, None], watch::stamp);
+        let report = match self.control.reload(new).await {
+            Ok(report) => report,
             Err(e) => {
-                error!("reload refused, the configuration in force stays: {e}");
-                Err(e.to_string())
+                trigger.refused(&e);
+                return Err(e.to_string());
+            }
+        };
+        *self.watch() = CertWatch::new(tls.as_ref(), stamps);
+        if self.log.is_some() {
+            if let Err(e) = self.apply_level(level) {
+                warn!(error = %e, "reload: cannot change the log level");
             }
         }
+        match (trigger, &tls) {
+            (Trigger::CertificateFiles { .. }, Some(files)) => info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                file = %path.display(),
+                applied = ?report.applied,
+                "TLS certificate files changed: reloaded; new TLS connections get the new \
+                 certificate, those made before keep theirs"
+            ),
+            _ => info!(
+                file = %path.display(),
+                applied = ?report.applied,
+                "reloaded"
+            ),
+        }
+        if !report.needs_restart.is_empty() {
+            warn!(
+                sections = ?report.needs_restart,
+                "reload: these sections changed but take effect only after a restart"
+            );
+        }
+        Ok(report)
     }
 
     /// Sets the log filter to `level` (refused when `RUST_LOG` decides it).
@@ -208,7 +303,7 @@ pub(crate) fn init_logging(log: &Log) -> Option<LogHandle> {
 
 impl turnpike_admin::Operator for Operator {
     fn reload(&self) -> turnpike_admin::BoxFuture<'_, Result<ReloadReport, String>> {
-        Box::pin(self.reload_file())
+        Box::pin(Self::reload(self, Trigger::Api))
     }
 
     fn set_log_level(&self, level: LogLevel) -> Result<(), String> {
