@@ -75,3 +75,48 @@ fn json_logs_carry_the_accounting_fields() {
     assert_eq!(fields["to_peer_packets"], 0);
     assert!(fields["user"].as_str().unwrap().ends_with(":bob"));
 }
+
+/// Refused credentials and denied peers are logged with their reason, at most 10 lines a
+/// second per kind and worker, the held-back count said in the next line: a flood of bad
+/// passwords cannot fill the disk.
+#[test]
+fn refusals_are_logged_with_their_reason_within_a_budget() {
+    let config = "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n[turn]\nrealm = \"log.test\"\n\
+                  secrets = [\"log-secret\"]\n[relay]\nips = [\"127.0.0.1\"]\n\
+                  ports = \"27500-27549\"\n[runtime]\nworkers = 1\n";
+    let server = ServerProcess::start_logging("refusal-log", config, "warn");
+    // 60 Allocates under a secret the server does not hold: 401 each, bad integrity.
+    let wrong = Credentials::Rest {
+        secret: "not-the-secret".into(),
+        user: "mallory".into(),
+    };
+    for _ in 0..60 {
+        let mut client = TurnClient::connect(server.udp[0], &wrong).unwrap();
+        assert!(client.allocate(None).is_err());
+    }
+    let line = server.wait_for_log(&["authentication failed"], Duration::from_secs(5));
+    for field in ["reason=\"bad_integrity\"", ":mallory", "client=127.0.0.1:"] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    let written = server.count_logs("authentication failed");
+    assert!(
+        (10..=30).contains(&written),
+        "60 failures within a few seconds: {written} lines (10 a second at most)"
+    );
+    // A peer in the private ranges: 403, logged with the rule.
+    let good = Credentials::Rest {
+        secret: "log-secret".into(),
+        user: "alice".into(),
+    };
+    let mut client = TurnClient::connect(server.udp[0], &good).unwrap();
+    client.allocate(None).unwrap();
+    assert!(
+        client
+            .create_permission("10.1.2.3:9".parse().unwrap())
+            .is_err()
+    );
+    let line = server.wait_for_log(&["peer denied"], Duration::from_secs(5));
+    for field in ["peer=10.1.2.3:9", "rule=\"private\""] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+}
