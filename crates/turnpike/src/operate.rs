@@ -246,7 +246,13 @@ impl Operator {
                 worker = w.worker,
                 allocations = w.allocations,
                 redirecting = w.redirecting,
-                stats = ?w.stats,
+                created = w.stats.allocations_created,
+                ended = w.stats.allocations_closed,
+                to_peer_packets = w.stats.to_peer,
+                to_client_packets = w.stats.to_client,
+                refused = w.stats.refused.iter().sum::<u64>(),
+                auth_failures = w.stats.auth_failures.iter().sum::<u64>(),
+                peers_denied = w.stats.peer_denied.iter().sum::<u64>(),
                 "status"
             );
         }
