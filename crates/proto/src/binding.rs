@@ -62,6 +62,10 @@ use turnpike_stun::{
 use crate::allocation::FiveTuple;
 use crate::host::Family;
 
+/// Most bytes an error answer of the Binding service may be per byte of its request: it
+/// goes to an address nobody proved (UDP sources can be spoofed), so it must not amplify.
+pub const MAX_ERROR_AMPLIFICATION: usize = 2;
+
 /// At most this many unknown attribute types are listed in one 420 response.
 const MAX_UNKNOWN_LISTED: usize = 16;
 
@@ -323,7 +327,8 @@ pub enum Ignored {
     BadFingerprint,
     /// An indication (a Binding indication is a keepalive, RFC 8489 §6.3.2) or a response.
     NotARequest,
-    /// Malformed, and a 400 would have been larger than the request itself.
+    /// Malformed, and a 400 would have been larger than the request itself; or an error
+    /// answer (420, 400) would have been more than [`MAX_ERROR_AMPLIFICATION`] times it.
     WouldAmplify,
     /// The response did not fit the output buffer.
     NoRoom,
@@ -466,6 +471,15 @@ impl BindingService {
             self.success(out, tid, source, fingerprint)
         };
         match result {
+            // An error answer goes to an address nobody proved: never more than twice
+            // the request (a success is as large as RFC 8489 makes it).
+            Ok(n) if n_unknown > 0 || ty.method != Method::BINDING => {
+                if n <= packet.len() * MAX_ERROR_AMPLIFICATION {
+                    Response::Send(n)
+                } else {
+                    Response::Ignore(Ignored::WouldAmplify)
+                }
+            }
             Ok(n) => Response::Send(n),
             Err(_) => Response::Ignore(Ignored::NoRoom),
         }
@@ -533,7 +547,8 @@ impl BindingService {
         fingerprint: bool,
     ) -> Result<usize, EncodeError> {
         let mut w = MessageWriter::new(out, request.error(), tid)?;
-        w.put(&ErrorCodeAttr::new(code))?;
+        // No reason phrase: the answer goes to an unproven address and must stay small.
+        w.put(&ErrorCodeAttr::terse(code))?;
         if let Some(list) = unknown {
             w.put(&UnknownAttributes::List(list))?;
         }

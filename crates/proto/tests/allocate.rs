@@ -81,6 +81,13 @@ fn max_lifetime_below_default_caps_the_default() {
 fn missing_requested_transport_is_400() {
     let mut sim = Sim::new();
     let mut c = TestClient::alice("203.0.113.10:40000");
+    // Unsigned over UDP it gets nothing (the source may be spoofed: only a well-formed
+    // Allocate is challenged); signed, it gets its 400.
+    let tid = c.next_tid();
+    let unsigned = c.build_unsigned(Method::ALLOCATE, tid, &[]);
+    assert!(matches!(c.send_raw(&mut sim, &unsigned), Outcome::None));
+    c.challenge(&mut sim, Method::ALLOCATE, &[UDP])
+        .assert_error(401);
     let resp = c.request(&mut sim, Method::ALLOCATE, &[]);
     resp.assert_error(400);
     assert_eq!(resp.ty().method, Method::ALLOCATE);
@@ -97,6 +104,8 @@ fn missing_requested_transport_is_400() {
 fn malformed_requested_transport_is_400() {
     let mut sim = Sim::new();
     let mut c = TestClient::alice("203.0.113.10:40000");
+    c.challenge(&mut sim, Method::ALLOCATE, &[UDP])
+        .assert_error(401);
     let resp = c.request(
         &mut sim,
         Method::ALLOCATE,

@@ -124,6 +124,17 @@ fn missing_number_or_peer_is_400() {
 fn channel_bind_without_allocation_is_437() {
     let mut sim = Sim::new();
     let mut c = TestClient::alice("203.0.113.10:40000");
+    // Unsigned over UDP: silence (only a well-formed Allocate is challenged).
+    let tid = c.next_tid();
+    let unsigned = c.build_unsigned(
+        Method::CHANNEL_BIND,
+        tid,
+        &[A::Channel(0x4000), A::Peer(peer_v4())],
+    );
+    assert_eq!(c.send_raw(&mut sim, &unsigned), Outcome::None);
+    // Signed (with a nonce a challenge gave): 437.
+    c.challenge(&mut sim, Method::ALLOCATE, &[UDP])
+        .assert_error(401);
     c.channel_bind(&mut sim, 0x4000, peer_v4())
         .assert_error(437);
 }

@@ -623,7 +623,14 @@ impl World {
                 let (method, attrs) = attrs_of(req, self.token, &self.tickets, &ids);
                 let c = &mut self.clients[*client];
                 if c.nonce.is_none() {
-                    c.challenge(&mut self.sim, method, &attrs);
+                    // Any request learns the nonce (over UDP an unsigned one is
+                    // challenged only as an Allocate with REQUESTED-TRANSPORT).
+                    let (m, a): (Method, &[A]) = if c.gets_challenged(method, &attrs) {
+                        (method, &attrs)
+                    } else {
+                        (Method::ALLOCATE, &[UDP])
+                    };
+                    c.challenge(&mut self.sim, m, a);
                 }
                 let tid = c.next_tid();
                 let packet = mutate(c.build_signed(method, tid, &attrs), mutation);

@@ -1,8 +1,11 @@
 //! Stateless nonces: the server keeps nothing per client until a request authenticates.
 //!
 //! A nonce is `obMatJos2` (the RFC 8489 §9.2 cookie) + 4 characters of security features +
-//! base64 of 12 bytes: the expiry (unix seconds, 4 bytes) and the first 8 bytes of
-//! HMAC-SHA256(server key, expiry ‖ client IP ‖ client port). Checking one is recomputing
+//! base64 of 11 bytes: the expiry (unix seconds, 4 bytes) and the first 7 bytes of
+//! HMAC-SHA256(server key, expiry ‖ client IP ‖ client port). 28 characters in all, so the
+//! NONCE attribute fills 32 bytes: the 401 a spoofed Allocate gets stays within 3× the
+//! request (see `docs/THREAT_MODEL.md`). A 56-bit tag is plenty for what a nonce proves
+//! (that this address got it from us lately; the password is checked separately). Checking one is recomputing
 //! the MAC: a flood of unauthenticated requests allocates nothing, any worker (or any
 //! server sharing the key) can check any nonce, and a nonce is useless from another
 //! address. (The core binds a stream client's nonces to its IP alone, port 0: an RFC 6062
@@ -17,7 +20,13 @@ use sha2::Sha256;
 use turnpike_stun::nonce_cookie::{NONCE_COOKIE, SecurityFeatures, parse_nonce_cookie};
 
 /// Length of a nonce this module issues.
-pub const NONCE_LEN: usize = 9 + 4 + 16;
+pub const NONCE_LEN: usize = 9 + 4 + 15;
+
+/// Bytes of the MAC kept in a nonce.
+const TAG_LEN: usize = 7;
+
+/// Bytes encoded after the cookie: the expiry and the tag.
+const RAW_LEN: usize = 4 + TAG_LEN;
 
 /// Issues and checks nonces.
 #[derive(Clone)]
@@ -55,7 +64,7 @@ impl NonceKey {
         self.features
     }
 
-    fn tag(&self, expiry: u32, client: SocketAddr) -> [u8; 8] {
+    fn tag(&self, expiry: u32, client: SocketAddr) -> [u8; TAG_LEN] {
         let mut mac = self.mac.clone();
         mac.update(&expiry.to_be_bytes());
         match client.ip() {
@@ -64,15 +73,15 @@ impl NonceKey {
         }
         mac.update(&client.port().to_be_bytes());
         let full = mac.finalize().into_bytes();
-        let mut tag = [0u8; 8];
-        tag.copy_from_slice(&full[..8]);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
         tag
     }
 
     /// Issues a nonce for `client`, valid until about `unix_now + lifetime_secs`.
     pub fn issue(&self, client: SocketAddr, unix_now: u64, lifetime_secs: u32) -> String {
         let expiry = ((unix_now + u64::from(lifetime_secs)) / 10 * 10) as u32;
-        let mut raw = [0u8; 12];
+        let mut raw = [0u8; RAW_LEN];
         raw[..4].copy_from_slice(&expiry.to_be_bytes());
         raw[4..].copy_from_slice(&self.tag(expiry, client));
         let mut nonce = String::with_capacity(NONCE_LEN);
@@ -90,9 +99,9 @@ impl NonceKey {
         let Some(body) = nonce.get(NONCE_COOKIE.len() + 4..) else {
             return NonceCheck::Stale;
         };
-        let mut raw = [0u8; 12];
+        let mut raw = [0u8; RAW_LEN];
         match STANDARD_NO_PAD.decode_slice(body, &mut raw) {
-            Ok(12) => {}
+            Ok(RAW_LEN) => {}
             _ => return NonceCheck::Stale,
         }
         let expiry = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);

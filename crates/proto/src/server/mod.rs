@@ -140,14 +140,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use turnpike_stun::attr::{
-    ConnectionId, ErrorCodeAttr, Lifetime, MobilityTicket, UnknownAttributes,
+    ConnectionId, ErrorCodeAttr, Lifetime, MobilityTicket, RequestedTransport, UnknownAttributes,
 };
 use turnpike_stun::{
     AttrType, Class, Demux, ErrorCode, Message, MessageType, Method, TransactionId, demux,
 };
 
 use crate::HashMap;
-use crate::allocation::{Cached, FiveTuple};
+use crate::allocation::{Cached, ClientTransport, FiveTuple};
 use crate::auth::rest::parse_rest_username;
 use crate::auth::{AuthFailure, AuthReject, Authenticated, BadUser, Credentials};
 use crate::binding::{BindingConfig, BindingService, Response};
@@ -178,6 +178,11 @@ mod respond;
 mod stats;
 mod sweep;
 pub mod tcp_relay;
+
+/// Most bytes an answer to an unauthenticated UDP request may be per byte of the request
+/// (the source may be spoofed: the answer must not amplify). The Binding service keeps
+/// to the same bound for its errors ([`crate::binding::MAX_ERROR_AMPLIFICATION`]).
+pub const MAX_UNPROVEN_AMPLIFICATION: usize = 2;
 
 /// Most [`Event::AuthFailed`] and [`Event::PeerDenied`] notices queued at once; more are
 /// counted in [`Stats`] but not queued, so a flood of bad requests cannot grow memory.
@@ -521,11 +526,32 @@ impl TurnServer {
     ) -> ClientAction {
         let ty = msg.message_type();
         let tid = msg.transaction_id();
-        // A retransmission gets the very same answer (RFC 8489 §6.3.4).
+        let udp = from.transport == ClientTransport::Udp;
+        let request_len = msg.as_bytes().len();
+        // A retransmission gets the very same answer (RFC 8489 §6.3.4) — over UDP only if
+        // it does not amplify: a genuine retransmission is as large as the request that
+        // was answered, a spoofed header with its transaction ID is not.
         if let Some(bytes) = self.table.answer(&from, tid, ty.method, now, out.len()) {
+            if udp && bytes.len() > request_len * MAX_UNPROVEN_AMPLIFICATION {
+                return ClientAction::None;
+            }
             out[..bytes.len()].copy_from_slice(bytes);
             return ClientAction::Reply(bytes.len());
         }
+        // Over UDP the source may be spoofed: an unsigned request is answered only when
+        // it is what a new client starts with, a well-formed Allocate, or a moved client's
+        // Refresh with its MOBILITY-TICKET (RFC 8016 §3.2); every other request of a
+        // genuine client is signed (RFC 8656 §5), so anything else unsigned is silence
+        // rather than a 401 several times its size.
+        let signed = msg.has_integrity() || msg.has_integrity_sha256();
+        let challengeable = is_challengeable(msg);
+        if udp && !signed && !challengeable {
+            return ClientAction::None;
+        }
+        // A stranger (no allocation on this 5-tuple) gets an answer to anything else only
+        // once it proved its credentials, and then no larger than its request (the 437 of
+        // RFC 8656 §7.3 / §9.2 / §11.2 is the answer it can expect).
+        let stranger = udp && !challengeable && self.table.by_five_tuple(&from).is_none();
         let unix_now = self.unix_now(now);
         let nonce_for = nonce_scope(&from);
         let auth = match self.credentials.authenticate(msg, nonce_for, unix_now) {
@@ -540,7 +566,20 @@ impl TurnServer {
                 if let Some(failure) = reject.failure() {
                     self.note_auth_failure(from, msg, failure);
                 }
+                // The challenge is never cut: a new client needs it, and its size is set
+                // by the realm (84 bytes for the smallest Allocate with the shipped
+                // defaults, see `docs/THREAT_MODEL.md`). The other refusals answer a
+                // signed request, which carries REALM and NONCE itself: one larger than
+                // twice its request is not a genuine client's, and gets silence.
+                let cap = match (udp, reject) {
+                    (false, _) | (true, AuthReject::Challenge) => usize::MAX,
+                    // A stranger's signed request with a stale nonce (a client whose
+                    // allocation and nonce ran out) gets its 438, never larger than it.
+                    _ if stranger => request_len,
+                    _ => request_len * MAX_UNPROVEN_AMPLIFICATION,
+                };
                 return match self.auth_error(out, msg, nonce_for, unix_now, reject) {
+                    Ok(n) if n > cap => ClientAction::None,
                     Ok(n) => ClientAction::Reply(n),
                     Err(_) => ClientAction::None,
                 };
@@ -568,6 +607,9 @@ impl TurnServer {
         let Ok(n) = written else {
             return ClientAction::None;
         };
+        if stranger && n > request_len {
+            return ClientAction::None;
+        }
         self.table.remember(
             from,
             Cached {
@@ -709,6 +751,17 @@ impl TurnServer {
             self.events
                 .push_back(Event::PeerDenied { from, peer, rule });
         }
+    }
+}
+
+/// Whether an unsigned request gets the 401 challenge over UDP: an Allocate with the one
+/// attribute RFC 8656 §7.2 requires, REQUESTED-TRANSPORT, or a Refresh with a
+/// MOBILITY-TICKET (a client that moved, RFC 8016 §3.2).
+fn is_challengeable(msg: &Message<&[u8]>) -> bool {
+    match msg.message_type().method {
+        Method::ALLOCATE => matches!(msg.get::<RequestedTransport>(), Ok(Some(_))),
+        Method::REFRESH => matches!(msg.get::<MobilityTicket>(), Ok(Some(_))),
+        _ => false,
     }
 }
 

@@ -207,7 +207,8 @@ impl TurnServer {
             AuthReject::BadRequest => ErrorCode::BAD_REQUEST,
         };
         let mut w = MessageWriter::new(out, msg.message_type().error(), msg.transaction_id())?;
-        w.put(&ErrorCodeAttr::new(code))?;
+        // No reason phrase: the answer goes to an unproven address and must stay small.
+        w.put(&ErrorCodeAttr::terse(code))?;
         if reject != AuthReject::BadRequest {
             w.put(&Realm(self.credentials.realm()))?;
             let nonce = self.credentials.issue_nonce(client, unix_now);

@@ -1245,6 +1245,17 @@ impl TestClient {
         sim.client_send(self.ft, packet)
     }
 
+    /// Whether this request, unsigned, gets the 401 challenge: always over TCP and TLS;
+    /// over UDP only a well-formed Allocate or a Refresh with a MOBILITY-TICKET.
+    pub fn gets_challenged(&self, method: Method, attrs: &[A]) -> bool {
+        self.ft.transport != ClientTransport::Udp
+            || match method {
+                Method::ALLOCATE => attrs.iter().any(|a| matches!(a, A::Transport(_))),
+                Method::REFRESH => attrs.iter().any(|a| matches!(a, A::Ticket(_))),
+                _ => false,
+            }
+    }
+
     /// Learns REALM, NONCE and PASSWORD-ALGORITHMS from a 401 or 438.
     pub fn learn(&mut self, resp: &Resp) {
         if let Some(r) = resp.realm() {
@@ -1286,6 +1297,12 @@ impl TestClient {
     /// (learning from the 401), then signed; one retry after a 438.
     #[track_caller]
     pub fn request(&mut self, sim: &mut Sim, method: Method, attrs: &[A]) -> Resp {
+        if self.nonce.is_none() && !self.gets_challenged(method, attrs) {
+            // Over UDP only a well-formed Allocate (or a moved client's Refresh) is
+            // challenged unsigned: learn the nonce the way a real client does.
+            self.challenge(sim, Method::ALLOCATE, &[UDP])
+                .assert_error(401);
+        }
         if self.nonce.is_none() {
             let first = self.challenge(sim, method, attrs);
             if first.error_code() != Some(401) {
@@ -1306,7 +1323,12 @@ impl TestClient {
     #[track_caller]
     pub fn send(&mut self, sim: &mut Sim, method: Method, attrs: &[A]) -> (TransactionId, Outcome) {
         if self.nonce.is_none() {
-            self.challenge(sim, method, attrs).assert_error(401);
+            let (m, a): (Method, &[A]) = if self.gets_challenged(method, attrs) {
+                (method, attrs)
+            } else {
+                (Method::ALLOCATE, &[UDP])
+            };
+            self.challenge(sim, m, a).assert_error(401);
         }
         let tid = self.next_tid();
         let packet = self.build_signed(method, tid, attrs);

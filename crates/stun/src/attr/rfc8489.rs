@@ -98,6 +98,13 @@ impl<'a> ErrorCodeAttr<'a> {
             reason: code.reason(),
         }
     }
+
+    /// An ERROR-CODE with an empty reason phrase (RFC 8489 §14.8: the phrase is only for
+    /// diagnostics), for answers that must stay small: those sent before a request is
+    /// authenticated, to an address that may be spoofed.
+    pub const fn terse(code: ErrorCode) -> Self {
+        Self { code, reason: "" }
+    }
 }
 
 /// Decodes the class/number/reason layout shared by ERROR-CODE and ADDRESS-ERROR-CODE,
