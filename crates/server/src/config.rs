@@ -64,6 +64,10 @@ pub struct Config {
     /// listener turn it off).
     #[serde(skip, default = "yes")]
     pub skip_unavailable_ipv6: bool,
+    /// Internal, not in the file: the addresses the listeners were bound to (port 0
+    /// resolved), set by [`crate::Server::bind`]; the peer check refuses them.
+    #[serde(skip)]
+    pub bound_listeners: Vec<SocketAddr>,
 }
 
 fn yes() -> bool {
@@ -197,11 +201,59 @@ impl Config {
     pub fn core(&self) -> TurnConfig {
         TurnConfig {
             turn: self.turn.clone(),
-            peers: self.peers.clone(),
+            peers: {
+                let mut peers = self.peers.clone();
+                peers.own = self.own_addresses();
+                peers
+            },
             quotas: self.quotas,
             alternates: self.alternates.clone(),
             stun: self.stun.clone(),
             rfc5780: self.rfc5780,
+        }
+    }
+
+    /// The server's own addresses, which no peer may be (see
+    /// [`turnpike_proto::policy::OwnAddresses`]): every listener, a wildcard one at each
+    /// relay IP (local and advertised), and the relay IPs outside the relay range.
+    pub fn own_addresses(&self) -> turnpike_proto::policy::OwnAddresses {
+        let relay_ips: Vec<std::net::IpAddr> = self
+            .relay
+            .ips
+            .iter()
+            .copied()
+            .chain(self.relay.external.iter().map(|e| e.public))
+            .collect();
+        let rfc5780 = self
+            .rfc5780
+            .iter()
+            .flat_map(Rfc5780Addresses::listen_addresses);
+        let mut listeners = Vec::new();
+        let configured = self.listen.udp.iter().chain(&self.listen.tcp).copied();
+        let all: Vec<SocketAddr> = if self.bound_listeners.is_empty() {
+            configured.chain(rfc5780).collect()
+        } else {
+            self.bound_listeners.clone()
+        };
+        for addr in all {
+            if addr.ip().is_unspecified() {
+                let v6 = addr.is_ipv6();
+                listeners.extend(
+                    relay_ips
+                        .iter()
+                        .filter(|ip| v6 || ip.is_ipv4())
+                        .map(|&ip| SocketAddr::new(ip, addr.port())),
+                );
+            } else {
+                listeners.push(addr);
+            }
+        }
+        listeners.sort_unstable();
+        listeners.dedup();
+        turnpike_proto::policy::OwnAddresses {
+            listeners,
+            relay_ips,
+            relay_ports: (self.relay.min_port, self.relay.max_port),
         }
     }
 

@@ -169,7 +169,7 @@ impl Server {
     /// # Errors
     ///
     /// The first address that cannot be bound, or a bad static user.
-    pub fn bind(config: Config) -> Result<Self, StartError> {
+    pub fn bind(mut config: Config) -> Result<Self, StartError> {
         // A core's shard is one byte (MOBILITY-TICKETs and CONNECTION-IDs carry it).
         let workers = config.runtime.worker_count();
         let mut bound = Vec::new();
@@ -238,6 +238,8 @@ impl Server {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
+        // The listeners as bound (port 0 resolved): no peer may be one of them.
+        config.bound_listeners = bound.iter().map(|&(_, addr)| addr).collect();
         // One configuration for every core, swappable as a whole.
         let core_config = Arc::new(config.core());
         let mut cores = Vec::with_capacity(workers);

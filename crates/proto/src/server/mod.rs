@@ -380,8 +380,23 @@ impl TurnServer {
         self.credentials = credentials(&config, &self.nonce_secret)?;
         self.binding = binding(&config);
         self.redirect = config.alternates.redirect;
+        let policy_changed = config.peers != self.config.peers;
         self.config = config;
+        if policy_changed {
+            self.drop_refused_peers();
+        }
         Ok(())
+    }
+
+    /// After a new peer policy: permissions and channels it refuses are removed, so the
+    /// data paths (which rely on the permission) follow the policy in force.
+    fn drop_refused_peers(&mut self) {
+        let policy = &self.config.peers;
+        for id in self.table.ids() {
+            let a = &mut self.table[id];
+            a.permissions.retain(|p| policy.verdict(p.ip).is_ok());
+            a.channels.retain(|c| policy.check(c.peer).is_ok());
+        }
     }
 
     /// The configuration in force.

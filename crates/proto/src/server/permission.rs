@@ -22,13 +22,15 @@ impl TurnServer {
         peer: SocketAddr,
     ) -> Result<SocketAddr, Reject> {
         let peer = normalise_addr(peer);
+        // Policy first: a denied peer is 403 whatever the relay's family (a 443 would
+        // tell a prober the address was acceptable).
+        if let Err(rule) = self.config.peers.check(peer) {
+            self.note_peer_denied(from, peer, rule);
+            return Err(Reject::Forbidden);
+        }
         let alloc = self.table.get(slot).ok_or(Reject::AllocationMismatch)?;
         if alloc.relay(Family::of(peer)).is_none() {
             return Err(Reject::PeerAddressFamilyMismatch);
-        }
-        if let Err(rule) = self.config.peers.verdict(peer.ip()) {
-            self.note_peer_denied(from, peer, rule);
-            return Err(Reject::Forbidden);
         }
         Ok(peer)
     }

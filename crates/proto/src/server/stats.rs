@@ -111,7 +111,7 @@ pub struct Stats {
     /// Allocations ended, indexed as `created`.
     pub ended: [[u64; 3]; 3],
     /// Allocations ended, by [`EndReason::ALL`] order.
-    pub ended_by_reason: [u64; 6],
+    pub ended_by_reason: [u64; EndReason::ALL.len()],
     /// Datagrams relayed client→peer.
     pub to_peer: u64,
     /// Datagrams relayed peer→client.
@@ -137,11 +137,11 @@ pub struct Stats {
     pub peer_connections: u64,
     /// Error answers after authentication, by [`Reject::ALL`] order (a 300 that found
     /// no alternate counts as the 508 it became).
-    pub refused: [u64; 15],
+    pub refused: [u64; Reject::ALL.len()],
     /// Credentials refused, by [`AuthFailure::ALL`] order.
-    pub auth_failures: [u64; 8],
+    pub auth_failures: [u64; AuthFailure::ALL.len()],
     /// Peer addresses refused by policy, by [`DenyRule::ALL`] order.
-    pub peer_denied: [u64; 9],
+    pub peer_denied: [u64; DenyRule::ALL.len()],
     /// Lifetimes of ended allocations, seconds ([`LIFETIME_BOUNDS_SECS`]).
     pub lifetime: Histogram,
     /// Payload bytes (both directions) of ended allocations ([`VOLUME_BOUNDS_BYTES`]).

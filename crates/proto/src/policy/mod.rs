@@ -12,9 +12,13 @@
 //! wins over explicit allow. Allowing loopback is a separate, `dangerous_` switch because
 //! relaying to the server's own host reaches every service listening on it.
 
+mod own;
+
 use core::fmt;
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::str::FromStr;
+
+pub use self::own::OwnAddresses;
 
 /// An IPv4 or IPv6 prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,11 +125,15 @@ pub enum DenyRule {
     Reserved,
     /// IPv6 transition prefixes (6to4, Teredo, local-use NAT64) and the 6to4 anycast relay.
     Transition,
+    /// A cloud metadata service (169.254.169.254, AWS's fd00:ec2::254).
+    Metadata,
+    /// The server's own listening address, or its relay IP outside the relay range.
+    OwnAddress,
 }
 
 impl DenyRule {
     /// Every rule, in label order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Operator,
         Self::Unspecified,
         Self::Loopback,
@@ -135,6 +143,8 @@ impl DenyRule {
         Self::Multicast,
         Self::Reserved,
         Self::Transition,
+        Self::Metadata,
+        Self::OwnAddress,
     ];
 
     /// A short label for logs and metrics.
@@ -149,6 +159,8 @@ impl DenyRule {
             Self::Multicast => "multicast",
             Self::Reserved => "reserved",
             Self::Transition => "ipv6_transition",
+            Self::Metadata => "metadata",
+            Self::OwnAddress => "own_address",
         }
     }
 
@@ -159,7 +171,14 @@ impl DenyRule {
 }
 
 /// Ranges refused by default, with the rule they fall under and why they are dangerous.
+/// Checked in order: the first match names the rule.
 const DEFAULT_DENY: &[(&str, DenyRule, &str)] = &[
+    (
+        "169.254.169.254/32",
+        DenyRule::Metadata,
+        "cloud metadata (AWS, GCP, Azure, ...)",
+    ),
+    ("fd00:ec2::254/128", DenyRule::Metadata, "AWS IPv6 metadata"),
     (
         "0.0.0.0/8",
         DenyRule::Unspecified,
@@ -236,6 +255,9 @@ pub struct PeerPolicy {
     pub deny: Vec<Cidr>,
     /// Allow 127.0.0.0/8 and ::1 (tests on one host need it; production never should).
     pub dangerous_allow_loopback: bool,
+    /// The server's own addresses, refused whatever `allow` says (set by the runtime,
+    /// not in the file).
+    pub own: OwnAddresses,
 }
 
 impl Default for PeerPolicy {
@@ -248,6 +270,7 @@ impl Default for PeerPolicy {
             allow: Vec::new(),
             deny: Vec::new(),
             dangerous_allow_loopback: false,
+            own: OwnAddresses::default(),
         }
     }
 }
@@ -301,6 +324,33 @@ impl PeerPolicy {
         self.verdict(ip).is_ok()
     }
 
+    /// The one peer check every path relies on (CreatePermission, ChannelBind and RFC 6062
+    /// Connect install a permission only when it passes; data, Send, ConnectionAttempt and
+    /// ICMP need that permission; a new policy drops the permissions it refuses): the
+    /// address in every encoding (IPv4-mapped, IPv4-compatible, NAT64, 6to4) against the
+    /// operator's deny list, the server's own addresses, the operator's allow list, and
+    /// the default-deny ranges, in that order.
+    ///
+    /// # Errors
+    ///
+    /// The [`DenyRule`] that refuses it.
+    pub fn check(&self, peer: SocketAddr) -> Result<(), DenyRule> {
+        let ip = normalise(peer.ip());
+        let canonical = SocketAddr::new(ip, peer.port());
+        let as_v4 = embedded_ipv4(ip).map(|v4| SocketAddr::new(IpAddr::V4(v4), peer.port()));
+        let hit_deny = |c: &Cidr| c.contains(ip) || as_v4.is_some_and(|e| c.contains(e.ip()));
+        if self.deny.iter().any(hit_deny) {
+            return Err(DenyRule::Operator);
+        }
+        let loopback = self.dangerous_allow_loopback;
+        if self.own.contains(canonical, loopback)
+            || as_v4.is_some_and(|e| self.own.contains(e, loopback))
+        {
+            return Err(DenyRule::OwnAddress);
+        }
+        self.verdict(ip)
+    }
+
     /// Whether relaying to `ip` is allowed, and if not, the rule that refuses it.
     ///
     /// # Errors
@@ -313,7 +363,10 @@ impl PeerPolicy {
         if self.deny.iter().any(hit) {
             return Err(DenyRule::Operator);
         }
-        if self.allow.iter().any(hit) {
+        // An allow opens exactly what it names: the address itself (IPv4-mapped and
+        // -compatible forms are folded to it), not a NAT64 or 6to4 form of it, which the
+        // default refuses as a transition address.
+        if self.allow.iter().any(|c| c.contains(ip)) {
             return Ok(());
         }
         if self.dangerous_allow_loopback && ip.is_loopback() {
