@@ -37,7 +37,7 @@ if ! python3 -c 'import aioice' >/dev/null 2>&1; then
 fi
 
 # admin_api.rs checks crates/admin/openapi.yaml against the running server with
-# schemathesis (run as `python3 -m schemathesis`).
+# schemathesis.
 if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   echo "test.sh: installing schemathesis" >&2
   python3 -m pip install -q schemathesis==4.32.5 2>/dev/null ||
