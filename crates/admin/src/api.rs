@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use turnpike_server::{AdminSection, ServerControl};
 
 use crate::Operator;
@@ -78,32 +78,28 @@ pub fn router(control: ServerControl, operator: Arc<dyn Operator>, token: String
         token: token.into_bytes().into(),
         started: Instant::now(),
     };
+    // Nested with `layer` (not `route_layer`): the fallback for unknown `/v1` routes
+    // is behind the token too, so a caller without it learns nothing about the routes.
     let v1 = Router::new()
-        .route("/v1/status", get(ops::status))
+        .route("/status", get(ops::status))
+        .route("/sessions", get(sessions::list).delete(sessions::end_many))
         .route(
-            "/v1/sessions",
-            get(sessions::list).delete(sessions::end_many),
-        )
-        .route(
-            "/v1/sessions/{id}",
+            "/sessions/{id}",
             get(sessions::one).delete(sessions::end_one),
         )
-        .route("/v1/revocations", get(ops::revocations).post(ops::revoke))
-        .route(
-            "/v1/revocations/{name}",
-            axum::routing::delete(ops::unrevoke),
-        )
-        .route("/v1/drain", get(ops::drain_status).post(ops::drain))
-        .route("/v1/reload", post(ops::reload))
-        .route("/v1/log-level", put(ops::log_level))
+        .route("/revocations", get(ops::revocations).post(ops::revoke))
+        .route("/revocations/{name}", delete(ops::unrevoke))
+        .route("/drain", get(ops::drain_status).post(ops::drain))
+        .route("/reload", post(ops::reload))
+        .route("/log-level", put(ops::log_level))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .route_layer(axum::middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
     Router::new()
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ops::ready))
-        .merge(v1)
+        .nest("/v1", v1)
         .with_state(state)
 }
