@@ -101,5 +101,6 @@ pub fn router(control: ServerControl, operator: Arc<dyn Operator>, token: String
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ops::ready))
         .nest("/v1", v1)
+        .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }

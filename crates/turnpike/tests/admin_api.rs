@@ -144,6 +144,9 @@ fn requests_without_the_right_token_get_401() {
     let a = call(admin, Some(&token), "GET", "/v1/nowhere", None);
     assert_eq!(a.status, 404);
     assert!(a.json()["error"].is_string());
+    let a = call(admin, None, "GET", "/elsewhere", None);
+    assert_eq!(a.status, 404);
+    assert!(a.json()["error"].is_string());
     // Liveness and readiness need no token.
     assert_eq!(call(admin, None, "GET", "/live", None).status, 200);
     let ready = call(admin, None, "GET", "/ready", None);
