@@ -36,5 +36,13 @@ if ! python3 -c 'import aioice' >/dev/null 2>&1; then
     python3 -m pip install -q --break-system-packages aioice==0.13.0
 fi
 
+# admin_api.rs checks crates/admin/openapi.yaml against the running server with
+# schemathesis.
+if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
+  echo "test.sh: installing schemathesis" >&2
+  python3 -m pip install -q schemathesis==4.32.5 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages schemathesis==4.32.5
+fi
+
 # The competitor codecs of benches/ are not built here: .ci/run builds and tests them apart.
 cargo test --workspace --exclude turnpike-benches --locked "$@"

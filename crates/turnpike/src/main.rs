@@ -8,6 +8,7 @@
 
 mod config;
 mod credentials;
+mod ctl;
 mod explain;
 mod operate;
 mod watch;
@@ -51,6 +52,9 @@ enum Command {
     /// Say why the server would accept or reject a username and password: exit 0 if
     /// accepted, 1 if rejected.
     ExplainAuth(explain::ExplainArgs),
+    /// Talk to a running server's admin API: status, sessions, kill, revoke, drain,
+    /// reload, log level. Exit 0 if done, 1 if the API refused, 2 for usage or connection.
+    Ctl(ctl::CtlArgs),
 }
 
 fn load(cli: &Cli) -> Result<Config, config::ConfigError> {
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Some(Command::ExplainAuth(ref args)) => {
             return with_config(&cli, |c, name| explain::run(args, c, name));
         }
+        Some(Command::Ctl(ref args)) => return ctl::run(args, || load(&cli)),
         Some(Command::Run) | None => {}
     }
     let mut config = match load(&cli) {

@@ -67,7 +67,8 @@ impl ServerProcess {
         Self::start_logging(tag, config, "warn")
     }
 
-    /// [`Self::start`] with `RUST_LOG=rust_log`.
+    /// [`Self::start`] with `RUST_LOG=rust_log` (empty: without `RUST_LOG`, so the
+    /// file's `[log] level` decides and can be changed while running).
     pub fn start_logging(tag: &str, config: &str, rust_log: &str) -> Self {
         let dir = TempDir::new(tag);
         let path = dir.0.join("turnserver.toml");
@@ -80,10 +81,15 @@ impl ServerProcess {
             }
         }
         std::fs::write(&path, &config).unwrap();
-        let mut child = Command::new(turnpike_bin())
+        let mut command = Command::new(turnpike_bin());
+        if rust_log.is_empty() {
+            command.env_remove("RUST_LOG");
+        } else {
+            command.env("RUST_LOG", rust_log);
+        }
+        let mut child = command
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
