@@ -337,7 +337,11 @@ impl Controller {
 
     fn start_drain(&mut self, deadline: Option<Duration>) {
         let now = Instant::now();
-        let until = now + deadline.unwrap_or(self.config.drain.deadline);
+        // A deadline past what an Instant holds means "no deadline" in practice: a year.
+        let wanted = deadline.unwrap_or(self.config.drain.deadline);
+        let until = now
+            .checked_add(wanted)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
         match &mut self.drain {
             Some((_, d)) => {
                 if deadline.is_some() {
