@@ -84,6 +84,9 @@ pub fn render(snapshot: &MetricsSnapshot) -> Result<String, fmt::Error> {
 /// A label set: `(name, value)` pairs.
 type Labels = Vec<(&'static str, Cow<'static, str>)>;
 
+/// A metric family's samples: a label set and a value each.
+type Samples = Vec<(Labels, u64)>;
+
 /// The snapshot as a `prometheus-client` collector, encoded once per scrape.
 #[derive(Debug)]
 struct Snapshot(MetricsSnapshot);
@@ -194,7 +197,7 @@ impl Collector for Snapshot {
         let icmp = one(s.icmp_dropped);
         write(&mut enc, "turnpike_icmp_dropped_total", help, counter, icmp)?;
 
-        let ports = |f: fn(&turnpike_server::RelayPortUse) -> u64| -> Vec<(Labels, u64)> {
+        let ports = |f: fn(&turnpike_server::RelayPortUse) -> u64| -> Samples {
             m.relay_ports
                 .iter()
                 .map(|u| (vec![("relay_ip", Cow::Owned(u.ip.to_string()))], f(u)))
@@ -340,7 +343,7 @@ fn write(
     name: &str,
     help: &str,
     kind: MetricType,
-    samples: Vec<(Labels, u64)>,
+    samples: Samples,
 ) -> Result<(), fmt::Error> {
     let mut metric = enc.encode_descriptor(name, help, None, kind)?;
     for (labels, value) in &samples {
@@ -375,7 +378,7 @@ fn histogram(
 }
 
 /// A single sample without labels.
-fn one(value: u64) -> Vec<(Labels, u64)> {
+fn one(value: u64) -> Samples {
     vec![(Vec::new(), value)]
 }
 
@@ -385,7 +388,7 @@ fn label(name: &'static str, value: &'static str) -> Labels {
 }
 
 /// A `[transport][family]` table as samples.
-fn by_transport_family(table: &[[u64; 3]; 3]) -> Vec<(Labels, u64)> {
+fn by_transport_family(table: &[[u64; 3]; 3]) -> Samples {
     let mut out = Vec::with_capacity(9);
     for t in ClientTransport::ALL {
         for f in RelayFamilies::ALL {
@@ -402,7 +405,7 @@ fn by_transport_family(table: &[[u64; 3]; 3]) -> Vec<(Labels, u64)> {
 /// Packets and bytes relayed by direction and transport: what ended allocations
 /// relayed plus what live ones have so far (an allocation's figures move from the live
 /// sum to the ended one when it ends, so the total never goes down).
-fn relayed(m: &MetricsSnapshot) -> (Vec<(Labels, u64)>, Vec<(Labels, u64)>) {
+fn relayed(m: &MetricsSnapshot) -> (Samples, Samples) {
     let (s, g) = (&m.stats, &m.gauges);
     let mut packets = Vec::with_capacity(6);
     let mut bytes = Vec::with_capacity(6);
