@@ -12,6 +12,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # turn_nat_hairpin.rs builds network namespaces with ip and nft.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# metrics.rs checks the /metrics output with promtool.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
