@@ -47,11 +47,8 @@ use turnpike_server::{Config, IceServers, Revocation, ServerControl};
 const MAX_ID_LEN: usize = 128;
 
 /// The credentials service's routes.
-pub fn router(config: &Config, control: ServerControl) -> Router {
-    let service = Arc::new(Service {
-        minter: Minter::new(config.clone()),
-        control,
-    });
+pub fn router(control: ServerControl) -> Router {
+    let service = Arc::new(Service { control });
     Router::new()
         .route(
             "/v1/credentials",
@@ -63,14 +60,20 @@ pub fn router(config: &Config, control: ServerControl) -> Router {
 
 /// What the handlers share.
 struct Service {
-    minter: Minter,
     control: ServerControl,
+}
+
+impl Service {
+    /// A minter with the configuration in force (a reload's secrets apply at once).
+    fn minter(&self) -> Minter {
+        Minter::new(self.control.config())
+    }
 }
 
 /// Checks keys and mints credentials (no I/O).
 struct Minter {
-    /// The configuration at start: API keys, TTLs, listeners for `iceServers`.
-    config: Config,
+    /// The configuration in force: API keys, TTLs, secrets, listeners for `iceServers`.
+    config: Arc<Config>,
     /// The secret credentials are minted with (`[turn] secrets`' first).
     secret: Option<String>,
 }
@@ -140,7 +143,7 @@ impl IntoResponse for Refusal {
 
 impl Minter {
     /// A minter for `config`.
-    fn new(config: Config) -> Self {
+    fn new(config: Arc<Config>) -> Self {
         let secret = config.turn.secrets.first().cloned();
         Self { config, secret }
     }
@@ -201,9 +204,9 @@ async fn get_credentials(
     headers: HeaderMap,
     query: Result<Query<Ask>, QueryRejection>,
 ) -> Result<axum::Json<Minted>, Refusal> {
-    service.minter.authorize(&headers)?;
+    service.minter().authorize(&headers)?;
     let Query(ask) = query.map_err(|e| Refusal::BadRequest(e.body_text()))?;
-    service.minter.mint(ask, unix_now()).map(axum::Json)
+    service.minter().mint(ask, unix_now()).map(axum::Json)
 }
 
 /// `POST /v1/credentials` with an optional JSON body.
@@ -212,14 +215,14 @@ async fn post_credentials(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Minted>, Refusal> {
-    service.minter.authorize(&headers)?;
+    service.minter().authorize(&headers)?;
     let ask = if body.iter().all(u8::is_ascii_whitespace) {
         Ask::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| Refusal::BadRequest(format!("bad JSON body: {e}")))?
     };
-    service.minter.mint(ask, unix_now()).map(axum::Json)
+    service.minter().mint(ask, unix_now()).map(axum::Json)
 }
 
 /// `DELETE /v1/credentials/{username}`: revokes a minted (REST) username until its own
@@ -229,7 +232,7 @@ async fn revoke(
     headers: HeaderMap,
     Path(username): Path<String>,
 ) -> Result<axum::Json<Ended>, Refusal> {
-    service.minter.authorize(&headers)?;
+    service.minter().authorize(&headers)?;
     // Only what this service mints: `<expiry>:<id>`. A bare name would revoke a static
     // user, or every credential of a user, until lifted: that is the admin API's job.
     let rest = username
@@ -291,7 +294,7 @@ mod tests {
         let mut config = Config::default();
         config.turn.secrets = vec!["s3cret".to_owned()];
         config.credentials_service.api_keys = keys.iter().map(|k| (*k).to_owned()).collect();
-        Minter::new(config)
+        Minter::new(Arc::new(config))
     }
 
     fn bearer(key: &str) -> HeaderMap {

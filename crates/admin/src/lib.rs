@@ -109,7 +109,7 @@ pub async fn start(
         surfaces.metrics = Some(serve("metrics", config.metrics.listen, router).await?);
     }
     if config.credentials_service.enabled {
-        let router = credentials::router(config, control);
+        let router = credentials::router(control);
         surfaces.credentials = Some(
             serve(
                 "credentials_service",

@@ -64,10 +64,11 @@ pub struct Config {
     /// listener turn it off).
     #[serde(skip, default = "yes")]
     pub skip_unavailable_ipv6: bool,
-    /// Internal, not in the file: the addresses the listeners were bound to (port 0
-    /// resolved), set by [`crate::Server::bind`]; the peer check refuses them.
+    /// Internal, not in the file: the listeners as bound (port 0 resolved, RFC 5780's
+    /// addresses among the UDP ones), set by [`crate::Server::bind`]; the peer check
+    /// refuses them and `iceServers` name their ports.
     #[serde(skip)]
-    pub bound_listeners: Vec<SocketAddr>,
+    pub bound: Option<Listen>,
 }
 
 fn yes() -> bool {
@@ -197,6 +198,11 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
 }
 
 impl Config {
+    /// The listeners as bound when running, else as configured.
+    pub fn listeners(&self) -> &Listen {
+        self.bound.as_ref().unwrap_or(&self.listen)
+    }
+
     /// The core's sections, for one `Arc` shared by every core.
     pub fn core(&self) -> TurnConfig {
         TurnConfig {
@@ -229,11 +235,12 @@ impl Config {
             .iter()
             .flat_map(Rfc5780Addresses::listen_addresses);
         let mut listeners = Vec::new();
-        let configured = self.listen.udp.iter().chain(&self.listen.tcp).copied();
-        let all: Vec<SocketAddr> = if self.bound_listeners.is_empty() {
-            configured.chain(rfc5780).collect()
-        } else {
-            self.bound_listeners.clone()
+        let all: Vec<SocketAddr> = match &self.bound {
+            Some(b) => b.udp.iter().chain(&b.tcp).copied().collect(),
+            None => {
+                let configured = self.listen.udp.iter().chain(&self.listen.tcp).copied();
+                configured.chain(rfc5780).collect()
+            }
         };
         for addr in all {
             if addr.ip().is_unspecified() {

@@ -107,9 +107,18 @@ pub struct WorkerStatus {
 #[derive(Debug, Clone)]
 pub struct ServerControl {
     pub(crate) tx: mpsc::UnboundedSender<Control>,
+    /// The configuration in force, as the last reload left it.
+    pub(crate) config: tokio::sync::watch::Receiver<Arc<Config>>,
 }
 
 impl ServerControl {
+    /// The configuration in force (what needs a restart as at start, the rest as the
+    /// last reload applied it; relay IPs and a generated secret resolved, listeners as
+    /// bound).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.borrow())
+    }
+
     /// Applies a new configuration (see the module docs for what changes live). The
     /// caller has validated it ([`Config::validate`]) and resolved what it leaves open
     /// (relay IPs, a generated secret) as it did at start.
@@ -254,6 +263,8 @@ pub(crate) struct Controller {
     pub(crate) workers: Workers,
     /// The TCP accept loops' limiter (open connections and refusals, for metrics).
     pub(crate) limiter: Arc<crate::tcp::Limiter>,
+    /// Publishes the configuration in force to every [`ServerControl`].
+    pub(crate) config_tx: tokio::sync::watch::Sender<Arc<Config>>,
     /// A drain under way: when it started and its deadline.
     pub(crate) drain: Option<(Instant, Instant)>,
     /// When the drain last logged its progress.
@@ -478,6 +489,7 @@ impl Controller {
             let _ = w.send(ToWorker::Tls(acceptor.clone()));
         }
         self.config = next;
+        self.config_tx.send_replace(Arc::new(self.config.clone()));
         Ok(report)
     }
 }

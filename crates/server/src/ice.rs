@@ -57,8 +57,9 @@ impl IceServers {
     /// address is put in brackets if it is not already).
     pub fn for_host(config: &Config, host: &str, username: &str, credential: &str) -> Self {
         let host = uri_host(host);
-        let udp = distinct_ports(&config.listen.udp);
-        let tcp = distinct_ports(&config.listen.tcp);
+        let listen = config.listeners();
+        let udp = distinct_ports(&listen.udp);
+        let tcp = distinct_ports(&listen.tcp);
         let mut ice_servers = Vec::with_capacity(2);
         if !udp.is_empty() {
             ice_servers.push(IceServer {
@@ -123,12 +124,12 @@ pub fn public_host(config: &Config) -> String {
     if !config.listen.public_name.is_empty() {
         return uri_host(&config.listen.public_name);
     }
+    let listen = config.listeners();
     let ip = config.relay.external.first().map(|e| e.public).or_else(|| {
-        config
-            .listen
+        listen
             .udp
             .iter()
-            .chain(&config.listen.tcp)
+            .chain(&listen.tcp)
             .next()
             .map(SocketAddr::ip)
             .filter(|ip| !ip.is_unspecified())

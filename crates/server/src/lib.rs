@@ -151,6 +151,8 @@ pub struct Server {
         ServerControl,
         tokio::sync::mpsc::UnboundedReceiver<control::Control>,
     ),
+    /// Publishes the configuration in force to every [`ServerControl`].
+    config_tx: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -239,7 +241,12 @@ impl Server {
                 .map_or(0, |d| d.as_secs()),
         };
         // The listeners as bound (port 0 resolved): no peer may be one of them.
-        config.bound_listeners = bound.iter().map(|&(_, addr)| addr).collect();
+        let of = |t: Transport| bound.iter().filter(move |b| b.0 == t).map(|b| b.1);
+        config.bound = Some(Listen {
+            udp: of(Transport::Udp).collect(),
+            tcp: of(Transport::Tcp).collect(),
+            public_name: config.listen.public_name.clone(),
+        });
         // One configuration for every core, swappable as a whole.
         let core_config = Arc::new(config.core());
         let mut cores = Vec::with_capacity(workers);
@@ -261,6 +268,7 @@ impl Server {
             None => None,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
         Ok(Self {
             workers: groups,
             cores,
@@ -271,7 +279,14 @@ impl Server {
             relay: Arc::new(config.relay.clone()),
             ledger: Arc::new(Mutex::new(QuotaLedger::default())),
             config,
-            control: (ServerControl { tx }, rx),
+            control: (
+                ServerControl {
+                    tx,
+                    config: config_rx,
+                },
+                rx,
+            ),
+            config_tx,
         })
     }
 
@@ -367,6 +382,7 @@ impl Server {
             config: self.config,
             workers: to_workers,
             limiter: Arc::clone(&limits),
+            config_tx: self.config_tx,
             drain: None,
             drain_logged: None,
         };

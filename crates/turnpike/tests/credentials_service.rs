@@ -199,3 +199,39 @@ fn a_minted_credential_allocates_until_it_is_revoked() {
     fresh.close().unwrap();
     server.stop();
 }
+
+/// After a reload that rotates `[turn] secrets`, the service mints with the new first
+/// secret at once, and its `iceServers` name the listeners' bound ports (not the
+/// configured 0).
+#[test]
+fn a_reload_rotates_the_minting_secret() {
+    let (server, addr) = start("27985-27989");
+    let before = post(addr, Some(KEY), "{}").json();
+    let urls = before["iceServers"].to_string();
+    let port = server.udp[0].port();
+    assert!(urls.contains(&format!(":{port}?transport=udp")), "{urls}");
+    assert!(!urls.contains(":0?"), "{urls}");
+    let text = std::fs::read_to_string(&server.config_path)
+        .unwrap()
+        .replace(
+            "secrets = [\"service-secret\", \"older-secret\"]",
+            "secrets = [\"rotated-secret\", \"service-secret\"]",
+        );
+    std::fs::write(&server.config_path, text).unwrap();
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let minted = post(addr, Some(KEY), "{}").json();
+        let username = minted["username"].as_str().unwrap().to_owned();
+        let expected = turnpike_proto::auth::rest::rest_password(b"rotated-secret", &username);
+        if minted["credential"].as_str() == Some(expected.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still minting with the old secret"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.stop();
+}
