@@ -9,6 +9,8 @@ cd "$(dirname "$0")/../.."
 . benches/loopback-config.sh
 OUT=${1:?out dir}
 ROUNDS=${ROUNDS:-4}
+MAX_PPS=${MAX_PPS:-450000}   # top of the loss-free search
+RATE=${RATE:-4000}           # per client (100 clients) for the fixed overload
 BIN=${BIN:-target/release}
 PORT=34790 METRICS_PORT=34791 SECRET=benchsecret
 mkdir -p "$OUT"
@@ -41,11 +43,11 @@ one() { # one MODE ROUND
     taskset -pc 0 "$spid" >/dev/null
   fi
   local common="--server 127.0.0.1:$PORT --secret $SECRET --clients 100 --size 120 --json --quiet"
-  log "timeout 120 taskset -c 0 $BIN/turnpike-bench search $common --trial-secs 2.0 --min-pps 5000 --max-pps 450000 --max-trials 8"
+  log "timeout 120 taskset -c 0 $BIN/turnpike-bench search $common --trial-secs 2.0 --min-pps 5000 --max-pps $MAX_PPS --max-trials 8"
   timeout 120 taskset -c 0 "$BIN/turnpike-bench" search $common --trial-secs 2.0 \
-    --min-pps 5000 --max-pps 450000 --max-trials 8 >"$OUT/search-$mode-r$r.json"
-  log "timeout 60 taskset -c 0 $BIN/turnpike-bench load $common --rate 4000 --duration 3"
-  timeout 60 taskset -c 0 "$BIN/turnpike-bench" load $common --rate 4000 --duration 3 \
+    --min-pps 5000 --max-pps "$MAX_PPS" --max-trials 8 >"$OUT/search-$mode-r$r.json"
+  log "timeout 60 taskset -c 0 $BIN/turnpike-bench load $common --rate $RATE --duration 3"
+  timeout 60 taskset -c 0 "$BIN/turnpike-bench" load $common --rate "$RATE" --duration 3 \
     >"$OUT/load-$mode-r$r.json"
   if [ -n "$spid" ]; then kill "$spid"; wait "$spid" 2>/dev/null || true; fi
   kill "$tpid"; wait "$tpid" 2>/dev/null || true
