@@ -87,11 +87,17 @@ fn an_unknown_or_missing_connection_id_is_400() {
     bind(&mut sim, &mut data, id.0).bind_data();
 }
 
+/// RFC 6062 has no place over UDP: from a UDP 5-tuple without an allocation a
+/// ConnectionBind gets silence (the source may be spoofed), from one with an allocation
+/// a signed 400; either way nothing binds.
 #[test]
-fn connection_bind_over_udp_is_400() {
+fn connection_bind_over_udp_binds_nothing() {
     let mut sim = tcp_on();
     let (_, _, id) = connected(&mut sim);
     let mut data = TestClient::alice("203.0.113.10:40100");
+    let (_, got) = data.send(&mut sim, Method::CONNECTION_BIND, &[A::Connection(id.0)]);
+    assert_eq!(got, Outcome::None);
+    data.allocate(&mut sim, &[]).success();
     data.request(&mut sim, Method::CONNECTION_BIND, &[A::Connection(id.0)])
         .assert_error(400);
 }

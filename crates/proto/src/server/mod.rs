@@ -567,6 +567,20 @@ impl TurnServer {
         // once it proved its credentials, and then no larger than its request (the 437 of
         // RFC 8656 §7.3 / §9.2 / §11.2 is the answer it can expect).
         let stranger = udp && !challengeable && self.table.by_five_tuple(&from).is_none();
+        // Only the TURN methods of a UDP client may be answered (a signed Allocate's 400,
+        // the 437 a client that lost its allocation gets, or the 438 that precedes them);
+        // any other method from a stranger is silence, before any HMAC is spent on it.
+        if stranger
+            && !matches!(
+                ty.method,
+                Method::ALLOCATE
+                    | Method::REFRESH
+                    | Method::CREATE_PERMISSION
+                    | Method::CHANNEL_BIND
+            )
+        {
+            return ClientAction::None;
+        }
         let unix_now = self.unix_now(now);
         let nonce_for = nonce_scope(&from);
         let auth = match self.credentials.authenticate(msg, nonce_for, unix_now) {
