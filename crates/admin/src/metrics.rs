@@ -176,6 +176,7 @@ impl Collector for Snapshot {
         let drops = [
             ("no_permission", s.dropped_no_permission),
             ("rate_limit", s.dropped_bandwidth),
+            ("user_budget", s.dropped_user_budget),
             ("queue_full", r.stream_queue_full),
             ("too_big", r.too_big),
             ("send_blocked", r.udp_send_blocked),

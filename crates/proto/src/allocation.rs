@@ -203,6 +203,9 @@ pub(crate) struct Allocation {
     /// Its number for operators ([`crate::server::Session::id`]): unique in the process
     /// (the core's shard in the top 8 bits, a counter below).
     pub(crate) serial: u64,
+    /// Its user's traffic budget, shared with the user's other allocations (only when a
+    /// per-user limit is configured).
+    pub(crate) budget: Option<std::sync::Arc<crate::budget::UserBudget>>,
 }
 
 impl Allocation {

@@ -120,6 +120,18 @@ pub trait Host {
     /// Gives an allocation slot back.
     fn release_allocation(&mut self, user: &str);
 
+    /// The traffic budget `user`'s allocations share (`[quotas] user_*`), on every core
+    /// alike ([`crate::quota::QuotaLedger::budget`]). Asked only when a per-user limit is
+    /// set. Default: none (no per-user limit can be enforced).
+    fn user_budget(
+        &mut self,
+        _user: &str,
+        _now: Instant,
+        _period: core::time::Duration,
+    ) -> Option<std::sync::Arc<crate::budget::UserBudget>> {
+        None
+    }
+
     /// Whether this host can relay over TCP (RFC 6062): bind TCP relay listeners, open
     /// TCP connections to peers, and pipe bytes between a peer connection and a client
     /// data connection. Without it, REQUESTED-TRANSPORT TCP is refused with 442 whatever

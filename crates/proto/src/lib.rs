@@ -26,6 +26,7 @@
 pub mod allocation;
 pub mod auth;
 pub mod binding;
+pub mod budget;
 pub mod config;
 pub mod host;
 pub mod mobility;

@@ -2,7 +2,10 @@
 
 use core::time::Duration;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::budget::{UserBudget, UserLimits};
 
 /// Limits on what clients may hold (`[quotas]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +26,22 @@ pub struct Quotas {
     /// RFC 6062 peer TCP connections, pending or bound, per TCP allocation (0 =
     /// unlimited); over it, Connect gets 508 and inbound peer connections are closed.
     pub tcp_connections_per_allocation: u32,
+    /// Datagrams per second one user may relay, all its allocations and both directions
+    /// together (0 = unlimited); over it they are dropped and counted.
+    pub user_packets_per_sec: u64,
+    /// Payload bytes per second one user may relay, all its allocations and both
+    /// directions together (0 = unlimited); over it they are dropped and counted.
+    pub user_bytes_per_sec: u64,
+    /// Payload bytes one user may relay per `user_budget_period_secs` (0 = unlimited);
+    /// once spent its data is dropped and its Allocates and Refreshes get 486 until the
+    /// period ends.
+    pub user_bytes_per_period: u64,
+    /// The period of `user_bytes_per_period`. Default 86400 (a day).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "user_budget_period_secs", with = "crate::config::secs")
+    )]
+    pub user_budget_period: Duration,
 }
 
 impl Default for Quotas {
@@ -34,6 +53,10 @@ impl Default for Quotas {
             channels_per_allocation: 64,
             bandwidth_bytes_per_sec: 0,
             tcp_connections_per_allocation: 64,
+            user_packets_per_sec: 0,
+            user_bytes_per_sec: 0,
+            user_bytes_per_period: 0,
+            user_budget_period: Duration::from_secs(86_400),
         }
     }
 }
@@ -53,6 +76,8 @@ pub enum QuotaExceeded {
 pub struct QuotaLedger {
     per_user: HashMap<String, u32>,
     total: u32,
+    /// Traffic budgets of users with allocations, or whose period has not ended.
+    budgets: HashMap<String, Arc<UserBudget>>,
 }
 
 impl QuotaLedger {
@@ -88,6 +113,33 @@ impl QuotaLedger {
     /// Allocations held in total.
     pub fn total(&self) -> u32 {
         self.total
+    }
+
+    /// The traffic budget of `user`, shared by all its allocations (made at `now` if it
+    /// has none). Budgets no allocation holds and whose period has ended are forgotten
+    /// here, so the ledger holds at most the users of one period.
+    pub fn budget(&mut self, user: &str, now: Instant, period: Duration) -> Arc<UserBudget> {
+        if self.budgets.len() >= 1024 && self.budgets.len().is_power_of_two() {
+            self.budgets
+                .retain(|_, b| Arc::strong_count(b) > 1 || !b.period_over(now, period));
+        }
+        Arc::clone(
+            self.budgets
+                .entry(user.to_owned())
+                .or_insert_with(|| Arc::new(UserBudget::new(now))),
+        )
+    }
+}
+
+impl Quotas {
+    /// The per-user traffic limits.
+    pub fn user_limits(&self) -> UserLimits {
+        UserLimits {
+            packets_per_sec: self.user_packets_per_sec,
+            bytes_per_sec: self.user_bytes_per_sec,
+            bytes_per_period: self.user_bytes_per_period,
+            period: self.user_budget_period,
+        }
     }
 }
 

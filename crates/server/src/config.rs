@@ -315,6 +315,12 @@ impl Config {
             }
         }
         self.validate_turn()?;
+        if self.quotas.user_budget_period.as_secs() == 0 {
+            return Err(invalid(
+                "quotas.user_budget_period_secs",
+                "the budget period must be at least 1 second",
+            ));
+        }
         if self.runtime.workers > 256 {
             return Err(invalid("runtime.workers", "at most 256 workers"));
         }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
@@ -401,5 +401,19 @@ impl Host for WorkerHost {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .release(user);
+    }
+
+    fn user_budget(
+        &mut self,
+        user: &str,
+        now: Instant,
+        period: Duration,
+    ) -> Option<Arc<turnpike_proto::budget::UserBudget>> {
+        Some(
+            self.ledger
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .budget(user, now, period),
+        )
     }
 }

@@ -252,6 +252,16 @@ impl TurnServer {
         }
 
         let user = quota_user(&req.auth.username);
+        // The user's traffic budget, when one is configured: spent, it is over quota.
+        let limits = self.config.quotas.user_limits();
+        let budget = if limits.any() {
+            host.user_budget(user, now, limits.period)
+        } else {
+            None
+        };
+        if budget.as_ref().is_some_and(|b| b.spent(now, &limits)) {
+            return Err(Reject::AllocationQuotaReached);
+        }
         match host.acquire_allocation(&self.config.quotas, user) {
             Ok(()) => {}
             Err(QuotaExceeded::User) => return Err(Reject::AllocationQuotaReached),
@@ -359,6 +369,7 @@ impl TurnServer {
             to_peer: Usage::default(),
             to_client: Usage::default(),
             serial,
+            budget,
         });
         debug_assert_eq!(inserted, id, "the ticket names the slot used");
         undo.commit();

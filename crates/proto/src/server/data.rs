@@ -50,6 +50,14 @@ impl TurnServer {
             self.stats.dropped_bandwidth += 1;
             return ClientAction::None;
         }
+        if let Some(b) = &alloc.budget {
+            if b.charge(now, len, &self.config.quotas.user_limits())
+                .is_err()
+            {
+                self.stats.dropped_user_budget += 1;
+                return ClientAction::None;
+            }
+        }
         self.stats.to_peer += 1;
         alloc.to_peer.add(len);
         ClientAction::ToPeer {
@@ -99,6 +107,14 @@ impl TurnServer {
             self.stats.dropped_bandwidth += 1;
             return ClientAction::None;
         }
+        if let Some(b) = &alloc.budget {
+            if b.charge(now, data.value.len(), &self.config.quotas.user_limits())
+                .is_err()
+            {
+                self.stats.dropped_user_budget += 1;
+                return ClientAction::None;
+            }
+        }
         self.stats.to_peer += 1;
         alloc.to_peer.add(data.value.len());
         ClientAction::ToPeer {
@@ -146,6 +162,14 @@ impl TurnServer {
         if !alloc.bucket.take(now, rate, len) {
             self.stats.dropped_bandwidth += 1;
             return PeerAction::None;
+        }
+        if let Some(b) = &alloc.budget {
+            if b.charge(now, len, &self.config.quotas.user_limits())
+                .is_err()
+            {
+                self.stats.dropped_user_budget += 1;
+                return PeerAction::None;
+            }
         }
         let to = alloc.five_tuple;
         let channel = alloc.channel_for_peer(from, now);

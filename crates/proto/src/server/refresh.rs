@@ -34,6 +34,16 @@ impl TurnServer {
         };
         let requested = msg.get::<Lifetime>()?;
         let delete = requested.is_some_and(|l| l.0 == 0);
+        // A user whose traffic budget for the period is spent may delete, not extend.
+        let limits = self.config.quotas.user_limits();
+        if !delete
+            && self.table[slot]
+                .budget
+                .as_ref()
+                .is_some_and(|b| b.spent(now, &limits))
+        {
+            return Err(Reject::AllocationQuotaReached);
+        }
         let mut only_family = None;
         if let Some(family) = msg.get::<RequestedAddressFamily>()? {
             // RFC 8656 §8.2: a family the allocation does not have is a mismatch.

@@ -317,6 +317,15 @@ impl Host for FakeHost {
         self.ledger.release(user);
     }
 
+    fn user_budget(
+        &mut self,
+        user: &str,
+        now: Instant,
+        period: Duration,
+    ) -> Option<Arc<turnpike_proto::budget::UserBudget>> {
+        Some(self.ledger.budget(user, now, period))
+    }
+
     fn supports_tcp_relay(&self) -> bool {
         self.tcp
     }
