@@ -239,6 +239,16 @@ impl Collector for Snapshot {
             counter,
             redirected,
         )?;
+        let help =
+            "Answers to unproven UDP sources held back by [quotas] unauthenticated_bytes_per_sec.";
+        let held = one(s.unproven_over_budget);
+        write(
+            &mut enc,
+            "turnpike_unauthenticated_answers_held_total",
+            help,
+            counter,
+            held,
+        )?;
         let help = "Credentials refused, by reason.";
         let auth = AuthFailure::ALL
             .iter()

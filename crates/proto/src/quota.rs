@@ -36,6 +36,10 @@ pub struct Quotas {
     /// once spent its data is dropped and its Allocates and Refreshes get 486 until the
     /// period ends.
     pub user_bytes_per_period: u64,
+    /// Bytes per second answered to one unproven UDP source IP per worker (Binding
+    /// answers, challenges, anything sent before a request authenticated); 0 = unlimited
+    /// (the default: each answer is bounded in size anyway, see `docs/THREAT_MODEL.md`).
+    pub unauthenticated_bytes_per_sec: u64,
     /// The period of `user_bytes_per_period`. Default 86400 (a day).
     #[cfg_attr(
         feature = "serde",
@@ -56,6 +60,7 @@ impl Default for Quotas {
             user_packets_per_sec: 0,
             user_bytes_per_sec: 0,
             user_bytes_per_period: 0,
+            unauthenticated_bytes_per_sec: 0,
             user_budget_period: Duration::from_secs(86_400),
         }
     }

@@ -295,3 +295,46 @@ fn with_rfc5780_on_only_the_binding_success_grows() {
         print,
     );
 }
+
+/// `[quotas] unauthenticated_bytes_per_sec`: a source draws at most that many answer bytes
+/// a second; another source is not affected; an allocated client is never held back.
+#[test]
+fn the_per_source_budget_bounds_what_a_source_can_draw() {
+    let mut sim = Sim::with(|c| c.quotas.unauthenticated_bytes_per_sec = 320);
+    let binding = message(MessageType::BINDING_REQUEST, false, |_| {});
+    let victim = FiveTuple {
+        client: sa("192.0.2.77:5000"),
+        server: server_addr(),
+        transport: ClientTransport::Udp,
+    };
+    let answered: usize = (0..100)
+        .map(|_| match sim.client_send(victim, &binding) {
+            Outcome::Reply(r) => r.0.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        answered, 320,
+        "ten 32-byte answers, then nothing this second"
+    );
+    assert_eq!(sim.server.stats().unproven_over_budget, 90);
+    let other = FiveTuple {
+        client: sa("192.0.2.78:5000"),
+        ..victim
+    };
+    assert!(matches!(
+        sim.client_send(other, &binding),
+        Outcome::Reply(_)
+    ));
+    sim.advance_secs(1);
+    assert!(matches!(
+        sim.client_send(victim, &binding),
+        Outcome::Reply(_)
+    ));
+    // A client with an allocation is not counted.
+    let mut c = TestClient::alice("203.0.113.10:40000");
+    c.allocate(&mut sim, &[]).success();
+    for _ in 0..50 {
+        assert!(matches!(sim.client_send(c.ft, &binding), Outcome::Reply(_)));
+    }
+}

@@ -178,6 +178,7 @@ mod respond;
 mod stats;
 mod sweep;
 pub mod tcp_relay;
+mod unproven;
 
 /// Most bytes an answer to an unauthenticated UDP request may be per byte of the request
 /// (the source may be spoofed: the answer must not amplify). The Binding service keeps
@@ -296,6 +297,9 @@ pub struct TurnServer {
     draining: bool,
     /// Session numbers handed out.
     serials: u64,
+    /// Bytes answered to unproven sources, when `[quotas] unauthenticated_bytes_per_sec`
+    /// is set (made on first use).
+    unproven: Option<unproven::UnprovenBudget>,
 }
 
 impl core::fmt::Debug for TurnServer {
@@ -362,6 +366,7 @@ impl TurnServer {
             revoked: HashMap::default(),
             draining: false,
             serials: 0,
+            unproven: None,
             config,
         })
     }
@@ -491,8 +496,41 @@ impl TurnServer {
     ) -> ClientAction {
         match demux(packet) {
             Demux::ChannelData => self.client_channel_data(now, from, packet),
-            Demux::Stun => self.client_stun(now, from, packet, out, host),
+            Demux::Stun => {
+                let action = self.client_stun(now, from, packet, out, host);
+                self.within_unproven_budget(now, from, action)
+            }
             Demux::Other => ClientAction::None,
+        }
+    }
+
+    /// Holds back an answer to an unproven UDP source over its byte budget (see
+    /// [`unproven`]); answers to sources with an allocation, and over streams, pass.
+    fn within_unproven_budget(
+        &mut self,
+        now: Instant,
+        from: FiveTuple,
+        action: ClientAction,
+    ) -> ClientAction {
+        let rate = self.config.quotas.unauthenticated_bytes_per_sec;
+        let len = match action {
+            ClientAction::Reply(n) | ClientAction::ReplyFrom { len: n, .. } => n,
+            _ => return action,
+        };
+        if rate == 0
+            || from.transport != ClientTransport::Udp
+            || self.table.by_five_tuple(&from).is_some()
+        {
+            return action;
+        }
+        let budget = self
+            .unproven
+            .get_or_insert_with(|| unproven::UnprovenBudget::new(&self.nonce_secret, now));
+        if budget.take(from.client.ip(), now, len, rate) {
+            action
+        } else {
+            self.stats.unproven_over_budget += 1;
+            ClientAction::None
         }
     }
 

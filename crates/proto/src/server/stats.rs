@@ -126,6 +126,9 @@ pub struct Stats {
     pub dropped_bandwidth: u64,
     /// Datagrams dropped by a user's traffic budget (`[quotas] user_*`).
     pub dropped_user_budget: u64,
+    /// Answers to unproven UDP sources held back by `[quotas]
+    /// unauthenticated_bytes_per_sec`.
+    pub unproven_over_budget: u64,
     /// Allocate requests answered with 300 Try Alternate.
     pub redirected: u64,
     /// Allocations moved to a new 5-tuple with a MOBILITY-TICKET.
@@ -172,6 +175,7 @@ impl Stats {
         self.dropped_no_permission += o.dropped_no_permission;
         self.dropped_bandwidth += o.dropped_bandwidth;
         self.dropped_user_budget += o.dropped_user_budget;
+        self.unproven_over_budget += o.unproven_over_budget;
         self.redirected += o.redirected;
         self.mobility_moves += o.mobility_moves;
         self.icmp_relayed += o.icmp_relayed;
