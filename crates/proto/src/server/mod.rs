@@ -513,9 +513,8 @@ impl TurnServer {
         action: ClientAction,
     ) -> ClientAction {
         let rate = self.config.quotas.unauthenticated_bytes_per_sec;
-        let len = match action {
-            ClientAction::Reply(n) | ClientAction::ReplyFrom { len: n, .. } => n,
-            _ => return action,
+        let (ClientAction::Reply(len) | ClientAction::ReplyFrom { len, .. }) = action else {
+            return action;
         };
         if rate == 0
             || from.transport != ClientTransport::Udp
