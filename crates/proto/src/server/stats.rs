@@ -242,6 +242,9 @@ pub struct Gauges {
     pub live_to_client: [Usage; 3],
     /// Users and usernames revoked.
     pub revocations: u64,
+    /// Answers kept for retransmissions to 5-tuples without an allocation (at most
+    /// [`crate::table::MAX_STRANGER_ANSWERS`]).
+    pub stranger_answers: u64,
 }
 
 impl Gauges {
@@ -259,6 +262,7 @@ impl Gauges {
         self.channels += o.channels;
         self.peer_connections += o.peer_connections;
         self.revocations = self.revocations.max(o.revocations);
+        self.stranger_answers += o.stranger_answers;
     }
 }
 
@@ -274,6 +278,7 @@ impl TurnServer {
         let mut g = Gauges {
             peer_connections: self.connections.len() as u64,
             revocations: self.revoked.len() as u64,
+            stranger_answers: self.table.stranger_answers() as u64,
             ..Gauges::default()
         };
         for id in self.table.ids() {

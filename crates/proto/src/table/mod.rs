@@ -19,6 +19,10 @@ use self::index::TupleIndex;
 
 mod index;
 
+/// Most answers kept for 5-tuples without an allocation (each ~200 bytes with its key
+/// and map slack, for 40 s): the memory an authenticated request flood can hold.
+pub const MAX_STRANGER_ANSWERS: usize = 65_536;
+
 /// Names an allocation in its `AllocationTable` (its slot). An id outlives nothing: once
 /// its allocation is removed, the slot may be reused by the next one, so ids are only held
 /// within one call into the core, or next to a check of the allocation they name (a
@@ -215,7 +219,7 @@ impl AllocationTable {
             .map(|c| &*c.bytes)
     }
 
-    /// Keeps the last answer to `tuple`: with its allocation when it has one (a box of 8
+    /// Keeps the last answer to `tuple` (see [`MAX_STRANGER_ANSWERS`]): with its allocation when it has one (a box of 8
     /// bytes in the slab, none once expired, where a map entry would cost ~200 bytes with
     /// its key and the map's slack), else in the map. Only the last answer per 5-tuple is
     /// kept.
@@ -225,10 +229,23 @@ impl AllocationTable {
                 self[id].cached = Some(Box::new(answer));
                 self.answers.remove(&tuple);
             }
-            None => {
+            // A 5-tuple without an allocation (an authenticated request that failed, a
+            // stream's ConnectionBind): kept only while the map is under its bound, so
+            // a flood of authenticated requests from many ports cannot grow memory past
+            // ~13 MB; past it, a retransmission is processed again (idempotent: nothing
+            // changed for it the first time).
+            None if self.answers.len() < MAX_STRANGER_ANSWERS
+                || self.answers.contains_key(&tuple) =>
+            {
                 self.answers.insert(tuple, answer);
             }
+            None => {}
         }
+    }
+
+    /// Answers kept for 5-tuples without an allocation.
+    pub(crate) fn stranger_answers(&self) -> usize {
+        self.answers.len()
     }
 
     /// Forgets the answer kept for a 5-tuple without an allocation (its connection closed).
