@@ -290,6 +290,14 @@ impl Collector for Snapshot {
             gauge,
             one(g.revocations),
         )?;
+        let help = "Answers kept for retransmissions to 5-tuples without an allocation.";
+        write(
+            &mut enc,
+            "turnpike_stranger_answers",
+            help,
+            gauge,
+            one(g.stranger_answers),
+        )?;
 
         let help = "TCP and TLS client connections open now.";
         let open = one(m.open_connections);
