@@ -57,7 +57,8 @@ enum Command {
     /// reload, log level. Exit 0 if done, 1 if the API refused, 2 for usage or connection.
     Ctl(ctl::CtlArgs),
     /// Probe a running deployment as an attacker would (amplification, peer policy,
-    /// slowloris) and print a verdict per probe: exit 0 if none FAILs, 1 if one does.
+    /// slowloris) and print a verdict per probe: exit 0 if none FAILs, 1 if one does,
+    /// 2 if nothing could be tested.
     Selftest(selftest::SelftestArgs),
 }
 

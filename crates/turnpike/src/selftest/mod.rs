@@ -15,8 +15,9 @@
 //!
 //! The tool sends only to HOST:PORT (UDP) and HOST:`--tcp-port` (TCP), from its own
 //! address. Exit status: 0 when no probe FAILs, 1 when one does, 2 for a bad command
-//! line or an address that does not resolve. FAIL-soft (a refusal for another reason than
-//! the peer policy, so the policy was not exercised) and SKIP do not fail the run.
+//! line, an address that does not resolve, or a run in which no probe passed either
+//! (nothing answered). FAIL-soft (a refusal for another reason than the peer policy, so
+//! the policy was not exercised) and SKIP do not fail the run.
 //!
 //! The peer and amplification probes run while the slowloris probe waits in its own
 //! thread, so a run with the defaults takes about `--slow-max` (60 s), under 2 minutes.
@@ -220,6 +221,9 @@ impl Report {
         }
         if self.count(Verdict::Fail) > 0 {
             ExitCode::FAILURE
+        } else if self.count(Verdict::Pass) == 0 {
+            // Nothing was tested (no server there, say): not a clean bill of health.
+            ExitCode::from(2)
         } else {
             ExitCode::SUCCESS
         }
@@ -239,7 +243,7 @@ pub(crate) fn run(args: &SelftestArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tcp = SocketAddr::new(target.ip(), args.tcp_port.unwrap_or(target.port()));
+    let tcp = SocketAddr::new(target.ip(), args.tcp_port.unwrap_or_else(|| target.port()));
     let credentials = match (&args.secret, &args.username, &args.password) {
         (Some(secret), _, _) => Some(Credentials::Rest {
             secret: secret.clone(),

@@ -33,6 +33,8 @@ const GROUP: &str = "peers";
 const CONNECT_BUDGET: Duration = Duration::from_secs(30);
 /// The peer port for every target but the server's own address.
 const PEER_PORT: u16 = 9;
+/// ChannelBind's peer port for target `i` is this plus `i`.
+const CHANNEL_PORT_BASE: u16 = 10_000;
 
 fn v6(s: &str) -> IpAddr {
     s.parse::<Ipv6Addr>()
@@ -248,12 +250,21 @@ fn udp(
             v,
             d,
         ));
+        // A port of its own per address: encodings the server folds to one address
+        // (::ffff:10.0.0.1 is 10.0.0.1) must not meet "peer bound to another channel"
+        // (400) instead of the policy. Nothing is sent to it.
         let channel = ChannelNumber::new(0x4000 + i as u16).unwrap_or(ChannelNumber::MIN);
-        let result = c.channel_bind(channel, *peer).map(|()| Vec::new());
+        let bound = if peer.port() == PEER_PORT {
+            SocketAddr::new(peer.ip(), CHANNEL_PORT_BASE + i as u16)
+        } else {
+            *peer
+        };
+        let result = c.channel_bind(channel, bound).map(|()| Vec::new());
         let (v, d) = judge(&result, false, &families);
+        let kind = label.rsplit_once(' ').map_or(label.as_str(), |(k, _)| k);
         report.add(Finding::new(
             GROUP,
-            format!("ChannelBind 0x{:04X} {label}", channel.value()),
+            format!("ChannelBind 0x{:04X} {kind} {bound}", channel.value()),
             v,
             d,
         ));
