@@ -11,8 +11,8 @@
 //! Bounds, on the UDP payload: 2× for every answer, 3× for the 401 to a well-formed
 //! Allocate (REALM and NONCE have to go somewhere). Reported as INFO, with no bound: a
 //! Binding success to an IPv6 source (XOR-MAPPED-ADDRESS alone is 24 bytes, 2.2× a bare
-//! request) and a Binding success carrying RFC 5780's RESPONSE-ORIGIN or OTHER-ADDRESS,
-//! which is how a server tells clients it can discover NAT behaviour (RFC 5780 §4.2).
+//! request) and a Binding success carrying RFC 5780's OTHER-ADDRESS, which is how a
+//! server tells clients it can discover NAT behaviour (RFC 5780 §4.2).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -264,12 +264,13 @@ fn describe(datagram: &[u8]) -> String {
     }
 }
 
-/// Whether `datagram` is a Binding success with RFC 5780 attributes.
+/// Whether `datagram` is a Binding success of a server doing RFC 5780: OTHER-ADDRESS is
+/// what tells a client the server can discover NAT behaviour (RFC 5780 §4.2).
+/// RESPONSE-ORIGIN alone (coturn sends it with one address) does not.
 fn is_rfc5780_success(datagram: &[u8]) -> bool {
     Message::new_checked(datagram).is_ok_and(|m| {
         m.message_type() == MessageType::new(Method::BINDING, Class::Success)
-            && (m.raw(AttrType::RESPONSE_ORIGIN).is_some()
-                || m.raw(AttrType::OTHER_ADDRESS).is_some())
+            && m.raw(AttrType::OTHER_ADDRESS).is_some()
     })
 }
 

@@ -106,6 +106,11 @@ pub(crate) fn targets(server: SocketAddr, tcp: SocketAddr) -> Vec<(String, Socke
     all
 }
 
+/// A reason phrase as printable text (coturn ends some with a NUL).
+fn printable(reason: &str) -> String {
+    reason.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// The verdict for a CreatePermission or ChannelBind (or Connect: `connect`) answer.
 fn judge(
     result: &Result<Vec<u8>, ClientError>,
@@ -124,18 +129,25 @@ fn judge(
         }) => (
             Verdict::FailSoft,
             format!(
-                "family error before policy: 443 {reason} (relay {families}): the policy for this address was not exercised"
+                "family error before policy: 443 {} (relay {families}): the policy for this address was not exercised",
+                printable(reason)
             ),
         ),
         Err(ClientError::Rejected {
             code: 447, reason, ..
         }) if connect => (
             Verdict::Fail,
-            format!("accepted: the server tried to connect and failed (447 {reason})"),
+            format!(
+                "accepted: the server tried to connect and failed (447 {})",
+                printable(reason)
+            ),
         ),
         Err(ClientError::Rejected { code, reason, .. }) => (
             Verdict::FailSoft,
-            format!("refused with {code} {reason}, not 403: not by the peer policy"),
+            format!(
+                "refused with {code} {}, not 403: not by the peer policy",
+                printable(reason)
+            ),
         ),
         Err(ClientError::Timeout(_)) if connect => (
             Verdict::Fail,
