@@ -11,6 +11,7 @@ mod credentials;
 mod ctl;
 mod explain;
 mod operate;
+mod selftest;
 mod watch;
 
 use std::io::Write;
@@ -55,6 +56,10 @@ enum Command {
     /// Talk to a running server's admin API: status, sessions, kill, revoke, drain,
     /// reload, log level. Exit 0 if done, 1 if the API refused, 2 for usage or connection.
     Ctl(ctl::CtlArgs),
+    /// Probe a running deployment as an attacker would (amplification, peer policy,
+    /// slowloris) and print a verdict per probe: exit 0 if none FAILs, 1 if one does,
+    /// 2 if nothing could be tested.
+    Selftest(selftest::SelftestArgs),
 }
 
 fn load(cli: &Cli) -> Result<Config, config::ConfigError> {
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
             return with_config(&cli, |c, name| explain::run(args, c, name));
         }
         Some(Command::Ctl(ref args)) => return ctl::run(args, || load(&cli)),
+        Some(Command::Selftest(ref args)) => return selftest::run(args),
         Some(Command::Run) | None => {}
     }
     let mut config = match load(&cli) {

@@ -20,8 +20,10 @@ use super::{
 
 impl TurnClient {
     /// Sends a request built by `body` (signed once the realm and nonce are known) and
-    /// returns the success response's bytes. Answers 401 and 438 once each.
-    fn request(
+    /// returns the success response's bytes. Answers 401 and 438 once each; any other
+    /// error response is [`ClientError::Rejected`]. Public for requests this client has
+    /// no method for (a TCP Allocate, Connect).
+    pub fn request(
         &mut self,
         method: Method,
         body: &dyn Fn(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
