@@ -389,6 +389,11 @@ impl TurnServer {
         self.config = config;
         if policy_changed {
             self.drop_refused_peers();
+            // RFC 6062 connections to refused peers are closed by the next sweep (it needs
+            // the host): make it due at once.
+            if !self.connections.is_empty() {
+                self.next_sweep = Some(self.time_base.instant);
+            }
         }
         Ok(())
     }

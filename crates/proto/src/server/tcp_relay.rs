@@ -439,12 +439,20 @@ impl TurnServer {
 
     /// Times out Connects (447) and connections that waited too long for their bind.
     pub(super) fn sweep_connections(&mut self, now: Instant, host: &mut impl Host) {
+        let policy = &self.config.peers;
+        // Expired, or to a peer the policy in force refuses (a reload changed it: a bound
+        // connection is piped by the runtime without asking the core, so it is closed).
         let expired: Vec<ConnectionId> = self
             .connections
             .iter()
-            .filter(|(_, c)| match c.state {
-                State::Connecting { until, .. } | State::AwaitingBind { until } => until <= now,
-                State::Bound { .. } => false,
+            .filter(|(_, c)| {
+                policy.check(c.peer).is_err()
+                    || match c.state {
+                        State::Connecting { until, .. } | State::AwaitingBind { until } => {
+                            until <= now
+                        }
+                        State::Bound { .. } => false,
+                    }
             })
             .map(|(id, _)| *id)
             .collect();
