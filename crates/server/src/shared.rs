@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_rustls::TlsAcceptor;
 use turnpike_proto::stun::attr::Icmp;
 use turnpike_proto::{ClientAction, Event, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
@@ -264,18 +265,50 @@ impl Shared {
         }
     }
 
-    /// Sends a framed message to a client, over UDP or its stream.
+    /// Sends a framed message to a client, over UDP or its stream, without waiting: on a
+    /// stream a full write queue drops it ([`Self::push_to_stream`]). For data relayed
+    /// from peers and indications; an answer to a stream client's request that is made
+    /// outside its read task goes through [`Self::send_answer_to_client`].
     pub(crate) fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
         if to.transport.is_stream() {
-            if let Some(tx) = self.streams.borrow().get(&to) {
-                if tx.try_send(Bytes::copy_from_slice(message)).is_err() {
-                    WorkerCounters::bump(&self.counters.stream_queue_full);
-                }
-            }
+            self.push_to_stream(&to, message);
         } else if let Some(listener) = self.listeners.get(&to.server) {
             if listener.try_send_to(message, to.client).is_err() {
                 WorkerCounters::bump(&self.counters.udp_send_blocked);
             }
+        }
+    }
+
+    /// Queues a message for a stream client without waiting. A full queue (the client
+    /// does not read) drops it and counts it as `stream_queue_full`; a client gone since
+    /// is not counted.
+    pub(crate) fn push_to_stream(&self, to: &FiveTuple, message: &[u8]) {
+        if let Some(tx) = self.streams.borrow().get(to) {
+            if let Err(TrySendError::Full(_)) = tx.try_send(Bytes::copy_from_slice(message)) {
+                WorkerCounters::bump(&self.counters.stream_queue_full);
+            }
+        }
+    }
+
+    /// Sends an answer to a client's request that is made outside the client's read task
+    /// (a Connect's outcome, an answer the timer produced). Over UDP as
+    /// [`Self::send_to_client`]; on a stream it is never dropped for a full queue while
+    /// the client reads (TCP clients do not retransmit, RFC 8489 §6.2.2): a task waits for
+    /// room, up to the write timeout (`[tcp] idle_timeout_secs`), after which the writer
+    /// has given up on the client anyway. Call from the worker's `LocalSet`.
+    pub(crate) fn send_answer_to_client(&self, to: FiveTuple, message: &[u8]) {
+        if !to.transport.is_stream() {
+            self.send_to_client(to, message);
+            return;
+        }
+        let Some(tx) = self.streams.borrow().get(&to).cloned() else {
+            return;
+        };
+        if let Err(TrySendError::Full(message)) = tx.try_send(Bytes::copy_from_slice(message)) {
+            let wait = self.stream_limits.idle_timeout;
+            tokio::task::spawn_local(async move {
+                let _ = tokio::time::timeout(wait, tx.send(message)).await;
+            });
         }
     }
 }
