@@ -597,7 +597,8 @@ impl World {
                             // A Connect waits for its peer; over UDP (where RFC 6062 has no
                             // place) a client without an allocation gets silence.
                             assert!(
-                                method == Method::CONNECT || c.ft.transport == ClientTransport::Udp,
+                                method == Method::CONNECT
+                                    || c.ft.transport == ClientTransport::Udp,
                                 "only a Connect waits"
                             );
                             return;
