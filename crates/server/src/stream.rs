@@ -239,10 +239,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     buf.reserve(4096);
     let mut out = vec![0u8; 2048];
     let mut start = 0;
-    // The idle clock: restarts on each complete frame, never on a byte.
-    let mut last_frame = Instant::now();
+    // The idle clock (tokio's clock, so that tests can run it in paused time): restarts
+    // on each complete frame, never on a byte.
+    let mut last_frame = tokio::time::Instant::now();
     // When the first byte of the incomplete frame at hand arrived.
-    let mut partial_since: Option<Instant> = None;
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
         loop {
             let frame_len = match next_frame(&buf[start..]) {
@@ -291,7 +292,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             start += frame_len;
             // After the wait for room: the client is not blamed for the server's pause.
-            last_frame = Instant::now();
+            last_frame = tokio::time::Instant::now();
             partial_since = None;
         }
         buf.drain(..start);
@@ -301,7 +302,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if buf.is_empty() {
             partial_since = None;
         } else if partial_since.is_none() {
-            partial_since = Some(Instant::now());
+            partial_since = Some(tokio::time::Instant::now());
         }
         let idle_end = last_frame + limits.idle_timeout;
         let (deadline, why) = match partial_since {
@@ -312,7 +313,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         let old = buf.len();
         buf.resize(old + 4096, 0);
-        let read = tokio::time::timeout_at(deadline.into(), reader.read(&mut buf[old..]));
+        let read = tokio::time::timeout_at(deadline, reader.read(&mut buf[old..]));
         tokio::select! {
             read = read => match read {
                 Err(_) => return Outcome::Closed(why),
@@ -362,3 +363,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(timeout, writer.flush()).await;
     writer
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

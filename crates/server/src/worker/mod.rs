@@ -269,4 +269,4 @@ async fn timer_loop(shared: Rc<Shared>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
