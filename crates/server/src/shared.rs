@@ -11,8 +11,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_rustls::TlsAcceptor;
 use turnpike_proto::stun::attr::Icmp;
 use turnpike_proto::{ClientAction, Event, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
@@ -22,6 +20,7 @@ use crate::counters::WorkerCounters;
 use crate::handoff::{Moved, ToWorker, Workers};
 use crate::notices::Budget;
 use crate::relay::RelayConfig;
+use crate::stream::{NotQueued, StreamQueue};
 use crate::tcp::TcpLimits;
 
 use crate::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
@@ -52,7 +51,7 @@ pub(crate) struct Shared {
     pub(crate) host: RefCell<WorkerHost>,
     pub(crate) listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
     /// Write queues of this worker's TCP/TLS clients.
-    pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
+    pub(crate) streams: RefCell<HashMap<FiveTuple, StreamQueue>>,
     /// The TLS acceptor for new connections (a reload may replace it).
     pub(crate) tls: RefCell<Option<TlsAcceptor>>,
     pub(crate) stream_limits: TcpLimits,
@@ -280,11 +279,11 @@ impl Shared {
     }
 
     /// Queues a message for a stream client without waiting. A full queue (the client
-    /// does not read) drops it and counts it as `stream_queue_full`; a client gone since
-    /// is not counted.
+    /// does not read; by count or by bytes, see [`StreamQueue`]) drops it and counts it as
+    /// `stream_queue_full`; a client gone since is not counted.
     pub(crate) fn push_to_stream(&self, to: &FiveTuple, message: &[u8]) {
-        if let Some(tx) = self.streams.borrow().get(to) {
-            if let Err(TrySendError::Full(_)) = tx.try_send(Bytes::copy_from_slice(message)) {
+        if let Some(queue) = self.streams.borrow().get(to) {
+            if queue.try_push(message) == Err(NotQueued::Full) {
                 WorkerCounters::bump(&self.counters.stream_queue_full);
             }
         }
@@ -301,13 +300,14 @@ impl Shared {
             self.send_to_client(to, message);
             return;
         }
-        let Some(tx) = self.streams.borrow().get(&to).cloned() else {
+        let Some(queue) = self.streams.borrow().get(&to).cloned() else {
             return;
         };
-        if let Err(TrySendError::Full(message)) = tx.try_send(Bytes::copy_from_slice(message)) {
+        if queue.try_push(message) == Err(NotQueued::Full) {
             let wait = self.stream_limits.idle_timeout;
+            let message = message.to_vec();
             tokio::task::spawn_local(async move {
-                let _ = tokio::time::timeout(wait, tx.send(message)).await;
+                let _ = tokio::time::timeout(wait, queue.push(&message)).await;
             });
         }
     }

@@ -3,7 +3,7 @@
 //! One task per connection reads and frames (RFC 8656 §12.5: ChannelData padded to 4
 //! bytes), feeds the worker's [`TurnServer`](turnpike_proto::TurnServer), and relays to
 //! peers; a second task writes. Everything written to the client goes through one bounded
-//! queue of [`QUEUE_DEPTH`] messages.
+//! queue ([`StreamQueue`]) of at most [`QUEUE_DEPTH`] messages.
 //!
 //! # Answers are never dropped; relayed data may be
 //!
@@ -13,9 +13,12 @@
 //! connection: a client that pipelines faster than it reads is slowed down (backpressure),
 //! never answered partially. The read task waits only on its own connection's queue, so one
 //! slow client holds up no one else. Data relayed from peers, and what other paths of the
-//! worker push ([`Shared::send_to_client`]), cannot wait: when the queue is full it is
-//! dropped (it came over UDP and may be lost) and counted as `stream_queue_full`
-//! (`turnpike_dropped_packets_total{reason="queue_full"}`).
+//! worker push ([`Shared::send_to_client`]), cannot wait: when the queue holds
+//! [`QUEUE_DEPTH`] messages, or [`QUEUE_BYTES`] bytes (relayed datagrams can be 64 KiB
+//! each), it is dropped (it came over UDP and may be lost) and counted as
+//! `stream_queue_full` (`turnpike_dropped_packets_total{reason="queue_full"}`). A queue
+//! therefore holds at most [`QUEUE_BYTES`] of relayed data plus [`QUEUE_DEPTH`] answers of
+//! at most 2 KiB each.
 //!
 //! # Timeouts: a slow client cannot hold a connection
 //!
@@ -35,6 +38,7 @@
 //!   socket filled.
 
 use crate::counters::WorkerCounters;
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -58,6 +62,9 @@ const MAX_FRAME: usize = 20 + 65_535;
 /// Messages waiting to be written to one client: answers wait for room (backpressure),
 /// relayed data finding it full is dropped.
 pub(crate) const QUEUE_DEPTH: usize = 256;
+/// Bytes waiting to be written to one client above which relayed data is dropped too:
+/// [`QUEUE_DEPTH`] datagrams of 2 KiB, more than media packets need.
+pub(crate) const QUEUE_BYTES: usize = 512 * 1024;
 /// A TLS record starts with content type 22 (handshake); STUN starts with 0b00 and
 /// ChannelData with 0b01, so one byte tells them apart (RFC 7983 §7).
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -162,7 +169,7 @@ async fn run(
         transport,
     };
     let (mut reader, writer) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
+    let (tx, rx) = StreamQueue::new();
     let limits = shared.stream_limits;
     let write_task = tokio::task::spawn_local(write_loop(writer, rx, limits.idle_timeout));
     shared.streams.borrow_mut().insert(five_tuple, tx.clone());
@@ -231,7 +238,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     reader: &mut R,
     five_tuple: FiveTuple,
-    tx: &mpsc::Sender<Bytes>,
+    tx: &StreamQueue,
     limits: TcpLimits,
     buffered: Vec<u8>,
 ) -> Outcome {
@@ -262,7 +269,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     // An answer to this connection's own request: wait for room rather
                     // than drop it (the client does not retransmit); meanwhile nothing
                     // more is read from it.
-                    if tx.send(Bytes::copy_from_slice(&out[..n])).await.is_err() {
+                    if tx.push(&out[..n]).await.is_err() {
                         return Outcome::Closed("write side closed");
                     }
                 }
@@ -279,11 +286,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     };
                 }
                 ClientAction::BindData { reply, connection } => {
-                    if tx
-                        .send(Bytes::copy_from_slice(&out[..reply]))
-                        .await
-                        .is_err()
-                    {
+                    if tx.push(&out[..reply]).await.is_err() {
                         return Outcome::Closed("write side closed");
                     }
                     let early = buf[start + frame_len..].to_vec();
@@ -333,7 +336,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// `timeout` ends it early, which closes the queue.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: QueueReader,
     timeout: Duration,
 ) -> W {
     loop {
@@ -362,6 +365,100 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
     let _ = tokio::time::timeout(timeout, writer.flush()).await;
     writer
+}
+
+/// A stream client's write queue as the worker's tasks see it: at most [`QUEUE_DEPTH`]
+/// messages, and relayed data only while fewer than [`QUEUE_BYTES`] bytes wait. Cheap to
+/// clone; the worker is single-threaded, so the byte count is a plain `Cell`.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamQueue {
+    tx: mpsc::Sender<Bytes>,
+    bytes: Rc<Cell<usize>>,
+}
+
+/// The write task's end of a [`StreamQueue`].
+#[derive(Debug)]
+pub(crate) struct QueueReader {
+    rx: mpsc::Receiver<Bytes>,
+    bytes: Rc<Cell<usize>>,
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotQueued {
+    /// [`QUEUE_DEPTH`] messages or [`QUEUE_BYTES`] bytes wait already.
+    Full,
+    /// The connection's writer is gone.
+    Closed,
+}
+
+impl StreamQueue {
+    /// A new, empty queue and its reading end.
+    pub(crate) fn new() -> (Self, QueueReader) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let bytes = Rc::new(Cell::new(0));
+        let reader = QueueReader {
+            rx,
+            bytes: Rc::clone(&bytes),
+        };
+        (Self { tx, bytes }, reader)
+    }
+
+    /// Queues relayed data (or an indication) without waiting; refused when full by
+    /// count or by bytes.
+    pub(crate) fn try_push(&self, message: &[u8]) -> Result<(), NotQueued> {
+        if self.tx.is_closed() {
+            return Err(NotQueued::Closed);
+        }
+        if self.bytes.get() + message.len() > QUEUE_BYTES {
+            return Err(NotQueued::Full);
+        }
+        let permit = self.tx.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => NotQueued::Full,
+            mpsc::error::TrySendError::Closed(()) => NotQueued::Closed,
+        })?;
+        self.bytes.set(self.bytes.get() + message.len());
+        permit.send(Bytes::copy_from_slice(message));
+        Ok(())
+    }
+
+    /// Queues an answer, waiting for room by count (an answer is never refused for the
+    /// bytes relayed data holds). Cancel safe: nothing is queued if the wait is dropped.
+    pub(crate) async fn push(&self, message: &[u8]) -> Result<(), NotQueued> {
+        let permit = self.tx.reserve().await.map_err(|_| NotQueued::Closed)?;
+        self.bytes.set(self.bytes.get() + message.len());
+        permit.send(Bytes::copy_from_slice(message));
+        Ok(())
+    }
+
+    /// Completes when the writer has gone (it gave up on the client).
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
+    /// Free message slots now (for tests).
+    #[cfg(test)]
+    pub(crate) fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+}
+
+impl QueueReader {
+    fn taken(&self, msg: Bytes) -> Bytes {
+        self.bytes.set(self.bytes.get().saturating_sub(msg.len()));
+        msg
+    }
+
+    /// The next message if one waits.
+    fn try_recv(&mut self) -> Result<Bytes, TryRecvError> {
+        self.rx.try_recv().map(|m| self.taken(m))
+    }
+
+    /// The next message, waiting; `None` once every sender is gone and the queue is empty.
+    async fn recv(&mut self) -> Option<Bytes> {
+        let msg = self.rx.recv().await?;
+        Some(self.taken(msg))
+    }
 }
 
 #[cfg(test)]

@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use turnpike_proto::{ClientTransport, FiveTuple};
 use turnpike_stun::framing::{Framing, next_frame};
 use turnpike_stun::{Message, MessageType, MessageWriter, TransactionId};
 
-use super::{Outcome, QUEUE_DEPTH, read_loop, write_loop};
+use super::{Outcome, QUEUE_DEPTH, StreamQueue, read_loop, write_loop};
 use crate::tcp::TcpLimits;
 use crate::worker::tests::worker;
 
@@ -66,11 +64,11 @@ fn serve(
     pipe: usize,
 ) -> (
     DuplexStream,
-    mpsc::Sender<Bytes>,
+    StreamQueue,
     tokio::task::JoinHandle<(&'static str, Instant)>,
 ) {
     let (client, server) = tokio::io::duplex(pipe);
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
+    let (tx, rx) = StreamQueue::new();
     let probe = tx.clone();
     let task = tokio::task::spawn_local(async move {
         let (shared, _, _) = worker();
@@ -207,7 +205,7 @@ async fn two_thousand_pipelined_answers_wait_for_a_slow_reader() {
                         check_answer(&pending.drain(..f.len()).collect::<Vec<u8>>(), n);
                         break;
                     }
-                    min_room = min_room.min(probe.capacity());
+                    min_room = min_room.min(probe.room());
                     // Slowly: 32 bytes a millisecond.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     let mut buf = [0u8; 32];
@@ -230,4 +228,37 @@ async fn two_thousand_pipelined_answers_wait_for_a_slow_reader() {
             assert_eq!(why, "closed by the client");
         })
         .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn relayed_data_is_bounded_by_bytes_answers_only_by_count() {
+    use super::{NotQueued, QUEUE_BYTES};
+    let (queue, mut reader) = StreamQueue::new();
+    // 64 KiB datagrams: QUEUE_BYTES of them fit, the next is refused although the queue
+    // has message slots left.
+    let big = vec![0u8; 64 * 1024];
+    let fit = QUEUE_BYTES / big.len();
+    for i in 0..fit {
+        assert_eq!(queue.try_push(&big), Ok(()), "datagram {i}");
+    }
+    assert_eq!(queue.try_push(&big), Err(NotQueued::Full));
+    assert!(queue.room() > 0);
+    // The writer takes one datagram: room for one more.
+    assert_eq!(reader.try_recv().unwrap().len(), big.len());
+    assert_eq!(queue.try_push(&big), Ok(()));
+    assert_eq!(queue.try_push(&big), Err(NotQueued::Full));
+    // An answer still goes in: it waits only for a message slot.
+    queue.push(&binding(1)).await.unwrap();
+    assert_eq!(queue.try_push(&[0u8; 100]), Err(NotQueued::Full));
+    // Small messages fill it by count.
+    let (queue, _reader) = StreamQueue::new();
+    for _ in 0..QUEUE_DEPTH {
+        queue.try_push(&[0u8; 100]).unwrap();
+    }
+    assert_eq!(queue.try_push(&[0u8; 100]), Err(NotQueued::Full));
+    // A queue whose writer is gone refuses as closed, not full.
+    let (queue, reader) = StreamQueue::new();
+    drop(reader);
+    assert_eq!(queue.try_push(&[0u8; 100]), Err(NotQueued::Closed));
+    assert_eq!(queue.push(&[0u8; 100]).await, Err(NotQueued::Closed));
 }
