@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// One worker's counters.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerCounters {
-    /// Messages to a TCP/TLS client dropped: its write queue was full.
+    /// Relayed data (and indications) to a TCP/TLS client dropped: its write queue was
+    /// full. Answers to a client's requests are never dropped this way: they wait.
     pub(crate) stream_queue_full: Cell<u64>,
     /// Datagrams the kernel would not take (send buffer full).
     pub(crate) udp_send_blocked: Cell<u64>,
@@ -62,7 +63,8 @@ impl AcceptCounters {
 /// The runtime's counters (they only grow), summed over workers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuntimeCounts {
-    /// Messages to TCP/TLS clients dropped on a full write queue.
+    /// Relayed data to TCP/TLS clients dropped on a full write queue (answers wait
+    /// instead).
     pub stream_queue_full: u64,
     /// Datagrams the kernel would not take (send buffer full).
     pub udp_send_blocked: u64,

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use turnpike_proto::stun::attr::Icmp;
 use turnpike_proto::{ClientAction, Event, FiveTuple, HashMap, PeerAction, RelayId, TurnServer};
@@ -21,6 +20,7 @@ use crate::counters::WorkerCounters;
 use crate::handoff::{Moved, ToWorker, Workers};
 use crate::notices::Budget;
 use crate::relay::RelayConfig;
+use crate::stream::{NotQueued, StreamQueue};
 use crate::tcp::TcpLimits;
 
 use crate::host::{PEER_SOCKET_TOKEN, PeerSocket, WorkerHost};
@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     pub(crate) host: RefCell<WorkerHost>,
     pub(crate) listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
     /// Write queues of this worker's TCP/TLS clients.
-    pub(crate) streams: RefCell<HashMap<FiveTuple, mpsc::Sender<Bytes>>>,
+    pub(crate) streams: RefCell<HashMap<FiveTuple, StreamQueue>>,
     /// The TLS acceptor for new connections (a reload may replace it).
     pub(crate) tls: RefCell<Option<TlsAcceptor>>,
     pub(crate) stream_limits: TcpLimits,
@@ -264,18 +264,51 @@ impl Shared {
         }
     }
 
-    /// Sends a framed message to a client, over UDP or its stream.
+    /// Sends a framed message to a client, over UDP or its stream, without waiting: on a
+    /// stream a full write queue drops it ([`Self::push_to_stream`]). For data relayed
+    /// from peers and indications; an answer to a stream client's request that is made
+    /// outside its read task goes through [`Self::send_answer_to_client`].
     pub(crate) fn send_to_client(&self, to: FiveTuple, message: &[u8]) {
         if to.transport.is_stream() {
-            if let Some(tx) = self.streams.borrow().get(&to) {
-                if tx.try_send(Bytes::copy_from_slice(message)).is_err() {
-                    WorkerCounters::bump(&self.counters.stream_queue_full);
-                }
-            }
+            self.push_to_stream(&to, message);
         } else if let Some(listener) = self.listeners.get(&to.server) {
             if listener.try_send_to(message, to.client).is_err() {
                 WorkerCounters::bump(&self.counters.udp_send_blocked);
             }
+        }
+    }
+
+    /// Queues a message for a stream client without waiting. A full queue (the client
+    /// does not read; by count or by bytes, see [`StreamQueue`]) drops it and counts it as
+    /// `stream_queue_full`; a client gone since is not counted.
+    pub(crate) fn push_to_stream(&self, to: &FiveTuple, message: &[u8]) {
+        if let Some(queue) = self.streams.borrow().get(to) {
+            if queue.try_push(message) == Err(NotQueued::Full) {
+                WorkerCounters::bump(&self.counters.stream_queue_full);
+            }
+        }
+    }
+
+    /// Sends an answer to a client's request that is made outside the client's read task
+    /// (a Connect's outcome, an answer the timer produced). Over UDP as
+    /// [`Self::send_to_client`]; on a stream it is never dropped for a full queue while
+    /// the client reads (TCP clients do not retransmit, RFC 8489 §6.2.2): a task waits for
+    /// room, up to the write timeout (`[tcp] idle_timeout_secs`), after which the writer
+    /// has given up on the client anyway. Call from the worker's `LocalSet`.
+    pub(crate) fn send_answer_to_client(&self, to: FiveTuple, message: &[u8]) {
+        if !to.transport.is_stream() {
+            self.send_to_client(to, message);
+            return;
+        }
+        let Some(queue) = self.streams.borrow().get(&to).cloned() else {
+            return;
+        };
+        if queue.try_push(message) == Err(NotQueued::Full) {
+            let wait = self.stream_limits.idle_timeout;
+            let message = message.to_vec();
+            tokio::task::spawn_local(async move {
+                let _ = tokio::time::timeout(wait, queue.push(&message)).await;
+            });
         }
     }
 }

@@ -2,12 +2,43 @@
 //!
 //! One task per connection reads and frames (RFC 8656 §12.5: ChannelData padded to 4
 //! bytes), feeds the worker's [`TurnServer`](turnpike_proto::TurnServer), and relays to
-//! peers; a second task writes. Everything written to the client — responses and data
-//! relayed from peers — goes through one bounded queue: when a client does not read, the
-//! queue fills and further relayed datagrams are dropped (they came over UDP and may be
-//! lost), memory stays bounded, and the idle timeout ends the connection.
+//! peers; a second task writes. Everything written to the client goes through one bounded
+//! queue ([`StreamQueue`]) of at most [`QUEUE_DEPTH`] messages.
+//!
+//! # Answers are never dropped; relayed data may be
+//!
+//! TCP clients do not retransmit (RFC 8489 §6.2.2): an answer dropped on a stream is lost
+//! for good. So the read task waits for room in the queue before it queues an answer to
+//! the connection's own request, and while it waits it reads nothing more from the
+//! connection: a client that pipelines faster than it reads is slowed down (backpressure),
+//! never answered partially. The read task waits only on its own connection's queue, so one
+//! slow client holds up no one else. Data relayed from peers, and what other paths of the
+//! worker push ([`Shared::send_to_client`]), cannot wait: when the queue holds
+//! [`QUEUE_DEPTH`] messages, or [`QUEUE_BYTES`] bytes (relayed datagrams can be 64 KiB
+//! each), it is dropped (it came over UDP and may be lost) and counted as
+//! `stream_queue_full` (`turnpike_dropped_packets_total{reason="queue_full"}`). A queue
+//! therefore holds at most [`QUEUE_BYTES`] of relayed data plus [`QUEUE_DEPTH`] answers of
+//! at most 2 KiB each.
+//!
+//! # Timeouts: a slow client cannot hold a connection
+//!
+//! - Before the first byte, and with TLS until the handshake is done: `[tcp]
+//!   handshake_timeout_secs` in all, from the accept.
+//! - The idle timeout (`[tcp] idle_timeout_secs`) counts from the last **complete frame**
+//!   (a STUN message or a ChannelData message), not the last byte: a client that sends a
+//!   header and then one byte now and then (slowloris) is closed when the idle time is up.
+//!   Time the read task spent waiting for room in the queue is not held against the
+//!   client (the clock restarts when its answer is queued).
+//! - One frame must arrive whole within `handshake_timeout_secs` of its first byte,
+//!   whatever the idle timeout: no connection keeps a half-received frame (up to 64 KiB of
+//!   buffer) for longer.
+//! - Writing: a message the client does not take within `idle_timeout_secs` ends the
+//!   connection. A client that never reads therefore holds at most its queue, its read
+//!   buffer and what the kernel buffers, for at most about one idle timeout after its
+//!   socket filled.
 
 use crate::counters::WorkerCounters;
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,19 +47,24 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 use tracing::debug;
 use turnpike_proto::{ClientAction, ClientTransport, FiveTuple};
 use turnpike_stun::framing::{Frame, Framing, next_frame};
 
 use crate::handoff::{ClientStream, HandedStream, ToWorker};
 use crate::shared::Shared;
-use crate::tcp::{Incoming, Slot};
+use crate::tcp::{Incoming, Slot, TcpLimits};
 use crate::tcp_relay;
 
 /// The largest frame a stream may carry: a STUN header plus a 65535-byte body.
 const MAX_FRAME: usize = 20 + 65_535;
-/// Messages waiting to be written to one client.
-const QUEUE_DEPTH: usize = 256;
+/// Messages waiting to be written to one client: answers wait for room (backpressure),
+/// relayed data finding it full is dropped.
+pub(crate) const QUEUE_DEPTH: usize = 256;
+/// Bytes waiting to be written to one client above which relayed data is dropped too:
+/// [`QUEUE_DEPTH`] datagrams of 2 KiB, more than media packets need.
+pub(crate) const QUEUE_BYTES: usize = 512 * 1024;
 /// A TLS record starts with content type 22 (handshake); STUN starts with 0b00 and
 /// ChannelData with 0b01, so one byte tells them apart (RFC 7983 §7).
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -45,9 +81,11 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
         return;
     };
     let limits = shared.stream_limits;
+    // One deadline for the first byte and the TLS handshake together.
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     // Plain TCP and TLS share a port: look at the first byte without consuming it.
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await;
+    let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
     let Ok(Ok(1)) = peeked else {
         debug!(%peer, "closed before the first byte");
         return;
@@ -58,8 +96,7 @@ pub(crate) async fn serve(shared: Rc<Shared>, conn: Incoming) {
             debug!(%peer, "TLS attempted but no certificate is configured");
             return;
         };
-        let accepted =
-            tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await;
+        let accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
         match accepted {
             Ok(Ok(tls)) => {
                 WorkerCounters::bump(&shared.counters.tls_handshakes);
@@ -132,12 +169,12 @@ async fn run(
         transport,
     };
     let (mut reader, writer) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
-    let idle = shared.stream_limits.idle_timeout;
-    let write_task = tokio::task::spawn_local(write_loop(writer, rx, idle));
+    let (tx, rx) = StreamQueue::new();
+    let limits = shared.stream_limits;
+    let write_task = tokio::task::spawn_local(write_loop(writer, rx, limits.idle_timeout));
     shared.streams.borrow_mut().insert(five_tuple, tx.clone());
 
-    let outcome = read_loop(&shared, &mut reader, five_tuple, &tx, idle, buffered).await;
+    let outcome = read_loop(&shared, &mut reader, five_tuple, &tx, limits, buffered).await;
     shared.streams.borrow_mut().remove(&five_tuple);
     let reason = match outcome {
         Outcome::Closed(reason) => reason,
@@ -195,18 +232,25 @@ enum Outcome {
     Handoff { shard: u8, buffered: Vec<u8> },
 }
 
+/// Reads frames and answers them until the connection ends (see the module docs for the
+/// timeouts and the backpressure). Holds no borrow of the worker's state across an await.
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     reader: &mut R,
     five_tuple: FiveTuple,
-    tx: &mpsc::Sender<Bytes>,
-    idle: Duration,
+    tx: &StreamQueue,
+    limits: TcpLimits,
     buffered: Vec<u8>,
 ) -> Outcome {
     let mut buf: Vec<u8> = buffered;
     buf.reserve(4096);
     let mut out = vec![0u8; 2048];
     let mut start = 0;
+    // The idle clock (tokio's clock, so that tests can run it in paused time): restarts
+    // on each complete frame, never on a byte.
+    let mut last_frame = tokio::time::Instant::now();
+    // When the first byte of the incomplete frame at hand arrived.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
         loop {
             let frame_len = match next_frame(&buf[start..]) {
@@ -222,8 +266,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
             match action {
                 ClientAction::None => {}
                 ClientAction::Reply(n) | ClientAction::ReplyFrom { len: n, .. } => {
-                    // A full queue means the client is not reading: drop, it retransmits.
-                    let _ = tx.try_send(Bytes::copy_from_slice(&out[..n]));
+                    // An answer to this connection's own request: wait for room rather
+                    // than drop it (the client does not retransmit); meanwhile nothing
+                    // more is read from it.
+                    if tx.push(&out[..n]).await.is_err() {
+                        return Outcome::Closed("write side closed");
+                    }
                 }
                 ClientAction::ToPeer {
                     relay,
@@ -238,39 +286,181 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     };
                 }
                 ClientAction::BindData { reply, connection } => {
-                    let _ = tx.try_send(Bytes::copy_from_slice(&out[..reply]));
+                    if tx.push(&out[..reply]).await.is_err() {
+                        return Outcome::Closed("write side closed");
+                    }
                     let early = buf[start + frame_len..].to_vec();
                     return Outcome::Bind { connection, early };
                 }
             }
             start += frame_len;
+            // After the wait for room: the client is not blamed for the server's pause.
+            last_frame = tokio::time::Instant::now();
+            partial_since = None;
         }
         buf.drain(..start);
         start = 0;
+        // What is left is the start of a frame that came in the last read (or earlier,
+        // if its clock already runs).
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(tokio::time::Instant::now());
+        }
+        let idle_end = last_frame + limits.idle_timeout;
+        let (deadline, why) = match partial_since {
+            Some(t) if t + limits.handshake_timeout < idle_end => {
+                (t + limits.handshake_timeout, "frame too slow")
+            }
+            _ => (idle_end, "idle timeout"),
+        };
         let old = buf.len();
         buf.resize(old + 4096, 0);
-        match tokio::time::timeout(idle, reader.read(&mut buf[old..])).await {
-            Err(_) => return Outcome::Closed("idle timeout"),
-            Ok(Err(_)) => return Outcome::Closed("read error"),
-            Ok(Ok(0)) => return Outcome::Closed("closed by the client"),
-            Ok(Ok(n)) => buf.truncate(old + n),
+        let read = tokio::time::timeout_at(deadline, reader.read(&mut buf[old..]));
+        tokio::select! {
+            read = read => match read {
+                Err(_) => return Outcome::Closed(why),
+                Ok(Err(_)) => return Outcome::Closed("read error"),
+                Ok(Ok(0)) => return Outcome::Closed("closed by the client"),
+                Ok(Ok(n)) => buf.truncate(old + n),
+            },
+            // The writer gave up (the client took nothing for a write timeout): end now
+            // rather than at the next frame.
+            () = tx.closed() => return Outcome::Closed("write side closed"),
         }
     }
 }
 
 /// Writes queued messages until the queue closes; returns the writer so a data
-/// connection can take the stream over.
+/// connection can take the stream over. A message (or a flush) not taken within
+/// `timeout` ends it early, which closes the queue.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut rx: mpsc::Receiver<Bytes>,
-    idle: Duration,
+    mut rx: QueueReader,
+    timeout: Duration,
 ) -> W {
-    while let Some(msg) = rx.recv().await {
-        match tokio::time::timeout(idle, writer.write_all(&msg)).await {
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                // Nothing more queued: push out what TLS holds back (records that did not
+                // fit in the socket) before waiting, or it would wait with them.
+                if !matches!(
+                    tokio::time::timeout(timeout, writer.flush()).await,
+                    Ok(Ok(()))
+                ) {
+                    return writer;
+                }
+                match rx.recv().await {
+                    Some(msg) => msg,
+                    None => break,
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, writer.write_all(&msg)).await {
             Ok(Ok(())) => {}
             _ => return writer,
         }
     }
-    let _ = writer.flush().await;
+    let _ = tokio::time::timeout(timeout, writer.flush()).await;
     writer
 }
+
+/// A stream client's write queue as the worker's tasks see it: at most [`QUEUE_DEPTH`]
+/// messages, and relayed data only while fewer than [`QUEUE_BYTES`] bytes wait. Cheap to
+/// clone; the worker is single-threaded, so the byte count is a plain `Cell`.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamQueue {
+    tx: mpsc::Sender<Bytes>,
+    bytes: Rc<Cell<usize>>,
+}
+
+/// The write task's end of a [`StreamQueue`].
+#[derive(Debug)]
+pub(crate) struct QueueReader {
+    rx: mpsc::Receiver<Bytes>,
+    bytes: Rc<Cell<usize>>,
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotQueued {
+    /// [`QUEUE_DEPTH`] messages or [`QUEUE_BYTES`] bytes wait already.
+    Full,
+    /// The connection's writer is gone.
+    Closed,
+}
+
+impl StreamQueue {
+    /// A new, empty queue and its reading end.
+    pub(crate) fn new() -> (Self, QueueReader) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let bytes = Rc::new(Cell::new(0));
+        let reader = QueueReader {
+            rx,
+            bytes: Rc::clone(&bytes),
+        };
+        (Self { tx, bytes }, reader)
+    }
+
+    /// Queues relayed data (or an indication) without waiting; refused when full by
+    /// count or by bytes.
+    pub(crate) fn try_push(&self, message: &[u8]) -> Result<(), NotQueued> {
+        if self.tx.is_closed() {
+            return Err(NotQueued::Closed);
+        }
+        if self.bytes.get() + message.len() > QUEUE_BYTES {
+            return Err(NotQueued::Full);
+        }
+        let permit = self.tx.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => NotQueued::Full,
+            mpsc::error::TrySendError::Closed(()) => NotQueued::Closed,
+        })?;
+        self.bytes.set(self.bytes.get() + message.len());
+        permit.send(Bytes::copy_from_slice(message));
+        Ok(())
+    }
+
+    /// Queues an answer, waiting for room by count (an answer is never refused for the
+    /// bytes relayed data holds). Cancel safe: nothing is queued if the wait is dropped.
+    pub(crate) async fn push(&self, message: &[u8]) -> Result<(), NotQueued> {
+        let permit = self.tx.reserve().await.map_err(|_| NotQueued::Closed)?;
+        self.bytes.set(self.bytes.get() + message.len());
+        permit.send(Bytes::copy_from_slice(message));
+        Ok(())
+    }
+
+    /// Completes when the writer has gone (it gave up on the client).
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
+    /// Free message slots now (for tests).
+    #[cfg(test)]
+    pub(crate) fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+}
+
+impl QueueReader {
+    fn taken(&self, msg: Bytes) -> Bytes {
+        self.bytes.set(self.bytes.get().saturating_sub(msg.len()));
+        msg
+    }
+
+    /// The next message if one waits.
+    fn try_recv(&mut self) -> Result<Bytes, TryRecvError> {
+        self.rx.try_recv().map(|m| self.taken(m))
+    }
+
+    /// The next message, waiting; `None` once every sender is gone and the queue is empty.
+    async fn recv(&mut self) -> Option<Bytes> {
+        let msg = self.rx.recv().await?;
+        Some(self.taken(msg))
+    }
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

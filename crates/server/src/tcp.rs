@@ -1,4 +1,5 @@
-//! The TCP listener: accept with limits, cut each stream into frames, answer STUN.
+//! The TCP listener: accept with limits and hand each connection to a worker
+//! (`stream.rs` frames it, answers it and applies the timeouts of [`TcpLimits`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,15 +16,19 @@ use crate::counters::AcceptCounters;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TcpLimits {
-    /// A connection with no complete frame for this long is closed. Default 300 s.
+    /// A connection with no complete frame (STUN message or ChannelData) for this long is
+    /// closed: bytes of a frame that never completes do not count (slowloris). Also the
+    /// write timeout: an answer the client does not take for this long ends the
+    /// connection. Default 300 s.
     #[serde(rename = "idle_timeout_secs", deserialize_with = "secs")]
     pub idle_timeout: Duration,
     /// Connections open at once, all sources together. Default 10 000.
     pub max_connections: usize,
     /// Connections open at once from one IP address. Default 64.
     pub max_connections_per_ip: usize,
-    /// Time allowed for the first byte and, with TLS, for the whole handshake. Default
-    /// 10 s.
+    /// Time allowed for the first byte and, with TLS, for the whole handshake (one deadline
+    /// from the accept); and for each frame to arrive whole once its first byte came,
+    /// whatever the idle timeout. Default 10 s.
     #[serde(rename = "handshake_timeout_secs", deserialize_with = "secs")]
     pub handshake_timeout: Duration,
 }

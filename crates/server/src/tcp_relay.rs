@@ -125,7 +125,8 @@ pub(crate) async fn connect(
                 .conns
                 .insert(id, PeerConn::Waiting(s));
         }
-        shared.send_to_client(to, &out[range]);
+        // The Connect's answer (RFC 6062 §5.2): never dropped for a full queue.
+        shared.send_answer_to_client(to, &out[range]);
     }
 }
 

@@ -262,11 +262,11 @@ async fn timer_loop(shared: Rc<Shared>) {
                 let Some(t) = shared.core.borrow_mut().poll_transmit() else {
                     break;
                 };
-                shared.send_to_client(t.to, &t.message);
+                shared.send_answer_to_client(t.to, &t.message);
             }
         }
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

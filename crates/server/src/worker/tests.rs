@@ -34,7 +34,7 @@ const SECRET: &[u8] = b"batch-secret";
 
 /// A worker with one listener on 127.0.0.1, relays on 127.0.0.1 and no connected peer
 /// sockets (every send names its peer on the relay socket itself).
-fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
+pub(crate) fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
     let time_base = TimeBase {
         instant: Instant::now(),
         unix_secs: SystemTime::now()

@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
@@ -305,9 +304,8 @@ fn relay_batch(
                 core.handle_peer(now, relay, from, slot, payload)
             {
                 if to.transport.is_stream() {
-                    if let Some(tx) = shared.streams.borrow().get(&to) {
-                        let _ = tx.try_send(Bytes::copy_from_slice(&slot[range]));
-                    }
+                    // Dropped and counted when the client's queue is full.
+                    shared.push_to_stream(&to, &slot[range]);
                 } else if let Some(listener) = shared.listeners.get(&to.server) {
                     to_clients.push(
                         listener.as_raw_fd(),
