@@ -163,7 +163,7 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
         if [ "$VANISH_N" -gt 0 ]; then
             (timeout -s KILL 20 "$BENCH" hold --server "$SERVER" --user "$user" --password "$pass" \
                 --clients "$VANISH_N" --hold-secs 3600 --refresh-secs 10 \
-                >"$TMP/hold-$CHURN_ROUNDS.out" 2>&1 || true) &
+                >"$TMP/hold-$CHURN_ROUNDS.out" 2>&1 || true) 2>/dev/null &
             VANISHED=$((VANISHED + VANISH_N))
         fi
         if [ "$STORM_N" -gt 0 ]; then
