@@ -10,8 +10,10 @@
 //!   one answer per 5-tuple for retransmissions (its 437, RFC 8489 §6.3.4) for
 //!   `TRANSACTION_CACHE` (40 s): memory is bounded by *5-tuples seen in the last 40 s*
 //!   × [`BYTES_PER_CACHED_ANSWER`], never by requests (a second Refresh from the same
-//!   5-tuple replaces the first answer), and a flood after the answers expired reuses
-//!   the memory the first one took.
+//!   5-tuple replaces the first answer); expired answers are freed (swept once a
+//!   second) and the next window's flood costs no more than the first. Measured on the
+//!   debug build: ~240 B per 5-tuple, so a flood at R requests/s from distinct 5-tuples
+//!   holds at most ~R × 40 s × 240 B (10 MB per 1,000/s); nothing caps the count.
 //!
 //! The floods come from `turnpike_bench::flood`: one UDP socket sends with an
 //! `IP_PKTINFO` source for every datagram, and all of 127.0.0.0/8 is local, so every
@@ -178,11 +180,19 @@ fn authenticated_refresh_flood_without_allocation_is_bounded_by_the_answer_cache
     eprintln!(
         "VmRSS: {expired} KiB once the answers expired, {second} KiB after the second flood"
     );
+    // Expired answers are freed and the emptied table shrunk: memory goes back (all of
+    // it is up to the allocator; glibc kept about a third here) ...
     assert!(
-        second - peak <= NOTHING_STORED_KIB,
-        "the second flood grew RSS by {} KiB over the first one's peak: the cache did not \
-         give its entries back",
-        second - peak
+        peak - expired >= grown / 4,
+        "RSS {expired} KiB after expiry, peak {peak} KiB: the answers were not given back"
+    );
+    // ... and the next window's flood costs what the first one did, on top of what is
+    // left: the cache holds 40 s of 5-tuples, never everything it has seen.
+    let bound_kib = again.nonces as i64 * BYTES_PER_CACHED_ANSWER / 1024 + NOTHING_STORED_KIB;
+    assert!(
+        second - expired <= bound_kib,
+        "the second flood grew RSS by {} KiB > {bound_kib} KiB",
+        second - expired
     );
     server.stop();
 }
