@@ -3,19 +3,20 @@
 # of clients churns every minute, then a check that the server gave everything back.
 #
 #   benches/soak.sh [--allocations 5000] [--minutes 10] [--churn 10] [--rate 5]
-#                   [--size 120] [--ports 12000-19999] [--vanish-ttl 60] [--out FILE]
-#                   [--no-build] [--bin DIR]
+#                   [--size 120] [--ports 12000-19999] [--vanish-ttl 60] [--churn-every 60]
+#                   [--warmup 20] [--out FILE] [--no-build] [--bin DIR]
 #
 # 1. starts the release turnpike on 127.0.0.1 (any free port; relay ports --ports; RUST_LOG
 #    warn), bounded by `timeout`, and stops it by its PID at the end;
-# 2. warm-up: a 20 s `turnpike-bench load` with the same clients (allocations made, used
+# 2. warm-up: a 20 s (--warmup) `turnpike-bench load` with the same clients (allocations made, used
 #    and deleted), then the baseline: VmRSS, open descriptors (/proc/PID/fd),
 #    turnpike_relay_ports_in_use and turnpike_allocations from /metrics;
 # 3. the steady flows: `turnpike-bench load --clients ALLOCATIONS --rate RATE` for MINUTES
 #    (a channel to a peer socket of the bench per allocation; refreshed every 120 s);
-# 4. meanwhile, every minute, CHURN % of ALLOCATIONS more clients come and go: half as a
+# 4. meanwhile, every minute (--churn-every), CHURN % of ALLOCATIONS more clients come and go: half as a
 #    `storm` (Allocate, then Refresh lifetime 0), half as a `hold` (Allocate,
-#    CreatePermission, ChannelBind, Refresh every 10 s) that is killed (SIGKILL) after 20 s:
+#    CreatePermission, ChannelBind, Refresh every 10 s) that is killed (SIGKILL) after 20 s
+#    (or --churn-every if shorter):
 #    clients that vanish without deleting. Their REST credential expires VANISH_TTL s after
 #    it is minted, and with `[turn] strict_expiry` an allocation ends with its credential, so the vanished allocations
 #    expire within VANISH_TTL s (max_lifetime_secs cannot go below 600);
@@ -30,6 +31,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 ALLOCATIONS=5000 MINUTES=10 CHURN=10 RATE=5 SIZE=120 PORTS=12000-19999 VANISH_TTL=60
+CHURN_EVERY=60 WARMUP=20
 OUT="" BUILD=1 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,6 +42,8 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift 2 ;;
     --ports) PORTS=$2; shift 2 ;;
     --vanish-ttl) VANISH_TTL=$2; shift 2 ;;
+    --churn-every) CHURN_EVERY=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --bin) BIN=$2; shift 2 ;;
@@ -51,6 +55,8 @@ done
 awk -v m="$MINUTES" 'BEGIN { exit !(m > 0 && m <= 120) }' || { echo "--minutes (0, 120]" >&2; exit 2; }
 [ "$CHURN" -ge 0 ] && [ "$CHURN" -le 100 ] || { echo "--churn 0..100" >&2; exit 2; }
 [ "$VANISH_TTL" -ge 10 ] && [ "$VANISH_TTL" -le 600 ] || { echo "--vanish-ttl 10..600" >&2; exit 2; }
+[ "$CHURN_EVERY" -ge 5 ] && [ "$CHURN_EVERY" -le 600 ] || { echo "--churn-every 5..600" >&2; exit 2; }
+[ "$WARMUP" -ge 1 ] && [ "$WARMUP" -le 120 ] || { echo "--warmup 1..120" >&2; exit 2; }
 
 if [ "$BUILD" = 1 ]; then
     cargo build --release --locked -p turnpike -p turnpike-bench
@@ -121,16 +127,15 @@ sample() { # elapsed,rss_kib,fds,relay_ports,allocations
 }
 
 
-echo "soak: warm-up (20 s, $ALLOCATIONS clients at $RATE pkt/s)"
+echo "soak: warm-up ($WARMUP s, $ALLOCATIONS clients at $RATE pkt/s)"
 timeout 300 "$BENCH" load --server "$SERVER" --secret "$SECRET" --user steady \
-    --clients "$ALLOCATIONS" --rate "$RATE" --size "$SIZE" --duration 20 --json -q \
+    --clients "$ALLOCATIONS" --rate "$RATE" --size "$SIZE" --duration "$WARMUP" --json -q \
     >"$TMP/warmup.json"
 sleep 3
 BASE=$(sample 0)
 echo "soak: baseline elapsed,rss_kib,fds,relay_ports,allocations = $BASE"
 
-echo "soak: steady flows for $SECS s, churn $CHURN_N clients/minute ($STORM_N storm, $VANISH_N vanish)"
-START=$(date +%s)
+echo "soak: steady flows for $SECS s, churn $CHURN_N clients every $CHURN_EVERY s ($STORM_N storm, $VANISH_N vanish)"
 timeout $((SECS + 600)) "$BENCH" load --server "$SERVER" --secret "$SECRET" --user steady \
     --clients "$ALLOCATIONS" --rate "$RATE" --size "$SIZE" --duration "$SECS" \
     --drain-ms 2000 --json -q >"$TMP/steady.json" 2>"$TMP/steady.err" &
@@ -144,6 +149,10 @@ for _ in $(seq 600); do
     [ "$(metric 'turnpike_allocations{')" -ge "$ALLOCATIONS" ] && break
     sleep 0.5
 done
+# The load sends for SECS from about now (its setup is done).
+START=$(date +%s)
+# A vanishing client lives this long before it vanishes.
+HOLD_LIFE=$((CHURN_EVERY < 20 ? CHURN_EVERY : 20))
 STORMS_OK=0 STORMS_FAILED=0 VANISHED=0 CHURN_ROUNDS=0
 next_sample=$(($(date +%s) + 10))
 next_churn=$(date +%s)
@@ -153,15 +162,16 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
         sample $((now - START)) >>"$TMP/samples.csv"
         next_sample=$((next_sample + 10))
     fi
-    if [ "$CHURN_N" -gt 0 ] && [ "$now" -ge "$next_churn" ] && [ $((now - START)) -lt $((SECS - 30)) ]; then
-        next_churn=$((next_churn + 60))
+    # No round starts later than a vanishing client's life before the end.
+    if [ "$CHURN_N" -gt 0 ] && [ "$now" -ge "$next_churn" ] && [ $((now - START)) -le $((SECS - HOLD_LIFE)) ]; then
+        next_churn=$((next_churn + CHURN_EVERY))
         CHURN_ROUNDS=$((CHURN_ROUNDS + 1))
         # Vanishing clients: a REST credential that expires VANISH_TTL s from now.
         exp=$((now + VANISH_TTL))
         user="$exp:vanish$CHURN_ROUNDS"
         pass=$(printf %s "$user" | openssl dgst -binary -sha1 -hmac "$SECRET" | base64)
         if [ "$VANISH_N" -gt 0 ]; then
-            (timeout -s KILL 20 "$BENCH" hold --server "$SERVER" --user "$user" --password "$pass" \
+            (timeout -s KILL "$HOLD_LIFE" "$BENCH" hold --server "$SERVER" --user "$user" --password "$pass" \
                 --clients "$VANISH_N" --hold-secs 3600 --refresh-secs 10 \
                 >"$TMP/hold-$CHURN_ROUNDS.out" 2>&1 || true) 2>/dev/null &
             VANISHED=$((VANISHED + VANISH_N))
@@ -214,9 +224,9 @@ reasons=()
 [ $((f_rss - b_rss)) -le "$rss_slack" ] || { verdict=FAIL; reasons+=("RSS +$((f_rss - b_rss)) KiB > $rss_slack KiB"); }
 
 {
-    echo "## soak: $ALLOCATIONS allocations x $RATE pkt/s x $SIZE B for $MINUTES min, churn $CHURN %/min"
+    echo "## soak: $ALLOCATIONS allocations x $RATE pkt/s x $SIZE B for $MINUTES min, churn $CHURN % every $CHURN_EVERY s"
     echo
-    echo "turnpike $(git rev-parse --short HEAD) (release), $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
+    echo "turnpike $(git rev-parse --short HEAD) ($(basename "$BIN") build), $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
     echo
     echo "| | baseline | peak | final |"
     echo "|---|---|---|---|"
