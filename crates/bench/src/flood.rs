@@ -369,7 +369,9 @@ pub fn run(p: &FloodParams) -> Result<FloodReport, FloodError> {
             signer.as_ref()?.refresh(buf, index, seq)
         })?;
     } else {
-        f.send_all(total, &|buf, index, seq| Some(encode(buf, p.kind, index, seq)))?;
+        f.send_all(total, &|buf, index, seq| {
+            Some(encode(buf, p.kind, index, seq))
+        })?;
     }
     let mut report = f.finish(start)?;
     report.generator_cpu_s = sys::cpu_time(false).saturating_sub(cpu0).as_secs_f64();
@@ -403,9 +405,8 @@ impl Flood<'_> {
                         skipped += 1;
                         continue;
                     };
-                    let len = len.map_err(|e| {
-                        FloodError::Io(io::Error::other(format!("encode: {e:?}")))
-                    })?;
+                    let len = len
+                        .map_err(|e| FloodError::Io(io::Error::other(format!("encode: {e:?}"))))?;
                     self.tx.push(
                         &req[..len],
                         &[],

@@ -64,7 +64,11 @@ fn a_full_relay_port_range_answers_508_and_recovers_when_allocations_end() {
         .collect();
     let mut ports: Vec<u16> = held.iter().map(|c| c.relayed().unwrap().port()).collect();
     ports.sort_unstable();
-    assert_eq!(ports, (29520..=29529).collect::<Vec<_>>(), "every port once");
+    assert_eq!(
+        ports,
+        (29520..=29529).collect::<Vec<_>>(),
+        "every port once"
+    );
     // Full: 508, and again (nothing half-made is left behind by a refusal).
     for _ in 0..3 {
         let r = allocate(&server, "late");
@@ -90,18 +94,16 @@ fn a_full_relay_port_range_answers_508_and_recovers_when_allocations_end() {
 }
 
 fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// Lowers the soft RLIMIT_NOFILE of the running process `pid` (the hard limit stays:
 /// raising it again would need CAP_SYS_RESOURCE).
 fn set_nofile(pid: u32, limit: usize) {
     let status = Command::new("prlimit")
-        .args([
-            "--pid",
-            &pid.to_string(),
-            &format!("--nofile={limit}:"),
-        ])
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}:")])
         .status()
         .expect("prlimit (util-linux) runs");
     assert!(status.success(), "prlimit --pid {pid} --nofile={limit}");
@@ -163,7 +165,10 @@ fn at_the_descriptor_limit_new_work_is_refused_and_live_allocations_relay() {
             Err(e) => break e,
         }
         // Four spare descriptor numbers (a few more if the table had holes).
-        assert!(extra.len() <= 8, "allocations kept succeeding past the limit");
+        assert!(
+            extra.len() <= 8,
+            "allocations kept succeeding past the limit"
+        );
     };
     eprintln!(
         "{open} descriptors open, soft limit {}: {} more allocations, then {refused:?}",
@@ -183,7 +188,11 @@ fn at_the_descriptor_limit_new_work_is_refused_and_live_allocations_relay() {
         "served a TCP connection without a descriptor?"
     );
     // The live allocation relays as before and can be refreshed.
-    assert_eq!(relayed(&mut live, channel, &peer, 50), 50, "live flow lost data");
+    assert_eq!(
+        relayed(&mut live, channel, &peer, 50),
+        50,
+        "live flow lost data"
+    );
     live.refresh(600).expect("a live allocation refreshes");
     // Allocations end: their descriptors come back, the waiting connection is accepted
     // and served, and allocating works again.
@@ -193,10 +202,18 @@ fn at_the_descriptor_limit_new_work_is_refused_and_live_allocations_relay() {
     // The accept is retried every 50 ms: the waiting connection is served now (its first
     // Binding's answer; the second one sent here has the same transaction ID).
     let mapped = tcp_binding(&mut waiting, Duration::from_secs(3));
-    assert_eq!(mapped, Some(waiting.local_addr().unwrap()), "the waiting TCP connection");
+    assert_eq!(
+        mapped,
+        Some(waiting.local_addr().unwrap()),
+        "the waiting TCP connection"
+    );
     let mut fresh = TcpStream::connect(server.tcp[0]).unwrap();
     let mapped = tcp_binding(&mut fresh, Duration::from_secs(3));
-    assert_eq!(mapped, Some(fresh.local_addr().unwrap()), "TCP served again");
+    assert_eq!(
+        mapped,
+        Some(fresh.local_addr().unwrap()),
+        "TCP served again"
+    );
     drop((waiting, fresh));
     std::thread::sleep(Duration::from_millis(200));
     let mut again = allocate(&server, "again").expect("allocating works again");
@@ -282,7 +299,10 @@ fn a_client_over_its_bandwidth_cap_is_policed_without_touching_another_flow() {
     let most = CAP * (u64::from(SECS) + 1) + 1000;
     let least = CAP * u64::from(SECS) * 8 / 10;
     assert!(heavy_got <= most, "{heavy_got} B > {most} B: not policed");
-    assert!(heavy_got >= least, "{heavy_got} B < {least} B: policed below its cap");
+    assert!(
+        heavy_got >= least,
+        "{heavy_got} B < {least} B: policed below its cap"
+    );
     assert_eq!(light_got, light_sent, "the light flow lost data");
     server.stop();
 }

@@ -111,17 +111,38 @@ fn binding_and_allocate_floods_from_100k_sources_store_nothing() {
     let pid = server.pid();
     // Warm-up: the same kinds of request from other sources, so that buffers, tables and
     // the allocator's arenas of the paths the floods take exist before the baseline.
-    flood(&server, FloodKind::Both, [127, 9, 0, 1], 20_000, 1, 50_000.0);
+    flood(
+        &server,
+        FloodKind::Both,
+        [127, 9, 0, 1],
+        20_000,
+        1,
+        50_000.0,
+    );
     let before = settled_rss(pid);
 
-    let b = flood(&server, FloodKind::Binding, [127, 1, 0, 1], 100_000, 1, 50_000.0);
+    let b = flood(
+        &server,
+        FloodKind::Binding,
+        [127, 1, 0, 1],
+        100_000,
+        1,
+        50_000.0,
+    );
     // The server answered (most of) it: it was received and processed, not dropped.
     assert!(b.binding_success >= 50_000, "{b:?}");
     assert_eq!(b.mapped_mismatch, 0, "{b:?}");
     assert_eq!(b.binding_success, b.answered, "{b:?}");
     let after_binding = settled_rss(pid);
 
-    let a = flood(&server, FloodKind::Allocate, [127, 3, 0, 1], 100_000, 1, 50_000.0);
+    let a = flood(
+        &server,
+        FloodKind::Allocate,
+        [127, 3, 0, 1],
+        100_000,
+        1,
+        50_000.0,
+    );
     assert!(a.unauthorized >= 50_000, "{a:?}");
     assert_eq!(a.unauthorized, a.answered, "only 401s: {a:?}");
     let after_allocate = settled_rss(pid);
@@ -149,12 +170,26 @@ fn authenticated_refresh_flood_without_allocation_is_bounded_by_the_answer_cache
     let pid = server.pid();
     // Warm-up: the signed path (key derivation, 437) and the answer cache, from other
     // sources; its answers expire with the first flood's.
-    flood(&server, FloodKind::Refresh, [127, 9, 0, 1], 2_000, 1, 20_000.0);
+    flood(
+        &server,
+        FloodKind::Refresh,
+        [127, 9, 0, 1],
+        2_000,
+        1,
+        20_000.0,
+    );
     let before = settled_rss(pid);
 
     // Two Refreshes per source: the second replaces the first's cached answer.
     let sources = 50_000;
-    let first = flood(&server, FloodKind::Refresh, [127, 5, 0, 1], sources, 2, 20_000.0);
+    let first = flood(
+        &server,
+        FloodKind::Refresh,
+        [127, 5, 0, 1],
+        sources,
+        2,
+        20_000.0,
+    );
     let answered_437 = first.other_errors.get(&437).copied().unwrap_or(0);
     assert!(first.nonces >= u64::from(sources) / 2, "{first:?}");
     assert!(answered_437 >= first.nonces, "{first:?}");
@@ -174,12 +209,17 @@ fn authenticated_refresh_flood_without_allocation_is_bounded_by_the_answer_cache
     // same flood again (new sources) fits in the memory the first one left.
     std::thread::sleep(Duration::from_secs(42));
     let expired = settled_rss(pid);
-    let again = flood(&server, FloodKind::Refresh, [127, 7, 0, 1], sources, 2, 20_000.0);
+    let again = flood(
+        &server,
+        FloodKind::Refresh,
+        [127, 7, 0, 1],
+        sources,
+        2,
+        20_000.0,
+    );
     assert!(again.nonces >= u64::from(sources) / 2, "{again:?}");
     let second = settled_rss(pid);
-    eprintln!(
-        "VmRSS: {expired} KiB once the answers expired, {second} KiB after the second flood"
-    );
+    eprintln!("VmRSS: {expired} KiB once the answers expired, {second} KiB after the second flood");
     // Expired answers are freed and the emptied table shrunk: memory goes back (all of
     // it is up to the allocator; glibc kept about a third here) ...
     assert!(

@@ -71,7 +71,10 @@ fn a_moderate_load_right_after_an_overload_loses_nothing() {
         // ... and the same moderate load right after it loses nothing.
         let after = run(&mut session, 2_000.0, 2);
         assert_eq!(after.send_errors, 0, "round {round}: {after:?}");
-        assert_eq!(after.lost, 0, "round {round}: loss after the overload: {after:?}");
+        assert_eq!(
+            after.lost, 0,
+            "round {round}: loss after the overload: {after:?}"
+        );
     }
     drop(session);
     server.stop();

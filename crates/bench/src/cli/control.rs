@@ -9,8 +9,8 @@ use clap::Args;
 use turnpike_bench::engine::Poller;
 use turnpike_bench::flood::{FIRST_SOURCE, FloodKind, FloodParams, run as flood_run};
 use turnpike_bench::hold::{HoldParams, MAX_CLIENTS as HOLD_MAX_CLIENTS, run as hold_run};
-use turnpike_bench::{Credentials, output};
 use turnpike_bench::storm::{StormParams, run as storm_run};
+use turnpike_bench::{Credentials, output};
 use turnpike_udp::sys;
 
 use super::args::{OutputArgs, ServerArgs};
