@@ -58,6 +58,9 @@ awk -v m="$MINUTES" 'BEGIN { exit !(m > 0 && m <= 120) }' || { echo "--minutes (
 [ "$CHURN_EVERY" -ge 5 ] && [ "$CHURN_EVERY" -le 600 ] || { echo "--churn-every 5..600" >&2; exit 2; }
 [ "$WARMUP" -ge 1 ] && [ "$WARMUP" -le 120 ] || { echo "--warmup 1..120" >&2; exit 2; }
 
+for tool in curl jq openssl timeout; do
+    command -v "$tool" >/dev/null || { echo "soak.sh needs $tool (apt-get install curl jq openssl)" >&2; exit 1; }
+done
 if [ "$BUILD" = 1 ]; then
     cargo build --release --locked -p turnpike -p turnpike-bench
 fi
