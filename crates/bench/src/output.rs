@@ -284,6 +284,9 @@ pub fn flood_table(r: &FloodReport) -> String {
         "sent                {} in {:.2} s ({:.0}/s, {:.0}/s asked), {} send errors",
         r.sent, r.send_s, r.sent_per_s, r.target_rate, r.send_errors
     );
+    if r.kind == Some(crate::flood::FloodKind::Refresh) {
+        let _ = writeln!(s, "nonces              {} sources got one", r.nonces);
+    }
     let _ = writeln!(
         s,
         "answered            {} ({:.2} %) in {:.2} s",

@@ -9,8 +9,8 @@ use clap::Args;
 use turnpike_bench::engine::Poller;
 use turnpike_bench::flood::{FIRST_SOURCE, FloodKind, FloodParams, run as flood_run};
 use turnpike_bench::hold::{HoldParams, MAX_CLIENTS as HOLD_MAX_CLIENTS, run as hold_run};
-use turnpike_bench::output;
 use turnpike_bench::storm::{StormParams, run as storm_run};
+use turnpike_bench::{Credentials, output};
 use turnpike_udp::sys;
 
 use super::args::{OutputArgs, ServerArgs};
@@ -164,6 +164,15 @@ pub(crate) struct FloodArgs {
     /// Milliseconds to wait for answers after the last send.
     #[arg(long, default_value_t = 1000)]
     drain_ms: u64,
+    /// With --kind refresh: REST shared secret that signs the Refreshes.
+    #[arg(long, conflicts_with = "password")]
+    secret: Option<String>,
+    /// With --kind refresh: the user part of the REST username, or the username.
+    #[arg(long, default_value = "bench")]
+    user: String,
+    /// With --kind refresh: static password for --user.
+    #[arg(long)]
+    password: Option<String>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -241,6 +250,17 @@ pub(crate) fn cmd_flood(a: &FloodArgs) -> Result<(), String> {
         port: a.port,
         batch: a.batch,
         drain: Duration::from_millis(a.drain_ms.min(60_000)),
+        credentials: match (&a.secret, &a.password) {
+            (Some(secret), _) => Some(Credentials::Rest {
+                secret: secret.clone(),
+                user: a.user.clone(),
+            }),
+            (None, Some(password)) => Some(Credentials::Static {
+                user: a.user.clone(),
+                password: password.clone(),
+            }),
+            (None, None) => None,
+        },
     };
     let r = flood_run(&p).map_err(|e| e.to_string())?;
     if a.json {

@@ -14,7 +14,7 @@
 //! [`ClientError`]; `wire.rs` transaction IDs and the message helpers the engine shares.
 
 mod conn;
-mod credentials;
+pub(crate) mod credentials;
 mod error;
 mod requests;
 mod wire;
