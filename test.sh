@@ -14,6 +14,9 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # metrics.rs checks the /metrics output with promtool.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# benches/soak.sh (its 30 s version runs in CI) reads the metrics with curl and jq.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -141,12 +141,21 @@ pub(crate) async fn accept_loop(
     let Ok(local) = listener.local_addr() else {
         return;
     };
+    let mut last_warned: Option<tokio::time::Instant> = None;
+    let mut failures = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                warn!(error = %e, "tcp accept failed");
+                // EMFILE and friends: back off briefly instead of spinning, and say so
+                // at most every 10 s (with how many failed since), not 20 times a second.
+                failures += 1;
+                let now = tokio::time::Instant::now();
+                if last_warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                    warn!(error = %e, failures, "tcp accept failed (descriptor limit?)");
+                    last_warned = Some(now);
+                    failures = 0;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
