@@ -21,9 +21,9 @@ case $budget in
 *) limit="-runs=$budget" ;;
 esac
 scratch=${FUZZ_SCRATCH:-/tmp/turnpike-fuzz/$target}
-mkdir -p "$scratch" "artifacts/$target"
+mkdir -p "$scratch" "corpus/$target"
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address, -Cpasses=sancov-module);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
 # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
 RUSTC_BOOTSTRAP=1 exec cargo fuzz run "$target" "$scratch" "corpus/$target" -- \
-    "$limit" -print_final_stats=1 -artifact_prefix="artifacts/$target/" ${FUZZ_ARGS:-}
+    "$limit" -print_final_stats=1 ${FUZZ_ARGS:-}

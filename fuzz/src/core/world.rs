@@ -354,10 +354,14 @@ impl World {
         if signed {
             keep(&mut self.signed, (packet.clone(), user.clone(), genuine));
         }
+        // Flip bits the integrity covers: everything but a trailing FINGERPRINT, which a
+        // flip may turn into an unknown attribute after the integrity, to be ignored
+        // (RFC 8489 §14.5), leaving a genuine request.
+        let trailer = if signing.is_some_and(|s| s.fingerprint) { 8 } else { 0 };
+        let covered = packet.len().saturating_sub(trailer);
         let mutated = match mutate {
-            Some((at, bits)) if bits != 0 && !packet.is_empty() => {
-                let at = usize::from(at) % packet.len();
-                packet[at] ^= bits;
+            Some((at, bits)) if bits != 0 && covered > 0 => {
+                packet[usize::from(at) % covered] ^= bits;
                 true
             }
             _ => false,
