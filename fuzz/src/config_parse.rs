@@ -37,8 +37,15 @@ fn check_error(text: &str, e: &ConfigError) {
     assert!(shown.starts_with(FILE), "{shown}");
     if let Some((line, col)) = e.position {
         let lines: Vec<&str> = text.split('\n').collect();
-        assert!(line >= 1 && line <= lines.len(), "line {line} of {}", lines.len());
+        assert!(
+            line >= 1 && line <= lines.len(),
+            "line {line} of {}",
+            lines.len()
+        );
         let len = lines[line - 1].len();
-        assert!(col >= 1 && col <= len + 1, "column {col} of a {len}-byte line");
+        assert!(
+            col >= 1 && col <= len + 1,
+            "column {col} of a {len}-byte line"
+        );
     }
 }

@@ -24,7 +24,11 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.is_file())
         .map(|p| {
-            let name = p.file_name().expect("a name").to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
             let bytes = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (name, bytes)
         })
@@ -58,7 +62,10 @@ fn replay_core_sequence_corpus() {
                 .is_ok_and(|i| !i.ops.is_empty())
         })
         .count();
-    assert!(decoded * 2 >= n, "only {decoded} of {n} inputs decode to operations");
+    assert!(
+        decoded * 2 >= n,
+        "only {decoded} of {n} inputs decode to operations"
+    );
 }
 
 #[test]

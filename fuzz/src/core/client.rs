@@ -157,9 +157,7 @@ impl Attr {
                 let b = n.to_be_bytes();
                 w.put_raw(AttrType::CHANNEL_NUMBER, &[b[0], b[1], 0, 0])
             }
-            Self::GoodChannel(n) => {
-                w.put_raw(AttrType::CHANNEL_NUMBER, &[0x40, *n & 0x0F, 0, 0])
-            }
+            Self::GoodChannel(n) => w.put_raw(AttrType::CHANNEL_NUMBER, &[0x40, *n & 0x0F, 0, 0]),
             Self::EvenPort(r) => w.put_raw(AttrType::EVEN_PORT, &[if *r { 0x80 } else { 0 }]),
             Self::Token(i) => match pick(l.tokens, *i) {
                 Some(t) => w.put(&ReservationToken(*t)),
@@ -238,8 +236,7 @@ fn sign(w: &mut MessageWriter<'_>, client: &Client, s: Signing) -> bool {
     } else {
         PasswordAlgorithmId::MD5
     };
-    let Ok(key) = LongTermKey::derive(algorithm, &client.username, realm, &client.password)
-    else {
+    let Ok(key) = LongTermKey::derive(algorithm, &client.username, realm, &client.password) else {
         return false;
     };
     let ok = w.put(&Username(&client.username)).is_ok()

@@ -189,7 +189,10 @@ impl Host for FuzzHost {
         *held += 1;
         // The ledger never goes over the limits in force when a slot is taken.
         if quotas.allocations_per_user != 0 {
-            assert!(*held <= quotas.allocations_per_user, "per-user quota exceeded");
+            assert!(
+                *held <= quotas.allocations_per_user,
+                "per-user quota exceeded"
+            );
         }
         if quotas.allocations_total != 0 {
             assert!(

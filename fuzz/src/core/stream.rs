@@ -46,7 +46,10 @@ pub fn check_peer_output(to: FiveTuple, peer: SocketAddr, bytes: &[u8], payload:
             if stream {
                 // RFC 8656 §12.5: over TCP and TLS, padded to a multiple of 4 bytes.
                 assert_eq!(bytes.len(), (4 + payload.len()).next_multiple_of(4));
-                assert!(bytes[4 + payload.len()..].iter().all(|&b| b == 0), "padding");
+                assert!(
+                    bytes[4 + payload.len()..].iter().all(|&b| b == 0),
+                    "padding"
+                );
             } else {
                 assert_eq!(bytes.len(), 4 + payload.len(), "no padding over UDP");
             }
@@ -55,7 +58,11 @@ pub fn check_peer_output(to: FiveTuple, peer: SocketAddr, bytes: &[u8], payload:
             let msg = Message::new_checked(bytes).expect("a valid Data indication");
             let ty = msg.message_type();
             assert_eq!((ty.method, ty.class), (Method::DATA, Class::Indication));
-            let from = msg.get::<XorPeerAddress>().ok().flatten().expect("XOR-PEER-ADDRESS");
+            let from = msg
+                .get::<XorPeerAddress>()
+                .ok()
+                .flatten()
+                .expect("XOR-PEER-ADDRESS");
             let want = SocketAddr::new(turnpike_proto::policy::normalise(peer.ip()), peer.port());
             assert_eq!(from.0, want, "XOR-PEER-ADDRESS names the peer");
             let data = msg.raw(AttrType::DATA).expect("DATA");
@@ -171,7 +178,11 @@ impl Session {
     }
 
     fn queue(&mut self, ci: usize, bytes: &[u8]) {
-        self.conns.entry(ci).or_default().wire.extend_from_slice(bytes);
+        self.conns
+            .entry(ci)
+            .or_default()
+            .wire
+            .extend_from_slice(bytes);
     }
 
     /// Delivers `n` bytes and serves every whole frame, as the runtime's read loop.
@@ -197,7 +208,11 @@ impl Session {
             let reply = self.world.client_send(ci, &frame, None);
             if let Some(reply) = reply {
                 assert_eq!(whole_frames(&reply), Some(1), "an answer is one frame");
-                self.conns.entry(ci).or_default().written.extend_from_slice(&reply);
+                self.conns
+                    .entry(ci)
+                    .or_default()
+                    .written
+                    .extend_from_slice(&reply);
             }
             if self.world.piped.contains_key(&ft) {
                 // ConnectionBind succeeded: what follows is the peer's.
@@ -230,7 +245,10 @@ impl Session {
         let range = PEER_HEADROOM..PEER_HEADROOM + len;
         buf[range.clone()].copy_from_slice(&payload);
         let now = self.world.now();
-        let action = self.world.server.handle_peer(now, relay, peer, &mut buf, range);
+        let action = self
+            .world
+            .server
+            .handle_peer(now, relay, peer, &mut buf, range);
         if let PeerAction::ToClient { to, range } = action {
             assert!(range.end <= buf.len(), "range outside the buffer");
             check_peer_output(to, peer, &buf[range.clone()], &payload);

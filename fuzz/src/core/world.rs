@@ -151,7 +151,9 @@ impl World {
     pub fn relay(&self, i: u8) -> RelayId {
         let live: Vec<RelayId> = self.host.live.keys().copied().collect();
         let n = usize::from(i) % (live.len() + 1);
-        live.get(n).copied().unwrap_or(RelayId(u32::from(i) + 10_000))
+        live.get(n)
+            .copied()
+            .unwrap_or_else(|| RelayId(u32::from(i) + 10_000))
     }
 
     fn configure_host(&mut self) {
@@ -357,7 +359,11 @@ impl World {
         // Flip bits the integrity covers: everything but a trailing FINGERPRINT, which a
         // flip may turn into an unknown attribute after the integrity, to be ignored
         // (RFC 8489 §14.5), leaving a genuine request.
-        let trailer = if signing.is_some_and(|s| s.fingerprint) { 8 } else { 0 };
+        let trailer = if signing.is_some_and(|s| s.fingerprint) {
+            8
+        } else {
+            0
+        };
         let covered = packet.len().saturating_sub(trailer);
         let mutated = match mutate {
             Some((at, bits)) if bits != 0 && covered > 0 => {
@@ -408,7 +414,10 @@ impl World {
             .find(|s| s.five_tuple == to)
             .expect("delivered to a 5-tuple without a live allocation");
         let relay_addr = self.host.live.get(&relay).expect("a live relay");
-        assert!(session.relayed.contains(relay_addr), "delivered by another allocation's relay");
+        assert!(
+            session.relayed.contains(relay_addr),
+            "delivered by another allocation's relay"
+        );
         let ip = turnpike_proto::policy::normalise(peer.ip());
         assert!(
             session.permissions.contains(&ip),
@@ -420,14 +429,17 @@ impl World {
     pub fn icmp(&mut self, relay: RelayId, peer: SocketAddr, icmp: Icmp) {
         let mut buf = vec![0xEE; ICMP_INDICATION_MAX];
         let now = self.now();
-        if let PeerAction::ToClient { range, .. } =
-            self.server
-                .handle_peer_icmp(now, relay, peer, icmp, &mut buf)
+        if let PeerAction::ToClient { range, .. } = self
+            .server
+            .handle_peer_icmp(now, relay, peer, icmp, &mut buf)
         {
             assert!(range.end <= buf.len(), "range {range:?} outside the buffer");
             let msg = Message::new_checked(&buf[range]).expect("a STUN Data indication");
             assert_eq!(msg.message_type().method, Method::DATA);
-            assert!(matches!(msg.get::<Icmp>(), Ok(Some(_))), "no ICMP attribute");
+            assert!(
+                matches!(msg.get::<Icmp>(), Ok(Some(_))),
+                "no ICMP attribute"
+            );
         }
     }
 
@@ -436,7 +448,10 @@ impl World {
             return false;
         };
         assert!(range.end <= out.len(), "range {range:?} outside the buffer");
-        assert!(to.transport.is_stream(), "an RFC 6062 message to a UDP client");
+        assert!(
+            to.transport.is_stream(),
+            "an RFC 6062 message to a UDP client"
+        );
         let msg = Message::new_checked(&out[range]).expect("a STUN message");
         self.learn(&msg);
         true
@@ -500,7 +515,8 @@ impl World {
             .collect();
         for ft in bound {
             self.piped.remove(&ft);
-            self.server.handle_connection_closed(now, ft, &mut self.host);
+            self.server
+                .handle_connection_closed(now, ft, &mut self.host);
         }
     }
 
@@ -512,7 +528,8 @@ impl World {
         }
         self.piped.remove(&ft);
         let now = self.now();
-        self.server.handle_connection_closed(now, ft, &mut self.host);
+        self.server
+            .handle_connection_closed(now, ft, &mut self.host);
     }
 
     // ----- time -----------------------------------------------------------------------
@@ -548,7 +565,10 @@ impl World {
     /// Takes what the core queued: messages (checked) and events.
     pub fn drain(&mut self) {
         while let Some(t) = self.server.poll_transmit() {
-            assert!(t.to.transport.is_stream(), "a queued message for a UDP client");
+            assert!(
+                t.to.transport.is_stream(),
+                "a queued message for a UDP client"
+            );
             let msg = Message::new_checked(&t.message[..]).expect("a STUN message");
             assert_eq!(msg.message_type().method, Method::CONNECT);
         }
@@ -577,7 +597,11 @@ impl World {
             count as u64,
             "the quota ledger and the table disagree"
         );
-        assert_eq!(self.host.slots_held(), count as u64, "slots held by the host");
+        assert_eq!(
+            self.host.slots_held(),
+            count as u64,
+            "slots held by the host"
+        );
         if sessions.len() == count {
             let relays: usize = sessions.iter().map(|s| s.relayed.len()).sum();
             assert_eq!(
@@ -618,11 +642,23 @@ impl World {
         }
         self.check();
         assert_eq!(self.server.allocation_count(), 0, "allocations left");
-        assert_eq!(self.server.peer_connection_count(), 0, "peer connections left");
-        assert!(self.host.live.is_empty(), "relays left: {:?}", self.host.live);
+        assert_eq!(
+            self.server.peer_connection_count(),
+            0,
+            "peer connections left"
+        );
+        assert!(
+            self.host.live.is_empty(),
+            "relays left: {:?}",
+            self.host.live
+        );
         assert!(self.host.reservations.is_empty(), "reservations left");
         assert_eq!(self.host.ledger.total(), 0, "quota slots left");
-        assert!(self.host.held.is_empty(), "quota slots left: {:?}", self.host.held);
+        assert!(
+            self.host.held.is_empty(),
+            "quota slots left: {:?}",
+            self.host.held
+        );
         assert!(
             self.host.open_connections.is_empty(),
             "peer connections left open: {:?}",
