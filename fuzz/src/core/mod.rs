@@ -36,6 +36,6 @@ pub mod host;
 pub mod sequence;
 pub mod setup;
 pub mod stream;
-mod world;
+pub mod world;
 
-pub use self::world::World;
+pub use self::world::{Depth, World};

@@ -58,6 +58,19 @@ impl MethodPick {
 /// One operation.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Op {
+    /// A whole client session set up in one step, so the fuzzer starts from deep state
+    /// cheaply: Allocate, CreatePermission for `peer`, then over UDP a ChannelBind, a
+    /// ChannelData and a datagram back from the peer; over TCP or TLS an RFC 6062
+    /// allocation, a Connect to `peer`, its success and a ConnectionBind from the
+    /// client's next connection.
+    Session {
+        /// Client index.
+        client: u8,
+        /// Peer index.
+        peer: u8,
+        /// Channel 0x4000 + this (low 4 bits).
+        channel: u8,
+    },
     /// Any bytes from a client.
     Raw {
         /// Client index.
@@ -239,9 +252,59 @@ fn name(world: &World, who: u8) -> String {
     }
 }
 
+fn session(world: &mut World, client: u8, peer: u8, channel: u8) {
+    let ci = world.client_index(client);
+    let sign = Some(Signing {
+        sha256: false,
+        fingerprint: false,
+    });
+    let stream = world.clients[ci].is_stream();
+    let transport = if stream {
+        Attr::TransportTcp
+    } else {
+        Attr::TransportUdp
+    };
+    world.request(ci, Method::ALLOCATE, &[transport], sign, None);
+    world.request(ci, Method::CREATE_PERMISSION, &[Attr::Peer(peer)], sign, None);
+    if stream {
+        world.request(ci, Method::CONNECT, &[Attr::Peer(peer)], sign, None);
+        // The newest pending connect is the one just started: it succeeds.
+        let Some(&id) = world.connecting.iter().next_back() else {
+            return;
+        };
+        let last = world.connecting.len() - 1;
+        world.peer_connected(u8::try_from(last).unwrap_or(u8::MAX), true);
+        let data = world.client_index(client.wrapping_add(1));
+        let bind = [Attr::RawConnection(id)];
+        world.request(data, Method::CONNECTION_BIND, &bind, sign, None);
+    } else {
+        let attrs = [Attr::GoodChannel(channel), Attr::Peer(peer)];
+        world.request(ci, Method::CHANNEL_BIND, &attrs, sign, None);
+        apply(
+            world,
+            &Op::ChannelData {
+                client,
+                channel: u16::from(channel & 0x0F),
+                len: 16,
+                pad: false,
+            },
+        );
+        let relay = world.host.live.keys().next_back().copied();
+        if let Some(relay) = relay {
+            let peer = world.peer(peer);
+            world.peer_datagram(relay, peer, 16);
+        }
+    }
+}
+
 /// Applies one operation.
 pub fn apply(world: &mut World, op: &Op) {
     match op {
+        Op::Session {
+            client,
+            peer,
+            channel,
+        } => session(world, *client, *peer, *channel),
         Op::Raw { client, bytes } => {
             let ci = world.client_index(*client);
             world.client_send(ci, bytes, None);
@@ -388,7 +451,8 @@ pub fn core_sequence(data: &[u8]) {
 }
 
 /// Runs a decoded input: every operation, the invariants after each, then the end.
-pub fn run(input: &Input) {
+/// Returns how deep it went.
+pub fn run(input: &Input) -> super::world::Depth {
     let mut world = World::new(&input.config, input.rest_expiry);
     world.check();
     for op in &input.ops {
@@ -396,4 +460,5 @@ pub fn run(input: &Input) {
         world.check();
     }
     world.finish();
+    world.depth
 }

@@ -289,8 +289,8 @@ pub fn stream_session(data: &[u8]) {
     run(&input);
 }
 
-/// Runs a decoded input.
-pub fn run(input: &StreamInput) {
+/// Runs a decoded input; returns how deep it went.
+pub fn run(input: &StreamInput) -> super::world::Depth {
     let world = World::new(&input.config, 1000);
     let streams = (0..world.clients.len())
         .filter(|&i| world.clients[i].is_stream())
@@ -314,6 +314,7 @@ pub fn run(input: &StreamInput) {
         s.check_written(ci);
     }
     s.world.finish();
+    s.world.depth
 }
 
 fn apply(s: &mut Session, op: &StreamOp) {

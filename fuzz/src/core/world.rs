@@ -54,8 +54,27 @@ pub fn error_code(msg: &Message<&[u8]>) -> Option<u16> {
         .map(|e| e.code.code())
 }
 
+/// How deep a run went: what the core did, counted (for corpus depth reports).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Depth {
+    /// Most allocations alive at once.
+    pub allocations: usize,
+    /// Success answers.
+    pub successes: u64,
+    /// Datagrams relayed to peers (ChannelData and Send).
+    pub to_peer: u64,
+    /// Peer datagrams delivered to clients.
+    pub to_client: u64,
+    /// ConnectionBind successes (RFC 6062 pipes).
+    pub binds: u64,
+    /// Peer connections the host started for Connects.
+    pub connects: u64,
+}
+
 /// One core, its host and everything the harness remembers.
 pub struct World {
+    /// What the core did.
+    pub depth: Depth,
     /// The core.
     pub server: TurnServer,
     /// Its host.
@@ -116,6 +135,7 @@ impl World {
             })
             .collect();
         Self {
+            depth: Depth::default(),
             server,
             host: FuzzHost::new(config),
             start,
@@ -203,6 +223,7 @@ impl World {
             .server
             .handle_client(now, ft, packet, &mut out, &mut self.host);
         // Connections the host started for a Connect wait for their outcome.
+        self.depth.connects += self.host.started.len() as u64;
         self.connecting
             .extend(self.host.started.drain(..).map(|c| c.0));
         match action {
@@ -230,6 +251,7 @@ impl World {
                     assert_eq!(payload, 4..4 + len, "ChannelData payload range");
                 }
                 self.check_to_peer(ft, relay, peer);
+                self.depth.to_peer += 1;
                 None
             }
             ClientAction::Forward { shard } => {
@@ -245,6 +267,7 @@ impl World {
                     "bound to connection {connection:?}, which the host does not have open"
                 );
                 self.piped.insert(ft, connection);
+                self.depth.binds += 1;
                 None
             }
         }
@@ -253,6 +276,9 @@ impl World {
     fn check_answer(&mut self, ci: usize, packet: &[u8], reply: &[u8], authenticated: bool) {
         let msg = Message::new_checked(reply).expect("every answer is a valid STUN message");
         let code = error_code(&msg);
+        if msg.message_type().class == Class::Success {
+            self.depth.successes += 1;
+        }
         let client = &self.clients[ci];
         let binding = msg.message_type().method == Method::BINDING;
         if !client.is_stream() && !authenticated && !binding {
@@ -408,6 +434,7 @@ impl World {
         assert_eq!(&buf[range], &payload[..], "the payload is never moved");
         let bytes = &buf[out];
         super::stream::check_peer_output(to, peer, bytes, &payload);
+        self.depth.to_client += 1;
         let sessions = self.server.sessions(now, &SessionFilter::default());
         let session = sessions
             .iter()
@@ -582,6 +609,7 @@ impl World {
         self.drain();
         let now = self.now();
         let count = self.server.allocation_count();
+        self.depth.allocations = self.depth.allocations.max(count);
         let sessions = self.server.sessions(now, &SessionFilter::default());
         for s in &sessions {
             assert!(
