@@ -193,7 +193,11 @@ fn a_handmade_sequence_relays_both_ways() {
             send: None,
             attrs: vec![Attr::Peer(0), Attr::Data(10)],
         },
-        request(0, MethodPick::ChannelBind, vec![Attr::GoodChannel(1), Attr::Peer(0)]),
+        request(
+            0,
+            MethodPick::ChannelBind,
+            vec![Attr::GoodChannel(1), Attr::Peer(0)],
+        ),
         Op::ChannelData {
             client: 0,
             channel: 1,
@@ -250,4 +254,21 @@ fn a_session_op_relays_both_ways() {
     assert_eq!(depth.allocations, 2, "{depth:?}");
     assert_eq!((depth.to_peer, depth.to_client), (1, 1), "{depth:?}");
     assert_eq!((depth.connects, depth.binds), (1, 1), "{depth:?}");
+}
+
+/// The stream `Session` operation relays both ways over a stream connection.
+#[test]
+fn a_stream_session_op_relays_both_ways() {
+    use turn_core::stream::{StreamInput, StreamOp, run};
+    let mut input = Unstructured::new(&[0u8; 64])
+        .arbitrary::<StreamInput>()
+        .expect("decodes");
+    input.ops = vec![StreamOp::Session {
+        conn: 0,
+        peer: 0,
+        channel: 2,
+    }];
+    let depth = run(&input);
+    assert_eq!(depth.allocations, 1, "{depth:?}");
+    assert_eq!((depth.to_peer, depth.to_client), (1, 1), "{depth:?}");
 }

@@ -265,7 +265,13 @@ fn session(world: &mut World, client: u8, peer: u8, channel: u8) {
         Attr::TransportUdp
     };
     world.request(ci, Method::ALLOCATE, &[transport], sign, None);
-    world.request(ci, Method::CREATE_PERMISSION, &[Attr::Peer(peer)], sign, None);
+    world.request(
+        ci,
+        Method::CREATE_PERMISSION,
+        &[Attr::Peer(peer)],
+        sign,
+        None,
+    );
     if stream {
         world.request(ci, Method::CONNECT, &[Attr::Peer(peer)], sign, None);
         // The newest pending connect is the one just started: it succeeds.

@@ -97,6 +97,17 @@ pub fn whole_frames(mut bytes: &[u8]) -> Option<usize> {
 /// One operation of a stream session.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum StreamOp {
+    /// A relaying session set up in one step (so the fuzzer starts from deep state
+    /// cheaply): Allocate (UDP relay), CreatePermission and ChannelBind for `peer`, a
+    /// padded ChannelData, all delivered, then a datagram back from the peer.
+    Session {
+        /// Connection.
+        conn: u8,
+        /// Peer index.
+        peer: u8,
+        /// Channel 0x4000 + this (low 4 bits).
+        channel: u8,
+    },
     /// Queue any bytes on a connection's wire.
     Bytes {
         /// Connection (a stream client of the cast).
@@ -252,6 +263,7 @@ impl Session {
         if let PeerAction::ToClient { to, range } = action {
             assert!(range.end <= buf.len(), "range outside the buffer");
             check_peer_output(to, peer, &buf[range.clone()], &payload);
+            self.world.depth.to_client += 1;
             let ci = self.world.clients.iter().position(|c| c.ft == to);
             if let Some(ci) = ci.filter(|_| to.transport.is_stream()) {
                 let conn = self.conns.entry(ci).or_default();
@@ -319,6 +331,52 @@ pub fn run(input: &StreamInput) -> super::world::Depth {
 
 fn apply(s: &mut Session, op: &StreamOp) {
     match op {
+        StreamOp::Session {
+            conn,
+            peer,
+            channel,
+        } => {
+            let signing = Some(Signing {
+                sha256: false,
+                fingerprint: false,
+            });
+            let steps = [
+                (MethodPick::Allocate, vec![Attr::TransportUdp]),
+                (MethodPick::CreatePermission, vec![Attr::Peer(*peer)]),
+                (
+                    MethodPick::ChannelBind,
+                    vec![Attr::GoodChannel(*channel), Attr::Peer(*peer)],
+                ),
+            ];
+            for (method, attrs) in steps {
+                let conn = *conn;
+                apply(
+                    s,
+                    &StreamOp::Request {
+                        conn,
+                        method,
+                        attrs,
+                        signing,
+                    },
+                );
+            }
+            let (conn, channel) = (*conn, *channel);
+            apply(
+                s,
+                &StreamOp::ChannelData {
+                    conn,
+                    channel,
+                    len: 13,
+                    pad: true,
+                },
+            );
+            apply(s, &StreamOp::Flush { conn });
+            if let Some(&relay) = s.world.host.live.keys().next_back() {
+                let relay = s.world.host.live.keys().position(|r| *r == relay);
+                let relay = relay.and_then(|r| u8::try_from(r).ok()).unwrap_or(0);
+                s.peer_datagram(relay, *peer, 21);
+            }
+        }
         StreamOp::Bytes { conn, bytes } => {
             let ci = s.client(*conn);
             s.queue(ci, bytes);
