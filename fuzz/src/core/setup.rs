@@ -155,7 +155,8 @@ pub struct ConfigChoice {
     pub bandwidth: u8,
     /// RFC 6062 connections per allocation.
     pub tcp_connections: u8,
-    /// Longest lifetime, in minutes (at least 1).
+    /// Longest lifetime, in minutes (1 to 16: both sides of the 10-minute default,
+    /// while keeping the once-a-second sweeps of a run's end cheap).
     pub max_lifetime_min: u8,
     /// Nonce lifetime, in seconds (at least 1).
     pub nonce_secs: u16,
@@ -195,7 +196,7 @@ impl ConfigChoice {
             })
             .collect();
         c.turn.secrets = vec![SECRET.into()];
-        c.turn.max_lifetime = Duration::from_secs(60 * u64::from(self.max_lifetime_min.max(1)));
+        c.turn.max_lifetime = Duration::from_secs(60 * u64::from(self.max_lifetime_min % 16 + 1));
         c.turn.nonce_lifetime = Duration::from_secs(u64::from(self.nonce_secs.max(1)));
         c.turn.strict_expiry = self.strict_expiry;
         c.turn.strict_channel_numbers = self.strict_channels;
