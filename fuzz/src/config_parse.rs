@@ -10,6 +10,8 @@
 //! Compiled in `fuzz_targets/config_parse.rs` and in
 //! `crates/turnpike/tests/fuzz_config_corpus.rs`; keep it free of `crate::` paths.
 
+#![allow(unreachable_pub)]
+
 use super::config::{ConfigError, parse};
 
 /// The name the text is parsed under.
