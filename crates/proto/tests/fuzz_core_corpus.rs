@@ -217,7 +217,10 @@ fn a_handmade_sequence_relays_both_ways() {
             ok: true,
         },
         request(4, MethodPick::ConnectionBind, vec![Attr::Connection(0)]),
-        Op::AdvanceSecs(100),
+        Op::AdvanceSecs {
+            secs: 100,
+            late: false,
+        },
     ];
     let depth = run(&Input {
         config,

@@ -171,8 +171,14 @@ pub enum Op {
     Reconfigure(Box<ConfigChoice>),
     /// Time moves on by milliseconds.
     Advance(u16),
-    /// Time moves on by seconds (up to 18 hours).
-    AdvanceSecs(u16),
+    /// Time moves on by seconds (up to 18 hours), with `handle_timeout` at every
+    /// deadline, or (`late`) once at the end, as a runtime that slept through them.
+    AdvanceSecs {
+        /// Seconds.
+        secs: u16,
+        /// One late call instead of one per deadline.
+        late: bool,
+    },
     /// `handle_timeout` with no deadline due.
     Timeout,
     /// `set_redirect`.
@@ -403,7 +409,12 @@ pub fn apply(world: &mut World, op: &Op) {
         }
         Op::Reconfigure(choice) => world.reconfigure(choice.build()),
         Op::Advance(ms) => world.advance(Duration::from_millis(u64::from(*ms))),
-        Op::AdvanceSecs(s) => world.advance(Duration::from_secs(u64::from(*s))),
+        Op::AdvanceSecs { secs, late: false } => {
+            world.advance(Duration::from_secs(u64::from(*secs)));
+        }
+        Op::AdvanceSecs { secs, late: true } => {
+            world.advance_late(Duration::from_secs(u64::from(*secs)));
+        }
         Op::Timeout => world.spurious_timeout(),
         Op::Redirect(on) => world.server.set_redirect(*on),
         Op::Draining(on) => world.server.set_draining(*on),

@@ -163,7 +163,7 @@ pub enum StreamOp {
         /// Connection.
         conn: u8,
     },
-    /// Time moves on by seconds.
+    /// Time moves on by seconds (one late `handle_timeout`).
     Advance(u16),
 }
 
@@ -426,7 +426,7 @@ fn apply(s: &mut Session, op: &StreamOp) {
             let ci = s.client(*conn);
             s.close(ci);
         }
-        StreamOp::Advance(secs) => s.world.advance(Duration::from_secs(u64::from(*secs))),
+        StreamOp::Advance(secs) => s.world.advance_late(Duration::from_secs(u64::from(*secs))),
     }
 }
 
