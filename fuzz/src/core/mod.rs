@@ -29,7 +29,7 @@
 //! module of `crates/proto/tests/fuzz_core_corpus.rs`, which replays the committed corpus
 //! on stable Rust: keep it free of `crate::` paths.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod client;
 pub mod host;
