@@ -220,6 +220,10 @@ impl ConfigChoice {
             channels_per_allocation: u32::from(self.channels % 5),
             bandwidth_bytes_per_sec: 64 * u64::from(self.bandwidth % 8),
             tcp_connections_per_allocation: u32::from(self.tcp_connections % 4),
+            // Per-user and per-source budgets stay off: they drop data by design, which the
+            // relaying invariants would have to model (covered by user_budget.rs and
+            // amplification.rs instead).
+            ..Quotas::default()
         };
         if let Some(redirect) = self.alternates {
             c.alternates = Alternates {

@@ -202,6 +202,12 @@ impl World {
                 );
             }
         }
+        // RFC 6062 connections to refused peers are closed by a sweep the reconfiguration
+        // makes due at once: the runtime's timer fires now, as it would.
+        let now = self.now();
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.timeout(now);
+        }
     }
 
     // ----- client side ----------------------------------------------------------------
