@@ -324,6 +324,27 @@ impl PeerPolicy {
         self.verdict(ip).is_ok()
     }
 
+    /// The part of [`PeerPolicy::check`] that depends on the port: whether `peer` is one of
+    /// the server's own addresses. A Send needs only this per datagram: its permission
+    /// already passed the whole check for the IP (and a new policy takes back what it
+    /// refuses).
+    ///
+    /// # Errors
+    ///
+    /// [`DenyRule::OwnAddress`].
+    pub fn check_own(&self, peer: SocketAddr) -> Result<(), DenyRule> {
+        let ip = normalise(peer.ip());
+        let canonical = SocketAddr::new(ip, peer.port());
+        let as_v4 = embedded_ipv4(ip).map(|v4| SocketAddr::new(IpAddr::V4(v4), peer.port()));
+        let loopback = self.dangerous_allow_loopback;
+        if self.own.contains(canonical, loopback)
+            || as_v4.is_some_and(|e| self.own.contains(e, loopback))
+        {
+            return Err(DenyRule::OwnAddress);
+        }
+        Ok(())
+    }
+
     /// The one peer check every path relies on (CreatePermission, ChannelBind and RFC 6062
     /// Connect install a permission only when it passes; data, Send, ConnectionAttempt and
     /// ICMP need that permission; a new policy drops the permissions it refuses): the
@@ -342,12 +363,7 @@ impl PeerPolicy {
         if self.deny.iter().any(hit_deny) {
             return Err(DenyRule::Operator);
         }
-        let loopback = self.dangerous_allow_loopback;
-        if self.own.contains(canonical, loopback)
-            || as_v4.is_some_and(|e| self.own.contains(e, loopback))
-        {
-            return Err(DenyRule::OwnAddress);
-        }
+        self.check_own(SocketAddr::new(canonical.ip(), peer.port()))?;
         self.verdict(ip)
     }
 

@@ -83,9 +83,6 @@ impl TurnServer {
             return ClientAction::None;
         };
         let peer = normalise_addr(peer.0);
-        // The permission covers the IP; the port may still name one of the server's own
-        // services (its listener, its relay IP outside the relay range): the one check.
-        let verdict = self.config.peers.check(peer);
         let df = msg.raw(AttrType::DONT_FRAGMENT).is_some();
         let rate = self.config.quotas.bandwidth_bytes_per_sec;
         let Some(alloc) = datagram_relay(&mut self.table, slot, now) else {
@@ -98,7 +95,9 @@ impl TurnServer {
             self.stats.dropped_no_permission += 1;
             return ClientAction::None;
         }
-        if let Err(rule) = verdict {
+        // The permission covers the IP (it passed the whole check); the port may still
+        // name one of the server's own services: that part of the check, per datagram.
+        if let Err(rule) = self.config.peers.check_own(peer) {
             self.note_peer_denied(from, peer, rule);
             return ClientAction::None;
         }
