@@ -137,6 +137,12 @@ fn without_a_sibling_new_allocations_get_508_and_the_deadline_ends_the_drain() {
     let started = Instant::now();
     server.signal("TERM");
     server.wait_for_log(&["SIGTERM: draining"], Duration::from_secs(5));
+    // The workers apply the drain between their packets, just after the controller logs it.
+    server.wait_for_log(
+        &["draining: new allocations go to a sibling"],
+        Duration::from_secs(5),
+    );
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(allocate_refused(server.udp[0], "dave"), (Some(508), None));
     let status = server
         .wait_exit(Duration::from_secs(10))
