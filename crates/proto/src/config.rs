@@ -136,10 +136,22 @@ impl StunSection {
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Alternates {
     /// For clients over UDP.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::addr_syntax::serde_addr::list")
+    )]
     pub udp: Vec<SocketAddr>,
     /// For clients over TCP.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::addr_syntax::serde_addr::list")
+    )]
     pub tcp: Vec<SocketAddr>,
     /// For clients over TLS.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::addr_syntax::serde_addr::list")
+    )]
     pub tls: Vec<SocketAddr>,
     /// ALTERNATE-DOMAIN sent with a 300 to TLS clients (RFC 8489 §14.16): the name the
     /// alternates' certificates are for. None by default.

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addr_syntax;
 pub mod allocation;
 pub mod auth;
 pub mod binding;

@@ -228,8 +228,16 @@ fn refused_peer_data_never_reaches_the_client() {
 
 #[test]
 fn cidr_parsing() {
-    assert_eq!(cidr("10.1.2.3/8").to_string(), "10.0.0.0/8");
-    assert_eq!(cidr("2001:db8::1/32").to_string(), "2001:db8::/32");
+    assert_eq!(cidr("10.0.0.0/8").to_string(), "10.0.0.0/8");
+    assert_eq!(cidr("2001:db8::/32").to_string(), "2001:db8::/32");
+    // Host bits past the prefix length are a typo for the network or for one host: the
+    // file is refused rather than one of them guessed.
+    for typo in ["10.1.2.3/8", "2001:db8::1/32"] {
+        assert!(matches!(
+            typo.parse::<turnpike_proto::policy::Cidr>(),
+            Err(turnpike_proto::policy::CidrError::HostBits { .. })
+        ));
+    }
     assert!(
         "10.0.0.0/33"
             .parse::<turnpike_proto::policy::Cidr>()

@@ -80,8 +80,10 @@ fn yes() -> bool {
 #[serde(default, deny_unknown_fields)]
 pub struct Listen {
     /// UDP addresses. Default: port 3478 on every IPv4 and IPv6 address.
+    #[serde(deserialize_with = "turnpike_proto::addr_syntax::serde_addr::list")]
     pub udp: Vec<SocketAddr>,
     /// TCP (and TLS) addresses. Default: as `udp`.
+    #[serde(deserialize_with = "turnpike_proto::addr_syntax::serde_addr::list")]
     pub tcp: Vec<SocketAddr>,
     /// The DNS name or IP address clients use to reach this server, for the `iceServers`
     /// handed to them ([`crate::ice`]). Empty (the default): guessed, see
@@ -264,14 +266,33 @@ impl Config {
         }
     }
 
+    /// Makes the relative paths of the file (the TLS files, the admin token file)
+    /// relative to `folder`, the folder of the configuration file.
+    pub fn resolve_paths(&mut self, folder: &std::path::Path) {
+        let fix = |p: &mut std::path::PathBuf| {
+            if p.is_relative() {
+                *p = folder.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+        }
+        if let Some(file) = &mut self.admin.token_file {
+            fix(file);
+        }
+    }
+
     /// Checks what the types alone do not.
     ///
     /// # Errors
     ///
-    /// The first key whose value cannot be used.
-    pub fn validate(&self) -> Result<(), Invalid> {
+    /// Every key whose value cannot be used (at most one per check), in file order of
+    /// the sections.
+    pub fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut errors = Vec::new();
         if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.rfc5780.is_none() {
-            return Err(invalid(
+            errors.push(invalid(
                 "listen.udp",
                 "no listener: [listen] udp and tcp are both empty",
             ));
@@ -282,15 +303,16 @@ impl Config {
         ] {
             let mut seen = std::collections::HashSet::new();
             if let Some(addr) = list.iter().find(|a| !seen.insert(**a)) {
-                return Err(invalid(key, format!("address {addr} is listed twice")));
+                errors.push(invalid(key, format!("address {addr} is listed twice")));
             }
         }
         if let Some(reason) = crate::ice::check_public_name(&self.listen.public_name) {
-            return Err(invalid("listen.public_name", reason));
+            errors.push(invalid("listen.public_name", reason));
         }
-        self.validate_tcp()?;
+        errors.extend(self.validate_tcp().err());
+        self.validate_alternates(&mut errors);
         if self.stun.software.as_ref().is_some_and(|s| s.len() > 763) {
-            return Err(invalid(
+            errors.push(invalid(
                 "stun.software",
                 "software is longer than SOFTWARE allows (763 bytes, RFC 8489 §14.14)",
             ));
@@ -298,14 +320,14 @@ impl Config {
         if let Some(tls) = &self.tls {
             for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
                 if !path.is_file() {
-                    return Err(invalid(
+                    errors.push(invalid(
                         key,
                         format!("{} is not a readable file", path.display()),
                     ));
                 }
             }
             if tls.watch_interval_secs > 86_400 {
-                return Err(invalid(
+                errors.push(invalid(
                     "tls.watch_interval_secs",
                     format!(
                         "watch_interval_secs must be 0 (off) ..=86400, not {}",
@@ -314,22 +336,53 @@ impl Config {
                 ));
             }
         }
-        self.validate_turn()?;
+        errors.extend(self.validate_turn().err());
         if self.quotas.user_budget_period.as_secs() == 0 {
-            return Err(invalid(
+            errors.push(invalid(
                 "quotas.user_budget_period_secs",
                 "the budget period must be at least 1 second",
             ));
         }
         if self.runtime.workers > 256 {
-            return Err(invalid("runtime.workers", "at most 256 workers"));
+            errors.push(invalid("runtime.workers", "at most 256 workers"));
         }
-        crate::operations::validate(
-            &self.admin,
-            &self.credentials_service,
-            &self.drain,
-            !self.turn.secrets.is_empty(),
-        )
+        errors.extend(
+            crate::operations::validate(
+                &self.admin,
+                &self.credentials_service,
+                &self.drain,
+                !self.turn.secrets.is_empty(),
+            )
+            .err(),
+        );
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// An ALTERNATE-SERVER must be an address a client can reach (RFC 8489 §14.15).
+    fn validate_alternates(&self, errors: &mut Vec<Invalid>) {
+        let a = &self.alternates;
+        for (key, list) in [
+            ("alternates.udp", &a.udp),
+            ("alternates.tcp", &a.tcp),
+            ("alternates.tls", &a.tls),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|s| s.ip().is_unspecified() || s.port() == 0)
+            {
+                errors.push(invalid(
+                    key,
+                    format!(
+                        "{bad} is not an address a client can be sent to: \
+                         name the sibling's public IP and port"
+                    ),
+                ));
+            }
+        }
     }
 
     fn validate_tcp(&self) -> Result<(), Invalid> {

@@ -18,6 +18,7 @@ pub struct AdminSection {
     /// Serve it. Default true.
     pub enabled: bool,
     /// Where. Default `127.0.0.1:5766` (coturn's CLI port): loopback only.
+    #[serde(deserialize_with = "turnpike_proto::addr_syntax::serde_addr::one")]
     pub listen: SocketAddr,
     /// The bearer token every request must carry. Empty (the default): read from
     /// `token_file`, else generated at start and printed on stdout.
@@ -45,6 +46,7 @@ pub struct MetricsSection {
     pub enabled: bool,
     /// Where (`GET /metrics`). Default `127.0.0.1:9641` (coturn's Prometheus port):
     /// loopback only.
+    #[serde(deserialize_with = "turnpike_proto::addr_syntax::serde_addr::one")]
     pub listen: SocketAddr,
 }
 
@@ -65,6 +67,7 @@ pub struct CredentialsService {
     /// Serve it. Default false.
     pub enabled: bool,
     /// Where. Default `127.0.0.1:8478`.
+    #[serde(deserialize_with = "turnpike_proto::addr_syntax::serde_addr::one")]
     pub listen: SocketAddr,
     /// API keys accepted (`Authorization: Bearer KEY`). Required when enabled.
     pub api_keys: Vec<String>,

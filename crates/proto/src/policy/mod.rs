@@ -27,13 +27,32 @@ pub struct Cidr {
     len: u8,
 }
 
-/// A CIDR string that did not parse.
+/// A CIDR string that cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CidrError;
+pub enum CidrError {
+    /// Not an address, or a prefix length wider than the address.
+    Syntax,
+    /// An address with bits set past the prefix length (`10.0.0.1/8`): probably a typo for
+    /// the network or for one host, so neither is guessed.
+    HostBits {
+        /// The network the prefix length names.
+        network: Cidr,
+    },
+}
 
 impl fmt::Display for CidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("expected an address or ADDRESS/PREFIX-LENGTH, e.g. 10.0.0.0/8 or fc00::/7")
+        match self {
+            Self::Syntax => f.write_str(
+                "expected an address or ADDRESS/PREFIX-LENGTH, e.g. 10.0.0.0/8 or fc00::/7",
+            ),
+            Self::HostBits { network } => write!(
+                f,
+                "host bits are set past the prefix length: write the network {network}, or \
+                 the single address with /{}",
+                if network.addr.is_ipv4() { 32 } else { 128 }
+            ),
+        }
     }
 }
 
@@ -65,12 +84,16 @@ impl FromStr for Cidr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| CidrError)?)),
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| CidrError::Syntax)?)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| CidrError)?;
+        let addr: IpAddr = addr.parse().map_err(|_| CidrError::Syntax)?;
         let len = len.unwrap_or_else(|| if addr.is_ipv4() { 32 } else { 128 });
-        Self::new(addr, len).ok_or(CidrError)
+        let network = Self::new(addr, len).ok_or(CidrError::Syntax)?;
+        if network.addr != addr {
+            return Err(CidrError::HostBits { network });
+        }
+        Ok(network)
     }
 }
 
@@ -432,9 +455,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_default_range_parses() {
+        assert_eq!(PeerPolicy::default().default_deny.len(), DEFAULT_DENY.len());
+    }
+
+    #[test]
     fn cidr_parsing_and_containment() {
-        let c: Cidr = "10.1.2.3/8".parse().unwrap();
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
         assert_eq!(c.to_string(), "10.0.0.0/8");
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>(),
+            Err(CidrError::HostBits { network: c }),
+            "a typo for the network or for one host: neither is guessed"
+        );
+        assert!(matches!(
+            "2001:db8::1/32".parse::<Cidr>(),
+            Err(CidrError::HostBits { .. })
+        ));
+        assert_eq!(Cidr::new("10.1.2.3".parse().unwrap(), 8), Some(c));
         assert!(c.contains("10.255.0.1".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
