@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every turnpike test. Installs what the interop tests need first, if it is missing:
 # coturn's client tools (turnutils_stunclient, turnutils_uclient, turnutils_peer), iproute2 and
-# nftables (the network namespace test), Python 3 and Chromium from Debian's packages,
+# nftables (the network namespace test), Python 3, Chromium and Node.js/npm from Debian's packages,
 # playwright-core (to drive that Chromium) from npm, and aioice (a Python TURN client) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,6 +18,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# playwright-core (below) comes from npm.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

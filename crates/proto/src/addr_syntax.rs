@@ -96,14 +96,39 @@ pub mod serde_addr {
 
     use serde::Deserialize;
 
+    /// One address, parsed where it is written (so an error points at the element of a
+    /// list, not at the list).
+    struct Addr(SocketAddr);
+
+    impl<'de> Deserialize<'de> for Addr {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            // The error is made inside the deserializer's call, so it is located at the
+            // string itself.
+            d.deserialize_str(AddrVisitor)
+        }
+    }
+
+    struct AddrVisitor;
+
+    impl serde::de::Visitor<'_> for AddrVisitor {
+        type Value = Addr;
+
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a socket address, IP:PORT or [IPv6]:PORT")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Addr, E> {
+            super::parse_socket_addr(text).map(Addr).map_err(E::custom)
+        }
+    }
+
     /// One address.
     ///
     /// # Errors
     ///
     /// Not a string, or not an address (see [`super::parse_socket_addr`]).
     pub fn one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_socket_addr(&text).map_err(serde::de::Error::custom)
+        Addr::deserialize(d).map(|a| a.0)
     }
 
     /// A list of addresses.
@@ -112,10 +137,10 @@ pub mod serde_addr {
     ///
     /// Not a list of strings, or one is not an address.
     pub fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|t| super::parse_socket_addr(t).map_err(serde::de::Error::custom))
-            .collect()
+        Ok(Vec::<Addr>::deserialize(d)?
+            .into_iter()
+            .map(|a| a.0)
+            .collect())
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`operate`]). Exit codes: 0 after a clean shutdown, 1 when a listener cannot be bound,
 //! 2 for a bad configuration or command line.
 
+mod banner;
 mod config;
 mod credentials;
 mod ctl;
@@ -26,9 +27,34 @@ use turnpike_server::{Server, ServerControl};
 use crate::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
 use turnpike_server::Config;
 
+/// What `--help` shows after the options: examples, exit codes and signals.
+const AFTER_HELP: &str = "\
+Examples:
+  turnpike                                  run on the embedded default configuration
+  turnpike -c /etc/turnpike/turnserver.toml run on a file (relative paths in it are
+                                            relative to its folder)
+  turnpike -c FILE check-config             check a file: every problem, with file:line
+  turnpike default-config > turnserver.toml the documented defaults, to edit
+  turnpike -c FILE credentials --user alice mint a TURN REST credential and iceServers
+  turnpike -c FILE ctl status               ask the running server (admin API)
+  turnpike -c FILE ctl drain                stop taking new allocations, keep the calls
+
+Exit codes:
+  0  done (for `run`: a clean shutdown)
+  1  could not start (a listener cannot be bound, ...) or the check/request failed
+  2  bad configuration or command line (the reason on stderr, with file:line)
+
+Signals (run):
+  SIGHUP   reload the configuration file (a bad file is refused, the old one stays)
+  SIGTERM  stop ([drain] on_sigterm = true: drain first; a second SIGTERM stops at once)
+  SIGINT   stop at once
+  SIGUSR1  log one status line per worker
+  SIGUSR2  start or stop draining (new Allocates go to an [alternates] sibling)
+";
+
 /// A STUN/TURN relay server.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Configuration file; without it the embedded default (the shipped
     /// turnserver.toml) is used.
@@ -84,8 +110,25 @@ fn with_config(cli: &Cli, f: impl FnOnce(&Config, &str) -> ExitCode) -> ExitCode
     }
 }
 
+/// The subcommands that do not read the configuration file: `--config` with them is a
+/// mistake worth saying, not something to ignore.
+fn without_config(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::DefaultConfig => Some("default-config"),
+        Command::Selftest(_) => Some("selftest"),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let (Some(path), Some(name)) = (&cli.config, cli.command.as_ref().and_then(without_config)) {
+        eprintln!(
+            "turnpike: `{name}` does not read a configuration file: drop --config {}",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     match cli.command {
         Some(Command::DefaultConfig) => {
             print!("{DEFAULT_CONFIG}");
@@ -93,7 +136,10 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig) => {
             return match load(&cli) {
-                Ok(_) => {
+                Ok(config) => {
+                    for warning in banner::dangers(&config) {
+                        eprintln!("turnpike: warning: {warning}");
+                    }
                     println!("configuration ok");
                     ExitCode::SUCCESS
                 }
@@ -121,6 +167,9 @@ fn main() -> ExitCode {
         }
     };
     let log = operate::init_logging(&config.log);
+    for warning in banner::dangers(&config) {
+        tracing::warn!("{warning}");
+    }
     let mut generated_secret = None;
     operate::resolve(&mut config, &mut generated_secret);
     run(config, cli.config, generated_secret, log)
@@ -185,27 +234,19 @@ fn run(
             }
         };
         tokio::spawn(operator.serve(signals));
-        // One machine-readable line per listener on stdout, for operators and tests
-        // (with port 0 in the config this is how the chosen port is learned).
         let mut stdout = std::io::stdout().lock();
-        for (transport, addr) in server.local_addrs() {
-            let _ = writeln!(stdout, "listening {transport} {addr}");
-        }
-        for ip in server.relay_ips() {
-            let _ = writeln!(stdout, "relaying on {ip}");
-        }
-        for (name, addr) in [
-            ("admin", surfaces.admin),
-            ("metrics", surfaces.metrics),
-            ("credentials", surfaces.credentials),
-        ] {
-            if let Some(addr) = addr {
-                let _ = writeln!(stdout, "{name} http://{addr}");
-            }
-        }
-        if let Some(token) = &surfaces.admin_token_generated {
-            let _ = writeln!(stdout, "admin token {token}");
-        }
+        banner::print(
+            &mut stdout,
+            &server,
+            &banner::Surfaces {
+                listeners: &[
+                    ("admin", surfaces.admin),
+                    ("metrics", surfaces.metrics),
+                    ("credentials", surfaces.credentials),
+                ],
+                admin_token_generated: surfaces.admin_token_generated.as_deref(),
+            },
+        );
         let _ = writeln!(stdout, "ready");
         let _ = stdout.flush();
         drop(stdout);
