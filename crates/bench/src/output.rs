@@ -164,7 +164,7 @@ pub fn search_table(r: &SearchReport) -> String {
         rate(r.max_lossless_pps, true)
     } else if r.at_upper_bound {
         format!(
-            "≥ {:.0} pkt/s (top of the range passed)",
+            "≥ {:.0} pkt/s (every trial passed: raise --max-pps or --max-trials)",
             r.max_lossless_pps
         )
     } else {

@@ -205,6 +205,7 @@ fn library_send_indications_search_and_plot() {
         },
         min_pps: 50.0,
         max_pps: 200.0,
+        max_growth: 1.0,
         max_loss_pct: 0.1,
         max_p99_us: None,
         resolution: 0.05,
@@ -213,12 +214,32 @@ fn library_send_indications_search_and_plot() {
     };
     let s = search(&mut session, &p, None, &|_, _| {}, &|_, _| {});
     assert!(s.at_upper_bound, "{s:?}");
+    assert_eq!(s.trials.len(), 1, "a fixed top that passes ends the search");
     assert!((190.0..=200.0).contains(&s.max_lossless_pps), "{s:?}");
+    // A top that may grow: it doubles while the trials pass (200, 400, 800 here, then
+    // out of trials), so a low first guess does not end the search after one trial.
+    let grown = search(
+        &mut session,
+        &SearchParams {
+            max_growth: 4.0,
+            ..p
+        },
+        None,
+        &|_, _| {},
+        &|_, _| {},
+    );
+    let targets: Vec<f64> = grown.trials.iter().map(|t| t.target_pps).collect();
+    assert_eq!(targets, [200.0, 400.0, 800.0], "{grown:?}");
+    assert!(
+        grown.at_upper_bound && grown.max_lossless_pps > 700.0,
+        "{grown:?}"
+    );
     let svg = std::env::temp_dir().join(format!("turnpike-bench-{}.svg", std::process::id()));
-    plot(&s, &svg).unwrap();
+    plot(&s, &svg, "2 clients × 120 B").unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
     let _ = std::fs::remove_file(&svg);
     assert!(text.starts_with("<svg") && text.contains("offered packets/s"));
+    assert!(text.contains("2 clients × 120 B") && text.contains("max with loss ≤ 0.1 %: ≥ "));
     session.close();
 }
 

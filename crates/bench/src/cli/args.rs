@@ -133,6 +133,13 @@ pub(crate) struct TransportArgs {
 }
 
 impl TransportArgs {
+    /// `udp`, `tcp` or `tls`.
+    pub(crate) fn name(&self) -> String {
+        format!("{:?}", self.transport).to_lowercase()
+    }
+}
+
+impl TransportArgs {
     pub(crate) fn build(&self, target: &Target) -> Result<Transport, String> {
         Ok(match (self.transport, target) {
             (TransportKind::Udp, _) | (_, Target::Reflector { .. }) => Transport::Udp,

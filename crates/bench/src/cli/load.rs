@@ -39,9 +39,13 @@ pub(crate) struct SearchArgs {
     /// Lowest total offered load (pkt/s, all clients).
     #[arg(long, default_value_t = 1000.0)]
     min_pps: f64,
-    /// Highest total offered load (pkt/s, all clients).
+    /// First top of the range (pkt/s, all clients); while every trial passes the top
+    /// doubles, up to --max-growth times this.
     #[arg(long, default_value_t = 200_000.0)]
     max_pps: f64,
+    /// How far the top may grow past --max-pps while every trial passes (1: fixed).
+    #[arg(long, default_value_t = 16.0)]
+    max_growth: f64,
     /// Pass threshold: loss percent.
     #[arg(long, default_value_t = 0.1)]
     max_loss: f64,
@@ -145,9 +149,27 @@ fn setup(target: &Target, work: &WorkloadArgs, mode: Mode, quiet: bool) -> Resul
     let s = Session::setup_with(target, &cfg, &|i| {
         pb.set_position(i as u64);
     })
-    .map_err(|e| format!("setup: {e}"))?;
+    .map_err(|e| setup_error(&e, work.clients))?;
     pb.finish_and_clear();
     Ok(s)
+}
+
+/// The setup error, with what to do about the usual causes.
+fn setup_error(e: &turnpike_bench::ClientError, clients: usize) -> String {
+    let hint = match e {
+        turnpike_bench::ClientError::Rejected { code: 486, .. } => format!(
+            "\nhint: every client allocates as the same user (--user), and the server allows a \
+             user only so many allocations (turnpike: [quotas] allocations_per_user, default \
+             100; coturn: user-quota). Raise it to at least {clients}, or use fewer --clients."
+        ),
+        turnpike_bench::ClientError::Rejected { code: 403, .. } => "\nhint: the server refuses \
+             the peer address; on one machine the peers are on loopback, which a server \
+             refuses unless told (turnpike: [peers] dangerous_allow_loopback_peers = true; \
+             coturn: --allow-loopback-peers)."
+            .to_owned(),
+        _ => String::new(),
+    };
+    format!("setup: {e}{hint}")
 }
 
 /// Floods the loopback reflector and returns the delivered rate.
@@ -236,6 +258,7 @@ pub(crate) fn cmd_search(a: &SearchArgs) -> Result<(), String> {
         trial: a.work.params(trial_secs),
         min_pps: a.min_pps,
         max_pps: a.max_pps,
+        max_growth: a.max_growth.clamp(1.0, 1024.0),
         max_loss_pct: a.max_loss,
         max_p99_us: a.max_p99_us,
         resolution: a.resolution.clamp(0.001, 0.5),
@@ -259,7 +282,14 @@ pub(crate) fn cmd_search(a: &SearchArgs) -> Result<(), String> {
     pb.finish_and_clear();
     session.close();
     if let Some(path) = &a.plot {
-        plot(&r, path).map_err(|e| format!("plot: {e}"))?;
+        let workload = format!(
+            "{} clients × {} B, {}, {}",
+            a.work.clients,
+            a.work.size,
+            format!("{:?}", a.work.mode).to_lowercase(),
+            a.work.transport.name()
+        );
+        plot(&r, path, &workload).map_err(|e| format!("plot: {e}"))?;
     }
     if a.out.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
