@@ -76,19 +76,24 @@ function gatherOne(url, username, credential) {
       resolve(out);
     }
     pc.onicecandidate = (e) => {
-      if (!e.candidate) return finish('complete');
+      if (!e.candidate) return out.relay || finish('complete');
       const c = e.candidate;
-      if (c.type === 'relay') {
-        out.relay = { address: c.address, port: c.port, relayProtocol: c.relayProtocol ?? null };
-        finish('relay');
-      }
+      if (c.type !== 'relay' || out.relay) return;
+      out.relay = { address: c.address, port: c.port, relayProtocol: c.relayProtocol || null };
+      // The event's relayProtocol may be null (Chromium 156 gives null for udp); the
+      // local-candidate stats carry it.
+      pc.getStats().then((stats) => stats.forEach((st) => {
+        if (st.type === 'local-candidate' && st.candidateType === 'relay' && st.port === c.port) {
+          out.relay.relayProtocol = st.relayProtocol || out.relay.relayProtocol;
+        }
+      })).catch((x) => log(`${url}: getStats: ${x}`)).finally(() => finish('relay'));
     };
     pc.onicecandidateerror = (e) => {
       out.errors.push({ errorCode: e.errorCode, errorText: e.errorText, url: e.url });
       log(`${url}: icecandidateerror ${describeError(e)}`);
     };
     pc.onicegatheringstatechange = () => {
-      if (pc.iceGatheringState === 'complete') finish('complete');
+      if (pc.iceGatheringState === 'complete' && !out.relay) finish('complete');
     };
     pc.createDataChannel('probe');
     pc.createOffer().then((o) => pc.setLocalDescription(o)).catch((e) => {
@@ -100,7 +105,7 @@ function gatherOne(url, username, credential) {
 
 function gatherRow(r) {
   const tr = document.createElement('tr');
-  const ok = r.relay !== null && (r.relay.relayProtocol === null || r.relay.relayProtocol === r.transport);
+  const ok = r.relay !== null && r.relay.relayProtocol === r.transport;
   tr.dataset.transport = r.transport;
   tr.dataset.status = ok ? 'pass' : 'fail';
   let result;
