@@ -31,7 +31,7 @@ function transportOf(url) {
 }
 
 function describeError(e) {
-  return `${e.errorCode} ${e.errorText || ''}`.trim();
+  return `${e.errorCode} ${(e.errorText || '').replace(/\.$/, '')}`.trim();
 }
 
 /** Asks the admin API for iceServers; the credential fields override what it minted. */
