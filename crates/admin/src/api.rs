@@ -1,8 +1,8 @@
 //! The admin API: HTTP/JSON behind a bearer token, described by `openapi.yaml` beside
 //! this crate (checked against the running server by the `admin_api` integration test).
 //!
-//! Every route except `GET /live` and `GET /ready` needs `Authorization: Bearer TOKEN`
-//! ([`auth`]); a missing or wrong token gets 401 with `WWW-Authenticate: Bearer`. Errors
+//! Every route except `GET /live`, `GET /ready` and the self-test page's two static files
+//! needs `Authorization: Bearer TOKEN` ([`auth`]); a missing or wrong token gets 401 with `WWW-Authenticate: Bearer`. Errors
 //! are JSON `{"error": "..."}` ([`error`]). Each call that changes something logs one
 //! info line saying what, by the admin API.
 //!
@@ -13,10 +13,13 @@
 //! | `GET/DELETE /v1/sessions`, `GET/DELETE /v1/sessions/{id}` | the allocations ([`sessions`]) |
 //! | `GET/POST /v1/revocations`, `DELETE /v1/revocations/{name}` | revoked users ([`ops`]) |
 //! | `GET/POST /v1/drain`, `POST /v1/reload`, `PUT /v1/log-level` | operations ([`ops`]) |
+//! | `GET /selftest`, `GET /selftest.js` | the browser self-test page, no secret in it ([`selftest`]) |
+//! | `POST /v1/selftest/ice-servers` | a short-lived TURN credential for that page ([`selftest`]) |
 
 pub mod auth;
 pub mod error;
 pub mod ops;
+pub mod selftest;
 pub mod sessions;
 pub mod views;
 
@@ -92,6 +95,7 @@ pub fn router(control: ServerControl, operator: Arc<dyn Operator>, token: String
         .route("/drain", get(ops::drain_status).post(ops::drain))
         .route("/reload", post(ops::reload))
         .route("/log-level", put(ops::log_level))
+        .route("/selftest/ice-servers", post(selftest::ice_servers))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -100,6 +104,8 @@ pub fn router(control: ServerControl, operator: Arc<dyn Operator>, token: String
     Router::new()
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ops::ready))
+        .route("/selftest", get(selftest::page))
+        .route("/selftest.js", get(selftest::script))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)

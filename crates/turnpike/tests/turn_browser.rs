@@ -19,12 +19,14 @@
 mod common;
 mod interop;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use interop::{Json, Setup, TestCert, Transport, TurnServer, TurnTarget, run_bounded};
+use interop::{
+    Json, Setup, TestCert, Transport, TurnServer, TurnTarget, chromium_path,
+    ensure_browser_prerequisites, interop_dir, run_bounded,
+};
 
 /// Chromium is heavy for a 2-core machine: one browser at a time.
 static BROWSER: Mutex<()> = Mutex::new(());
@@ -33,57 +35,6 @@ static BROWSER: Mutex<()> = Mutex::new(());
 /// `SCRIPT_TIMEOUT` (+8 s last resort), this is the hard kill.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(45);
 const HARD_LIMIT: Duration = Duration::from_secs(70);
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-fn chromium_path() -> String {
-    std::env::var("TURNPIKE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
-}
-
-/// Checks node and Chromium are there, and runs `npm ci` once if playwright-core is missing.
-fn ensure_prerequisites() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let node = Command::new("node").arg("--version").output();
-        if !node.is_ok_and(|o| o.status.success()) {
-            return Err("`node` not found: install Node.js >= 20".into());
-        }
-        if !Path::new(&chromium_path()).exists() {
-            return Err(format!(
-                "{} not found: apt-get install -y chromium",
-                chromium_path()
-            ));
-        }
-        let dir = interop_dir();
-        if dir
-            .join("node_modules/playwright-core/package.json")
-            .exists()
-        {
-            return Ok(());
-        }
-        let mut npm = Command::new("npm");
-        npm.args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir);
-        let run = run_bounded(npm, Duration::from_secs(300));
-        if run.status.is_some_and(|s| s.success()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "npm ci in {} failed ({:?}, timed out: {}):\n{}{}",
-                dir.display(),
-                run.status,
-                run.timed_out,
-                run.stdout,
-                run.stderr
-            ))
-        }
-    });
-    if let Err(why) = ready {
-        panic!("browser interop prerequisites: {why}");
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
@@ -356,7 +307,7 @@ fn run_browser_via(
     pass: &str,
     expect: Expect,
 ) -> BrowserReport {
-    ensure_prerequisites();
+    ensure_browser_prerequisites();
     let addr = match transport {
         Transport::Udp => target.addr,
         Transport::Tcp | Transport::Tls => target

@@ -1,7 +1,9 @@
-//! Shared by the TURN interop tests (`turn_uclient.rs`, `turn_browser.rs`): which TURN server
-//! to test (turnpike by default, coturn with `TURNPIKE_INTEROP_SERVER=coturn`), how it listens
+//! Shared by the TURN interop tests (`turn_uclient.rs`, `turn_browser.rs`,
+//! `selftest_page.rs`): which TURN server to test (turnpike by default, coturn with
+//! `TURNPIKE_INTEROP_SERVER=coturn`), how it listens
 //! (UDP, TCP, TLS with a certificate made at test time, IPv4 or IPv6 loopback), REST
-//! credentials, bounded child processes, and a small JSON reader for the browser's report.
+//! credentials, bounded child processes, node and Chromium for the browser scripts, and a small
+//! JSON reader for their reports.
 //!
 //! Every process started here is stopped by its PID; every wait has a deadline.
 #![allow(dead_code, unreachable_pub)]
@@ -10,9 +12,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use turnpike_stun::attr::{ErrorCodeAttr, Nonce, Realm, RequestedTransport, TransportProtocol};
@@ -128,7 +130,7 @@ dangerous_allow_loopback_peers = true
 }
 
 /// A path as a TOML literal string (no escapes: temporary paths have no `'`).
-fn toml_literal(path: &std::path::Path) -> String {
+fn toml_literal(path: &Path) -> String {
     let text = path.to_str().expect("UTF-8 temporary path");
     assert!(!text.contains('\''), "path with a quote: {text}");
     format!("'{text}'")
@@ -633,6 +635,60 @@ pub fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// This directory: the node scripts, `package.json` and (after `npm ci`) `node_modules`.
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Debian's Chromium, or `TURNPIKE_CHROMIUM`.
+pub fn chromium_path() -> String {
+    std::env::var("TURNPIKE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// Checks node and Chromium are there, and runs `npm ci` once if playwright-core is missing;
+/// panics saying what is missing.
+pub fn ensure_browser_prerequisites() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let node = Command::new("node").arg("--version").output();
+        if !node.is_ok_and(|o| o.status.success()) {
+            return Err("`node` not found: install Node.js >= 20".into());
+        }
+        if !Path::new(&chromium_path()).exists() {
+            return Err(format!(
+                "{} not found: apt-get install -y chromium",
+                chromium_path()
+            ));
+        }
+        let dir = interop_dir();
+        if dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        {
+            return Ok(());
+        }
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir);
+        let run = run_bounded(npm, Duration::from_secs(300));
+        if run.status.is_some_and(|s| s.success()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "npm ci in {} failed ({:?}, timed out: {}):\n{}{}",
+                dir.display(),
+                run.status,
+                run.timed_out,
+                run.stdout,
+                run.stderr
+            ))
+        }
+    });
+    if let Err(why) = ready {
+        panic!("browser interop prerequisites: {why}");
+    }
 }
 
 /// The outcome of [`run_bounded`].
