@@ -234,7 +234,7 @@ mod tests {
             for &(start, len) in &blocks {
                 assert_eq!(start, next, "{r:?}");
                 let size_bits = 32 - len;
-                assert_eq!(start.trailing_zeros().min(32) >= size_bits, true, "aligned");
+                assert!(start.trailing_zeros().min(32) >= size_bits, "aligned");
                 next = block_end(start, size_bits) + 1;
             }
             assert_eq!(next, r.end + 1, "{r:?}");
