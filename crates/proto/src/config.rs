@@ -91,23 +91,139 @@ impl Default for TurnSection {
     }
 }
 
-/// One static long-term user (`[[turn.users]]`).
+/// One static long-term user (`[turn] users`): a name and either a password or the
+/// MD5 long-term key itself.
 #[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+#[cfg_attr(feature = "serde", serde(try_from = "UserEntry"))]
 pub struct StaticUser {
     /// The username.
     pub name: String,
-    /// The password (an RFC 8265 OpaqueString).
-    pub password: String,
+    /// What proves it.
+    pub credential: UserCredential,
+}
+
+/// How a static user proves itself.
+#[derive(Clone, PartialEq, Eq)]
+pub enum UserCredential {
+    /// A password (an RFC 8265 OpaqueString): keys for both MD5 and SHA-256 are derived.
+    Password(String),
+    /// The MD5 long-term key, MD5(name ":" realm ":" password) (RFC 8489 §9.2.2,
+    /// RFC 5389 §15.4), as coturn's `turnadmin -k` prints it. Only MESSAGE-INTEGRITY with
+    /// the MD5 password algorithm can be checked with it: the SHA-256 key needs the
+    /// password, so a client that picks SHA-256 is refused (401).
+    Md5Key(Md5Key),
+}
+
+/// A 16-byte MD5 long-term key, written `"0x"` and 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Md5Key(pub [u8; 16]);
+
+/// Why a text is not an [`Md5Key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadMd5Key;
+
+impl core::fmt::Display for BadMd5Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an MD5 key is \"0x\" and 32 hex digits (as `turnadmin -k` prints it)")
+    }
+}
+
+impl std::error::Error for BadMd5Key {}
+
+impl core::str::FromStr for Md5Key {
+    type Err = BadMd5Key;
+
+    fn from_str(text: &str) -> Result<Self, BadMd5Key> {
+        let hex = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .ok_or(BadMd5Key)?;
+        if hex.len() != 32 || !hex.is_ascii() {
+            return Err(BadMd5Key);
+        }
+        let mut key = [0u8; 16];
+        for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            let pair = core::str::from_utf8(pair).map_err(|_| BadMd5Key)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| BadMd5Key)?;
+        }
+        Ok(Self(key))
+    }
+}
+
+impl core::fmt::Display for Md5Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("0x")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl core::fmt::Debug for Md5Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // A key is as good as a password: it stays out of logs.
+        f.write_str("Md5Key(..)")
+    }
+}
+
+impl StaticUser {
+    /// A user with a password.
+    pub fn with_password(name: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            credential: UserCredential::Password(password.into()),
+        }
+    }
+
+    /// A user with an MD5 long-term key.
+    pub fn with_md5_key(name: impl Into<String>, key: Md5Key) -> Self {
+        Self {
+            name: name.into(),
+            credential: UserCredential::Md5Key(key),
+        }
+    }
+}
+
+/// A `[turn] users` entry as written: `{ name, password }` or `{ name, key = "0x…" }`.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    name: String,
+    password: Option<String>,
+    key: Option<String>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<UserEntry> for StaticUser {
+    type Error = String;
+
+    fn try_from(entry: UserEntry) -> Result<Self, String> {
+        match (entry.password, entry.key) {
+            (Some(password), None) => Ok(Self::with_password(entry.name, password)),
+            (None, Some(key)) => match key.parse() {
+                Ok(key) => Ok(Self::with_md5_key(entry.name, key)),
+                Err(e @ BadMd5Key) => Err(format!("user {:?}: {e}", entry.name)),
+            },
+            (Some(_), Some(_)) => Err(format!(
+                "user {:?}: give either password or key, not both",
+                entry.name
+            )),
+            (None, None) => Err(format!("user {:?}: needs a password or a key", entry.name)),
+        }
+    }
 }
 
 impl core::fmt::Debug for StaticUser {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // The password stays out of logs.
+        // The password or key stays out of logs.
+        let kind = match self.credential {
+            UserCredential::Password(_) => "password",
+            UserCredential::Md5Key(_) => "md5 key",
+        };
         f.debug_struct("StaticUser")
             .field("name", &self.name)
-            .finish_non_exhaustive()
+            .field("credential", &kind)
+            .finish()
     }
 }
 

@@ -38,7 +38,9 @@ pub mod table;
 
 pub use allocation::{ClientTransport, FiveTuple, Usage};
 pub use binding::{Rfc5780Addresses, Rfc5780Error};
-pub use config::{Alternates, CoreSetup, StaticUser, TimeBase, TurnConfig, TurnSection};
+pub use config::{
+    Alternates, CoreSetup, Md5Key, StaticUser, TimeBase, TurnConfig, TurnSection, UserCredential,
+};
 pub use host::{BoundRelay, Claim, Family, Host, PortRequest, RelayError, RelayId, Reservations};
 pub use server::{
     AllocationRecord, ClientAction, EndReason, Event, PeerAction, Reject, Transmit, TurnServer,

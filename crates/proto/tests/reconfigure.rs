@@ -65,10 +65,9 @@ fn a_new_configuration_judges_new_requests_and_keeps_live_allocations() {
 fn an_unusable_configuration_is_refused_and_the_old_one_stays() {
     let mut sim = Sim::new();
     let mut bad = rotated();
-    bad.turn.users.push(StaticUser {
-        name: "mallory".into(),
-        password: "\u{7}".into(),
-    });
+    bad.turn
+        .users
+        .push(StaticUser::with_password("mallory", "\u{7}"));
     assert!(sim.server.reconfigure(Arc::new(bad)).is_err());
     let mut alice = TestClient::alice("203.0.113.10:40000");
     alice.allocate(&mut sim, &[]).success();

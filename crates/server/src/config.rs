@@ -433,7 +433,11 @@ impl Config {
                     "user name must be 1..=508 bytes (RFC 8489 §14.3)",
                 ));
             }
-            if turnpike_stun::opaque_string(&u.password).is_err() {
+            let password = match &u.credential {
+                turnpike_proto::UserCredential::Password(p) => p,
+                turnpike_proto::UserCredential::Md5Key(_) => continue,
+            };
+            if turnpike_stun::opaque_string(password).is_err() {
                 return Err(invalid(
                     key,
                     "password is not a valid OpaqueString (RFC 8265): empty or with control characters",

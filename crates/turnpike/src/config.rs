@@ -310,6 +310,33 @@ mod tests {
     }
 
     #[test]
+    fn a_user_takes_a_password_or_an_md5_key() {
+        let c = parse(
+            "[turn]\nusers = [{ name = \"a\", password = \"p\" },\n \
+             { name = \"b\", key = \"0xbc807ee29df3c9ffa736523fb2c4e8ee\" }]\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.turn.users[1].credential,
+            turnpike_proto::UserCredential::Md5Key(k)
+                if k.to_string() == "0xbc807ee29df3c9ffa736523fb2c4e8ee"
+        ));
+        for (text, needle) in [
+            ("{ name = \"b\", key = \"0x12\" }", "32 hex digits"),
+            (
+                "{ name = \"b\", key = \"0xbc807ee29df3c9ffa736523fb2c4e8ee\", password = \"p\" }",
+                "not both",
+            ),
+            ("{ name = \"b\" }", "needs a password or a key"),
+        ] {
+            let err = parse(&format!("[turn]\nusers = [{text}]\n"), "bad.toml").unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+            assert!(err.to_string().starts_with("bad.toml:2:"), "{err}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_reason() {
         let cases = [
             ("[listen]\nudpp = []\n", 2, "unknown field `udpp`"),

@@ -6,7 +6,9 @@
 //!    401, RFC 8489 §9.2.3, so a client-side realm only matters to clients that force one);
 //! 2. a static user of that name (`[turn] users`, the last entry of a name wins, as in the
 //!    server): the password, prepared with OpaqueString (RFC 8265), decides, and the REST
-//!    secrets are not consulted;
+//!    secrets are not consulted; a user configured with its MD5 key (`key = "0x…"`) is
+//!    checked against MD5(name ":" realm ":" password) and works with MD5 only (a client
+//!    that picks SHA-256 is refused: that key needs the password);
 //! 3. otherwise a REST username ([`parse_rest_username`]): which field order, the expiry
 //!    against the clock (and what `strict_expiry` does with it), and which secret, if any,
 //!    gives the password ([`rest_password`]).
@@ -22,7 +24,10 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use turnpike_proto::auth::rest::{parse_rest_username, rest_password};
+use turnpike_proto::{Md5Key, UserCredential};
 use turnpike_server::TurnSection;
+use turnpike_stun::LongTermKey;
+use turnpike_stun::attr::PasswordAlgorithmId;
 
 /// Options of `turnpike explain-auth`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +41,19 @@ pub(crate) struct ExplainArgs {
     /// The realm the client is set to use, if it forces one.
     #[arg(long)]
     realm: Option<String>,
+    /// The password algorithm the client picks (RFC 8489 PASSWORD-ALGORITHM); unknown if
+    /// not given. It only matters for users configured with an MD5 key.
+    #[arg(long, value_enum)]
+    algorithm: Option<Algorithm>,
+}
+
+/// A password algorithm a client may pick (RFC 8489 §14.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Algorithm {
+    /// MD5, also what RFC 5389 clients (no PASSWORD-ALGORITHM) use.
+    Md5,
+    /// SHA-256.
+    Sha256,
 }
 
 /// The text HMAC'd with a secret to name it without showing it.
@@ -85,6 +103,7 @@ pub(crate) fn explain(
     username: &str,
     password: &str,
     client_realm: Option<&str>,
+    algorithm: Option<Algorithm>,
     now: u64,
 ) -> Explanation {
     let mut out = Explanation {
@@ -106,7 +125,7 @@ pub(crate) fn explain(
         ));
     }
     if let Some(i) = turn.users.iter().rposition(|u| u.name == username) {
-        static_user(&mut out, turn, i, password);
+        static_user(&mut out, turn, i, password, client_realm, algorithm);
         return out;
     }
     out.fact(format!(
@@ -163,11 +182,29 @@ pub(crate) fn explain(
 }
 
 /// The static user at `users[i]` decides.
-fn static_user(out: &mut Explanation, turn: &TurnSection, i: usize, password: &str) {
+fn static_user(
+    out: &mut Explanation,
+    turn: &TurnSection,
+    i: usize,
+    password: &str,
+    client_realm: Option<&str>,
+    algorithm: Option<Algorithm>,
+) {
     let user = &turn.users[i];
+    let configured = match &user.credential {
+        UserCredential::Password(p) => p,
+        UserCredential::Md5Key(key) => {
+            keyed_user(out, turn, i, *key, password, client_realm, algorithm);
+            out.fact(
+                "REST secrets: not consulted, a static user of this name is checked first"
+                    .to_owned(),
+            );
+            return;
+        }
+    };
     // The server derives the key from the OpaqueString-prepared password (RFC 8265 §4.2).
     let prepared = turnpike_stun::opaque_string(password);
-    let configured = turnpike_stun::opaque_string(&user.password);
+    let configured = turnpike_stun::opaque_string(configured);
     match (prepared, configured) {
         (Ok(given), Ok(configured)) if given == configured => out.ok(format!(
             "static user: {:?} is [turn] users[{i}] and the password is its password",
@@ -184,6 +221,63 @@ fn static_user(out: &mut Explanation, turn: &TurnSection, i: usize, password: &s
         )),
     }
     out.fact("REST secrets: not consulted, a static user of this name is checked first".to_owned());
+}
+
+/// The static user at `users[i]` is configured with its MD5 key: the password must give
+/// that key under the server's realm (RFC 8489 §9.2.2), and only MD5 can be checked.
+fn keyed_user(
+    out: &mut Explanation,
+    turn: &TurnSection,
+    i: usize,
+    key: Md5Key,
+    password: &str,
+    client_realm: Option<&str>,
+    algorithm: Option<Algorithm>,
+) {
+    let name = &turn.users[i].name;
+    let derive = |realm: &str| {
+        LongTermKey::derive(PasswordAlgorithmId::MD5, name, realm, password)
+            .ok()
+            .is_some_and(|k| k.as_bytes() == key.0)
+    };
+    if derive(&turn.realm) {
+        out.ok(format!(
+            "static user: {name:?} is [turn] users[{i}], configured with its MD5 key, and \
+             MD5(name:realm:password) with realm {:?} is that key",
+            turn.realm
+        ));
+    } else if let Some(realm) = client_realm.filter(|r| *r != turn.realm && derive(r)) {
+        out.fail(format!(
+            "static user: {name:?} is [turn] users[{i}]: its MD5 key was made for realm \
+             {realm:?}, but the server's realm is {:?}: the key never verifies (make it again \
+             with the server's realm, or use the password)",
+            turn.realm
+        ));
+        return;
+    } else {
+        out.fail(format!(
+            "static user: {name:?} is [turn] users[{i}], configured with its MD5 key, but \
+             MD5(name:realm:password) with realm {:?} is not that key (wrong password, or \
+             a key made for another realm)",
+            turn.realm
+        ));
+        return;
+    }
+    let why = "the server has only the MD5 key: the SHA-256 key (RFC 8489 §9.2.2) is \
+               derived from the password, which it does not have";
+    match algorithm {
+        Some(Algorithm::Sha256) => out.fail(format!(
+            "password algorithm: the client picks SHA-256 and is answered 401 \
+             (md5_key_only): {why}; configure the user with its password to serve it"
+        )),
+        Some(Algorithm::Md5) => out.ok(
+            "password algorithm: MD5 (or none sent, RFC 5389): checked with the key".to_owned(),
+        ),
+        None => out.warn(format!(
+            "password algorithm: works for clients that pick MD5 or send no \
+             PASSWORD-ALGORITHM (RFC 5389); a client that picks SHA-256 gets 401: {why}"
+        )),
+    }
 }
 
 /// Which secret, if any, gives `password` for `username`.
@@ -231,6 +325,7 @@ pub(crate) fn run(args: &ExplainArgs, config: &turnpike_server::Config, name: &s
         &args.username,
         &args.password,
         args.realm.as_deref(),
+        args.algorithm,
         now,
     );
     println!("checking against {name}");
@@ -254,10 +349,10 @@ mod tests {
     fn turn() -> TurnSection {
         let mut c = Config::default();
         c.turn.secrets = vec!["one".into(), "two".into()];
-        c.turn.users = vec![turnpike_proto::config::StaticUser {
-            name: "alice".into(),
-            password: "wonderland".into(),
-        }];
+        c.turn.users = vec![turnpike_proto::config::StaticUser::with_password(
+            "alice",
+            "wonderland",
+        )];
         c.turn
     }
 
@@ -271,6 +366,7 @@ mod tests {
             &t,
             user_first,
             &rest_password(b"two", user_first),
+            None,
             None,
             NOW,
         );
@@ -287,6 +383,7 @@ mod tests {
             &t,
             expiry_first,
             &rest_password(b"one", expiry_first),
+            None,
             None,
             NOW,
         );
@@ -307,7 +404,7 @@ mod tests {
     fn an_expired_credential_is_rejected_even_with_the_right_secret() {
         let t = turn();
         let name = "1699999990:bob";
-        let e = explain(&t, name, &rest_password(b"one", name), None, NOW);
+        let e = explain(&t, name, &rest_password(b"one", name), None, None, NOW);
         assert!(!e.accepted);
         assert!(e.lines.join("\n").contains("expired 10 s ago"));
     }
@@ -315,11 +412,11 @@ mod tests {
     #[test]
     fn a_static_user_shadows_the_secrets() {
         let mut t = turn();
-        assert!(explain(&t, "alice", "wonderland", None, NOW).accepted);
-        assert!(!explain(&t, "alice", "wonderland ", None, NOW).accepted);
+        assert!(explain(&t, "alice", "wonderland", None, None, NOW).accepted);
+        assert!(!explain(&t, "alice", "wonderland ", None, None, NOW).accepted);
         t.users[0].name = "1700000100:bob".into();
         let rest = rest_password(b"one", "1700000100:bob");
-        let e = explain(&t, "1700000100:bob", &rest, None, NOW);
+        let e = explain(&t, "1700000100:bob", &rest, None, None, NOW);
         assert!(!e.accepted, "the static user's password decides");
         assert!(e.lines.join("\n").contains("not consulted"));
     }
@@ -327,10 +424,46 @@ mod tests {
     #[test]
     fn a_forced_realm_is_noted_without_changing_the_verdict() {
         let t = turn();
-        let e = explain(&t, "alice", "wonderland", Some("elsewhere"), NOW);
+        let e = explain(&t, "alice", "wonderland", Some("elsewhere"), None, NOW);
         assert!(e.accepted);
         assert!(e.lines.iter().any(|l| l.starts_with("WARN realm")));
-        let e = explain(&t, "alice", "wonderland", Some("turnpike"), NOW);
+        let e = explain(&t, "alice", "wonderland", Some("turnpike"), None, NOW);
         assert!(e.lines.iter().all(|l| !l.starts_with("WARN")));
+    }
+
+    #[test]
+    fn a_user_with_an_md5_key_works_with_md5_only() {
+        let mut t = turn();
+        // turnadmin -k -u ninefingers -r north.gov -p youhavetoberealistic
+        let key: Md5Key = "0xbc807ee29df3c9ffa736523fb2c4e8ee".parse().unwrap();
+        t.realm = "north.gov".into();
+        t.users = vec![turnpike_proto::StaticUser::with_md5_key("ninefingers", key)];
+        let pass = "youhavetoberealistic";
+        let e = explain(&t, "ninefingers", pass, None, Some(Algorithm::Md5), NOW);
+        assert!(e.accepted, "{:#?}", e.lines);
+        let e = explain(&t, "ninefingers", pass, None, None, NOW);
+        assert!(e.accepted, "{:#?}", e.lines);
+        assert!(
+            e.lines
+                .iter()
+                .any(|l| l.starts_with("WARN password algorithm"))
+        );
+        let e = explain(&t, "ninefingers", pass, None, Some(Algorithm::Sha256), NOW);
+        assert!(!e.accepted);
+        assert!(
+            e.lines.join("\n").contains("only the MD5 key"),
+            "{:#?}",
+            e.lines
+        );
+        assert!(!explain(&t, "ninefingers", "wrong", None, None, NOW).accepted);
+        // The key is for north.gov; a server with another realm cannot use it.
+        t.realm = "south.gov".into();
+        let e = explain(&t, "ninefingers", pass, Some("north.gov"), None, NOW);
+        assert!(!e.accepted);
+        assert!(
+            e.lines.join("\n").contains("made for realm \"north.gov\""),
+            "{:#?}",
+            e.lines
+        );
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod credentials;
 mod ctl;
 mod explain;
+mod migrate;
 mod operate;
 mod selftest;
 mod watch;
@@ -86,6 +87,9 @@ enum Command {
     /// slowloris) and print a verdict per probe: exit 0 if none FAILs, 1 if one does,
     /// 2 if nothing could be tested.
     Selftest(selftest::SelftestArgs),
+    /// Write the turnserver.toml equivalent to coturn's turnserver.conf and list on
+    /// stderr what could not be carried over: exit 0 if written, 2 if unreadable.
+    MigrateCoturn(migrate::MigrateArgs),
 }
 
 fn load(cli: &Cli) -> Result<Config, config::ConfigError> {
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Ctl(ref args)) => return ctl::run(args, || load(&cli)),
         Some(Command::Selftest(ref args)) => return selftest::run(args),
+        Some(Command::MigrateCoturn(ref args)) => return migrate::run(args),
         Some(Command::Run) | None => {}
     }
     let mut config = match load(&cli) {

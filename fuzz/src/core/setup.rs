@@ -190,10 +190,7 @@ impl ConfigChoice {
         c.turn.realm = REALMS[usize::from(self.other_realm)].into();
         c.turn.users = USERS
             .iter()
-            .map(|(name, password)| StaticUser {
-                name: (*name).into(),
-                password: (*password).into(),
-            })
+            .map(|(name, password)| StaticUser::with_password(*name, *password))
             .collect();
         c.turn.secrets = vec![SECRET.into()];
         c.turn.max_lifetime = Duration::from_secs(60 * u64::from(self.max_lifetime_min % 16 + 1));

@@ -18,6 +18,7 @@ use turnpike_stun::{IntegrityKey, IntegrityKind, LongTermKey, Message, userhash}
 
 use self::nonce::{NonceCheck, NonceKey};
 use self::rest::{parse_rest_username, rest_password};
+use crate::config::{StaticUser, UserCredential};
 
 /// The password algorithms offered in a 401, in order of preference (RFC 8489 §14.11).
 pub const OFFERED_ALGORITHMS: [PasswordAlgorithm<'static>; 2] = [
@@ -56,6 +57,10 @@ pub enum AuthFailure {
     BadUserhash,
     /// The credential is good but the operator revoked it.
     Revoked,
+    /// A static user configured with its MD5 key only, and the client picked SHA-256
+    /// (RFC 8489 §9.2.2): the SHA-256 key needs the password, which the server does not
+    /// have.
+    Md5KeyOnly,
     /// The nonce was expired or not ours (answered 438, not 401).
     StaleNonce,
     /// Integrity present but USERNAME, REALM or NONCE missing, or the password
@@ -65,13 +70,14 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// Every reason, in label order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::UnknownUser,
         Self::Expired,
         Self::BadIntegrity,
         Self::WrongRealm,
         Self::BadUserhash,
         Self::Revoked,
+        Self::Md5KeyOnly,
         Self::StaleNonce,
         Self::Malformed,
     ];
@@ -85,6 +91,7 @@ impl AuthFailure {
             Self::WrongRealm => "wrong_realm",
             Self::BadUserhash => "bad_userhash",
             Self::Revoked => "revoked",
+            Self::Md5KeyOnly => "md5_key_only",
             Self::StaleNonce => "stale_nonce",
             Self::Malformed => "malformed",
         }
@@ -125,16 +132,17 @@ pub struct Authenticated {
     pub expiry: Option<u64>,
 }
 
-struct StaticUser {
+/// A static user's keys: SHA-256 only when the password is known.
+struct UserKeys {
     md5: LongTermKey,
-    sha256: LongTermKey,
+    sha256: Option<LongTermKey>,
 }
 
 /// Everything needed to check credentials.
 pub struct Credentials {
     realm: String,
     secrets: Vec<Vec<u8>>,
-    users: HashMap<String, StaticUser>,
+    users: HashMap<String, UserKeys>,
     userhashes: HashMap<[u8; 32], String>,
     nonce: NonceKey,
     nonce_lifetime: u32,
@@ -173,23 +181,32 @@ impl Credentials {
     pub fn new(
         realm: String,
         secrets: Vec<Vec<u8>>,
-        users: &[(String, String)],
+        users: &[StaticUser],
         nonce_secret: &[u8],
         nonce_lifetime_secs: u32,
     ) -> Result<Self, BadUser> {
         let mut map = HashMap::new();
         let mut hashes = HashMap::new();
-        for (name, password) in users {
-            let derive = |alg| {
-                LongTermKey::derive(alg, name, &realm, password).map_err(|_| BadUser(name.clone()))
-            };
-            map.insert(
-                name.clone(),
-                StaticUser {
-                    md5: derive(PasswordAlgorithmId::MD5)?,
-                    sha256: derive(PasswordAlgorithmId::SHA256)?,
+        for user in users {
+            let name = &user.name;
+            let keys = match &user.credential {
+                UserCredential::Password(password) => {
+                    let derive = |alg| {
+                        LongTermKey::derive(alg, name, &realm, password)
+                            .map_err(|_| BadUser(name.clone()))
+                    };
+                    UserKeys {
+                        md5: derive(PasswordAlgorithmId::MD5)?,
+                        sha256: Some(derive(PasswordAlgorithmId::SHA256)?),
+                    }
+                }
+                // The key was made for some realm; if not ours, it simply never verifies.
+                UserCredential::Md5Key(key) => UserKeys {
+                    md5: LongTermKey::Md5(key.0),
+                    sha256: None,
                 },
-            );
+            };
+            map.insert(name.clone(), keys);
             if let Ok(h) = userhash(name, &realm) {
                 hashes.insert(h, name.clone());
             }
@@ -276,6 +293,7 @@ impl Credentials {
         if let Some(user) = self.users.get(&username) {
             let key = if algorithm == PasswordAlgorithmId::SHA256 {
                 user.sha256
+                    .ok_or(AuthReject::Unauthenticated(AuthFailure::Md5KeyOnly))?
             } else {
                 user.md5
             };

@@ -314,15 +314,10 @@ impl core::fmt::Debug for TurnServer {
 /// The credentials a configuration names, prepared (static users' keys derived).
 fn credentials(config: &TurnConfig, nonce_secret: &[u8]) -> Result<Credentials, BadUser> {
     let turn = &config.turn;
-    let users: Vec<(String, String)> = turn
-        .users
-        .iter()
-        .map(|u| (u.name.clone(), u.password.clone()))
-        .collect();
     Credentials::new(
         turn.realm.clone(),
         turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        &users,
+        &turn.users,
         nonce_secret,
         turn.nonce_lifetime.as_secs().min(u64::from(u32::MAX)) as u32,
     )

@@ -373,10 +373,7 @@ pub fn config() -> TurnConfig {
     c.turn.realm = REALM.into();
     c.turn.users = [ALICE, BOB]
         .iter()
-        .map(|(name, password)| StaticUser {
-            name: (*name).into(),
-            password: (*password).into(),
-        })
+        .map(|(name, password)| StaticUser::with_password(*name, *password))
         .collect();
     c.turn.secrets = vec![String::from_utf8(SECRET.to_vec()).expect("a UTF-8 secret")];
     c

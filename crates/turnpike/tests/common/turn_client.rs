@@ -5,14 +5,14 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use turnpike_proto::auth::rest::{mint, rest_password};
+use turnpike_proto::auth::rest::mint;
 use turnpike_stun::attr::{ErrorCodeAttr, Nonce, PasswordAlgorithmId, Realm, Username};
 use turnpike_stun::{
     Class, IntegrityKey, LongTermKey, Message, MessageType, MessageWriter, Method, TransactionId,
 };
 
 pub struct Client {
-    secret: String,
+    password: String,
     pub socket: UdpSocket,
     pub server: SocketAddr,
     username: String,
@@ -34,12 +34,22 @@ impl Client {
             .unwrap()
             .as_secs()
             + 3600;
-        let (username, _) = mint(secret.as_bytes(), user, expiry);
+        let (username, password) = mint(secret.as_bytes(), user, expiry);
+        Self::with_password(server, &username, &password, socket)
+    }
+
+    /// A client with a static username and password, on `socket`.
+    pub fn with_password(
+        server: SocketAddr,
+        username: &str,
+        password: &str,
+        socket: UdpSocket,
+    ) -> Self {
         Self {
-            secret: secret.to_owned(),
+            password: password.to_owned(),
             socket,
             server,
-            username,
+            username: username.to_owned(),
             key: None,
             realm: String::new(),
             nonce: String::new(),
@@ -79,12 +89,11 @@ impl Client {
                 // The 401 dance: learn REALM and NONCE, derive the long-term key.
                 self.realm = msg.get::<Realm>().unwrap().unwrap().0.to_owned();
                 self.nonce = msg.get::<Nonce>().unwrap().unwrap().0.to_owned();
-                let password = rest_password(self.secret.as_bytes(), &self.username);
                 let key = LongTermKey::derive(
                     PasswordAlgorithmId::MD5,
                     &self.username,
                     &self.realm,
-                    &password,
+                    &self.password,
                 )
                 .unwrap();
                 self.key = Some(key.integrity_key());
