@@ -157,7 +157,8 @@ fn tick_label(v: f64) -> String {
 
 fn trim(v: f64) -> String {
     let s = format!("{v:.1}");
-    s.strip_suffix(".0").map_or_else(|| s.clone(), str::to_owned)
+    s.strip_suffix(".0")
+        .map_or_else(|| s.clone(), str::to_owned)
 }
 
 /// Draws delivered packets/s and p50/p99 latency over offered load as an SVG file:

@@ -193,10 +193,7 @@ mod tests {
     #[test]
     fn without_a_secret_no_credential_and_no_static_password_goes_out() {
         let mut c = config();
-        c.turn.users = vec![StaticUser {
-            name: "alice".to_owned(),
-            password: "alice-password".to_owned(),
-        }];
+        c.turn.users = vec![StaticUser::with_password("alice", "alice-password")];
         let s = selftest_servers(&c, 1_000);
         assert!(!s.minted);
         assert_eq!((s.ttl, s.expires_at), (0, None));
