@@ -659,6 +659,33 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_ip_not_on_the_machine_is_reported_as_such_not_as_exhaustion() {
+        // TEST-NET-3: on no interface of a test machine; nothing is sent.
+        let ip: IpAddr = "203.0.113.77".parse().unwrap();
+        let held = PortsInUse::default();
+        let Err(e) = bind_in_range(ip, 40000, 40009, 0, false, false, &held) else {
+            return; // ip_nonlocal_bind is on: the kernel binds anything.
+        };
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable, "{e}");
+        let e = bind_tcp_in_range(ip, 40000, 40009, 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable, "{e}");
+        // A range that is merely full is still "exhausted".
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = bind_in_range(
+            "127.0.0.1".parse().unwrap(),
+            port,
+            port,
+            0,
+            false,
+            false,
+            &held,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+    }
+
+    #[test]
     fn port_search_skips_taken_ports_and_reports_exhaustion() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

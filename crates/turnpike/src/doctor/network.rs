@@ -320,7 +320,7 @@ pub(super) fn advertised_vs_policy(config: &Config) -> Vec<Check> {
     for ip in &relay_ips {
         let mapped = config.relay.external.iter().any(|e| {
             e.private
-                .map_or(e.public.is_ipv4() == ip.is_ipv4(), |p| p == *ip)
+                .map_or_else(|| e.public.is_ipv4() == ip.is_ipv4(), |p| p == *ip)
         });
         if !mapped {
             advertised.push(*ip);

@@ -102,7 +102,7 @@ pub(super) fn open_files(config: &Config) -> Check {
     let relays = ports * families;
     let figures = format!(
         "limit {limit}; {ports} relay ports × {families} famil{} = {relays} relay sockets, \
-         + {} TCP connections and listeners",
+         + {} for TCP connections, listeners and a margin",
         if families == 1 { "y" } else { "ies" },
         base
     );
