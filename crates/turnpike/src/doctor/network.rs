@@ -189,7 +189,8 @@ pub(super) fn relay_ips(config: &Config, machine: &[IpAddr]) -> Vec<Check> {
         .enumerate()
         .map(|(i, ip)| {
             let name = format!("relay ip {ip}");
-            if machine.contains(ip) {
+            let listed = machine.contains(ip) || ip.is_loopback();
+            if listed {
                 Check::ok(name, "an address of this machine")
             } else if host_check::nonlocal_bind(ip.is_ipv6()) {
                 Check::bad(
@@ -198,6 +199,8 @@ pub(super) fn relay_ips(config: &Config, machine: &[IpAddr]) -> Vec<Check> {
                     "not on this machine now (ip_nonlocal_bind is on: a floating address?); Allocates get 508 until it is",
                     "make sure the address moves to this machine before clients come",
                 )
+            } else if host_check::is_local(*ip) {
+                Check::ok(name, "an address of this machine (routed locally)")
             } else {
                 Check::bad(
                     Verdict::Fail,
@@ -274,7 +277,7 @@ pub(super) fn external_ips(config: &Config, machine: &[IpAddr], probe: &Probe) -
                         format!("make the part after '/' in {key} one of [relay] ips"),
                     );
                 }
-                if !machine.contains(&private) {
+                if !host_check::is_local(private) {
                     return Check::bad(
                         Verdict::Fail,
                         name,
@@ -293,7 +296,7 @@ pub(super) fn external_ips(config: &Config, machine: &[IpAddr], probe: &Probe) -
                 (Some((provider, _)), IpAddr::V4(_)) => {
                     Check::ok(name, format!("matches the {provider} metadata service"))
                 }
-                _ if machine.contains(&map.public) => Check::ok(
+                _ if machine.contains(&map.public) || map.public.is_loopback() => Check::ok(
                     name,
                     "an address of this machine (no NAT in front; the mapping changes nothing)",
                 ),
