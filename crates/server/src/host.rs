@@ -11,7 +11,7 @@ use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{BoundRelay, Family, HashMap, Host, PortRequest, RelayError, RelayId};
@@ -122,7 +122,13 @@ pub(crate) struct WorkerHost {
     pub(crate) released: Vec<RelaySocket>,
     /// Whether a receive batch is being handled (see `released`).
     pub(crate) in_batch: bool,
+    /// Relay binds that failed: when the last warning was logged, and how many failed
+    /// since (see [`WorkerHost::relay_bind_failed`]).
+    pub(crate) bind_failures: (Option<Instant>, u64),
 }
+
+/// At most one warning per worker per this long about relay binds that fail.
+const BIND_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 impl RelaySocket {
     /// Makes or moves the peer socket for a datagram to `peer` (see [`PeerSocket`]).
@@ -218,6 +224,29 @@ impl WorkerHost {
         self.ports.release(r.local.is_ipv6(), r.local.port());
     }
 
+    /// Logs (warn, at most once per [`BIND_WARNING_INTERVAL`] per worker, with the count
+    /// of failures since the last line) why an Allocate got 508: no relay socket could be
+    /// bound on `ip`. Without it an operator whose relay IP left the machine sees every
+    /// Allocate fail and nothing in the log.
+    fn relay_bind_failed(&mut self, transport: &str, ip: std::net::IpAddr, error: &std::io::Error) {
+        let now = Instant::now();
+        let (last, count) = &mut self.bind_failures;
+        *count += 1;
+        if last.is_some_and(|t| now.duration_since(t) < BIND_WARNING_INTERVAL) {
+            return;
+        }
+        warn!(
+            %transport,
+            relay_ip = %ip,
+            ports = %format_args!("{}-{}", self.relay.min_port, self.relay.max_port),
+            failures = *count,
+            error = %error,
+            "Allocate refused (508): no relay socket could be bound"
+        );
+        *last = Some(now);
+        *count = 0;
+    }
+
     pub(crate) fn next_random(&mut self) -> u32 {
         // xorshift32: only spreads the starting port.
         self.rng ^= self.rng << 13;
@@ -268,7 +297,10 @@ impl Host for WorkerHost {
             reserve_next,
             &self.ports,
         )
-        .map_err(|_| RelayError::Exhausted)?;
+        .map_err(|e| {
+            self.relay_bind_failed("udp", ip, &e);
+            RelayError::Exhausted
+        })?;
         let (relay, addr) = self.register(socket).ok_or(RelayError::Exhausted)?;
         let reserved = next.map(|(socket, local)| {
             self.next_id = self.next_id.wrapping_add(1);
@@ -310,7 +342,10 @@ impl Host for WorkerHost {
             .ok_or(RelayError::FamilyUnavailable)?;
         let start = self.next_random();
         let listener = bind_tcp_in_range(ip, self.relay.min_port, self.relay.max_port, start)
-            .map_err(|_| RelayError::Exhausted)?;
+            .map_err(|e| {
+                self.relay_bind_failed("tcp", ip, &e);
+                RelayError::Exhausted
+            })?;
         let local = listener.local_addr().map_err(|_| RelayError::Exhausted)?;
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(|_| RelayError::Exhausted)?;

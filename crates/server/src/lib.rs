@@ -43,6 +43,7 @@ use tracing::{info, warn};
 use turnpike_proto::quota::QuotaLedger;
 use turnpike_proto::{CoreSetup, TimeBase, TurnServer};
 
+pub mod busy;
 pub mod config;
 mod control;
 mod counters;
@@ -108,6 +109,13 @@ pub enum StartError {
     BadUser(turnpike_proto::auth::BadUser),
     /// The TLS certificate or key cannot be used.
     Tls(tls::TlsError),
+    /// A listener's address is already held by another process ([`busy`]).
+    Busy {
+        /// The address.
+        address: SocketAddr,
+        /// The transport.
+        transport: Transport,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -120,6 +128,10 @@ impl std::fmt::Display for StartError {
             } => write!(f, "cannot listen on {transport} {address}: {source}"),
             Self::BadUser(u) => write!(f, "user {:?}: password is not a valid OpaqueString", u.0),
             Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::Busy { address, transport } => write!(
+                f,
+                "{transport} {address} is already in use by another process"
+            ),
         }
     }
 }
@@ -128,7 +140,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Bind { source, .. } => Some(source),
-            Self::BadUser(_) => None,
+            Self::BadUser(_) | Self::Busy { .. } => None,
             Self::Tls(e) => Some(e),
         }
     }
@@ -170,7 +182,9 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// The first address that cannot be bound, or a bad static user.
+    /// The first address that cannot be bound or that another process holds already
+    /// (probed without `SO_REUSEPORT` just before binding, see [`busy`]), a bad static
+    /// user, or TLS files that cannot be used.
     pub fn bind(mut config: Config) -> Result<Self, StartError> {
         // A core's shard is one byte (MOBILITY-TICKETs and CONNECTION-IDs carry it).
         let workers = config.runtime.worker_count();
@@ -191,6 +205,12 @@ impl Server {
                 transport: Transport::Udp,
                 source,
             };
+            if busy::in_use(Transport::Udp, address).unwrap_or(false) {
+                return Err(StartError::Busy {
+                    address,
+                    transport: Transport::Udp,
+                });
+            }
             let mut addr = address;
             let mut sockets = Vec::with_capacity(workers);
             for _ in 0..workers {
@@ -220,6 +240,12 @@ impl Server {
                 transport: Transport::Tcp,
                 source,
             };
+            if busy::in_use(Transport::Tcp, address).unwrap_or(false) {
+                return Err(StartError::Busy {
+                    address,
+                    transport: Transport::Tcp,
+                });
+            }
             match bind_tcp(address) {
                 Ok(l) => {
                     bound.push((Transport::Tcp, l.local_addr().map_err(err)?));

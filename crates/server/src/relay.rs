@@ -282,6 +282,9 @@ pub(crate) fn bind_in_range(
     let span = u32::from(max.saturating_sub(min)) + 1;
     let mut bits = held.bits(ip.is_ipv6());
     let mut attempts = 0;
+    // Why the last bind failed, when not for a port in use (EADDRNOTAVAIL: the relay IP
+    // is gone from the machine): reported instead of "exhausted".
+    let mut other_error = None;
     // One socket for every attempt: a failed bind leaves it unbound and reusable.
     let mut socket = None;
     for i in 0..span {
@@ -303,7 +306,13 @@ pub(crate) fn bind_in_range(
             Some(s) => s,
             None => udp_socket(ip)?,
         };
-        if candidate.bind(&SocketAddr::new(ip, port).into()).is_err() {
+        if let Err(e) = candidate.bind(&SocketAddr::new(ip, port).into()) {
+            match e.kind() {
+                io::ErrorKind::AddrInUse => {}
+                // The same answer for every port: stop searching.
+                io::ErrorKind::AddrNotAvailable => return Err(e),
+                _ => other_error = Some(e),
+            }
             socket = Some(candidate);
             continue;
         }
@@ -320,7 +329,7 @@ pub(crate) fn bind_in_range(
         }
         // port+1 is taken by another program: close this one and search on.
     }
-    Err(exhausted())
+    Err(other_error.unwrap_or_else(exhausted))
 }
 
 /// A UDP socket bound to a relay address, and that address.
@@ -462,24 +471,33 @@ pub(crate) fn bind_tcp_in_range(
     start: u32,
 ) -> io::Result<std::net::TcpListener> {
     let span = u32::from(max.saturating_sub(min)) + 1;
+    // As in `bind_in_range`: a failure other than a port in use is reported.
+    let mut other_error = None;
     for i in 0..span {
         let port = u32::from(min) + (start.wrapping_add(i) % span);
         let Ok(port) = u16::try_from(port) else {
             continue;
         };
         let addr = SocketAddr::new(ip, port);
-        let Ok(socket) = tcp_socket(addr) else {
-            continue;
-        };
-        if socket.bind(&addr.into()).is_err() || socket.listen(128).is_err() {
-            continue;
+        let bound = tcp_socket(addr).and_then(|socket| {
+            socket.bind(&addr.into())?;
+            socket.listen(128)?;
+            Ok(socket)
+        });
+        match bound {
+            Ok(socket) => return Ok(socket.into()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+            Err(e) => {
+                // The same error on every port (the IP is gone): stop searching.
+                if e.kind() == io::ErrorKind::AddrNotAvailable {
+                    return Err(e);
+                }
+                other_error = Some(e);
+            }
         }
-        return Ok(socket.into());
     }
-    Err(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "relay port range exhausted",
-    ))
+    Err(other_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "relay port range exhausted")))
 }
 
 /// A TCP socket for the relay side, shareable with the relay's listener.
@@ -638,6 +656,33 @@ mod tests {
         intruder.set_reuse_port(true).unwrap();
         assert!(intruder.bind(&local.into()).is_err());
         assert!(UdpSocket::bind(local).is_err());
+    }
+
+    #[test]
+    fn a_relay_ip_not_on_the_machine_is_reported_as_such_not_as_exhaustion() {
+        // TEST-NET-3: on no interface of a test machine; nothing is sent.
+        let ip: IpAddr = "203.0.113.77".parse().unwrap();
+        let held = PortsInUse::default();
+        let Err(e) = bind_in_range(ip, 40000, 40009, 0, false, false, &held) else {
+            return; // ip_nonlocal_bind is on: the kernel binds anything.
+        };
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable, "{e}");
+        let e = bind_tcp_in_range(ip, 40000, 40009, 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable, "{e}");
+        // A range that is merely full is still "exhausted".
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = bind_in_range(
+            "127.0.0.1".parse().unwrap(),
+            port,
+            port,
+            0,
+            false,
+            false,
+            &held,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
     }
 
     #[test]

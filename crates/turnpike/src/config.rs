@@ -183,6 +183,12 @@ fn section_errors(text: &str) -> Vec<toml::de::Error> {
     errors
 }
 
+/// Where `key`'s value is written in `text` (1-based line and column), for problems found
+/// outside this module ([`crate::host_check`]).
+pub(crate) fn position_of(text: &str, key: &str) -> Option<(usize, usize)> {
+    span_of(text, key).map(|span| line_col(text, span.start))
+}
+
 /// Where the value of a dotted key (`tcp.idle_timeout_secs`, `turn.users.2`) is written,
 /// if it is written at all (a default is not).
 fn span_of(text: &str, key: &str) -> Option<Range<usize>> {

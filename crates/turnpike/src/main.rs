@@ -4,16 +4,21 @@
 //! listener and serves until SIGINT or SIGTERM; SIGHUP reloads the file, SIGUSR1 logs a
 //! status line per worker, SIGUSR2 starts or stops redirecting new Allocates (see
 //! [`operate`]). Exit codes: 0 after a clean shutdown, 1 when a listener cannot be bound,
-//! 2 for a bad configuration or command line.
+//! 2 for a bad configuration or command line, or one this machine cannot serve (an
+//! address that is not its own, TLS files that do not load or match, a listener port
+//! another process holds: see [`host_check`]).
 
 mod banner;
 mod config;
 mod credentials;
 mod ctl;
+mod doctor;
 mod explain;
+mod host_check;
 mod migrate;
 mod operate;
 mod selftest;
+mod sockets;
 mod watch;
 
 use std::io::Write;
@@ -70,8 +75,20 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Run,
-    /// Check the configuration and exit: 0 if valid, 2 with the reason if not.
-    CheckConfig,
+    /// Check the configuration and exit: 0 if valid, 2 with the reason if not. Besides
+    /// the file's own rules, checks it against this machine: every address is one of its
+    /// own, the TLS certificate and key load and match, no listener port is taken.
+    CheckConfig {
+        /// Check the file only, not against this machine (to validate a configuration
+        /// meant for another host; the TLS files are still loaded).
+        #[arg(long)]
+        skip_host_checks: bool,
+    },
+    /// Check a deployment from inside: listeners, relay and advertised addresses (with
+    /// the cloud metadata service if one answers), certificate, clock, open-files limit,
+    /// firewall hints. Exit 0 if no check FAILs, 1 if one does, 2 if the configuration
+    /// cannot be read.
+    Doctor(doctor::DoctorArgs),
     /// Print the embedded default configuration.
     DefaultConfig,
     /// Mint a TURN REST credential from the shared secret, for the app server that hands
@@ -138,15 +155,32 @@ fn main() -> ExitCode {
             print!("{DEFAULT_CONFIG}");
             return ExitCode::SUCCESS;
         }
-        Some(Command::CheckConfig) => {
+        Some(Command::CheckConfig { skip_host_checks }) => {
             return match load(&cli) {
                 Ok(config) => {
                     for warning in banner::dangers(&config) {
                         eprintln!("turnpike: warning: {warning}");
                     }
-                    println!("configuration ok");
-                    ExitCode::SUCCESS
+                    let problems = if skip_host_checks {
+                        host_check::tls_problem(&config).into_iter().collect()
+                    } else {
+                        host_check::check_all(&config)
+                    };
+                    if problems.is_empty() {
+                        println!("configuration ok");
+                        return ExitCode::SUCCESS;
+                    }
+                    report(&cli, &problems)
                 }
+                Err(e) => {
+                    eprintln!("turnpike: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Doctor(ref args)) => {
+            return match load(&cli) {
+                Ok(config) => doctor::run(args, &config),
                 Err(e) => {
                     eprintln!("turnpike: {e}");
                     ExitCode::from(2)
@@ -171,18 +205,50 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Addresses that are not this machine's are refused before anything is bound; a busy
+    // listener and unusable TLS files come from `Server::bind` (see `run`).
+    let problems = host_check::absent_addresses(&config);
+    if !problems.is_empty() {
+        return report(&cli, &problems);
+    }
     let log = operate::init_logging(&config.log);
     for warning in banner::dangers(&config) {
         tracing::warn!("{warning}");
     }
     let mut generated_secret = None;
     operate::resolve(&mut config, &mut generated_secret);
-    run(config, cli.config, generated_secret, log)
+    run(config, &cli, generated_secret, log)
+}
+
+/// The configuration file's name in messages and its text (to find a key's line).
+fn config_source(cli: &Cli) -> (String, Option<String>) {
+    match &cli.config {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path).ok(),
+        ),
+        None => (
+            DEFAULT_CONFIG_NAME.to_owned(),
+            Some(DEFAULT_CONFIG.to_owned()),
+        ),
+    }
+}
+
+/// Prints each problem once, at its key's line, and exits 2.
+fn report(cli: &Cli, problems: &[host_check::Problem]) -> ExitCode {
+    let (name, text) = config_source(cli);
+    for problem in problems {
+        eprintln!(
+            "turnpike: {}",
+            host_check::located(&name, text.as_deref(), problem)
+        );
+    }
+    ExitCode::from(2)
 }
 
 fn run(
     config: Config,
-    path: Option<PathBuf>,
+    cli: &Cli,
     generated_secret: Option<String>,
     log: Option<operate::LogHandle>,
 ) -> ExitCode {
@@ -201,14 +267,21 @@ fn run(
         // The TLS files' stamps before the server reads them (see `watch`).
         let tls = config.tls.clone();
         let stamps = tls.as_ref().map_or([None, None], watch::stamp);
+        // Kept to locate a start error that is the file's fault on this machine.
+        let as_configured = config.clone();
         let server = match Server::bind(config) {
             Ok(s) => s,
-            Err(e) => {
-                error!("{e}");
-                eprintln!("turnpike: {e}");
-                return ExitCode::FAILURE;
-            }
+            // Printed once: the log goes to stderr too.
+            Err(e) => match host_check::start_problem(&as_configured, &e) {
+                Some(problem) => return report(cli, &[problem]),
+                None => {
+                    eprintln!("turnpike: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
         };
+        drop(as_configured);
+        let path = cli.config.clone();
         // From here on SIGHUP, SIGUSR1 and SIGUSR2 are the operator's (see `operate`).
         let signals = match operate::Signals::register() {
             Ok(s) => s,
@@ -233,7 +306,6 @@ fn run(
         {
             Ok(s) => s,
             Err(e) => {
-                error!("{e}");
                 eprintln!("turnpike: {e}");
                 return ExitCode::FAILURE;
             }

@@ -202,6 +202,7 @@ fn start(setup: WorkerSetup) -> Option<Started> {
             rng: seed | 1,
             released: Vec::new(),
             in_batch: false,
+            bind_failures: (None, 0),
         }),
         listeners,
         streams: RefCell::new(HashMap::default()),
