@@ -27,7 +27,8 @@ deb=${1:-}
 if [ -z "$deb" ]; then
     say "building the package"
     "$repo/deploy/build-deb.sh" >/dev/null
-    deb=$(ls -t "${CARGO_TARGET_DIR:-$repo/target}"/debian/turnpike_*.deb | head -n1)
+    deb=$(find "${CARGO_TARGET_DIR:-$repo/target}/debian" -name 'turnpike_*.deb' -printf '%T@ %p\n' |
+        sort -n | tail -n1 | cut -d' ' -f2-)
 fi
 deb=$(readlink -f "$deb")
 mirror=${MIRROR:-http://deb.debian.org/debian}
@@ -59,6 +60,7 @@ mount --bind /dev "$root/dev"
 # systemd and man-db come too, only to check the unit and the man page below.
 depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[ (].*//; s/|.*//; /^$/d' | tr '\n' ' ')
 say "apt-get install $depends+ systemd man-db (for the checks)"
+# shellcheck disable=SC2086 # one word per package
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     $depends systemd man-db >"$work/apt.log" 2>&1 || { tail -n 20 "$work/apt.log"; exit 1; }
 cp "$deb" "$root/tmp/turnpike.deb"
@@ -85,6 +87,7 @@ say "systemd-analyze verify: ok; security: $score"
 
 ip netns add "$ns"
 ip -n "$ns" link set lo up
+# shellcheck disable=SC2054 # the commas belong to setpriv's capability lists
 caps=(setpriv "--reuid=$user" "--regid=$user" --init-groups --no-new-privs
     --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service
     --bounding-set=-all,+net_bind_service)
