@@ -58,7 +58,7 @@ mount --bind /dev "$root/dev"
 
 # The package's Depends, installed as apt would, then the package itself with dpkg -i.
 # systemd and man-db come too, only to check the unit and the man page below.
-depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[ (].*//; s/|.*//; /^$/d' | tr '\n' ' ')
+depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/^ *//; s/[ (|].*//; /^$/d' | tr '\n' ' ')
 say "apt-get install $depends+ systemd man-db (for the checks)"
 # shellcheck disable=SC2086 # one word per package
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -73,7 +73,7 @@ user=$(sed -n 's/^User=//p' "$root$unit")
 exec_start=$(sed -n 's/^ExecStart=//p' "$root$unit")
 exec_pre=$(sed -n 's/^ExecStartPre=//p' "$root$unit")
 in_root getent passwd "$user" >/dev/null || { echo "no user $user"; exit 1; }
-perms=$(stat -c '%U:%G %a' "$root/etc/turnpike/turnserver.toml")
+perms=$(in_root stat -c '%U:%G %a' /etc/turnpike/turnserver.toml)
 [ "$perms" = "root:$user 640" ] || { echo "turnserver.toml is $perms"; exit 1; }
 grep -qx /etc/turnpike/turnserver.toml "$root/var/lib/dpkg/info/turnpike.conffiles" ||
     { echo "turnserver.toml is not a conffile"; exit 1; }
