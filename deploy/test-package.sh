@@ -140,9 +140,10 @@ if ! stun_probe; then
     cat "$work/server.out" "$work/server.err"
     exit 1
 fi
-server_user=$(ps -o user= -p "$server_pid" || true)
-[ "$server_user" = "$user" ] || { echo "the server runs as '$server_user'"; exit 1; }
-say "the server (PID $server_pid, user $server_user) answers STUN"
+# UIDs, not names: the host's /etc/passwd does not know the root's users.
+server_uid=$(ps -o uid= -p "$server_pid" | tr -d ' ' || true)
+[ "$server_uid" = "$(in_root id -u "$user")" ] || { echo "the server runs as UID '$server_uid'"; exit 1; }
+say "the server (PID $server_pid, UID $server_uid = $user) answers STUN"
 
 # ExecReload= is `kill -HUP $MAINPID`: the file is read again and the server goes on.
 kill -HUP "$server_pid"
