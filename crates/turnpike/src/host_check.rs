@@ -100,16 +100,16 @@ pub(crate) fn absent_addresses(config: &Config) -> Vec<Problem> {
         if problems.iter().any(|p: &Problem| p.key == key) {
             continue;
         }
+        let consequence = if key.starts_with("relay.") {
+            "; every Allocate would fail with 508"
+        } else {
+            ""
+        };
         problems.push(Problem {
-            key,
             reason: format!(
-                "{ip} is not an address of this machine (not on any interface{})",
-                if config.relay.ips.contains(&ip) {
-                    "; every Allocate would fail with 508"
-                } else {
-                    ""
-                }
+                "{ip} is not an address of this machine (not on any interface{consequence})"
             ),
+            key,
         });
     }
     problems

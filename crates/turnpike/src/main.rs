@@ -3,10 +3,11 @@
 //! Reads `turnserver.toml` (or runs the embedded default), sets up logging, binds every
 //! listener and serves until SIGINT or SIGTERM; SIGHUP reloads the file, SIGUSR1 logs a
 //! status line per worker, SIGUSR2 starts or stops redirecting new Allocates (see
-//! [`operate`]). Exit codes: 0 after a clean shutdown, 1 when a listener cannot be bound,
-//! 2 for a bad configuration or command line, or one this machine cannot serve (an
-//! address that is not its own, TLS files that do not load or match, a listener port
-//! another process holds: see [`host_check`]).
+//! [`operate`]). Under systemd (`Type=notify`) it says READY=1, RELOADING=1, STOPPING=1
+//! and feeds the watchdog ([`notify`]). Exit codes: 0 after a clean shutdown, 1 when a
+//! listener cannot be bound, 2 for a bad configuration or command line, or one this
+//! machine cannot serve (an address that is not its own, TLS files that do not load or
+//! match, a listener port another process holds: see [`host_check`]).
 
 mod banner;
 mod config;
@@ -16,6 +17,7 @@ mod doctor;
 mod explain;
 mod host_check;
 mod migrate;
+mod notify;
 mod operate;
 mod selftest;
 mod sockets;
@@ -107,6 +109,9 @@ enum Command {
     /// Write the turnserver.toml equivalent to coturn's turnserver.conf and list on
     /// stderr what could not be carried over: exit 0 if written, 2 if unreadable.
     MigrateCoturn(migrate::MigrateArgs),
+    /// Print the man page (roff) made from this command line's help, for packagers.
+    #[command(hide = true)]
+    Man,
 }
 
 fn load(cli: &Cli) -> Result<Config, config::ConfigError> {
@@ -196,6 +201,7 @@ fn main() -> ExitCode {
         Some(Command::Ctl(ref args)) => return ctl::run(args, || load(&cli)),
         Some(Command::Selftest(ref args)) => return selftest::run(args),
         Some(Command::MigrateCoturn(ref args)) => return migrate::run(args),
+        Some(Command::Man) => return man(),
         Some(Command::Run) | None => {}
     }
     let mut config = match load(&cli) {
@@ -327,11 +333,33 @@ fn run(
         let _ = writeln!(stdout, "ready");
         let _ = stdout.flush();
         drop(stdout);
+        notify::ready(server.local_addrs());
+        tokio::spawn(notify::supervise(server.control()));
         let drain = server.config().drain;
         let control = server.control();
-        server.run(shutdown_signal(drain, control)).await;
+        server
+            .run(async {
+                shutdown_signal(drain, control).await;
+                notify::stopping("stopping");
+            })
+            .await;
+        // A drain that ended by itself (its STOPPING=1 was sent when it started).
+        notify::stopping("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `turnpike man`: writes the man page to stdout.
+fn man() -> ExitCode {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("turnpike: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves when the server should stop now: SIGINT, or SIGTERM (unless `[drain]

@@ -1,6 +1,7 @@
 //! What the binary does while the server runs: the signals an operator sends.
 //!
-//! - **SIGHUP**: read the configuration file again. A file that does not parse or validate
+//! - **SIGHUP**: read the configuration file again (between RELOADING=1 and READY=1 to
+//!   systemd, see [`crate::notify`]). A file that does not parse or validate
 //!   is refused with its file, line and reason, and the configuration in force stays. A
 //!   valid one is applied without dropping an allocation or a connection
 //!   ([`turnpike_server::ServerControl::reload`]): secrets, users, realm, peer policy,
@@ -29,6 +30,7 @@ use tracing_subscriber::reload::Handle;
 use turnpike_server::{Config, Log, LogFormat, LogLevel, ReloadReport, ServerControl};
 
 use crate::config;
+use crate::notify;
 use crate::watch::{self, CertWatch};
 
 /// Changes the log filter while running.
@@ -107,8 +109,10 @@ impl Operator {
             let at = look.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 Some(()) = signals.hup.recv() => {
-                    // Logged inside; nobody to answer.
-                    let _ = self.reload(Trigger::Signal).await;
+                    // Logged inside; nobody to answer but systemd.
+                    notify::reloading();
+                    let applied = self.reload(Trigger::Signal).await.is_ok();
+                    notify::reloaded(applied);
                 }
                 () = tokio::time::sleep_until(at), if look.is_some() => {
                     self.look_at_certificate().await;
