@@ -559,6 +559,11 @@ impl Server {
         }
     }
 
+    /// The process id (turnpike's: `ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits until a log line contains `needle`; panics after `within`.
     pub fn wait_for_log(&self, needle: &str, within: Duration) {
         let deadline = Instant::now() + within;
