@@ -38,6 +38,7 @@ class AioiceEndpoint:
         import aioice.turn
 
         self.received = queue.Queue()
+        self.closed = threading.Event()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         endpoint = self
@@ -48,6 +49,10 @@ class AioiceEndpoint:
 
             def error_received(self, exc):
                 print(f"aioice: {exc!r}", file=sys.stderr)
+
+            def connection_lost(self, exc):
+                # aioice calls it once the allocation is deleted (Refresh, LIFETIME 0).
+                endpoint.closed.set()
 
         made = aioice.turn.create_turn_endpoint(
             Receiver, server, username, password, transport=transport
@@ -73,8 +78,10 @@ class AioiceEndpoint:
             return None
 
     def close(self):
+        """Deletes the allocation and waits (a few seconds at most) until it is gone."""
         self.loop.call_soon_threadsafe(self.transport.close)
-        time.sleep(0.2)
+        if not self.closed.wait(5):
+            print("aioice: the allocation was not deleted in 5 s", file=sys.stderr)
 
 
 class StdlibEndpoint:
