@@ -52,7 +52,42 @@ impl Default for RelayConfig {
 struct RelaySection {
     ips: Vec<IpAddr>,
     ports: PortRange,
+    #[serde(deserialize_with = "one_or_many")]
     external_ip: Vec<ExternalIp>,
+}
+
+/// `external_ip` as a list, or as one string: `external_ip = "PUBLIC/PRIVATE"` is how
+/// coturn's `external-ip` is written and how operators quote it.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ExternalIp>, D::Error> {
+    /// Accepts a string (one mapping) or a sequence of them.
+    struct OneOrMany;
+
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<ExternalIp>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("\"PUBLIC/PRIVATE\", \"PUBLIC\", or a list of them")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            ExternalIp::try_from(text.to_owned())
+                .map(|one| vec![one])
+                .map_err(E::custom)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::new();
+            while let Some(one) = seq.next_element()? {
+                all.push(one);
+            }
+            Ok(all)
+        }
+    }
+
+    d.deserialize_any(OneOrMany)
 }
 
 impl Default for RelaySection {
@@ -582,6 +617,29 @@ mod tests {
             let local: SocketAddr = s.parse().unwrap();
             assert_eq!(config.to_local(config.to_advertised(local)), local);
         }
+    }
+
+    #[test]
+    fn external_ip_is_one_string_or_a_list() {
+        let parse = |json: &str| serde_json::from_str::<RelayConfig>(json).map(|c| c.external);
+        let one = ExternalIp {
+            public: "198.18.0.10".parse().unwrap(),
+            private: Some("10.99.0.2".parse().unwrap()),
+        };
+        assert_eq!(
+            parse(r#"{"external_ip": "198.18.0.10/10.99.0.2"}"#).unwrap(),
+            vec![one]
+        );
+        assert_eq!(
+            parse(r#"{"external_ip": ["198.18.0.10/10.99.0.2"]}"#).unwrap(),
+            vec![one]
+        );
+        assert_eq!(parse(r#"{"external_ip": []}"#).unwrap(), vec![]);
+        for bad in [r#"{"external_ip": "nope"}"#, r#"{"external_ip": ["nope"]}"#] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("external_ip must be"), "{bad}: {e}");
+        }
+        assert!(parse(r#"{"external_ip": 5}"#).is_err());
     }
 
     #[test]

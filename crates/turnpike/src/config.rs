@@ -377,6 +377,11 @@ mod tests {
                 "external_ip must be",
             ),
             (
+                "[relay]\nexternal_ip = \"nope\"\n",
+                2,
+                "external_ip must be",
+            ),
+            (
                 "[peers]\n\nallow = [\"10.0.0.0/99\"]\n",
                 3,
                 "\"10.0.0.0/99\"",

@@ -13,12 +13,26 @@
 //!   over channels only), with Send indications with `tests/interop/stdlib_turn.py` (a
 //!   minimal stdlib-only client), each over UDP and over TCP to the server.
 //!
-//! The server relays on 10.99.0.2 and advertises 198.18.0.10 (`external_ip`). Without the
+//! The server relays on 10.99.0.2 and advertises 198.18.0.10 (`external_ip`: the uclient
+//! cases write it as a list, `["198.18.0.10/10.99.0.2"]`, the two-homes cases as the one
+//! string issue 17 quotes, `"198.18.0.10/10.99.0.2"`). Without the
 //! runtime's mapping, allocation A sends to B's relayed address 198.18.0.10:port; the packet
 //! leaves for the NAT, which drops what its private side sends to its own public address (a
 //! cloud NAT without hairpin) and counts it: 0 datagrams arrive. With it, the packet goes to
 //! 10.99.0.2:port and never leaves the server. Each test checks that the lab NAT really drops
 //! a hairpinned packet, then that every datagram arrived and none was dropped at the NAT.
+//!
+//! What the two-homes cases prove, clause by clause of issue 17's "cloud VM":
+//! - server behind a 1:1 NAT, `external_ip = "PUBLIC/PRIVATE"`: the lab (`check_no_hairpin`)
+//!   and the string form in the server's configuration;
+//! - clients behind their own port-randomising NATs that reach each other only through the
+//!   relay: each client's server-reflexive address is its own home NAT's public address,
+//!   and a datagram sent straight to the other's server-reflexive address is dropped (and
+//!   counted) at the other's NAT;
+//! - allocations report the public relayed address: `relayed` starts with 198.18.0.10, and
+//!   every datagram came from the other's public relayed address;
+//! - datagrams both ways over channels and Send indications, UDP and TCP to the server: the
+//!   four cases, `DATAGRAMS` each way, all must arrive.
 //!
 //! Needs root, `ip netns`, `nft`, `turnutils_uclient` and Python 3 with aioice (test.sh
 //! installs nftables, coturn and aioice). Without them the tests fail;
@@ -34,7 +48,7 @@ use std::time::Duration;
 
 use common::TempDir;
 use interop::{Bounded, Json, rest_credentials, run_bounded};
-use nat_lab::{Lab, PUBLIC, SECRET, Server, Tool};
+use nat_lab::{Lab, PRIVATE, PUBLIC, SECRET, Server, Tool, server_config};
 
 /// TURN port and relay range inside the server namespace of the uclient tests (no other
 /// test uses them).
@@ -209,6 +223,8 @@ const AIOICE: Tool = Tool {
 #[derive(Debug, Default)]
 struct PeerReport {
     relayed: String,
+    /// Its server-reflexive address (XOR-MAPPED-ADDRESS), as its TURN client reported it.
+    mapped: String,
     peer: String,
     received: u64,
     malformed: u64,
@@ -223,6 +239,7 @@ impl PeerReport {
         let count = |key: &str| json.at(key).num().map(|n| n as u64);
         Some(Self {
             relayed: text("relayed")?,
+            mapped: text("mapped")?,
             peer: text("peer")?,
             received: count("received")?,
             malformed: count("malformed")?,
@@ -275,7 +292,15 @@ fn clients_in_two_homes(transport: &str, mode: &str) {
         return;
     };
     lab.check_no_hairpin();
-    let server = Server::start(&lab, HOMES_TURN_PORT, HOMES_RELAY_PORTS, ALLOW_PUBLIC);
+    // The form issue 17 writes: one string, not a list.
+    let config = server_config(
+        &lab.sites[0],
+        HOMES_TURN_PORT,
+        HOMES_RELAY_PORTS,
+        Some(&format!("\"{PUBLIC}/{PRIVATE}\"")),
+        &format!("[peers]\n{ALLOW_PUBLIC}\n[admin]\nenabled = false\n"),
+    );
+    let server = Server::start_at(&lab, &lab.sites[0], &config);
     let dir = TempDir::new("two-homes");
     let drops_before = lab.hairpin_drops();
     let runs: Vec<Bounded> = std::thread::scope(|s| {
@@ -314,7 +339,13 @@ fn clients_in_two_homes(transport: &str, mode: &str) {
     let [Some(a), Some(b)] = reports.as_slice() else {
         panic!("a client reported nothing: {context}");
     };
-    for (run, me, other) in [(&runs[0], a, b), (&runs[1], b, a)] {
+    for (run, me, other, home) in [(&runs[0], a, b, 'a'), (&runs[1], b, a, 'b')] {
+        // Behind its own NAT: the server saw the home NAT's public address.
+        assert!(
+            me.mapped
+                .starts_with(&format!("{}:", lab.home_public(home))),
+            "client {home}'s server-reflexive address: {context}"
+        );
         assert_eq!(
             me.received, DATAGRAMS,
             "every datagram must arrive: {context}"
@@ -329,6 +360,19 @@ fn clients_in_two_homes(transport: &str, mode: &str) {
             me.sources,
             std::slice::from_ref(&other.relayed),
             "{context}"
+        );
+    }
+    // Only through the relay: what one client sends straight to the other's
+    // server-reflexive address (its NAT's mapping towards the server) is dropped there.
+    for (from, to, report) in [('a', 'b', b), ('b', 'a', a)] {
+        let before = lab.unsolicited_drops(to);
+        lab.send_udp_from(from, &report.mapped);
+        assert_eq!(
+            lab.unsolicited_drops(to),
+            before + 1,
+            "a datagram from client {from} straight to {} must be dropped at home {to}'s \
+             NAT: {context}",
+            report.mapped
         );
     }
     eprintln!("{context}");

@@ -70,8 +70,11 @@ function parseArgs(argv) {
   if (!['ok', 'auth-error', 'cert-error'].includes(opts.expect)) usage('--expect is ok, auth-error or cert-error');
   if (!['udp', 'tcp', 'tls'].includes(opts.transport)) usage('--transport is udp, tcp or tls');
   if (opts.spkiList !== null && !/^[A-Za-z0-9+/=,]+$/.test(opts.spkiList)) usage('--spki-list wants base64 hashes');
-  const m = /^(127\.\d+\.\d+\.\d+|\[::1\]):(\d+)$/.exec(opts.turn);
-  if (!m) usage('--turn must be a loopback HOST:PORT (127.x.x.x or [::1])');
+  // Loopback, or 198.18.0.0/15 (RFC 2544's benchmarking range): the "public" addresses of
+  // the network namespace labs (nat_lab/mod.rs), where this script runs inside a client's
+  // namespace and reaches nothing else.
+  const m = /^(127\.\d+\.\d+\.\d+|\[::1\]|198\.1[89]\.\d+\.\d+):(\d+)$/.exec(opts.turn);
+  if (!m) usage('--turn must be a loopback HOST:PORT (127.x.x.x or [::1]) or a lab address (198.18.0.0/15)');
   return opts;
 }
 

@@ -1,14 +1,20 @@
-"""One of two TURN clients that relay to each other (turn_nat_hairpin.rs, two homes).
+"""One of two TURN clients that relay to each other (turn_nat_hairpin.rs, two homes;
+turn_fleet.rs).
 
 Allocates a relay, writes its relayed address to DIR/NAME.addr, reads the other client's
 from DIR/PEER.addr, then sends "hello" to it until it hears from the other client (so
 that both have installed a permission or channel for each other), then COUNT numbered
-datagrams. It prints one JSON line: its relayed address, the peer's, how many it sent,
-which numbers arrived, and from which addresses. Exit 0 if all COUNT arrived.
+datagrams, or with --until FILE numbered datagrams every --pace seconds until FILE exists
+(a call of unknown length; then "end N" tells the other how many to wait for). It prints
+one JSON line: its relayed and server-reflexive addresses, the peer's relayed address, how
+many it sent, how many arrived (with --mark FILE: how many of them after FILE appeared),
+and from which addresses. Exit 0 if all arrived.
 
 --mode channel uses aioice's TURN client (it relays over channels only: ChannelBind on the
 first send, then ChannelData); --mode send uses stdlib_turn.py (CreatePermission, then
-Send and Data indications), since aioice sends no Send indication.
+Send and Data indications), since aioice sends no Send indication. --follow-alternate
+(send mode only) follows a 300 Try Alternate to the ALTERNATE-SERVER; the report then says
+which server allocated and which redirected.
 """
 
 import argparse
@@ -54,6 +60,8 @@ class AioiceEndpoint:
         future = asyncio.run_coroutine_threadsafe(made, self.loop)
         self.transport, _ = future.result(timeout=10)
         self.relayed = self.transport.get_extra_info("sockname")
+        self.mapped = self.transport.get_extra_info("related_address")
+        self.server, self.redirected_from = server, None
 
     def prepare(self, peer):
         """Nothing: aioice binds a channel to `peer` on the first send."""
@@ -79,12 +87,14 @@ class AioiceEndpoint:
 class StdlibEndpoint:
     """stdlib_turn.Client: Send indications."""
 
-    def __init__(self, server, transport, username, password):
+    def __init__(self, server, transport, username, password, follow=False):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import stdlib_turn
 
         self.client = stdlib_turn.Client(server, transport, username, password)
-        self.relayed = self.client.allocate()
+        self.relayed = self.client.allocate(follow=follow)
+        self.mapped = self.client.mapped
+        self.server, self.redirected_from = self.client.server, self.client.redirected_from
 
     def prepare(self, peer):
         self.client.create_permission(peer)
@@ -118,6 +128,10 @@ def read_peer(path, deadline):
     raise SystemExit(f"no relayed address in {path}")
 
 
+def addr_text(addr):
+    return None if addr is None else f"{addr[0]}:{addr[1]}"
+
+
 def payload(seq, size):
     head = f"data {seq} ".encode()
     return head + b"x" * max(0, size - len(head))
@@ -131,27 +145,43 @@ def main():
     ap.add_argument("--mode", choices=("channel", "send"), required=True)
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--pace", type=float, default=PACE_SECONDS)
+    ap.add_argument("--until", help="send until this file exists (instead of --count)")
+    ap.add_argument("--max-seconds", type=float, default=60.0)
+    ap.add_argument("--mark", help="count what arrives once this file exists")
+    ap.add_argument("--follow-alternate", action="store_true")
     args = ap.parse_args()
     host, port = args.server.rsplit(":", 1)
     server = (host, int(port))
-    kind = AioiceEndpoint if args.mode == "channel" else StdlibEndpoint
-    ep = kind(server, args.transport, args.user, args.password)
+    if args.mode == "channel":
+        if args.follow_alternate:
+            raise SystemExit("aioice does not follow 300 Try Alternate")
+        ep = AioiceEndpoint(server, args.transport, args.user, args.password)
+    else:
+        ep = StdlibEndpoint(
+            server, args.transport, args.user, args.password, args.follow_alternate
+        )
     relayed = (ep.relayed[0], ep.relayed[1])
     publish(os.path.join(args.dir, args.name + ".addr"), relayed)
     peer = read_peer(os.path.join(args.dir, args.peer + ".addr"), time.monotonic() + 10)
     ep.prepare(peer)
 
     got, sources, bad, heard = set(), set(), 0, False
+    after_mark, marked, peer_sent = 0, False, None
 
     def take(item):
-        nonlocal bad, heard
+        nonlocal bad, heard, after_mark, peer_sent
         data, addr = item
         heard = True
         sources.add(f"{addr[0]}:{addr[1]}")
         if data == b"hello":
             return
         parts = data.split(b" ", 2)
-        if parts[0] == b"data" and payload(int(parts[1]), args.size) == data:
+        if parts[0] == b"end" and len(parts) == 2:
+            peer_sent = int(parts[1])
+        elif parts[0] == b"data" and payload(int(parts[1]), args.size) == data:
+            if int(parts[1]) not in got and marked:
+                after_mark += 1
             got.add(int(parts[1]))
         else:
             bad += 1
@@ -161,27 +191,58 @@ def main():
         ep.send(b"hello", peer)
         if (item := ep.recv(0.05)) is not None:
             take(item)
-    for seq in range(args.count):
-        ep.send(payload(seq, args.size), peer)
-        time.sleep(PACE_SECONDS)
+    sent, stop_at = 0, time.monotonic() + args.max_seconds
+    next_look = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_look:
+            # Looking at the files every 50 ms is plenty.
+            next_look = now + 0.05
+            marked = marked or (args.mark is not None and os.path.exists(args.mark))
+            if args.until is not None and (os.path.exists(args.until) or now > stop_at):
+                break
+        if args.until is None and sent >= args.count:
+            break
+        ep.send(payload(sent, args.size), peer)
+        sent += 1
+        time.sleep(args.pace)
         while (item := ep.recv(0)) is not None:
             take(item)
+    expected = args.count if args.until is None else None
     deadline = time.monotonic() + DRAIN_SECONDS
-    while len(got) < args.count and time.monotonic() < deadline:
+    ends = 0
+    while time.monotonic() < deadline:
+        if args.until is not None and ends < 5:
+            ep.send(f"end {sent}".encode(), peer)
+            ends += 1
+        if expected is None:
+            expected = peer_sent
+        if expected is not None and len(got) >= expected:
+            break
         if (item := ep.recv(0.1)) is not None:
             take(item)
+    # The other side may still be waiting for our "end": keep answering it a little.
+    if args.until is not None:
+        for _ in range(5 - ends):
+            ep.send(f"end {sent}".encode(), peer)
     ep.close()
     report = {
-        "relayed": f"{relayed[0]}:{relayed[1]}",
-        "peer": f"{peer[0]}:{peer[1]}",
+        "relayed": addr_text(relayed),
+        "mapped": addr_text(ep.mapped),
+        "server": addr_text(ep.server),
+        "redirected_from": addr_text(ep.redirected_from),
+        "peer": addr_text(peer),
         "heard": heard,
-        "sent": args.count,
+        "sent": sent,
+        "expected": expected,
         "received": len(got),
+        "received_after_mark": after_mark,
         "malformed": bad,
         "sources": sorted(sources),
     }
     print(json.dumps(report), flush=True)
-    sys.exit(0 if len(got) == args.count and bad == 0 else 1)
+    ok = expected is not None and len(got) == expected and bad == 0
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

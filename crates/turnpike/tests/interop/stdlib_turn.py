@@ -1,10 +1,13 @@
 """A minimal TURN client (RFC 8656) on the Python standard library alone.
 
-It exists for what aioice never sends: Send indications. It allocates a UDP relay over
-UDP or TCP with long-term credentials (RFC 8489 §9.2: key MD5(username:realm:password),
-MESSAGE-INTEGRITY, then FINGERPRINT), installs permissions with CreatePermission, sends
-with Send indications (§11.1, unauthenticated) and receives Data indications (§11.4).
-IPv4 peers only. Used by relay_peer.py; nothing else imports it.
+It exists for what aioice never does: Send indications, and following 300 Try Alternate.
+It allocates a UDP relay over UDP or TCP with long-term credentials (RFC 8489 §9.2: key
+MD5(username:realm:password), MESSAGE-INTEGRITY, then FINGERPRINT), installs permissions
+with CreatePermission, sends with Send indications (§11.1, unauthenticated) and receives
+Data indications (§11.4). With `follow=True`, an Allocate answered 300 with an
+ALTERNATE-SERVER (RFC 8489 §10) is sent again to that server, over the same transport,
+with the same credentials (its first answer, 438 for the other server's nonce, gives a
+nonce of its own). IPv4 peers only. Used by relay_peer.py; nothing else imports it.
 """
 
 import hashlib
@@ -24,10 +27,19 @@ REQUEST, INDICATION, SUCCESS, ERROR = 0x000, 0x010, 0x100, 0x110
 USERNAME, MESSAGE_INTEGRITY, ERROR_CODE, LIFETIME = 0x0006, 0x0008, 0x0009, 0x000D
 XOR_PEER_ADDRESS, DATA_ATTR, REALM, NONCE = 0x0012, 0x0013, 0x0014, 0x0015
 XOR_RELAYED_ADDRESS, REQUESTED_TRANSPORT, FINGERPRINT = 0x0016, 0x0019, 0x8028
+XOR_MAPPED_ADDRESS, ALTERNATE_SERVER = 0x0020, 0x8023
 
 
 class TurnError(Exception):
     """A request that failed: an error response, or no response in time."""
+
+
+class TryAlternate(TurnError):
+    """300 Try Alternate (RFC 8489 §10): `alternate` is the (ip, port) to go to."""
+
+    def __init__(self, alternate):
+        super().__init__(f"300 Try Alternate: {alternate[0]}:{alternate[1]}")
+        self.alternate = alternate
 
 
 def xor_address(ip, port):
@@ -41,6 +53,14 @@ def parse_xor_address(value):
     if family != 1:
         raise TurnError("not an IPv4 address")
     return socket.inet_ntoa(struct.pack("!I", raw ^ MAGIC)), port ^ (MAGIC >> 16)
+
+
+def parse_address(value):
+    """An IPv4 MAPPED-ADDRESS-style value (ALTERNATE-SERVER, RFC 8489 §14.15): not XORed."""
+    family, port, raw = value[1], *struct.unpack("!H4s", value[2:8])
+    if family != 1:
+        raise TurnError("not an IPv4 address")
+    return socket.inet_ntoa(raw), port
 
 
 def encode(msg_type, tid, attrs, key=None):
@@ -81,6 +101,12 @@ class Client:
         self.username, self.password = username, password
         self.key = self.realm = self.nonce = None
         self.tcp = transport == "tcp"
+        self.server = server
+        # Where a 300 sent us from, and our server-reflexive address (XOR-MAPPED-ADDRESS).
+        self.redirected_from = self.mapped = None
+        self._connect(server)
+
+    def _connect(self, server):
         if self.tcp:
             self.sock = socket.create_connection(server, timeout=5)
         else:
@@ -150,6 +176,8 @@ class Client:
                 return answer
             code = answer.get(ERROR_CODE, b"\0\0\0\0")
             code = code[2] * 100 + code[3]
+            if code == 300 and ALTERNATE_SERVER in answer:
+                raise TryAlternate(parse_address(answer[ALTERNATE_SERVER]))
             if code not in (401, 438) or NONCE not in answer:
                 raise TurnError(f"method {method:#x}: error {code}")
             self.nonce = answer[NONCE]
@@ -158,9 +186,25 @@ class Client:
             self.key = hashlib.md5(secret.encode()).digest()
         raise TurnError(f"method {method:#x}: credentials refused")
 
-    def allocate(self):
-        """Allocates a UDP relay; returns its (ip, port) as the server advertises it."""
-        answer = self.request(ALLOCATE, [(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))])
+    def allocate(self, follow=False):
+        """Allocates a UDP relay; returns its (ip, port) as the server advertises it.
+
+        With `follow`, one 300 Try Alternate is followed: the socket is closed and the
+        Allocate goes to the alternate (`self.server` then, `self.redirected_from` the first).
+        """
+        attrs = [(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))]
+        try:
+            answer = self.request(ALLOCATE, attrs)
+        except TryAlternate as redirect:
+            if not follow:
+                raise
+            self.sock.close()
+            self.buffer, self.inbox = b"", []
+            self.redirected_from, self.server = self.server, redirect.alternate
+            self._connect(self.server)
+            answer = self.request(ALLOCATE, attrs)
+        if XOR_MAPPED_ADDRESS in answer:
+            self.mapped = parse_xor_address(answer[XOR_MAPPED_ADDRESS])
         return parse_xor_address(answer[XOR_RELAYED_ADDRESS])
 
     def create_permission(self, peer):
