@@ -17,8 +17,9 @@ use turnpike_stun::nonce_cookie::SecurityFeatures;
 fn kept_answers_for_strangers_are_bounded() {
     let mut sim = Sim::new();
     // Static users exist in the test configuration: both features are advertised.
+    // The configuration has a REST secret: nonces are keyed by it (a fleet's key).
     let key = NonceKey::new(
-        &[0x5A; 32],
+        &turnpike_proto::auth::nonce::fleet_nonce_secret(SECRET),
         SecurityFeatures::PASSWORD_ALGORITHMS.union(SecurityFeatures::USERNAME_ANONYMITY),
     );
     let n = MAX_STRANGER_ANSWERS + 4_000;

@@ -140,10 +140,16 @@ fn the_cache_is_per_five_tuple() {
     let mut sim = Sim::new();
     let mut a = TestClient::alice("203.0.113.10:40000");
     let packet = signed(&mut a, &mut sim, Method::ALLOCATE, &[UDP]);
-    a.send_raw(&mut sim, &packet).reply().success();
-    // The same bytes from another 5-tuple are another client's request: its nonce is
-    // bound to the first address, so 438, not the cached success.
+    let first = a.send_raw(&mut sim, &packet).reply().success();
+    // The same bytes from another 5-tuple are another client's request, never the cached
+    // answer: from another port of the same IP (the nonce is bound to the IP) it is a
+    // request of its own, a second allocation on another relayed address ...
     let b = TestClient::alice("203.0.113.10:40001");
-    b.send_raw(&mut sim, &packet).reply().assert_error(438);
-    assert_eq!(sim.server.allocation_count(), 1);
+    let second = b.send_raw(&mut sim, &packet).reply().success();
+    assert_ne!(first.relayed(), second.relayed());
+    assert_eq!(sim.server.allocation_count(), 2);
+    // ... and from another IP the nonce is not its own: 438.
+    let c = TestClient::alice("203.0.113.11:40000");
+    c.send_raw(&mut sim, &packet).reply().assert_error(438);
+    assert_eq!(sim.server.allocation_count(), 2);
 }

@@ -100,11 +100,15 @@ fn nonce_from_another_client_address_is_438() {
     a.challenge(&mut sim, Method::ALLOCATE, &[UDP]);
     let stolen = a.nonce.clone().unwrap();
 
-    for client in [
-        "203.0.113.10:40001",
-        "203.0.113.11:40000",
-        "[2001:db8::10]:40000",
-    ] {
+    // Bound to the IP, not the port: another port of the same IP (a NAT's new mapping, a
+    // redirected client) may use it.
+    let mut same_ip = TestClient::alice("203.0.113.10:40001");
+    same_ip.realm = Some(REALM.into());
+    same_ip.nonce = Some(stolen.clone());
+    same_ip
+        .signed_once(&mut sim, Method::ALLOCATE, &[UDP])
+        .success();
+    for client in ["203.0.113.11:40000", "[2001:db8::10]:40000"] {
         let mut thief = TestClient::alice(client);
         thief.realm = Some(REALM.into());
         thief.nonce = Some(stolen.clone());
@@ -122,6 +126,37 @@ fn nonce_from_another_client_address_is_438() {
     }
     // The owner's nonce still works for the owner.
     a.signed_once(&mut sim, Method::ALLOCATE, &[UDP]).success();
+}
+
+/// Servers sharing a REST secret (a fleet behind DNS) accept each other's nonces, whatever
+/// their processes' own random keys: a client a draining server redirects (300) goes on
+/// at the sibling with the nonce it has. Chromium gives up on a 438 after a redirect.
+#[test]
+fn a_fleet_sharing_a_secret_accepts_each_others_nonces() {
+    let mut a = Sim::with_setup(|_, s| s.nonce_secret = vec![1; 32]);
+    let mut b = Sim::with_setup(|_, s| s.nonce_secret = vec![2; 32]);
+    let mut client = TestClient::alice("203.0.113.10:40000");
+    client.challenge(&mut a, Method::ALLOCATE, &[UDP]);
+    // Redirected: same credentials, same nonce, a new port through its NAT.
+    let mut moved = TestClient::alice("203.0.113.10:41234");
+    moved.realm = Some(REALM.into());
+    moved.nonce = client.nonce.clone();
+    moved
+        .signed_once(&mut b, Method::ALLOCATE, &[UDP])
+        .success();
+    // Without a secret (static users only) each process keys its own nonces.
+    let no_secret = |seed: u8| {
+        Sim::with_setup(move |c, s| {
+            c.turn.secrets.clear();
+            s.nonce_secret = vec![seed; 32];
+        })
+    };
+    let (mut c, mut d) = (no_secret(1), no_secret(2));
+    let mut client = TestClient::alice("203.0.113.10:40000");
+    client.challenge(&mut c, Method::ALLOCATE, &[UDP]);
+    client
+        .signed_once(&mut d, Method::ALLOCATE, &[UDP])
+        .assert_error(438);
 }
 
 #[test]
@@ -178,8 +213,9 @@ fn tampered_or_foreign_nonces_are_438() {
         c.signed_once(&mut sim, Method::ALLOCATE, &[UDP])
             .assert_error(438);
     }
-    // A nonce from a server with another key.
-    let mut other = Sim::with_setup(|_, s| s.nonce_secret = vec![7; 32]);
+    // A nonce from a server with another key: another REST secret (the nonce key of a
+    // fleet is derived from its first secret, whatever the process's own random key).
+    let mut other = Sim::with(|c| c.turn.secrets = vec!["another fleet".into()]);
     let mut d = TestClient::alice("203.0.113.10:40000");
     d.challenge(&mut other, Method::ALLOCATE, &[UDP]);
     c.nonce = d.nonce.clone();

@@ -324,16 +324,13 @@ fn start_fleet(lab: &Lab) -> Vec<Server> {
 }
 
 /// Chromium, a real client that follows 300 Try Alternate, given only a redirecting A's
-/// URL, should relay on the siblings. It does follow (its candidate error is the
-/// sibling's answer), but gives up: its redirected Allocate carries A's REALM and NONCE,
-/// the sibling answers 438 (A's nonce is not its own: a per-process key, and bound to
-/// the client's address, which a port-randomising NAT changes for a new destination),
-/// and Chromium's Allocate handles 438 as a failure (only 401 without credentials yet and
-/// 300 are retried). It would pass if the 300 came before authentication (Chromium then
-/// has no credentials yet and takes the sibling's 401), or with nonces every server of
-/// the fleet accepts from any port of the client's IP.
+/// URL, relays on the siblings. Its redirected Allocate carries A's REALM and NONCE, and
+/// Chromium's Allocate takes a 438 there as a failure (only 401 without credentials yet
+/// and 300 are retried): this passes because the servers of a fleet key their nonces with
+/// their shared REST secret and bind them to the client's IP, not its port (a
+/// port-randomising home NAT gives the flow to the sibling another port). Before that the
+/// sibling answered 438 and Chromium gathered no relay candidate.
 #[test]
-#[ignore = "fails: Chromium gives up on the sibling's 438 after following A's 300 (see doc)"]
 fn chromium_follows_a_redirecting_server_to_a_sibling() {
     let Some(lab) = Lab::fleet(&[NODE, CHROMIUM]) else {
         return;

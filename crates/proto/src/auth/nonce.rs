@@ -2,14 +2,19 @@
 //!
 //! A nonce is `obMatJos2` (the RFC 8489 §9.2 cookie) + 4 characters of security features +
 //! base64 of 11 bytes: the expiry (unix seconds, 4 bytes) and the first 7 bytes of
-//! HMAC-SHA256(server key, expiry ‖ client IP ‖ client port). 28 characters in all, so the
-//! NONCE attribute fills 32 bytes: the 401 a spoofed Allocate gets stays within 3× the
-//! request (see `docs/THREAT_MODEL.md`). A 56-bit tag is plenty for what a nonce proves
-//! (that this address got it from us lately; the password is checked separately). Checking one is recomputing
-//! the MAC: a flood of unauthenticated requests allocates nothing, any worker (or any
-//! server sharing the key) can check any nonce, and a nonce is useless from another
-//! address. (The core binds a stream client's nonces to its IP alone, port 0: an RFC 6062
-//! data connection reuses its control connection's nonce.) Expiry is rounded to 10 s so retransmissions see the same nonce.
+//! HMAC-SHA256(server key, expiry ‖ client IP). 28 characters in all, so the NONCE attribute
+//! fills 32 bytes: the 401 a spoofed Allocate gets stays within 3× the request (see
+//! `docs/THREAT_MODEL.md`). A 56-bit tag is plenty for what a nonce proves (that this IP
+//! got it from us, or from a server sharing our key, lately; the password is checked
+//! separately). Checking one is recomputing the MAC: a flood of unauthenticated requests
+//! allocates nothing, and any worker — or any server of a fleet sharing the key — can check
+//! any nonce.
+//!
+//! The nonce is bound to the client's IP, not its port, as RFC 5389 §10.2's example nonce
+//! (IP and timestamp) was: a browser redirected by a draining server (300, RFC 8489 §10)
+//! sends the nonce it had to the sibling, and a home NAT may give that new flow another
+//! port; an RFC 6062 data connection reuses its control connection's nonce. Expiry is
+//! rounded to 10 s so retransmissions see the same nonce.
 
 use core::net::{IpAddr, SocketAddr};
 
@@ -18,6 +23,15 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use turnpike_stun::nonce_cookie::{NONCE_COOKIE, SecurityFeatures, parse_nonce_cookie};
+
+/// The nonce key of a fleet: derived from its first REST secret, so every server sharing
+/// that secret issues and accepts the same nonces (see `TurnServer`'s credentials).
+pub fn fleet_nonce_secret(rest_secret: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(rest_secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(b"turnpike nonce key v1");
+    mac.finalize().into_bytes().into()
+}
 
 /// Length of a nonce this module issues.
 pub const NONCE_LEN: usize = 9 + 4 + 15;
@@ -71,7 +85,6 @@ impl NonceKey {
             IpAddr::V4(ip) => mac.update(&ip.octets()),
             IpAddr::V6(ip) => mac.update(&ip.octets()),
         }
-        mac.update(&client.port().to_be_bytes());
         let full = mac.finalize().into_bytes();
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&full[..TAG_LEN]);

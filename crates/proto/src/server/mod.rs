@@ -312,13 +312,23 @@ impl core::fmt::Debug for TurnServer {
 }
 
 /// The credentials a configuration names, prepared (static users' keys derived).
+///
+/// The nonce key comes from the first REST secret when there is one, so every server of
+/// a fleet sharing that secret accepts the others' nonces: a client redirected by a
+/// draining server (300) goes on with the nonce it has instead of being told 438, which
+/// Chromium takes as a failure after a redirect. Without a secret (static users only) it
+/// is the process's own random key.
 fn credentials(config: &TurnConfig, nonce_secret: &[u8]) -> Result<Credentials, BadUser> {
     let turn = &config.turn;
+    let fleet_key = turn
+        .secrets
+        .first()
+        .map(|secret| crate::auth::nonce::fleet_nonce_secret(secret.as_bytes()));
     Credentials::new(
         turn.realm.clone(),
         turn.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
         &turn.users,
-        nonce_secret,
+        fleet_key.as_ref().map_or(nonce_secret, |k| &k[..]),
         turn.nonce_lifetime.as_secs().min(u64::from(u32::MAX)) as u32,
     )
 }
