@@ -351,3 +351,29 @@ pub(crate) fn cmd_calibrate(a: &CalibrateArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use turnpike_bench::ClientError;
+    use turnpike_stun::Method;
+
+    use super::setup_error;
+
+    fn rejected(code: u16) -> ClientError {
+        ClientError::Rejected {
+            method: Method::ALLOCATE,
+            code,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_quota_refusal_says_which_quota_and_what_to_do() {
+        let text = setup_error(&rejected(486), 150);
+        assert!(text.starts_with("setup: Allocate"), "{text}");
+        assert!(text.contains("allocations_per_user"), "{text}");
+        assert!(text.contains("at least 150"), "{text}");
+        assert!(setup_error(&rejected(403), 1).contains("dangerous_allow_loopback_peers"));
+        assert!(!setup_error(&rejected(508), 1).contains("hint"));
+    }
+}
