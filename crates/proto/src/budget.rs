@@ -137,6 +137,69 @@ impl UserBudget {
         Ok(())
     }
 
+    /// Charges `len` bytes a stream moved at `now` (an RFC 6062 data connection: one
+    /// read counts as one packet). Nothing is dropped on a stream, so over the rate nothing
+    /// is counted and the caller waits for the next window before it tries again; spent,
+    /// the caller closes the connection. The check and the count are not one atomic step:
+    /// streams of one user racing each other may pass a window's rate by a read each.
+    ///
+    /// # Errors
+    ///
+    /// [`OverBudget::Rate`]: wait ([`Self::next_window`]) and try again;
+    /// [`OverBudget::Spent`]: the period's bytes are spent.
+    pub fn charge_stream(
+        &self,
+        now: Instant,
+        len: usize,
+        limits: &UserLimits,
+    ) -> Result<(), OverBudget> {
+        let at = self.ns(now);
+        let len = len as u64;
+        let rated = limits.packets_per_sec != 0 || limits.bytes_per_sec != 0;
+        if rated {
+            Self::roll(
+                &self.window,
+                &[&self.window_packets, &self.window_bytes],
+                at,
+                SECOND_NS,
+            );
+            let packets = self.window_packets.load(Ordering::Relaxed) + 1;
+            let bytes = self.window_bytes.load(Ordering::Relaxed) + len;
+            if (limits.packets_per_sec != 0 && packets > limits.packets_per_sec)
+                || (limits.bytes_per_sec != 0 && bytes > limits.bytes_per_sec)
+            {
+                return Err(OverBudget::Rate);
+            }
+        }
+        if limits.bytes_per_period != 0 {
+            let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
+            Self::roll(
+                &self.period,
+                &[&self.period_bytes],
+                at,
+                period.max(SECOND_NS),
+            );
+            let used = self.period_bytes.fetch_add(len, Ordering::Relaxed);
+            if used.saturating_add(len) > limits.bytes_per_period {
+                self.period_bytes.fetch_sub(len, Ordering::Relaxed);
+                return Err(OverBudget::Spent);
+            }
+        }
+        if rated {
+            self.window_packets.fetch_add(1, Ordering::Relaxed);
+            self.window_bytes.fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// How long from `now` until the current one-second rate window ends.
+    pub fn next_window(&self, now: Instant) -> Duration {
+        let into = self
+            .ns(now)
+            .saturating_sub(self.window.load(Ordering::Relaxed));
+        Duration::from_nanos(SECOND_NS.saturating_sub(into).clamp(1_000_000, SECOND_NS))
+    }
+
     /// Whether the period's bytes are spent at `now`.
     pub fn spent(&self, now: Instant, limits: &UserLimits) -> bool {
         if limits.bytes_per_period == 0 {
@@ -189,6 +252,36 @@ mod tests {
             bytes_per_period: total,
             period: Duration::from_secs(60),
         }
+    }
+
+    /// A stream waits instead of dropping: over the rate nothing is counted (not even as
+    /// dropped) and the next window lets it on; spent is final for the period, and
+    /// datagrams and streams share the one budget.
+    #[test]
+    fn streams_wait_for_the_rate_and_stop_when_spent() {
+        let t0 = epoch();
+        let b = UserBudget::new(t0);
+        let l = limits(0, 1000, 2500);
+        assert!(b.charge_stream(t0, 600, &l).is_ok());
+        assert_eq!(b.charge_stream(t0, 600, &l), Err(OverBudget::Rate));
+        assert_eq!(b.charge_stream(t0, 600, &l), Err(OverBudget::Rate));
+        assert_eq!((b.dropped(), b.period_bytes()), (0, 600), "nothing counted");
+        let wait = b.next_window(t0 + Duration::from_millis(300));
+        assert_eq!(wait, Duration::from_millis(700));
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(b.charge_stream(t1, 600, &l).is_ok(), "the next window");
+        assert!(
+            b.charge(t1 + Duration::from_secs(1), 900, &l).is_ok(),
+            "a datagram"
+        );
+        let t3 = t0 + Duration::from_secs(3);
+        assert_eq!(
+            b.charge_stream(t3, 600, &l),
+            Err(OverBudget::Spent),
+            "2100 + 600 > 2500"
+        );
+        assert!(b.charge_stream(t3, 400, &l).is_ok(), "what is left");
+        assert!(b.spent(t3, &l));
     }
 
     #[test]

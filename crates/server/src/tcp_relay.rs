@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
+use turnpike_proto::budget::{OverBudget, UserBudget, UserLimits};
 use turnpike_proto::server::tcp_relay::CONNECT_TIMEOUT;
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{FiveTuple, PeerAction, RelayId};
@@ -147,11 +148,37 @@ pub(crate) async fn pipe<S>(
         _ => None,
     };
     if let Some(mut peer) = peer {
+        let budget = shared.core.borrow().connection_budget(id);
         let task = tokio::task::spawn_local(async move {
-            if !early.is_empty() && peer.write_all(&early).await.is_err() {
-                return;
+            match budget {
+                None => {
+                    if !early.is_empty() && peer.write_all(&early).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client_stream, &mut peer).await;
+                }
+                Some((budget, limits)) => {
+                    let (client_read, client_write) = tokio::io::split(client_stream);
+                    let (peer_read, mut peer_write) = peer.into_split();
+                    let metered = Metered {
+                        budget: &budget,
+                        limits,
+                    };
+                    if !early.is_empty()
+                        && (metered.charge(early.len()).await.is_err()
+                            || peer_write.write_all(&early).await.is_err())
+                    {
+                        return;
+                    }
+                    // As copy_bidirectional: an end of stream is passed on as a shutdown
+                    // and the other direction goes on; an error (or the budget spent)
+                    // ends both.
+                    let _ = tokio::try_join!(
+                        metered.copy(client_read, peer_write),
+                        metered.copy(peer_read, client_write)
+                    );
+                }
             }
-            let _ = tokio::io::copy_bidirectional(&mut client_stream, &mut peer).await;
         });
         shared
             .host
@@ -168,6 +195,64 @@ pub(crate) async fn pipe<S>(
         core.handle_connection_closed(now, client, host);
     });
 }
+
+/// A copy that charges the user's traffic budget for each read (RFC 6062 data is the
+/// user's traffic as much as datagrams are): over the rate it waits for the next window
+/// (TCP backpressure, nothing lost), spent it ends the copy, which closes the pair.
+struct Metered<'a> {
+    budget: &'a UserBudget,
+    limits: UserLimits,
+}
+
+impl Metered<'_> {
+    /// Waits until `len` bytes fit the budget; `Err` once the period's bytes are spent.
+    async fn charge(&self, len: usize) -> Result<(), OverBudget> {
+        loop {
+            let now = Instant::now();
+            match self.budget.charge_stream(now, len, &self.limits) {
+                Ok(()) => return Ok(()),
+                Err(OverBudget::Rate) => {
+                    tokio::time::sleep(self.budget.next_window(now)).await;
+                }
+                Err(OverBudget::Spent) => {
+                    debug!(
+                        "a user's traffic budget is spent: closing its RFC 6062 data connection"
+                    );
+                    return Err(OverBudget::Spent);
+                }
+            }
+        }
+    }
+
+    /// Copies `from` to `to` until `from` ends, either fails, or the budget is spent.
+    async fn copy(
+        &self,
+        mut from: impl AsyncRead + Unpin,
+        mut to: impl AsyncWrite + Unpin,
+    ) -> std::io::Result<()> {
+        // A read never asks for more than one second's bytes, so it can always pass.
+        let cap = match self.limits.bytes_per_sec {
+            0 => COPY_CHUNK,
+            rate => usize::try_from(rate)
+                .unwrap_or(COPY_CHUNK)
+                .clamp(1, COPY_CHUNK),
+        };
+        let mut buf = vec![0u8; cap];
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return to.shutdown().await;
+            }
+            self.charge(n)
+                .await
+                .map_err(|_| std::io::Error::other("traffic budget spent"))?;
+            to.write_all(&buf[..n]).await?;
+        }
+    }
+}
+
+/// The largest read of a metered copy.
+const COPY_CHUNK: usize = 16 * 1024;
 
 /// Starts what the host was asked for during a core call (a TCP relay's accept loop, a
 /// connection to a peer), unless the core has taken it back since.

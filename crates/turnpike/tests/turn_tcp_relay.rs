@@ -23,7 +23,11 @@ fn rest_credentials() -> (String, String) {
 
 /// Runs uclient with a hard time limit; returns its combined output.
 fn uclient(args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let out_path = std::env::temp_dir().join(format!("uclient-T-{}.log", std::process::id()));
+    // One log per call: the tests of this file run side by side.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out_path =
+        std::env::temp_dir().join(format!("uclient-T-{}-{call}.log", std::process::id()));
     let out_file = std::fs::File::create(&out_path).unwrap();
     let mut child = Command::new("turnutils_uclient")
         .args(args)
@@ -64,7 +68,7 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
 fn uclient_tcp_relay_mode_round_trips_every_message() {
     let config = format!(
         "[listen]\nudp = []\ntcp = [\"127.0.0.1:0\"]\n[turn]\nrealm = \"tcp.test\"\n\
-         secrets = [\"{SECRET}\"]\n[relay]\nips = [\"127.0.0.1\"]\nports = \"28000-28999\"\n\
+         secrets = [\"{SECRET}\"]\n[relay]\nips = [\"127.0.0.1\"]\nports = \"28000-28499\"\n\
          [peers]\ndangerous_allow_loopback_peers = true\n[runtime]\nworkers = 4\n"
     );
     // Four workers, connections dealt round-robin: most ConnectionBinds reach another
@@ -107,4 +111,52 @@ fn uclient_tcp_relay_mode_round_trips_every_message() {
     assert_eq!(sent, 80, "4 clients x 20 messages:\n{tail}");
     assert_eq!(received, sent, "every message came back:\n{tail}");
     assert_eq!(number_after(&out, "Total lost packets"), Some(0), "{tail}");
+}
+
+/// RFC 6062 data is the user's traffic like datagrams: a per-user byte budget stops it.
+/// The same run as above with `[quotas] user_bytes_per_period = 3000` (of the ~16 kB it
+/// would pipe): the server closes the data connections once the budget is spent, so
+/// messages go unanswered; the log says why.
+#[test]
+fn a_spent_user_budget_closes_the_data_connections() {
+    let config = format!(
+        "[listen]\nudp = []\ntcp = [\"127.0.0.1:0\"]\n[turn]\nrealm = \"tcp.test\"\n\
+         secrets = [\"{SECRET}\"]\n[relay]\nips = [\"127.0.0.1\"]\nports = \"28500-28999\"\n\
+         [peers]\ndangerous_allow_loopback_peers = true\n\
+         [quotas]\nuser_bytes_per_period = 3000\n"
+    );
+    let server = ServerProcess::start_logging("tcp-relay-budget", &config, "turnpike_server=debug");
+    let port = server.tcp[0].port().to_string();
+    let (user, pass) = rest_credentials();
+    let (_, out) = uclient(
+        &[
+            "-T",
+            "-u",
+            &user,
+            "-w",
+            &pass,
+            "-p",
+            &port,
+            "-m",
+            "4",
+            "-n",
+            "20",
+            "-l",
+            "100",
+            "127.0.0.1",
+        ],
+        Duration::from_secs(30),
+    );
+    let tail: String = out.lines().rev().take(25).collect::<Vec<_>>().join("\n");
+    assert!(out.contains("connections are completed"), "{tail}");
+    let sent = number_after(&out, "tot_send_msgs").unwrap_or(0);
+    let received = number_after(&out, "tot_recv_msgs").unwrap_or(0);
+    assert!(sent > 0, "{tail}");
+    // 3000 bytes pass at most 30 messages of 100 bytes through the relay, counting both
+    // directions of the echo.
+    assert!(
+        received <= 30,
+        "{received} of {sent} came back through a 3000-byte budget:\n{tail}"
+    );
+    server.wait_for_log(&["traffic budget is spent"], Duration::from_secs(5));
 }

@@ -392,6 +392,22 @@ impl TurnServer {
         PeerAction::ToClient { to, range: 0..n }
     }
 
+    /// The traffic budget of the user whose allocation the peer data connection
+    /// `connection` belongs to, with the limits to charge it against, when budgets are
+    /// configured: the runtime charges what it pipes, as the core charges datagrams
+    /// ([`crate::budget::UserBudget::charge_stream`]).
+    pub fn connection_budget(
+        &self,
+        connection: ConnectionId,
+    ) -> Option<(
+        std::sync::Arc<crate::budget::UserBudget>,
+        crate::budget::UserLimits,
+    )> {
+        let conn = self.connections.get(&connection)?;
+        let budget = self.table.get(conn.slot)?.budget.clone()?;
+        Some((budget, self.config.quotas.user_limits()))
+    }
+
     /// A peer data connection closed (or broke). The runtime closes the client data
     /// connection bound to it, if any. If it was still connecting for a Connect, the
     /// client gets its 447 through [`TurnServer::poll_transmit`] (a runtime should rather
