@@ -20,6 +20,7 @@
 // Every wait is bounded; --timeout-ms bounds the whole run, browser included.
 
 import { chromium } from 'playwright-core';
+import { chromiumArgs } from './chromium.mjs';
 import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,39 +92,6 @@ function turnUrl(transport, host, port) {
     case 'tls': return `turns:${host}:${port}?transport=tcp`;
     default: return `turn:${host}:${port}?transport=udp`;
   }
-}
-
-/**
- * INTEROP.md's command line (with ::1 added to the resolver exclusions), plus the two flags
- * playwright itself needs with ignoreDefaultArgs, plus --ignore-certificate-errors-spki-list
- * when a self-signed certificate is to be accepted.
- */
-function chromiumArgs(userDataDir, spkiList) {
-  const extra = spkiList ? [`--ignore-certificate-errors-spki-list=${spkiList}`] : [];
-  // For debugging only, e.g. TURNPIKE_CHROMIUM_ARGS='--enable-logging=stderr --v=1'.
-  extra.push(...(process.env.TURNPIKE_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean));
-  return [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    `--user-data-dir=${userDataDir}`,
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--webrtc-ip-handling-policy=default_public_and_private_interfaces',
-    // TURN over TCP/TLS connects through Chromium's host resolver even for an IP literal, so
-    // ::1 must be excluded too (written without brackets), else `turn:[::1]:P?transport=tcp`
-    // fails with ERR_NAME_NOT_RESOLVED (icecandidateerror 701). UDP does not resolve.
-    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE ::1',
-    '--autoplay-policy=no-user-gesture-required',
-    // Needed by playwright: its CDP transport and no initial window.
-    '--remote-debugging-pipe',
-    '--no-startup-window',
-    ...extra,
-  ];
 }
 
 /** Serves relay_page.html on 127.0.0.1:<free port>. */

@@ -27,8 +27,12 @@ export function chromiumArgs(userDataDir, spkiList) {
     `--user-data-dir=${userDataDir}`,
     '--disable-features=WebRtcHideLocalIpsWithMdns',
     '--webrtc-ip-handling-policy=default_public_and_private_interfaces',
+    // TURN over TCP/TLS connects through Chromium's host resolver even for an IP literal, so
+    // ::1 must be excluded too (written without brackets), else `turn:[::1]:P?transport=tcp`
+    // fails with ERR_NAME_NOT_RESOLVED (icecandidateerror 701). UDP does not resolve.
     '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE ::1',
     '--autoplay-policy=no-user-gesture-required',
+    // Needed by playwright: its CDP transport and no initial window.
     '--remote-debugging-pipe',
     '--no-startup-window',
     ...extra,
