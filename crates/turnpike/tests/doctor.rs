@@ -39,20 +39,7 @@ fn doctor(config: &Path, metadata: &str, shell_prefix: Option<&str>) -> (Option<
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = common::wait_bounded(&mut child, Duration::from_secs(20));
     let mut out = String::new();
     child
         .stdout

@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::ServerProcess;
 
@@ -35,20 +35,7 @@ fn uclient(args: &[&str], limit: Duration) -> (Option<i32>, String) {
         .stderr(out_file)
         .spawn()
         .expect("turnutils_uclient is installed (Debian package coturn)");
-    let deadline = Instant::now() + limit;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = common::wait_bounded(&mut child, limit);
     let text = std::fs::read_to_string(&out_path).unwrap_or_default();
     let _ = std::fs::remove_file(&out_path);
     (code, text)

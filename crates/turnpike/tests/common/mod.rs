@@ -280,3 +280,22 @@ pub fn mapped_address(response: &[u8], tid: [u8; 12]) -> SocketAddr {
         .expect("XOR-MAPPED-ADDRESS")
         .0
 }
+
+/// Waits at most `limit` for `child` to exit, else kills it (SIGKILL by its PID): its
+/// exit code, `None` if it had to be killed.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
