@@ -95,6 +95,27 @@ impl UserBudget {
         }
     }
 
+    /// Counts `len` bytes at `at` (ns) in the period's bytes, unless that would pass the
+    /// period's budget: then nothing is counted and the answer is false.
+    fn charge_period(&self, at: u64, len: u64, limits: &UserLimits) -> bool {
+        if limits.bytes_per_period == 0 {
+            return true;
+        }
+        let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
+        Self::roll(
+            &self.period,
+            &[&self.period_bytes],
+            at,
+            period.max(SECOND_NS),
+        );
+        let used = self.period_bytes.fetch_add(len, Ordering::Relaxed);
+        if used.saturating_add(len) > limits.bytes_per_period {
+            self.period_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
     /// Charges one datagram of `len` payload bytes at `now`.
     ///
     /// # Errors
@@ -103,20 +124,9 @@ impl UserBudget {
     pub fn charge(&self, now: Instant, len: usize, limits: &UserLimits) -> Result<(), OverBudget> {
         let at = self.ns(now);
         let len = len as u64;
-        if limits.bytes_per_period != 0 {
-            let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
-            Self::roll(
-                &self.period,
-                &[&self.period_bytes],
-                at,
-                period.max(SECOND_NS),
-            );
-            let used = self.period_bytes.fetch_add(len, Ordering::Relaxed);
-            if used.saturating_add(len) > limits.bytes_per_period {
-                self.period_bytes.fetch_sub(len, Ordering::Relaxed);
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                return Err(OverBudget::Spent);
-            }
+        if !self.charge_period(at, len, limits) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(OverBudget::Spent);
         }
         if limits.packets_per_sec != 0 || limits.bytes_per_sec != 0 {
             Self::roll(
@@ -171,19 +181,8 @@ impl UserBudget {
                 return Err(OverBudget::Rate);
             }
         }
-        if limits.bytes_per_period != 0 {
-            let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
-            Self::roll(
-                &self.period,
-                &[&self.period_bytes],
-                at,
-                period.max(SECOND_NS),
-            );
-            let used = self.period_bytes.fetch_add(len, Ordering::Relaxed);
-            if used.saturating_add(len) > limits.bytes_per_period {
-                self.period_bytes.fetch_sub(len, Ordering::Relaxed);
-                return Err(OverBudget::Spent);
-            }
+        if !self.charge_period(at, len, limits) {
+            return Err(OverBudget::Spent);
         }
         if rated {
             self.window_packets.fetch_add(1, Ordering::Relaxed);
