@@ -61,7 +61,7 @@ fn line<'a>(out: &'a str, verdict: &str, name: &str) -> &'a str {
 
 /// A self-signed certificate for 127.0.0.1, valid 60 days: (cert, key).
 fn good_cert(dir: &Path) -> (String, String) {
-    run_openssl(
+    common::openssl(
         dir,
         &[
             "req",
@@ -97,7 +97,7 @@ fn expired_cert(dir: &Path) -> (String, String) {
     .unwrap();
     std::fs::write(dir.join("index.txt"), "").unwrap();
     std::fs::write(dir.join("serial"), "01\n").unwrap();
-    run_openssl(
+    common::openssl(
         dir,
         &[
             "req",
@@ -117,7 +117,7 @@ fn expired_cert(dir: &Path) -> (String, String) {
             "old.csr",
         ],
     );
-    run_openssl(
+    common::openssl(
         dir,
         &[
             "ca",
@@ -146,18 +146,6 @@ fn paths(dir: &Path, cert: &str, key: &str) -> (String, String) {
         dir.join(cert).display().to_string(),
         dir.join(key).display().to_string(),
     )
-}
-
-fn run_openssl(dir: &Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl")
-        .success();
-    assert!(ok, "openssl {args:?}");
 }
 
 /// A configuration that works on this machine: loopback listeners on `port`, relay on

@@ -75,18 +75,6 @@ fn a_relay_ip_that_is_not_the_machines_is_refused() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl")
-        .success();
-    assert!(ok, "openssl {args:?}");
-}
-
 #[test]
 fn tls_files_that_do_not_load_or_do_not_match_are_refused() {
     let dir = TempDir::new("refuse-tls");
@@ -103,13 +91,13 @@ fn tls_files_that_do_not_load_or_do_not_match_are_refused() {
     args.extend([
         "-days", "2", "-subj", "/CN=a", "-keyout", "a.key", "-out", "a.pem",
     ]);
-    openssl(d, &args);
+    common::openssl(d, &args);
     let mut args = vec!["req", "-x509"];
     args.extend(ec);
     args.extend([
         "-days", "2", "-subj", "/CN=b", "-keyout", "b.key", "-out", "b.pem",
     ]);
-    openssl(d, &args);
+    common::openssl(d, &args);
     std::fs::write(d.join("garbage.key"), "not a key at all\n").unwrap();
     let path = d.join("turnserver.toml");
     for key in ["garbage.key", "b.key"] {

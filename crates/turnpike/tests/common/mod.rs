@@ -299,3 +299,16 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `openssl ARGS` in `dir` (test certificates), quietly; panics if it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
