@@ -273,3 +273,40 @@ fn a_peer_connecting_while_we_connect_to_it_answers_the_connect() {
     assert!(resp.is_success());
     assert_eq!(connection, inbound);
 }
+
+/// A host that breaks its contract and names a new inbound connection with the id of a
+/// Connect attempt the core forgot (the peer's own connection answered that Connect),
+/// then reports the attempt's outcome: the runtime closes that id, so the core keeps
+/// nothing under it, and a ConnectionBind naming it is a 400, not a bind to a closed
+/// connection. Found by `core_sequence` (fuzz/corpus/core_sequence/regression-6062-reused-id).
+#[test]
+fn an_outcome_for_a_connection_that_is_not_connecting_forgets_it() {
+    let mut sim = tcp_on();
+    let (mut c, relay) = tcp_allocated(&mut sim, "203.0.113.10:40000");
+    connect(&mut sim, &mut c, peer_v4());
+    let (_, _, attempt) = sim.host.connects[0];
+    let (_, got) = sim.peer_connects(relay, peer_v4());
+    assert!(got.is_some(), "the peer's connection answers the Connect");
+    // The same id again, for another peer with a permission: the core took it.
+    c.create_permission(&mut sim, &[peer_v4_b()]).success();
+    let mut out = vec![0u8; turnpike_proto::server::tcp_relay::TCP_MESSAGE_MAX];
+    let now = sim.now();
+    let action = sim
+        .server
+        .handle_peer_connection(now, relay, peer_v4_b(), attempt, &mut out);
+    assert!(matches!(
+        action,
+        turnpike_proto::PeerAction::ToClient { .. }
+    ));
+    assert_eq!(sim.server.peer_connection_count(), 2);
+    // The attempt's outcome arrives: not a Connect in progress, so the runtime closes it.
+    assert_eq!(sim.peer_connected(attempt, true), None);
+    assert_eq!(sim.server.peer_connection_count(), 1);
+    let mut data = TestClient::new(tcp("203.0.113.10:40100"), ALICE.0, ALICE.1);
+    data.request(
+        &mut sim,
+        Method::CONNECTION_BIND,
+        &[A::Connection(attempt.0)],
+    )
+    .assert_error(400);
+}

@@ -220,7 +220,8 @@ impl TurnServer {
     /// allocation's control connection. After a success the connection waits up to
     /// [`CONNECTION_BIND_TIMEOUT`] for its ConnectionBind; keep it open and buffer what the
     /// peer sends. [`PeerAction::None`] means the core does not know the connection (its
-    /// allocation went, it timed out) or no longer wants it: close it.
+    /// allocation went, it timed out) or no longer wants it: close it; the core keeps
+    /// nothing under that id afterwards.
     pub fn handle_peer_connected(
         &mut self,
         now: Instant,
@@ -232,6 +233,12 @@ impl TurnServer {
             return PeerAction::None;
         };
         let State::Connecting { tid, signer, .. } = conn.state else {
+            // An outcome for a connection that is not connecting: the host named two
+            // connections alike (the Connect's own attempt, forgotten when the peer's
+            // connection answered it, and a later one). `None` makes the runtime close
+            // this id, so the core forgets it too rather than wait for a bind on a
+            // connection that is gone.
+            self.forget_connection(connection);
             return PeerAction::None;
         };
         let Some(to) = self.table.get(conn.slot).map(|a| a.five_tuple) else {
