@@ -206,6 +206,8 @@ pub(crate) struct Allocation {
     /// Its user's traffic budget, shared with the user's other allocations (only when a
     /// per-user limit is configured).
     pub(crate) budget: Option<std::sync::Arc<crate::budget::UserBudget>>,
+    /// What it has in the kernel's fast path, once it had a route there.
+    pub(crate) offloaded: Option<Box<crate::server::offload::Offloaded>>,
 }
 
 impl Allocation {

@@ -192,6 +192,39 @@ pub trait Host {
     fn close_peer_connection(&mut self, connection: ConnectionId) {
         let _ = connection;
     }
+
+    /// Whether this host has an in-kernel ChannelData fast path
+    /// ([`crate::server::offload`]): only then does the core work out routes and call
+    /// the four methods below. Default: no.
+    fn offloads(&self) -> bool {
+        false
+    }
+
+    /// Creates the kernel's state of allocation `allocation` (its counters, and its
+    /// bandwidth bucket of `bytes_per_sec`, 0 for none), or sets a new cap on it keeping
+    /// its counters. Called before its first route and when the cap changes.
+    fn offload_allocation(&mut self, allocation: u64, bytes_per_sec: u64) {
+        let _ = (allocation, bytes_per_sec);
+    }
+
+    /// Installs `route` in the kernel, or replaces the one with the same path (a new
+    /// deadline). A host that cannot (a full map, a peer that is one of its own relayed
+    /// addresses) leaves it to user space, which relays everything the kernel does not.
+    fn offload_route(&mut self, route: &crate::server::offload::ChannelRoute) {
+        let _ = route;
+    }
+
+    /// Takes `route` out of the kernel (tolerating one that was never installed).
+    fn withdraw_route(&mut self, route: &crate::server::offload::ChannelRoute) {
+        let _ = route;
+    }
+
+    /// Removes allocation `allocation`'s kernel state, after its routes were withdrawn,
+    /// and returns what the kernel relayed for it: (to the peer, to the client).
+    fn end_offload(&mut self, allocation: u64) -> Option<(crate::Usage, crate::Usage)> {
+        let _ = allocation;
+        None
+    }
 }
 
 /// Reservations kept in one map, for a host whose cores need no sharing (or that

@@ -370,6 +370,7 @@ impl TurnServer {
             to_client: Usage::default(),
             serial,
             budget,
+            offloaded: None,
         });
         debug_assert_eq!(inserted, id, "the ticket names the slot used");
         undo.commit();

@@ -170,6 +170,7 @@ pub use self::stats::{
 
 mod allocate;
 mod data;
+pub mod offload;
 mod operator;
 mod output;
 mod permission;
@@ -391,14 +392,23 @@ impl TurnServer {
         self.binding = binding(&config);
         self.redirect = config.alternates.redirect;
         let policy_changed = config.peers != self.config.peers;
+        let cap_changed =
+            config.quotas.bandwidth_bytes_per_sec != self.config.quotas.bandwidth_bytes_per_sec;
         self.config = config;
         if policy_changed {
             self.drop_refused_peers();
-            // RFC 6062 connections to refused peers are closed by the next sweep (it needs
-            // the host): make it due at once.
-            if !self.connections.is_empty() {
-                self.next_sweep = Some(self.time_base.instant);
-            }
+        }
+        // RFC 6062 connections to refused peers are closed, and kernel routes to them
+        // withdrawn (or their bandwidth cap changed), by the next sweep (it needs the
+        // host): make it due at once.
+        let offloaded = self
+            .table
+            .ids()
+            .any(|id| self.table[id].offloaded.is_some());
+        if (policy_changed && !self.connections.is_empty())
+            || ((policy_changed || cap_changed) && offloaded)
+        {
+            self.next_sweep = Some(self.time_base.instant);
         }
         Ok(())
     }
@@ -730,9 +740,18 @@ impl TurnServer {
         }
         match req.msg.message_type().method {
             Method::ALLOCATE => self.allocate(req, out, host).map(Outcome::Reply),
-            Method::REFRESH => self.refresh(req, out, host).map(Outcome::Reply),
-            Method::CREATE_PERMISSION => self.create_permission(req, out).map(Outcome::Reply),
-            Method::CHANNEL_BIND => self.channel_bind(req, out).map(Outcome::Reply),
+            Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
+                let n = match req.msg.message_type().method {
+                    Method::REFRESH => self.refresh(req, out, host)?,
+                    Method::CREATE_PERMISSION => self.create_permission(req, out)?,
+                    _ => self.channel_bind(req, out)?,
+                };
+                // A route may have appeared or moved (a new deadline, a moved client).
+                if let Some(id) = self.table.by_five_tuple(&req.from) {
+                    self.sync_offload(id, req.now, host);
+                }
+                Ok(Outcome::Reply(n))
+            }
             Method::CONNECT => self.connect(req, host),
             Method::CONNECTION_BIND => self.connection_bind(req, out),
             _ => Err(Reject::BadRequest),

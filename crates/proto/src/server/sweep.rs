@@ -36,8 +36,12 @@ impl TurnServer {
             if a.cached.as_ref().is_some_and(|c| c.until <= now) {
                 a.cached = None;
             }
-            if !a.is_live(now) {
+            let live = a.is_live(now);
+            if live {
+                self.sync_offload(id, now, host);
+            } else {
                 // A lifetime capped by the credential ends with the credential.
+                let a = &self.table[id];
                 let reason = match a.credential_expires {
                     Some(c) if c <= now && c <= a.expires => EndReason::CredentialExpired,
                     _ => EndReason::Expired,
@@ -95,9 +99,16 @@ impl TurnServer {
         reason: EndReason,
         host: &mut impl Host,
     ) {
-        let Some(alloc) = self.table.remove(id) else {
+        let Some(mut alloc) = self.table.remove(id) else {
             return;
         };
+        // What the kernel relayed belongs in the record like the rest.
+        if let Some((to_peer, to_client)) =
+            Self::end_offload(alloc.offloaded.take(), alloc.serial, host)
+        {
+            alloc.to_peer.absorb(to_peer);
+            alloc.to_client.absorb(to_client);
+        }
         self.stats.record_end(&alloc, reason, now);
         self.events
             .push_back(Event::AllocationEnded(Box::new(AllocationRecord {

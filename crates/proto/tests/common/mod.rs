@@ -12,6 +12,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+mod kernel;
+pub use kernel::FakeKernel;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -22,12 +25,13 @@ use std::time::{Duration, Instant};
 use turnpike_proto::auth::rest::mint;
 use turnpike_proto::policy::Cidr;
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::server::tcp_relay::TCP_MESSAGE_MAX;
 use turnpike_proto::server::{PEER_HEADROOM, PEER_TAILROOM};
 use turnpike_proto::{
     BoundRelay, Claim, ClientAction, ClientTransport, ConnectionId, CoreSetup, Family, FiveTuple,
     Host, PeerAction, PortRequest, RelayError, RelayId, Reservations, StaticUser, TimeBase,
-    Transmit, TurnConfig, TurnServer,
+    Transmit, TurnConfig, TurnServer, Usage,
 };
 use turnpike_stun::attr::{
     AddressErrorCode, AlternateDomain, AlternateServer, ErrorCodeAttr, Icmp, Lifetime,
@@ -157,6 +161,8 @@ pub struct FakeHost {
     pub reservations: Reservations,
     /// Connection ids name their core in the top byte (as a runtime with several cores).
     pub sharded_connections: bool,
+    /// The in-kernel fast path, when the test turns it on.
+    pub kernel: Option<FakeKernel>,
 }
 
 impl Default for FakeHost {
@@ -184,6 +190,7 @@ impl Default for FakeHost {
             next_connection: 0x1000,
             reservations: Reservations::default(),
             sharded_connections: false,
+            kernel: None,
         }
     }
 }
@@ -218,6 +225,13 @@ impl FakeHost {
     /// Allocations the ledger holds.
     pub fn slots_held(&self) -> u64 {
         self.acquired - self.given_back
+    }
+
+    /// The fake kernel; the core calls it only when [`Host::offloads`] said yes.
+    pub fn kernel_mut(&mut self) -> &mut FakeKernel {
+        self.kernel
+            .as_mut()
+            .expect("the core used the fast path of a host without one")
     }
 
     /// A fresh connection id, as a runtime would name an accepted peer connection.
@@ -356,6 +370,27 @@ impl Host for FakeHost {
 
     fn close_peer_connection(&mut self, connection: ConnectionId) {
         self.closed_connections.push(connection);
+    }
+
+    fn offloads(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    fn offload_allocation(&mut self, allocation: u64, bytes_per_sec: u64) {
+        self.kernel_mut()
+            .offload_allocation(allocation, bytes_per_sec);
+    }
+
+    fn offload_route(&mut self, route: &ChannelRoute) {
+        self.kernel_mut().offload_route(route);
+    }
+
+    fn withdraw_route(&mut self, route: &ChannelRoute) {
+        self.kernel_mut().withdraw_route(route);
+    }
+
+    fn end_offload(&mut self, allocation: u64) -> Option<(Usage, Usage)> {
+        self.kernel_mut().end_offload(allocation)
     }
 
     fn shard_of(&self, connection: ConnectionId) -> Option<u8> {
