@@ -59,6 +59,8 @@ pub struct Config {
     pub credentials_service: CredentialsService,
     /// `[drain]`: stopping without cutting calls.
     pub drain: DrainSection,
+    /// `[offload]`: the in-kernel ChannelData fast path; off by default.
+    pub offload: crate::offload_config::OffloadSection,
     /// Internal, not in the file: skip an unspecified IPv6 listener (`[::]`) when the
     /// host has no IPv6 instead of failing (on by default; tests that need every
     /// listener turn it off).

@@ -433,6 +433,7 @@ impl Controller {
             ("relay", old.relay != new.relay),
             ("rfc5780", old.rfc5780 != new.rfc5780),
             ("runtime", old.runtime != new.runtime),
+            ("offload", old.offload != new.offload),
             ("log.format", old.log.format != new.log.format),
             ("admin", old.admin != new.admin),
             ("metrics", old.metrics != new.metrics),
