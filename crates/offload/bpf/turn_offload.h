@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * turnpike in-kernel ChannelData fast path: the map ABI shared with user space.
+ *
+ * Mirrored in crates/offload/src/abi.rs as #[repr(C)] structs; both sides assert
+ * the sizes at compile time. IPs are 16 bytes (IPv4 as ::ffff:a.b.c.d); ports and
+ * channel numbers are in network byte order; everything else in host order.
+ */
+#ifndef TURN_OFFLOAD_H
+#define TURN_OFFLOAD_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+/* FWD key: a ChannelData datagram from a client (client -> server address). */
+struct turn_fwd_key {
+	__u8 client_ip[16];
+	__u8 server_ip[16];
+	__be16 client_port;
+	__be16 server_port;
+	__be16 channel;
+	__u16 pad;
+};
+
+/* REV key: a datagram from a peer to a relayed address. */
+struct turn_rev_key {
+	__u8 peer_ip[16];
+	__u8 relay_ip[16];
+	__be16 peer_port;
+	__be16 relay_port;
+	__u32 pad;
+};
+
+/* Route flag: set the IPv4 Don't Fragment bit on the relayed datagram. */
+#define TURN_ROUTE_DF 0x01
+
+/* What to send instead: the new addresses, the channel to prepend (REV) or 0 (FWD). */
+struct turn_route {
+	__u8 src_ip[16];
+	__u8 dst_ip[16];
+	__be16 src_port;
+	__be16 dst_port;
+	__be16 channel;
+	__u8 flags;
+	__u8 pad;
+	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC); at or after it the packet passes. */
+	__u64 deadline_ns;
+	/* The allocation (ALLOCS key) charged; missing -> pass to user space. */
+	__u32 alloc;
+	__u32 pad2;
+};
+
+/* One allocation: the token bucket both directions share, and its counters. */
+struct turn_alloc {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 rate;     /* bytes per second, 0 = unlimited; burst = one second's worth */
+	__u64 tokens;   /* whole bytes */
+	__u64 last_ns;  /* the time the tokens stand for */
+	__u64 to_peer_packets;
+	__u64 to_peer_bytes;
+	__u64 to_client_packets;
+	__u64 to_client_bytes;
+};
+
+/* STATS (per-CPU array of u64) indices. */
+enum turn_stat {
+	TURN_STAT_TO_PEER_PACKETS = 0,
+	TURN_STAT_TO_PEER_BYTES = 1,
+	TURN_STAT_TO_CLIENT_PACKETS = 2,
+	TURN_STAT_TO_CLIENT_BYTES = 3,
+	TURN_STAT_PASS_EXPIRED = 4,
+	TURN_STAT_PASS_UNFIT = 5,
+	TURN_STAT_DROP_BUCKET = 6,
+	TURN_STAT_PASS_NO_ALLOC = 7,
+	TURN_STAT_PASS_TOO_BIG = 8,
+	TURN_STAT_PASS_FIB = 9,
+	TURN_STAT_DROP_ERROR = 10,
+	TURN_STAT_COUNT = 11,
+};
+
+_Static_assert(sizeof(struct turn_fwd_key) == 40, "FWD key ABI");
+_Static_assert(sizeof(struct turn_rev_key) == 40, "REV key ABI");
+_Static_assert(sizeof(struct turn_route) == 56, "route ABI");
+_Static_assert(sizeof(struct turn_alloc) == 64, "alloc ABI");
+
+#endif

@@ -1,0 +1,90 @@
+//! turnpike's opt-in in-kernel ChannelData fast path (issue 18): a TC ingress program
+//! that relays TURN channel traffic between clients and peers without the socket
+//! layer, and the loader that attaches it and fills its maps. Linux only.
+//!
+//! # Split between kernel and user space
+//!
+//! User space stays the source of truth. The sans-IO core decides every channel,
+//! permission, lifetime and quota; the runtime mirrors each bound channel into two
+//! routes here and removes them when the core forgets the binding. The program only
+//! applies what the maps say, and passes everything else on untouched (`TC_ACT_OK`)
+//! to the server's sockets: STUN, Send/Data indications, unknown channels, TCP,
+//! fragments, IP options, IPv6 extension headers, padded ChannelData, GSO skbs,
+//! cross-family routes (v4↔v6 comes later), datagrams over the egress MTU, expired
+//! routes and routes whose allocation is missing. Every "pass" is decided before the
+//! first byte of the packet changes.
+//!
+//! # Maps (the ABI, [`abi`] and `bpf/turn_offload.h`)
+//!
+//! - `FWD` (hash): client IP, server IP, client port, server port, channel →
+//!   [`Route`] (relayed address → peer). A UDP payload that is exactly one ChannelData
+//!   message (first byte 0x40–0x4F, length + 4 = payload length, RFC 8656 §12) loses
+//!   its 4-byte header.
+//! - `REV` (hash): peer IP, relayed IP, peer port, relayed port → [`Route`] (server
+//!   address → client, with the channel to prepend). The payload gets a 4-byte header;
+//!   no padding over UDP (RFC 8656 §12.5).
+//! - `ALLOCS` (hash): allocation id → [`AllocState`]: a spin lock, the token bucket
+//!   both directions share (exactly `TokenBucket` of `crates/proto/src/quota.rs`:
+//!   burst = one second's worth, starts full, whole tokens, elapsed time in whole
+//!   microseconds, `last` advanced by the time the added tokens stand for) and the
+//!   counters of application bytes relayed by the program. No tokens → dropped and
+//!   counted in `STATS`, as user space drops it.
+//! - `STATS` (per-CPU array of u64): see [`abi::stat`].
+//!
+//! A route carries a deadline on the program's clock ([`BpfClock`]: CLOCK_MONOTONIC,
+//! as `Instant`); at or after it the datagram goes to user space, so channel lifetimes
+//! hold in the kernel without waiting for a sweep.
+//!
+//! # What the program does to a relayed datagram
+//!
+//! It keeps the IP and UDP headers where they are and moves the payload by 4 bytes
+//! (bounded copy loop, 256-byte pieces, then `bpf_skb_change_tail` ±4), so the
+//! checksum start of a `CHECKSUM_PARTIAL` skb (veth and local senders with tx offload)
+//! stays valid; `bpf_skb_adjust_room` was found to break it. It rewrites addresses,
+//! ports and lengths, sets TTL / hop limit 64 (a relay sends new datagrams), IPv4 DF
+//! as the route says, recomputes the IPv4 header checksum, and updates the UDP
+//! checksum by difference through `bpf_l4_csum_replace`: pseudo-header changes with
+//! `BPF_F_PSEUDO_HDR` (the kernel applies them to a partial checksum too), ports,
+//! length field and the 4 header bytes without it (skipped for `CHECKSUM_PARTIAL`,
+//! whose sum the device or `skb_checksum_help` completes later), with
+//! `BPF_F_MARK_MANGLED_0` on IPv4 (0 = no checksum) and `BPF_F_IPV6` on IPv6. It
+//! then asks `bpf_fib_lookup` with the new total length (FRAG_NEEDED → pass), writes
+//! the MACs and redirects to the egress interface, or lets `bpf_redirect_neigh`
+//! resolve the neighbour.
+//!
+//! `bpf_fib_lookup` answers only when forwarding is enabled on the ingress interface
+//! (`net.ipv4.conf.<if>.forwarding`, `net.ipv6.conf.<if>.forwarding`); without it
+//! every matched datagram passes to user space and counts in
+//! [`ProgramStats::pass_fib`]. An operator who wants the fast path but no routing
+//! keeps forwarding on and drops the `forward` netfilter hook (redirected packets do
+//! not traverse it).
+//!
+//! # Building
+//!
+//! The program is C (`bpf/turn_offload.bpf.c`), compiled by `build.rs` with clang
+//! only under the `ebpf` feature (Debian: `apt-get install clang libbpf-dev`) and
+//! embedded in the binary. Without the feature the crate builds with no C toolchain
+//! and [`Offload::load`] fails with [`OffloadError::NotBuilt`].
+
+// The workspace denies `unsafe_code`; this crate talks to the kernel (`aya::Pod` for
+// the map ABI, `clock_gettime`, one raw `bpf()` command aya does not wrap), so it
+// allows it here, and every block carries a `// SAFETY:` comment.
+#![allow(unsafe_code)]
+
+#[cfg(target_os = "linux")]
+pub mod abi;
+#[cfg(target_os = "linux")]
+mod clock;
+#[cfg(target_os = "linux")]
+mod error;
+#[cfg(target_os = "linux")]
+mod offload;
+
+#[cfg(target_os = "linux")]
+pub use abi::{AllocCounters, AllocState, FwdKey, ProgramStats, RevKey, Route};
+#[cfg(target_os = "linux")]
+pub use clock::BpfClock;
+#[cfg(target_os = "linux")]
+pub use error::{AyaError, OffloadError};
+#[cfg(target_os = "linux")]
+pub use offload::Offload;

@@ -1,0 +1,335 @@
+//! Loading, attaching and feeding the program.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::time::Instant;
+
+use aya::Ebpf;
+use aya::maps::{HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray};
+use aya::programs::{SchedClassifier, TcAttachType, tc};
+use aya::util::KernelVersion;
+
+use crate::abi::{AllocCounters, AllocState, FwdKey, ProgramStats, RevKey, Route, stat};
+use crate::clock::BpfClock;
+use crate::error::{AyaError, OffloadError};
+
+/// The program's name in the object (its C function).
+const PROGRAM: &str = "turn_offload";
+/// `BPF_NOEXIST`, `BPF_EXIST` and `BPF_F_LOCK` (`include/uapi/linux/bpf.h`).
+const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
+const BPF_F_LOCK: u64 = 4;
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+
+/// The object `build.rs` compiled (feature `ebpf`).
+#[cfg(feature = "ebpf")]
+fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/turn_offload.bpf.o"))
+}
+
+/// The loaded program, attached at TC ingress of some interfaces, and its maps.
+///
+/// Dropping it detaches the program and frees the maps (when no one else holds them).
+pub struct Offload {
+    fwd: HashMap<MapData, FwdKey, Route>,
+    rev: HashMap<MapData, RevKey, Route>,
+    allocs: HashMap<MapData, u32, AllocState>,
+    stats: PerCpuArray<MapData, u64>,
+    clock: BpfClock,
+    interfaces: Vec<String>,
+    /// Owns the program and its TC links; dropped last.
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for Offload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offload")
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Offload {
+    /// Loads the program and attaches it at TC ingress of each of `interfaces` (TCX
+    /// on kernels ≥ 6.6, else through a `clsact` qdisc it adds if missing).
+    ///
+    /// # Errors
+    ///
+    /// [`OffloadError::NotBuilt`] without the `ebpf` feature; otherwise why the kernel
+    /// refused (privilege, no BPF, a missing interface, the verifier).
+    pub fn load(interfaces: &[String]) -> Result<Self, OffloadError> {
+        #[cfg(feature = "ebpf")]
+        {
+            Self::load_object(object(), interfaces)
+        }
+        #[cfg(not(feature = "ebpf"))]
+        {
+            let _ = interfaces;
+            Err(OffloadError::NotBuilt)
+        }
+    }
+
+    #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
+    fn load_object(object: &[u8], interfaces: &[String]) -> Result<Self, OffloadError> {
+        for name in interfaces {
+            if ifindex(name).is_none() {
+                return Err(OffloadError::InterfaceMissing {
+                    interface: name.clone(),
+                });
+            }
+        }
+        let mut ebpf = Ebpf::load(object)
+            .map_err(|e| OffloadError::classify("creating maps", AyaError::Ebpf(e)))?;
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(OffloadError::MissingObject { name: PROGRAM })?
+            .try_into()
+            .map_err(|e| OffloadError::classify("finding the program", AyaError::Program(e)))?;
+        program
+            .load()
+            .map_err(|e| OffloadError::classify("loading the program", AyaError::Program(e)))?;
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        for name in interfaces {
+            if !tcx {
+                // Netlink attach needs the qdisc; one that exists already is fine.
+                if let Err(e) = tc::qdisc_add_clsact(name) {
+                    let exists = matches!(&e, tc::TcError::NetlinkError(n)
+                        if n.raw_os_error() == Some(libc::EEXIST));
+                    if !exists {
+                        return Err(OffloadError::classify(
+                            "adding the clsact qdisc",
+                            AyaError::Program(e.into()),
+                        ));
+                    }
+                }
+            }
+            program
+                .attach(name, TcAttachType::Ingress)
+                .map_err(|e| OffloadError::classify("attaching", AyaError::Program(e)))?;
+        }
+        let fwd =
+            HashMap::try_from(take(&mut ebpf, "FWD")?).map_err(|e| OffloadError::map("FWD", e))?;
+        let rev =
+            HashMap::try_from(take(&mut ebpf, "REV")?).map_err(|e| OffloadError::map("REV", e))?;
+        let allocs = HashMap::try_from(take(&mut ebpf, "ALLOCS")?)
+            .map_err(|e| OffloadError::map("ALLOCS", e))?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?)
+            .map_err(|e| OffloadError::map("STATS", e))?;
+        Ok(Self {
+            fwd,
+            rev,
+            allocs,
+            stats,
+            clock: BpfClock::new(),
+            interfaces: interfaces.to_vec(),
+            _ebpf: ebpf,
+        })
+    }
+
+    /// The interfaces the program is attached to.
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
+    }
+
+    /// The program's clock, for [`Route::deadline_ns`] and the bucket's start.
+    pub fn clock(&self) -> &BpfClock {
+        &self.clock
+    }
+
+    /// Creates or replaces the client → peer route of `key`.
+    ///
+    /// # Errors
+    ///
+    /// The map is full (E2BIG) or the syscall failed.
+    pub fn insert_forward(&mut self, key: &FwdKey, route: &Route) -> Result<(), OffloadError> {
+        self.fwd
+            .insert(key, route, 0)
+            .map_err(|e| OffloadError::map("FWD", e))
+    }
+
+    /// Creates or replaces the peer → client route of `key`.
+    ///
+    /// # Errors
+    ///
+    /// The map is full (E2BIG) or the syscall failed.
+    pub fn insert_reverse(&mut self, key: &RevKey, route: &Route) -> Result<(), OffloadError> {
+        self.rev
+            .insert(key, route, 0)
+            .map_err(|e| OffloadError::map("REV", e))
+    }
+
+    /// Removes a client → peer route; `false` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed otherwise.
+    pub fn remove_forward(&mut self, key: &FwdKey) -> Result<bool, OffloadError> {
+        absent_is_false(self.fwd.remove(key)).map_err(|e| OffloadError::map("FWD", e))
+    }
+
+    /// Removes a peer → client route; `false` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed otherwise.
+    pub fn remove_reverse(&mut self, key: &RevKey) -> Result<bool, OffloadError> {
+        absent_is_false(self.rev.remove(key)).map_err(|e| OffloadError::map("REV", e))
+    }
+
+    /// Creates allocation `id` with a full bucket of `rate` bytes per second (0 =
+    /// unlimited) as of `now`, as user space's `TokenBucket::new(now, rate)`; an
+    /// existing entry is left as it is (counters kept). `true` if it was created.
+    ///
+    /// # Errors
+    ///
+    /// The map is full (E2BIG) or the syscall failed.
+    pub fn insert_alloc(&mut self, id: u32, rate: u64, now: Instant) -> Result<bool, OffloadError> {
+        let state = AllocState {
+            rate,
+            tokens: rate,
+            last_ns: self.clock.ns(now),
+            ..AllocState::default()
+        };
+        match self.allocs.insert(id, state, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(OffloadError::map("ALLOCS", e)),
+        }
+    }
+
+    /// Changes the rate of allocation `id`, keeping its tokens and counters; `false`
+    /// if it does not exist.
+    ///
+    /// Read, change, write: datagrams the program counts between the read and the
+    /// write (microseconds) are lost from the counters. Rates change on reload only.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed.
+    pub fn set_alloc_rate(&mut self, id: u32, rate: u64) -> Result<bool, OffloadError> {
+        let mut state = match self.allocs.get(&id, BPF_F_LOCK) {
+            Ok(s) => s,
+            Err(MapError::KeyNotFound) => return Ok(false),
+            Err(e) => return Err(OffloadError::map("ALLOCS", e)),
+        };
+        state.rate = rate;
+        match self.allocs.insert(id, state, BPF_EXIST | BPF_F_LOCK) {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(OffloadError::map("ALLOCS", e)),
+        }
+    }
+
+    /// Removes allocation `id` and returns its final counters, read and deleted in
+    /// one step (`BPF_MAP_LOOKUP_AND_DELETE_ELEM`), so nothing counted is lost.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed.
+    pub fn remove_alloc(&mut self, id: u32) -> Result<Option<AllocCounters>, OffloadError> {
+        let fd = self.allocs.map().fd().as_fd().as_raw_fd();
+        let mut value = AllocState::default();
+        let mut attr = MapElemAttr {
+            map_fd: u32::try_from(fd).unwrap_or(u32::MAX),
+            pad: 0,
+            key: std::ptr::from_ref(&id) as u64,
+            value: std::ptr::from_mut(&mut value) as u64,
+            flags: BPF_F_LOCK,
+        };
+        // SAFETY: `attr` is the kernel's `bpf_attr` layout for element commands
+        // (map_fd, key, value, flags), its size passed exactly; `key` points to a live
+        // u32 and `value` to a live, writable `AllocState` of the map's value size
+        // (64 bytes, checked by `HashMap::try_from`). The kernel reads and writes no
+        // more than that during the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+                std::ptr::from_mut(&mut attr),
+                size_of::<MapElemAttr>(),
+            )
+        };
+        if rc == 0 {
+            return Ok(Some(value.counters));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(None);
+        }
+        Err(OffloadError::Map {
+            map: "ALLOCS",
+            source: AyaError::Io(err),
+        })
+    }
+
+    /// The counters of allocation `id`, `None` if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed.
+    pub fn alloc_counters(&self, id: u32) -> Result<Option<AllocCounters>, OffloadError> {
+        match self.allocs.get(&id, BPF_F_LOCK) {
+            Ok(s) => Ok(Some(s.counters)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(OffloadError::map("ALLOCS", e)),
+        }
+    }
+
+    /// The program's counters, summed over CPUs.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed.
+    pub fn stats(&self) -> Result<ProgramStats, OffloadError> {
+        let mut sums = [0u64; stat::COUNT as usize];
+        for (i, sum) in (0u32..).zip(sums.iter_mut()) {
+            let per_cpu = self
+                .stats
+                .get(&i, 0)
+                .map_err(|e| OffloadError::map("STATS", e))?;
+            *sum = per_cpu.iter().fold(0u64, |a, &b| a.wrapping_add(b));
+        }
+        Ok(ProgramStats::from_sums(&sums))
+    }
+}
+
+/// The `bpf_attr` of `BPF_MAP_*_ELEM` commands.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, OffloadError> {
+    ebpf.take_map(name)
+        .ok_or(OffloadError::MissingObject { name })
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string alive for the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+fn errno(e: &MapError) -> Option<i32> {
+    match e {
+        MapError::SyscallError(s) => s.io_error.raw_os_error(),
+        MapError::IoError(io) => io.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn absent_is_false(r: Result<(), MapError>) -> Result<bool, MapError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
