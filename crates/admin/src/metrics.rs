@@ -43,7 +43,7 @@ use turnpike_proto::policy::DenyRule;
 use turnpike_proto::server::{
     EndReason, Histogram, LIFETIME_BOUNDS_SECS, Reject, RelayFamilies, VOLUME_BOUNDS_BYTES,
 };
-use turnpike_server::{MetricsSnapshot, ServerControl};
+use turnpike_server::{MetricsSnapshot, OffloadStatus, ServerControl};
 
 /// The Content-Type of the classic Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -350,8 +350,88 @@ impl Collector for Snapshot {
         let help = "1 while new Allocates are redirected to an alternate server.";
         let redirecting = one(u64::from(m.redirecting));
         write(&mut enc, "turnpike_redirecting", help, gauge, redirecting)?;
+        if let Some(o) = &m.offload {
+            offload(&mut enc, o)?;
+        }
         Ok(())
     }
+}
+
+/// The in-kernel fast path's series (only when `[offload]` is on). What it relayed is
+/// also in `turnpike_relayed_*`, which count both paths.
+fn offload(enc: &mut DescriptorEncoder<'_>, o: &OffloadStatus) -> Result<(), fmt::Error> {
+    let (gauge, counter) = (MetricType::Gauge, MetricType::Counter);
+    let p = &o.program;
+    let active = u64::from(!o.interfaces.is_empty());
+    let help = "1 while the in-kernel ChannelData fast path is attached.";
+    write(enc, "turnpike_offload_active", help, gauge, one(active))?;
+    let help = "The fast path was configured but could not load (the log says why).";
+    let failed = u64::from(o.failure.is_some());
+    write(
+        enc,
+        "turnpike_offload_load_failures_total",
+        help,
+        counter,
+        one(failed),
+    )?;
+    let help =
+        "Datagrams the kernel relayed, by direction (part of turnpike_relayed_packets_total).";
+    let packets = vec![
+        (label("direction", "to_peer"), p.to_peer_packets),
+        (label("direction", "to_client"), p.to_client_packets),
+    ];
+    write(
+        enc,
+        "turnpike_offload_relayed_packets_total",
+        help,
+        counter,
+        packets,
+    )?;
+    let help =
+        "Payload bytes the kernel relayed, by direction (part of turnpike_relayed_bytes_total).";
+    let bytes = vec![
+        (label("direction", "to_peer"), p.to_peer_bytes),
+        (label("direction", "to_client"), p.to_client_bytes),
+    ];
+    write(
+        enc,
+        "turnpike_offload_relayed_bytes_total",
+        help,
+        counter,
+        bytes,
+    )?;
+    let help = "Datagrams that matched a route but went on to user space, by reason.";
+    let passed = vec![
+        (label("reason", "expired"), p.pass_expired),
+        (label("reason", "unfit"), p.pass_unfit),
+        (label("reason", "no_allocation"), p.pass_no_alloc),
+        (label("reason", "too_big"), p.pass_too_big),
+        (label("reason", "no_route"), p.pass_fib),
+    ];
+    write(enc, "turnpike_offload_passed_total", help, counter, passed)?;
+    let help = "Datagrams the kernel dropped, by reason.";
+    let dropped = vec![
+        (label("reason", "bandwidth"), p.drop_bucket),
+        (label("reason", "error"), p.drop_error),
+    ];
+    write(
+        enc,
+        "turnpike_offload_dropped_total",
+        help,
+        counter,
+        dropped,
+    )?;
+    let help = "Channels installed in the kernel now (both directions count as one).";
+    write(enc, "turnpike_offload_routes", help, gauge, one(o.routes))?;
+    let help = "Map updates the kernel refused (those channels stay in user space).";
+    write(
+        enc,
+        "turnpike_offload_refused_total",
+        help,
+        counter,
+        one(o.refused),
+    )?;
+    Ok(())
 }
 
 /// Writes one metric family: its `# HELP` and `# TYPE` lines, then a sample per label
@@ -544,6 +624,61 @@ mod tests {
         }
         assert!(text.contains("# TYPE turnpike_auth_failures_total counter\n"));
         assert!(text.contains("turnpike_allocation_lifetime_seconds_sum 100005.0\n"));
+    }
+
+    #[test]
+    fn offload_series_only_when_configured() {
+        let text = render(&MetricsSnapshot::default()).unwrap();
+        assert!(!text.contains("turnpike_offload"), "off: no series");
+        let mut status = OffloadStatus {
+            mode: turnpike_server::OffloadMode::Tc,
+            interfaces: vec!["eth0".into()],
+            routes: 3,
+            ..OffloadStatus::default()
+        };
+        status.program.to_peer_packets = 7;
+        status.program.to_client_bytes = 1200;
+        status.program.pass_expired = 2;
+        status.program.drop_bucket = 1;
+        let m = MetricsSnapshot {
+            offload: Some(status.clone()),
+            ..MetricsSnapshot::default()
+        };
+        let text = render(&m).unwrap();
+        let want = [
+            ("turnpike_offload_active", 1),
+            ("turnpike_offload_load_failures_total", 0),
+            (
+                r#"turnpike_offload_relayed_packets_total{direction="to_peer"}"#,
+                7,
+            ),
+            (
+                r#"turnpike_offload_relayed_bytes_total{direction="to_client"}"#,
+                1200,
+            ),
+            (r#"turnpike_offload_passed_total{reason="expired"}"#, 2),
+            (r#"turnpike_offload_dropped_total{reason="bandwidth"}"#, 1),
+            ("turnpike_offload_routes", 3),
+        ];
+        for (series, value) in want {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        // Configured but not loaded.
+        let failed = OffloadStatus {
+            interfaces: Vec::new(),
+            failure: Some("no privilege".into()),
+            ..status
+        };
+        let m = MetricsSnapshot {
+            offload: Some(failed),
+            ..MetricsSnapshot::default()
+        };
+        let text = render(&m).unwrap();
+        assert_eq!(sample(&text, "turnpike_offload_active"), Some(0));
+        assert_eq!(
+            sample(&text, "turnpike_offload_load_failures_total"),
+            Some(1)
+        );
     }
 
     #[test]

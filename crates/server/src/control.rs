@@ -269,6 +269,8 @@ pub(crate) struct Controller {
     pub(crate) drain: Option<(Instant, Instant)>,
     /// When the drain last logged its progress.
     pub(crate) drain_logged: Option<Instant>,
+    /// The in-kernel fast path.
+    pub(crate) offload: crate::kernel::OffloadState,
 }
 
 impl Controller {
@@ -343,6 +345,7 @@ impl Controller {
         m.open_connections = self.limiter.open_now() as u64;
         m.draining = self.drain.is_some();
         m.cert_not_after = self.config.tls.as_ref().and_then(tls::not_after);
+        m.offload = self.offload.status();
         m
     }
 

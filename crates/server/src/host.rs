@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::stun::attr::ConnectionId;
 use turnpike_proto::{BoundRelay, Family, HashMap, Host, PortRequest, RelayError, RelayId};
 use turnpike_udp::{Poller, icmp};
@@ -125,6 +126,8 @@ pub(crate) struct WorkerHost {
     /// Relay binds that failed: when the last warning was logged, and how many failed
     /// since (see [`WorkerHost::relay_bind_failed`]).
     pub(crate) bind_failures: (Option<Instant>, u64),
+    /// The in-kernel fast path, when `[offload]` loaded.
+    pub(crate) kernel: Option<crate::kernel::WorkerKernel>,
 }
 
 /// At most one warning per worker per this long about relay binds that fail.
@@ -387,6 +390,50 @@ impl Host for WorkerHost {
 
     fn close_peer_connection(&mut self, connection: ConnectionId) {
         self.peer_conns.close(connection);
+    }
+
+    fn offloads(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    fn offload_allocation(&mut self, allocation: u64, bytes_per_sec: u64) {
+        if let Some(k) = &mut self.kernel {
+            k.allocation(allocation, bytes_per_sec);
+        }
+    }
+
+    fn offload_route(&mut self, route: &ChannelRoute) {
+        let Some(relay) = self.relays.get(&route.relay).map(|r| r.local) else {
+            return;
+        };
+        // A peer at one of our own addresses (two clients of this server) is relayed in
+        // user space, which delivers it without leaving the machine (the cloud may not
+        // hairpin).
+        let own = self.relay.ips.contains(&route.peer.ip())
+            || self
+                .relay
+                .external
+                .iter()
+                .any(|m| m.public == route.peer.ip());
+        if let (Some(k), false) = (&mut self.kernel, own) {
+            k.install(route, relay);
+        }
+    }
+
+    fn withdraw_route(&mut self, route: &ChannelRoute) {
+        let Some(relay) = self.relays.get(&route.relay).map(|r| r.local) else {
+            return;
+        };
+        if let Some(k) = &mut self.kernel {
+            k.withdraw(route, relay);
+        }
+    }
+
+    fn end_offload(
+        &mut self,
+        allocation: u64,
+    ) -> Option<(turnpike_proto::Usage, turnpike_proto::Usage)> {
+        self.kernel.as_mut()?.end(allocation)
     }
 
     fn supports(&self, family: Family) -> bool {

@@ -37,9 +37,17 @@ impl WorkerSnapshot {
                 None => relays.push((ip, 1)),
             }
         }
+        let mut gauges = core.gauges(Instant::now());
+        // What the kernel relayed for this worker's live allocations (all UDP).
+        if let Some(k) = &host.kernel {
+            let (to_peer, to_client) = k.live();
+            let udp = turnpike_proto::ClientTransport::Udp.index();
+            gauges.live_to_peer[udp].absorb(to_peer);
+            gauges.live_to_client[udp].absorb(to_client);
+        }
         Self {
             stats: core.stats(),
-            gauges: core.gauges(Instant::now()),
+            gauges,
             runtime: shared.counters.snapshot(),
             relays,
             redirecting: core.redirecting(),
@@ -79,6 +87,8 @@ pub struct MetricsSnapshot {
     pub redirecting: bool,
     /// The TLS certificate's expiry (unix seconds), if one is configured and readable.
     pub cert_not_after: Option<u64>,
+    /// The in-kernel fast path; `None` when `[offload]` is off.
+    pub offload: Option<crate::kernel::OffloadStatus>,
 }
 
 impl MetricsSnapshot {

@@ -51,6 +51,7 @@ mod handoff;
 mod host;
 pub mod ice;
 mod inspect;
+mod kernel;
 mod notices;
 mod offload_config;
 pub mod operations;
@@ -68,6 +69,7 @@ pub use control::{ReloadError, ReloadReport, ServerControl, WorkerStatus};
 pub use counters::RuntimeCounts;
 pub use ice::{IceServer, IceServers};
 pub use inspect::{DrainStatus, MetricsSnapshot, RelayPortUse};
+pub use kernel::OffloadStatus;
 pub use offload_config::{OffloadMode, OffloadSection};
 pub use operations::{AdminSection, CredentialsService, DrainSection, MetricsSection};
 pub use relay::{ExternalIp, RelayConfig};
@@ -167,6 +169,8 @@ pub struct Server {
     ),
     /// Publishes the configuration in force to every [`ServerControl`].
     config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    /// The in-kernel fast path (loaded at bind, detached when the server is dropped).
+    offload: kernel::OffloadState,
 }
 
 impl std::fmt::Debug for Server {
@@ -295,6 +299,13 @@ impl Server {
             Some(files) => Some(tls::acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
+        // The fast path attaches where the UDP listeners and relay sockets are.
+        let offload_on: Vec<IpAddr> = udp_addresses
+            .iter()
+            .map(SocketAddr::ip)
+            .chain(config.relay.ips.iter().copied())
+            .collect();
+        let offload = kernel::OffloadState::start(&config.offload, &offload_on);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
         Ok(Self {
@@ -315,6 +326,7 @@ impl Server {
                 rx,
             ),
             config_tx,
+            offload,
         })
     }
 
@@ -370,6 +382,7 @@ impl Server {
                 workers: to_workers.clone(),
                 tls: self.tls.clone(),
                 stream_limits: self.tcp_limits,
+                kernel: self.offload.path.clone(),
             };
             let rx = stop_rx.clone();
             let spawned = std::thread::Builder::new()
@@ -413,6 +426,7 @@ impl Server {
             config_tx: self.config_tx,
             drain: None,
             drain_logged: None,
+            offload: self.offload,
         };
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -63,6 +63,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) workers: Workers,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) stream_limits: TcpLimits,
+    /// The in-kernel fast path, when `[offload]` loaded.
+    pub(crate) kernel: Option<Arc<crate::kernel::KernelPath>>,
 }
 
 /// Runs a worker until `shutdown` flips to true. Call on its own thread.
@@ -203,6 +205,7 @@ fn start(setup: WorkerSetup) -> Option<Started> {
             released: Vec::new(),
             in_batch: false,
             bind_failures: (None, 0),
+            kernel: setup.kernel.map(crate::kernel::WorkerKernel::new),
         }),
         listeners,
         streams: RefCell::new(HashMap::default()),

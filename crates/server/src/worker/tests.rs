@@ -69,6 +69,7 @@ pub(crate) fn worker() -> (Rc<Shared>, SocketAddr, RawFd) {
         workers: vec![to_self],
         tls: None,
         stream_limits: TcpLimits::default(),
+        kernel: None,
     };
     let (shared, _, _, _) = start(setup).unwrap();
     (shared, local, fd)

@@ -4,7 +4,8 @@ It exists for what aioice never does: Send indications, and following 300 Try Al
 It allocates a UDP relay over UDP or TCP with long-term credentials (RFC 8489 §9.2: key
 MD5(username:realm:password), MESSAGE-INTEGRITY, then FINGERPRINT), installs permissions
 with CreatePermission, sends with Send indications (§11.1, unauthenticated) and receives
-Data indications (§11.4). With `follow=True`, an Allocate answered 300 with an
+Data indications (§11.4), or binds channels (§12) and sends and receives ChannelData
+over UDP. With `follow=True`, an Allocate answered 300 with an
 ALTERNATE-SERVER (RFC 8489 §10) is sent again to that server, over the same transport,
 with the same credentials (its first answer, 438 for the other server's nonce, gives a
 nonce of its own). IPv4 peers only. Used by relay_peer.py; nothing else imports it.
@@ -22,10 +23,12 @@ MAGIC = 0x2112A442
 # Methods (RFC 8656 §18) and classes (RFC 8489 §5): for methods below 0x10 the message
 # type is method | class.
 ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION = 0x003, 0x004, 0x006, 0x007, 0x008
+CHANNEL_BIND = 0x009
 REQUEST, INDICATION, SUCCESS, ERROR = 0x000, 0x010, 0x100, 0x110
 # Attributes (RFC 8489 §18.3, RFC 8656 §18).
 USERNAME, MESSAGE_INTEGRITY, ERROR_CODE, LIFETIME = 0x0006, 0x0008, 0x0009, 0x000D
 XOR_PEER_ADDRESS, DATA_ATTR, REALM, NONCE = 0x0012, 0x0013, 0x0014, 0x0015
+CHANNEL_NUMBER = 0x000C
 XOR_RELAYED_ADDRESS, REQUESTED_TRANSPORT, FINGERPRINT = 0x0016, 0x0019, 0x8028
 XOR_MAPPED_ADDRESS, ALTERNATE_SERVER = 0x0020, 0x8023
 
@@ -114,6 +117,7 @@ class Client:
             self.sock.connect(server)
         self.buffer = b""
         self.inbox = []  # Data indications that came in while waiting for a response
+        self.channel_inbox = []  # (channel, data) of ChannelData messages
 
     def _recv(self, timeout):
         """One message from the server, or None after `timeout` seconds."""
@@ -138,7 +142,13 @@ class Client:
             self.buffer += chunk
 
     def _handle(self, data):
-        """Keeps a Data indication for `recv`; returns (type, tid, attrs) of the rest."""
+        """Keeps a Data indication for `recv` and ChannelData for `recv_channel`; returns
+        (type, tid, attrs) of the rest."""
+        if data and 0x40 <= data[0] <= 0x4F:
+            # ChannelData (RFC 8656 §12.4): the length excludes any padding.
+            number, length = struct.unpack("!HH", data[:4])
+            self.channel_inbox.append((number, data[4 : 4 + length]))
+            return None, None, {}
         msg_type, tid, attrs = decode(data)
         if msg_type == DATA | INDICATION and XOR_PEER_ADDRESS in attrs:
             peer = parse_xor_address(attrs[XOR_PEER_ADDRESS])
@@ -209,6 +219,28 @@ class Client:
 
     def create_permission(self, peer):
         self.request(CREATE_PERMISSION, [(XOR_PEER_ADDRESS, xor_address(*peer))])
+
+    def channel_bind(self, number, peer):
+        """Binds channel `number` (0x4000-0x4FFF) to `peer` (RFC 8656 §12.1)."""
+        attrs = [
+            (CHANNEL_NUMBER, struct.pack("!HH", number, 0)),
+            (XOR_PEER_ADDRESS, xor_address(*peer)),
+        ]
+        self.request(CHANNEL_BIND, attrs)
+
+    def send_channel(self, number, data):
+        """ChannelData on channel `number` (over UDP, no padding: RFC 8656 §12.5)."""
+        self.sock.send(struct.pack("!HH", number, len(data)) + data)
+
+    def recv_channel(self, timeout):
+        """(channel, data) of the next ChannelData, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.channel_inbox:
+            data = self._recv(max(0.0, deadline - time.monotonic()))
+            if data is None:
+                return None
+            self._handle(data)
+        return self.channel_inbox.pop(0)
 
     def send(self, data, peer):
         """A Send indication: `data` to `peer` through the relay."""

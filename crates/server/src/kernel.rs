@@ -1,0 +1,321 @@
+//! The in-kernel ChannelData fast path as the runtime runs it (`[offload]`): loading the
+//! program at start (or saying once why it cannot), and turning the core's
+//! [`ChannelRoute`]s into the program's map entries.
+//!
+//! The maps are shared by every worker behind one mutex: they change on ChannelBind,
+//! CreatePermission, Refresh, a sweep or an allocation's end, never per datagram. Each
+//! worker names its offloaded allocations with a 32-bit id the program's `ALLOCS` map is
+//! keyed by (the core's session numbers are 64-bit) and reads their live counters for its
+//! own metrics snapshot, so an allocation's figures are counted once: live in its
+//! worker's snapshot, then in the ended totals the core keeps after
+//! [`turnpike_proto::Host::end_offload`] handed them over.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use std::collections::HashSet;
+use tracing::{info, warn};
+use turnpike_offload::{AllocCounters, BpfClock, FwdKey, Offload, ProgramStats, RevKey, Route};
+use turnpike_proto::server::offload::ChannelRoute;
+use turnpike_proto::{FiveTuple, HashMap, Usage};
+
+use crate::offload_config::{OffloadMode, OffloadSection};
+
+/// The loaded program, shared by the workers.
+pub(crate) struct KernelPath {
+    maps: Mutex<Offload>,
+    clock: BpfClock,
+    /// The next allocation id to try (0 is never used).
+    next_id: AtomicU32,
+    /// Routes installed now (both directions count as one).
+    routes: AtomicU64,
+    /// Map updates the kernel refused (a full map, say): those channels stay in user
+    /// space.
+    refused: AtomicU64,
+    /// The interfaces it is attached to.
+    pub(crate) interfaces: Vec<String>,
+}
+
+/// What `/metrics` and `doctor` show of the fast path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffloadStatus {
+    /// The configured mode.
+    pub mode: OffloadMode,
+    /// Attached and relaying: the interfaces; empty when off or not loaded.
+    pub interfaces: Vec<String>,
+    /// Why it is not running although configured.
+    pub failure: Option<String>,
+    /// The program's counters (summed over CPUs).
+    pub program: ProgramStats,
+    /// Routes installed now.
+    pub routes: u64,
+    /// Route or allocation updates the kernel refused.
+    pub refused: u64,
+}
+
+impl KernelPath {
+    /// Loads and attaches the program as `[offload]` says; `None` when it is off or
+    /// cannot load, in which case `failure` says why (logged once here).
+    pub(crate) fn start(
+        section: &OffloadSection,
+        addresses: &[IpAddr],
+    ) -> (Option<Arc<Self>>, Option<String>) {
+        if section.mode == OffloadMode::Off {
+            return (None, None);
+        }
+        let interfaces = if section.interfaces.is_empty() {
+            match interfaces_of(addresses) {
+                Ok(found) => found,
+                Err(e) => {
+                    let why = format!("cannot list the network interfaces: {e}");
+                    warn!(reason = %why, "offload: not loaded, relaying in user space");
+                    return (None, Some(why));
+                }
+            }
+        } else {
+            section.interfaces.clone()
+        };
+        match Offload::load(&interfaces) {
+            Ok(maps) => {
+                info!(?interfaces, "offload: ChannelData fast path attached (tc)");
+                let clock = *maps.clock();
+                let path = Self {
+                    maps: Mutex::new(maps),
+                    clock,
+                    next_id: AtomicU32::new(1),
+                    routes: AtomicU64::new(0),
+                    refused: AtomicU64::new(0),
+                    interfaces,
+                };
+                (Some(Arc::new(path)), None)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                warn!(reason = %why, ?interfaces, "offload: not loaded, relaying in user space");
+                (None, Some(why))
+            }
+        }
+    }
+
+    fn maps(&self) -> MutexGuard<'_, Offload> {
+        // A panic while holding it cannot leave the maps half-written (each call is one
+        // syscall), so a poisoned lock is still usable.
+        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The program's counters and the route count.
+    pub(crate) fn status(&self, section: &OffloadSection) -> OffloadStatus {
+        OffloadStatus {
+            mode: section.mode,
+            interfaces: self.interfaces.clone(),
+            failure: None,
+            program: self.maps().stats().unwrap_or_default(),
+            routes: self.routes.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    fn refused(&self, what: &str, e: &dyn std::fmt::Display) {
+        if self.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+            warn!(error = %e, "offload: the kernel refused a {what}; it stays in user space (logged once)");
+        }
+    }
+}
+
+/// The fast path as configured and as it came up: what the controller reports.
+#[derive(Clone, Default)]
+pub(crate) struct OffloadState {
+    pub(crate) section: OffloadSection,
+    pub(crate) path: Option<Arc<KernelPath>>,
+    pub(crate) failure: Option<String>,
+}
+
+impl OffloadState {
+    /// Loads the program if `[offload]` asks for it (see [`KernelPath::start`]).
+    pub(crate) fn start(section: &OffloadSection, addresses: &[IpAddr]) -> Self {
+        let (path, failure) = KernelPath::start(section, addresses);
+        Self {
+            section: section.clone(),
+            path,
+            failure,
+        }
+    }
+
+    /// What `/metrics` and `doctor` show; `None` when `[offload]` is off.
+    pub(crate) fn status(&self) -> Option<OffloadStatus> {
+        if self.section.mode == OffloadMode::Off {
+            return None;
+        }
+        Some(match &self.path {
+            Some(path) => path.status(&self.section),
+            None => OffloadStatus {
+                mode: self.section.mode,
+                failure: self.failure.clone(),
+                ..OffloadStatus::default()
+            },
+        })
+    }
+}
+
+/// One worker's use of the fast path.
+pub(crate) struct WorkerKernel {
+    path: Arc<KernelPath>,
+    /// The core's session number → the program's allocation id.
+    ids: HashMap<u64, u32>,
+    /// The routes this worker installed (client 5-tuple, channel, peer).
+    installed: HashSet<(FiveTuple, u16, SocketAddr)>,
+}
+
+impl WorkerKernel {
+    pub(crate) fn new(path: Arc<KernelPath>) -> Self {
+        Self {
+            path,
+            ids: HashMap::default(),
+            installed: HashSet::default(),
+        }
+    }
+
+    /// Creates allocation `serial`'s kernel state, or sets its new cap.
+    pub(crate) fn allocation(&mut self, serial: u64, rate: u64) {
+        let mut maps = self.path.maps();
+        if let Some(&id) = self.ids.get(&serial) {
+            if let Err(e) = maps.set_alloc_rate(id, rate) {
+                self.path.refused("bandwidth cap", &e);
+            }
+            return;
+        }
+        // Ids are taken in turn; one still in use (after 2^32 allocations) is skipped.
+        for _ in 0..16 {
+            let id = self.path.next_id.fetch_add(1, Ordering::Relaxed);
+            if id == 0 {
+                continue;
+            }
+            match maps.insert_alloc(id, rate, Instant::now()) {
+                Ok(true) => {
+                    self.ids.insert(serial, id);
+                    return;
+                }
+                Ok(false) => continue,
+                Err(e) => {
+                    self.path.refused("allocation", &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Installs (or refreshes) `route`, whose relay socket is bound at `relay`.
+    pub(crate) fn install(&mut self, route: &ChannelRoute, relay: SocketAddr) {
+        let Some(&id) = self.ids.get(&route.allocation) else {
+            return;
+        };
+        let until = self.path.clock.ns(route.until);
+        let channel = route.channel.value();
+        let (fwd, rev) = keys(route, relay);
+        let to_peer = Route::new(relay, route.peer, 0, route.dont_fragment, until, id);
+        let to_client = Route::new(
+            route.client.server,
+            route.client.client,
+            channel,
+            false,
+            until,
+            id,
+        );
+        let mut maps = self.path.maps();
+        let mut done = maps.insert_forward(&fwd, &to_peer);
+        if done.is_ok() {
+            done = maps.insert_reverse(&rev, &to_client);
+        }
+        let key = (route.client, channel, route.peer);
+        match done {
+            Ok(()) => {
+                if self.installed.insert(key) {
+                    self.path.routes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                // Half a route is worse than none: user space relays both ways.
+                let _ = maps.remove_forward(&fwd);
+                let _ = maps.remove_reverse(&rev);
+                if self.installed.remove(&key) {
+                    self.path.routes.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.path.refused("route", &e);
+            }
+        }
+    }
+
+    /// Takes `route` out (tolerating one that is not there).
+    pub(crate) fn withdraw(&mut self, route: &ChannelRoute, relay: SocketAddr) {
+        let (fwd, rev) = keys(route, relay);
+        let mut maps = self.path.maps();
+        let _ = maps.remove_forward(&fwd);
+        let _ = maps.remove_reverse(&rev);
+        if self
+            .installed
+            .remove(&(route.client, route.channel.value(), route.peer))
+        {
+            self.path.routes.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes allocation `serial`'s state and returns what the kernel relayed for it.
+    pub(crate) fn end(&mut self, serial: u64) -> Option<(Usage, Usage)> {
+        let id = self.ids.remove(&serial)?;
+        let counters = self.path.maps().remove_alloc(id).ok().flatten()?;
+        Some(usage(&counters))
+    }
+
+    /// What the kernel relayed so far for this worker's live allocations.
+    pub(crate) fn live(&self) -> (Usage, Usage) {
+        let maps = self.path.maps();
+        let (mut to_peer, mut to_client) = (Usage::default(), Usage::default());
+        for &id in self.ids.values() {
+            if let Ok(Some(c)) = maps.alloc_counters(id) {
+                let (p, c) = usage(&c);
+                to_peer.absorb(p);
+                to_client.absorb(c);
+            }
+        }
+        (to_peer, to_client)
+    }
+}
+
+fn keys(route: &ChannelRoute, relay: SocketAddr) -> (FwdKey, RevKey) {
+    let c = route.client;
+    (
+        FwdKey::new(c.client, c.server, route.channel.value()),
+        RevKey::new(route.peer, relay),
+    )
+}
+
+fn usage(c: &AllocCounters) -> (Usage, Usage) {
+    (
+        Usage {
+            packets: c.to_peer_packets,
+            bytes: c.to_peer_bytes,
+        },
+        Usage {
+            packets: c.to_client_packets,
+            bytes: c.to_client_bytes,
+        },
+    )
+}
+
+/// The interfaces holding `addresses`; with an unspecified one among them, every
+/// interface that is up, but loopback.
+fn interfaces_of(addresses: &[IpAddr]) -> std::io::Result<Vec<String>> {
+    let all = if_addrs::get_if_addrs()?;
+    let any = addresses.iter().any(IpAddr::is_unspecified);
+    let mut names: Vec<String> = all
+        .iter()
+        .filter(|i| !i.is_loopback())
+        .filter(|i| any || addresses.contains(&i.ip()))
+        .map(|i| i.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
