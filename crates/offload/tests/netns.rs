@@ -361,6 +361,7 @@ fn relays_both_ways_with_and_without_checksum_offload() {
     let mut expect = [AllocCounters::default(), AllocCounters::default()];
     for offload in [true, false] {
         lab.sender_offload(offload);
+        eprintln!("sender tx checksum offload {offload}");
         for (side, e) in [&v4, &v6].into_iter().zip(expect.iter_mut()) {
             let (packets, to_peer, to_client) = sweep(side);
             e.to_peer_packets += packets;
@@ -371,6 +372,12 @@ fn relays_both_ways_with_and_without_checksum_offload() {
                 off.alloc_counters(side.alloc).expect("counters"),
                 Some(*e),
                 "counters after the sweep with offload {offload}"
+            );
+        }
+        for side in [&v4, &v6] {
+            assert!(
+                quiet(&side.srv_server) && quiet(&side.srv_relay),
+                "relayed datagrams must not also reach the server's sockets"
             );
         }
         assert_eq!(
