@@ -95,6 +95,32 @@ impl Lab {
             "nft",
             "add table inet tpo; add chain inet tpo forward_drop { type filter hook forward priority 0; policy drop; }",
         ]);
+        // Senders use TTL / hop limit 17 and set DF (Linux's UDP default); the relay
+        // must send with 64, DF set towards the peer (the FWD routes' flag) and clear
+        // towards the client (the REV routes'). The receivers drop anything else.
+        for ns in [&lab.cli, &lab.peer] {
+            for key in [
+                "net.ipv4.ip_default_ttl=17",
+                "net.ipv6.conf.all.hop_limit=17",
+                "net.ipv6.conf.eth0.hop_limit=17",
+            ] {
+                run(&["ip", "netns", "exec", ns, "sysctl", "-qw", key]);
+            }
+        }
+        let rules = [
+            (&lab.peer, PEER_PORT, "ip frag-off & 0x4000 == 0"),
+            (&lab.cli, CLIENT_PORT, "ip frag-off & 0x4000 != 0"),
+        ];
+        for (ns, port, wrong_df) in rules {
+            let script = format!(
+                "add table inet tpo; \
+                 add chain inet tpo input {{ type filter hook input priority 0; }}; \
+                 add rule inet tpo input udp dport {port} ip ttl != 64 drop; \
+                 add rule inet tpo input udp dport {port} ip6 hoplimit != 64 drop; \
+                 add rule inet tpo input udp dport {port} {wrong_df} drop"
+            );
+            run(&["ip", "netns", "exec", ns, "nft", &script]);
+        }
         // The srv side computes any checksum still partial when it sends, so the
         // receivers get CHECKSUM_NONE skbs and verify every relayed checksum.
         for dev in ["c0", "p0"] {
