@@ -295,9 +295,15 @@ int turn_offload(struct __sk_buff *skb)
 		if (ip.v6.version != 6)
 			return TC_ACT_OK;
 		if (ip.v6.nexthdr != IPPROTO_UDP) {
-			/* Extension headers (hop-by-hop, routing, fragment, destination). */
-			if (ip.v6.nexthdr == 0 || ip.v6.nexthdr == 43 || ip.v6.nexthdr == 44 ||
-			    ip.v6.nexthdr == 60)
+			/* An extension header (hop-by-hop, routing, fragment, destination)
+			 * directly before UDP is counted as unfit; deeper chains and other
+			 * protocols (MLD's hop-by-hop, ICMPv6) pass uncounted. */
+			__u8 next = 0;
+
+			if ((ip.v6.nexthdr == 0 || ip.v6.nexthdr == 43 || ip.v6.nexthdr == 44 ||
+			     ip.v6.nexthdr == 60) &&
+			    !bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip.v6), &next, 1) &&
+			    next == IPPROTO_UDP)
 				return pass(TURN_STAT_PASS_UNFIT);
 			return TC_ACT_OK;
 		}

@@ -206,8 +206,8 @@ pub mod stat {
     /// Matched a route whose deadline had passed: passed to user space.
     pub const PASS_EXPIRED: u32 = 4;
     /// Could not be handled here, passed to user space: IPv4 UDP with options or
-    /// fragmented, IPv6 with an extension header (both counted without a lookup, as
-    /// the UDP header is out of reach), and, after a route matched: a padded or
+    /// fragmented, IPv6 with one extension header before UDP (both counted without a
+    /// lookup, as the UDP header is out of reach), and, after a route matched: a padded or
     /// malformed ChannelData message, a cross-family route, a GSO skb, a payload
     /// beyond the program's move bound or the 16-bit length fields.
     pub const PASS_UNFIT: u32 = 5;

@@ -76,7 +76,7 @@ pub enum OffloadError {
         /// What was being done.
         during: &'static str,
         /// The error as aya gave it.
-        source: AyaError,
+        source: Box<AyaError>,
     },
     /// The kernel has no BPF support usable here (no `bpf()` syscall, no BTF for the
     /// spin lock, no TC classifier programs, …).
@@ -84,14 +84,14 @@ pub enum OffloadError {
         /// What was being done.
         during: &'static str,
         /// The error as aya gave it.
-        source: AyaError,
+        source: Box<AyaError>,
     },
     /// Loading or attaching failed otherwise (the verifier refused the program, …).
     Load {
         /// What was being done.
         during: &'static str,
         /// The error as aya gave it.
-        source: AyaError,
+        source: Box<AyaError>,
     },
     /// The object lacks a map or program it must have (a build mismatch).
     MissingObject {
@@ -103,14 +103,16 @@ pub enum OffloadError {
         /// The map's name.
         map: &'static str,
         /// The error as aya gave it.
-        source: AyaError,
+        source: Box<AyaError>,
     },
 }
 
 impl OffloadError {
     /// Sorts a load-time error by its errno into the reasons an operator acts on.
     pub(crate) fn classify(during: &'static str, source: AyaError) -> Self {
-        match source.errno() {
+        let errno = source.errno();
+        let source = Box::new(source);
+        match errno {
             Some(libc::EPERM | libc::EACCES) => Self::NoPrivilege { during, source },
             Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) if during == "creating maps" => {
                 Self::NoBpf { during, source }
@@ -124,7 +126,7 @@ impl OffloadError {
     pub(crate) fn map(map: &'static str, source: MapError) -> Self {
         Self::Map {
             map,
-            source: AyaError::Map(source),
+            source: Box::new(AyaError::Map(source)),
         }
     }
 }
@@ -167,7 +169,7 @@ impl Error for OffloadError {
             Self::NoPrivilege { source, .. }
             | Self::NoBpf { source, .. }
             | Self::Load { source, .. }
-            | Self::Map { source, .. } => Some(source),
+            | Self::Map { source, .. } => Some(&**source),
             Self::NotBuilt | Self::InterfaceMissing { .. } | Self::MissingObject { .. } => None,
         }
     }

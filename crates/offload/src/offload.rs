@@ -260,7 +260,7 @@ impl Offload {
         }
         Err(OffloadError::Map {
             map: "ALLOCS",
-            source: AyaError::Io(err),
+            source: Box::new(AyaError::Io(err)),
         })
     }
 

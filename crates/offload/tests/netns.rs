@@ -1,0 +1,569 @@
+//! The fast path relays ChannelData between network namespaces of our own, byte for
+//! byte, with correct checksums whether the senders' veths offload them or not, and
+//! leaves to user space everything it must not relay.
+//!
+//! Topology: `cli` (eth0) ── (c0) `srv` (p0) ── (eth0) `peer`, addresses from
+//! 198.18.0.0/15 and 2001:db8::/32 inside these namespaces only. The program runs at
+//! TC ingress of c0 and p0 in `srv`; no process relays there, so whatever arrives at
+//! the client or the peer was relayed by the program. Needs root and feature `ebpf`.
+
+#![cfg(all(target_os = "linux", feature = "ebpf"))]
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+use turnpike_offload::{AllocCounters, FwdKey, Offload, ProgramStats, RevKey, Route};
+
+const CLIENT_PORT: u16 = 41_001;
+const SERVER_PORT: u16 = 34_780;
+const RELAY_PORT: u16 = 49_710;
+const PEER_PORT: u16 = 42_002;
+const CHANNEL: u16 = 0x4001;
+const WAIT: Duration = Duration::from_millis(1500);
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three namespaces and two veth pairs, deleted on drop (even when a check fails).
+struct Lab {
+    cli: String,
+    srv: String,
+    peer: String,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        let pid = std::process::id();
+        let lab = Self {
+            cli: format!("tpo-cli-{tag}-{pid}"),
+            srv: format!("tpo-srv-{tag}-{pid}"),
+            peer: format!("tpo-peer-{tag}-{pid}"),
+        };
+        for ns in [&lab.cli, &lab.srv, &lab.peer] {
+            run(&["ip", "netns", "add", ns]);
+        }
+        run(&[
+            "ip", "-n", &lab.cli, "link", "add", "eth0", "type", "veth", "peer", "name", "c0",
+            "netns", &lab.srv,
+        ]);
+        run(&[
+            "ip", "-n", &lab.peer, "link", "add", "eth0", "type", "veth", "peer", "name", "p0",
+            "netns", &lab.srv,
+        ]);
+        let addrs = [
+            (&lab.cli, "eth0", "198.18.1.2/24", "2001:db8:1::2/64"),
+            (&lab.srv, "c0", "198.18.1.1/24", "2001:db8:1::1/64"),
+            (&lab.srv, "p0", "198.18.2.1/24", "2001:db8:2::1/64"),
+            (&lab.peer, "eth0", "198.18.2.2/24", "2001:db8:2::2/64"),
+        ];
+        for (ns, dev, v4, v6) in addrs {
+            run(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
+            run(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        // `bpf_fib_lookup` answers only with forwarding on at the ingress interface;
+        // the kernel itself must forward nothing, so the forward hook drops all.
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            run(&["ip", "netns", "exec", &lab.srv, "sysctl", "-qw", key]);
+        }
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.srv,
+            "nft",
+            "add table inet tpo; add chain inet tpo forward_drop { type filter hook forward priority 0; policy drop; }",
+        ]);
+        // Senders use TTL / hop limit 17 and set DF (Linux's UDP default); the relay
+        // must send with 64, DF set towards the peer (the FWD routes' flag) and clear
+        // towards the client (the REV routes'). The receivers drop anything else.
+        for ns in [&lab.cli, &lab.peer] {
+            for key in [
+                "net.ipv4.ip_default_ttl=17",
+                "net.ipv6.conf.all.hop_limit=17",
+                "net.ipv6.conf.eth0.hop_limit=17",
+            ] {
+                run(&["ip", "netns", "exec", ns, "sysctl", "-qw", key]);
+            }
+        }
+        let rules = [
+            (&lab.peer, PEER_PORT, "ip frag-off & 0x4000 == 0"),
+            (&lab.cli, CLIENT_PORT, "ip frag-off & 0x4000 != 0"),
+        ];
+        for (ns, port, wrong_df) in rules {
+            let script = format!(
+                "add table inet tpo; \
+                 add chain inet tpo input {{ type filter hook input priority 0; }}; \
+                 add rule inet tpo input udp dport {port} ip ttl != 64 drop; \
+                 add rule inet tpo input udp dport {port} ip6 hoplimit != 64 drop; \
+                 add rule inet tpo input udp dport {port} {wrong_df} drop"
+            );
+            run(&["ip", "netns", "exec", ns, "nft", &script]);
+        }
+        // The srv side computes any checksum still partial when it sends, so the
+        // receivers get CHECKSUM_NONE skbs and verify every relayed checksum.
+        for dev in ["c0", "p0"] {
+            run(&[
+                "ip", "netns", "exec", &lab.srv, "ethtool", "-K", dev, "tx", "off",
+            ]);
+        }
+        lab
+    }
+
+    /// Checksum offload on the senders' veths (cli and peer).
+    fn sender_offload(&self, on: bool) {
+        let state = if on { "on" } else { "off" };
+        for ns in [&self.cli, &self.peer] {
+            run(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", state,
+            ]);
+        }
+    }
+
+    /// UDP and UDP6 InCsumErrors of `ns`.
+    fn csum_errors(ns: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "cat",
+                "/proc/net/snmp",
+                "/proc/net/snmp6",
+            ])
+            .output()
+            .expect("reading snmp");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut total = 0;
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.windows(2) {
+            if pair[0].starts_with("Udp: ") && pair[1].starts_with("Udp: ") {
+                let names = pair[0].split_whitespace();
+                let values = pair[1].split_whitespace();
+                for (n, v) in names.zip(values) {
+                    if n == "InCsumErrors" {
+                        total += v.parse::<u64>().expect("counter");
+                    }
+                }
+            }
+        }
+        for line in &lines {
+            let mut it = line.split_whitespace();
+            if it.next() == Some("Udp6InCsumErrors") {
+                total += it
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .expect("counter");
+            }
+        }
+        total
+    }
+
+    fn all_csum_errors(&self) -> u64 {
+        [&self.cli, &self.srv, &self.peer]
+            .iter()
+            .map(|ns| Self::csum_errors(ns))
+            .sum()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.cli, &self.srv, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` with this thread in namespace `ns`, and moves back even if `f` panics.
+fn in_ns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
+    struct Back(File);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            move_into_link_name_space(self.0.as_fd(), Some(LinkNameSpaceType::Network))
+                .expect("back to the test's namespace");
+        }
+    }
+    let back = Back(File::open("/proc/thread-self/ns/net").expect("own namespace"));
+    let target = File::open(format!("/run/netns/{ns}")).expect("namespace file");
+    move_into_link_name_space(target.as_fd(), Some(LinkNameSpaceType::Network)).expect("setns");
+    let out = f();
+    drop(back);
+    out
+}
+
+fn bind(ns: &str, addr: SocketAddr) -> UdpSocket {
+    let s = in_ns(ns, || UdpSocket::bind(addr)).expect("bind");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = vec![0u8; 2048];
+    match s.recv_from(&mut buf) {
+        Ok((n, from)) => {
+            buf.truncate(n);
+            Some((buf, from))
+        }
+        Err(_) => None,
+    }
+}
+
+/// Nothing more arrives on `s` within a short while.
+fn quiet(s: &UdpSocket) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let got = recv(s);
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    got.is_none()
+}
+
+fn channel_data(channel: u16, data: &[u8]) -> Vec<u8> {
+    let mut m = channel.to_be_bytes().to_vec();
+    m.extend_from_slice(&u16::try_from(data.len()).expect("short").to_be_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+/// Bytes that differ per size and position, so a moved or dropped byte shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+/// One family's addresses and sockets.
+struct Side {
+    client: SocketAddr,
+    server: SocketAddr,
+    relay: SocketAddr,
+    peer: SocketAddr,
+    cli: UdpSocket,
+    srv_server: UdpSocket,
+    srv_relay: UdpSocket,
+    peer_sock: UdpSocket,
+    /// Largest application payload whose relayed datagram fits the 1500 MTU.
+    max: usize,
+    alloc: u32,
+}
+
+impl Side {
+    fn new(lab: &Lab, v6: bool, alloc: u32) -> Self {
+        let ip = |v4: &str, v6a: &str| -> std::net::IpAddr {
+            if v6 {
+                v6a.parse().expect("ip")
+            } else {
+                v4.parse().expect("ip")
+            }
+        };
+        let client = SocketAddr::new(ip("198.18.1.2", "2001:db8:1::2"), CLIENT_PORT);
+        let server = SocketAddr::new(ip("198.18.1.1", "2001:db8:1::1"), SERVER_PORT);
+        let relay = SocketAddr::new(ip("198.18.2.1", "2001:db8:2::1"), RELAY_PORT);
+        let peer = SocketAddr::new(ip("198.18.2.2", "2001:db8:2::2"), PEER_PORT);
+        Self {
+            cli: bind(&lab.cli, client),
+            srv_server: bind(&lab.srv, server),
+            srv_relay: bind(&lab.srv, relay),
+            peer_sock: bind(&lab.peer, peer),
+            client,
+            server,
+            relay,
+            peer,
+            max: if v6 {
+                1500 - 40 - 8 - 4
+            } else {
+                1500 - 20 - 8 - 4
+            },
+            alloc,
+        }
+    }
+
+    fn install(&self, off: &mut Offload, channel: u16, deadline: Instant) {
+        let ns = off.clock().ns(deadline);
+        off.insert_forward(
+            &FwdKey::new(self.client, self.server, channel),
+            &Route::new(self.relay, self.peer, 0, true, ns, self.alloc),
+        )
+        .expect("FWD");
+        off.insert_reverse(
+            &RevKey::new(self.peer, self.relay),
+            &Route::new(self.server, self.client, channel, false, ns, self.alloc),
+        )
+        .expect("REV");
+    }
+
+    /// Client → peer over the channel: the peer gets exactly `data` from the relay.
+    fn to_peer(&self, data: &[u8]) {
+        self.cli
+            .send_to(&channel_data(CHANNEL, data), self.server)
+            .expect("send");
+        let (got, from) = recv(&self.peer_sock)
+            .unwrap_or_else(|| panic!("{} bytes to the peer were not relayed", data.len()));
+        assert_eq!(from, self.relay, "source of the relayed datagram");
+        assert!(
+            got == data,
+            "{} bytes to the peer arrived changed",
+            data.len()
+        );
+    }
+
+    /// Peer → client: the client gets ChannelData on the channel from the server.
+    fn to_client(&self, data: &[u8]) {
+        self.peer_sock.send_to(data, self.relay).expect("send");
+        let (got, from) = recv(&self.cli)
+            .unwrap_or_else(|| panic!("{} bytes to the client were not relayed", data.len()));
+        assert_eq!(from, self.server, "source of the relayed datagram");
+        assert!(
+            got == channel_data(CHANNEL, data),
+            "{} bytes to the client arrived changed",
+            data.len()
+        );
+    }
+}
+
+/// Sends and checks all sizes both ways; returns the bytes each way.
+fn sweep(side: &Side) -> (u64, u64, u64) {
+    let sizes = [1, 3, 120, 1200, side.max];
+    let mut bytes = 0u64;
+    for (i, &n) in sizes.iter().enumerate() {
+        side.to_peer(&pattern(n, i as u8));
+        side.to_client(&pattern(n, 100 + i as u8));
+        bytes += n as u64;
+    }
+    (sizes.len() as u64, bytes, bytes)
+}
+
+#[test]
+fn relays_both_ways_with_and_without_checksum_offload() {
+    if !is_root() {
+        eprintln!("skipped: the namespace test needs root (ip netns, BPF)");
+        return;
+    }
+    let lab = Lab::new("relay");
+    let v4 = Side::new(&lab, false, 1);
+    let v6 = Side::new(&lab, true, 2);
+    let ifaces = ["c0".to_owned(), "p0".to_owned()];
+
+    // Load, drop (detaches), load again: the second load must work, and in between
+    // nothing relays (the datagram reaches the server's own socket).
+    let first = in_ns(&lab.srv, || Offload::load(&ifaces)).expect("first load");
+    drop(first);
+    v4.cli
+        .send_to(&channel_data(CHANNEL, b"after drop"), v4.server)
+        .expect("send");
+    let (got, _) = recv(&v4.srv_server).expect("user space gets it after the drop");
+    assert_eq!(got, channel_data(CHANNEL, b"after drop"));
+    let mut off = in_ns(&lab.srv, || Offload::load(&ifaces)).expect("second load");
+
+    let now = Instant::now();
+    for side in [&v4, &v6] {
+        assert!(off.insert_alloc(side.alloc, 0, now).expect("alloc"));
+        assert!(!off.insert_alloc(side.alloc, 0, now).expect("alloc again"));
+        side.install(&mut off, CHANNEL, now + Duration::from_secs(120));
+    }
+
+    let errors_before = lab.all_csum_errors();
+    let mut expect = [AllocCounters::default(), AllocCounters::default()];
+    for offload in [true, false] {
+        lab.sender_offload(offload);
+        eprintln!("sender tx checksum offload {offload}");
+        for (side, e) in [&v4, &v6].into_iter().zip(expect.iter_mut()) {
+            let (packets, to_peer, to_client) = sweep(side);
+            e.to_peer_packets += packets;
+            e.to_peer_bytes += to_peer;
+            e.to_client_packets += packets;
+            e.to_client_bytes += to_client;
+            assert_eq!(
+                off.alloc_counters(side.alloc).expect("counters"),
+                Some(*e),
+                "counters after the sweep with offload {offload}"
+            );
+        }
+        for side in [&v4, &v6] {
+            assert!(
+                quiet(&side.srv_server) && quiet(&side.srv_relay),
+                "relayed datagrams must not also reach the server's sockets"
+            );
+        }
+        assert_eq!(
+            lab.all_csum_errors(),
+            errors_before,
+            "UDP checksum errors with sender offload {offload}"
+        );
+    }
+
+    // What must reach user space untouched, in both families.
+    let stats_before = off.stats().expect("stats");
+    for side in [&v4, &v6] {
+        // Padded ChannelData (length 3 in an 8-byte payload).
+        let padded = [0x40, 0x01, 0x00, 0x03, 1, 2, 3, 0];
+        side.cli.send_to(&padded, side.server).expect("send");
+        assert_eq!(
+            recv(&side.srv_server).expect("padded to user space").0,
+            padded
+        );
+        // An unknown channel.
+        let unknown = channel_data(0x4002, b"nobody");
+        side.cli.send_to(&unknown, side.server).expect("send");
+        assert_eq!(recv(&side.srv_server).expect("unknown channel").0, unknown);
+        // STUN (first byte 0x00).
+        let stun = [
+            0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        side.cli.send_to(&stun, side.server).expect("send");
+        assert_eq!(recv(&side.srv_server).expect("STUN").0, stun);
+        // One byte too big for p0 → c0 once the header is added.
+        let big = pattern(side.max + 1, 7);
+        side.peer_sock.send_to(&big, side.relay).expect("send");
+        assert_eq!(recv(&side.srv_relay).expect("too big to user space").0, big);
+        assert!(
+            quiet(&side.cli) && quiet(&side.peer_sock),
+            "nothing relayed"
+        );
+    }
+    // An expired route (deadline now, already past when the datagram arrives).
+    let expired = Instant::now();
+    v4.install(&mut off, 0x4003, expired);
+    let msg = channel_data(0x4003, b"late");
+    v4.cli.send_to(&msg, v4.server).expect("send");
+    assert_eq!(recv(&v4.srv_server).expect("expired to user space").0, msg);
+    // Restore the live REV route (install overwrote it with the expired one).
+    v4.install(&mut off, CHANNEL, now + Duration::from_secs(120));
+    let after = off.stats().expect("stats");
+    assert_eq!(
+        after.pass_unfit - stats_before.pass_unfit,
+        2,
+        "padded v4 + v6"
+    );
+    assert_eq!(after.pass_too_big - stats_before.pass_too_big, 2);
+    assert_eq!(after.pass_expired - stats_before.pass_expired, 1);
+    for (side, e) in [&v4, &v6].into_iter().zip(expect.iter()) {
+        assert_eq!(off.alloc_counters(side.alloc).expect("counters"), Some(*e));
+    }
+    let total = ProgramStats {
+        to_peer_packets: expect[0].to_peer_packets + expect[1].to_peer_packets,
+        to_peer_bytes: expect[0].to_peer_bytes + expect[1].to_peer_bytes,
+        to_client_packets: expect[0].to_client_packets + expect[1].to_client_packets,
+        to_client_bytes: expect[0].to_client_bytes + expect[1].to_client_bytes,
+        ..after
+    };
+    assert_eq!(after, total, "program totals equal the bytes sent");
+    assert_eq!(after.drop_error, 0);
+    assert_eq!(after.pass_fib, 0);
+
+    // A route whose allocation is missing passes; removing the allocation returns
+    // its final counters.
+    let gone = off.remove_alloc(v4.alloc).expect("remove");
+    assert_eq!(gone, Some(expect[0]));
+    assert_eq!(off.remove_alloc(v4.alloc).expect("remove again"), None);
+    let msg = channel_data(CHANNEL, b"no alloc");
+    v4.cli.send_to(&msg, v4.server).expect("send");
+    assert_eq!(recv(&v4.srv_server).expect("no alloc to user space").0, msg);
+    assert!(
+        off.remove_forward(&FwdKey::new(v4.client, v4.server, CHANNEL))
+            .expect("rm")
+    );
+    assert!(
+        !off.remove_forward(&FwdKey::new(v4.client, v4.server, CHANNEL))
+            .expect("rm")
+    );
+
+    // A rate-limited allocation: 1000 bytes/s, a full bucket of 1000 at the start.
+    // Five 400-byte datagrams sent at once: two fit, three are dropped in the kernel.
+    assert!(off.insert_alloc(9, 1000, Instant::now()).expect("alloc"));
+    let limited = Side {
+        alloc: 9,
+        ..Side::new_reusing(&v6)
+    };
+    limited.install(&mut off, CHANNEL, Instant::now() + Duration::from_secs(120));
+    let before = off.stats().expect("stats");
+    for i in 0..5u8 {
+        limited
+            .cli
+            .send_to(&channel_data(CHANNEL, &pattern(400, i)), limited.server)
+            .expect("send");
+    }
+    let mut received = 0;
+    while let Some((got, _)) = recv_short(&limited.peer_sock) {
+        assert_eq!(got.len(), 400);
+        received += 1;
+        assert!(received <= 5);
+    }
+    let after = off.stats().expect("stats");
+    assert_eq!(
+        received, 2,
+        "the bucket lets two 400-byte datagrams through"
+    );
+    assert_eq!(after.drop_bucket - before.drop_bucket, 3);
+    assert!(
+        quiet(&limited.srv_server),
+        "dropped, not passed to user space"
+    );
+    let c = off.alloc_counters(9).expect("counters").expect("exists");
+    assert_eq!((c.to_peer_packets, c.to_peer_bytes), (2, 800));
+    assert!(off.set_alloc_rate(9, 0).expect("rate"));
+    limited.to_peer(&pattern(1000, 3));
+    assert!(!off.set_alloc_rate(77, 0).expect("rate"));
+    assert_eq!(lab.all_csum_errors(), errors_before);
+}
+
+fn recv_short(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let got = recv(s);
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    got
+}
+
+impl Side {
+    /// The same addresses and sockets (cloned handles) under another allocation.
+    fn new_reusing(other: &Self) -> Self {
+        Self {
+            client: other.client,
+            server: other.server,
+            relay: other.relay,
+            peer: other.peer,
+            cli: other.cli.try_clone().expect("clone"),
+            srv_server: other.srv_server.try_clone().expect("clone"),
+            srv_relay: other.srv_relay.try_clone().expect("clone"),
+            peer_sock: other.peer_sock.try_clone().expect("clone"),
+            max: other.max,
+            alloc: other.alloc,
+        }
+    }
+}
+
+#[test]
+fn load_errors_are_typed() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let err = Offload::load(&["tpo-no-such-if".to_owned()]).expect_err("no interface");
+    assert!(
+        matches!(err, turnpike_offload::OffloadError::InterfaceMissing { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tpo-no-such-if"));
+}
