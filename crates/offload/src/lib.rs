@@ -76,6 +76,8 @@ pub mod abi;
 #[cfg(target_os = "linux")]
 mod clock;
 #[cfg(target_os = "linux")]
+pub mod egress;
+#[cfg(target_os = "linux")]
 mod error;
 #[cfg(target_os = "linux")]
 mod offload;

@@ -576,6 +576,11 @@ impl Server {
         panic!("no log line with {needle:?} within {within:?}");
     }
 
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// How many log lines contain `needle`.
     pub fn count_logs(&self, needle: &str) -> usize {
         let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());

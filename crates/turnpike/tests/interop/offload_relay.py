@@ -1,0 +1,55 @@
+"""A client of the offload tests (`turn_offload.rs`): allocates over UDP, binds a channel to
+an echoing peer and sends datagrams of several sizes as ChannelData; each must come back
+byte for byte as ChannelData on the same channel. Then it deletes the allocation
+(Refresh 0) and prints one JSON line: what it sent and got back.
+
+usage: offload_relay.py SERVER PORT USER PASSWORD PEER_IP PEER_PORT COUNT SIZE...
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stdlib_turn  # noqa: E402
+
+CHANNEL = 0x4001
+
+
+def main():
+    server, port, user, password, peer_ip, peer_port, count = sys.argv[1:8]
+    sizes = [int(s) for s in sys.argv[8:]]
+    peer = (peer_ip, int(peer_port))
+    client = stdlib_turn.Client((server, int(port)), "udp", user, password)
+    relayed = client.allocate()
+    client.channel_bind(CHANNEL, peer)
+    sent = echoed = mismatched = sent_bytes = 0
+    for size in sizes:
+        for i in range(int(count)):
+            # A pattern that differs per datagram, so a stale or reordered echo is caught.
+            payload = bytes((i * 7 + j) % 251 for j in range(size))
+            client.send_channel(CHANNEL, payload)
+            sent += 1
+            sent_bytes += size
+            got = client.recv_channel(2.0)
+            if got is None:
+                continue
+            echoed += 1
+            if got != (CHANNEL, payload):
+                mismatched += 1
+    client.close()
+    print(
+        json.dumps(
+            {
+                "relayed": f"{relayed[0]}:{relayed[1]}",
+                "sent": sent,
+                "sent_bytes": sent_bytes,
+                "echoed": echoed,
+                "mismatched": mismatched,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
