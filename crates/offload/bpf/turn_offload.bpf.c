@@ -253,7 +253,6 @@ int turn_offload(struct __sk_buff *skb)
 	union iph ip;
 	struct udphdr udp;
 	struct turn_route route;
-	struct bpf_fib_lookup fib = {};
 	struct pseudo old_ph = {}, new_ph = {};
 	struct udp_rest old_u = {}, new_u = {};
 	struct turn_alloc *alloc;
@@ -264,7 +263,7 @@ int turn_offload(struct __sk_buff *skb)
 	__u8 cd[4];
 	__u32 l4, ip_len, plen, moved, new_plen, new_ip_len, new_ulen, l4flags;
 	__u64 now, bytes;
-	int v6, rev = 0, ok, rc;
+	int v6, rev = 0, ok;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
 		return TC_ACT_OK;
@@ -391,28 +390,15 @@ int turn_offload(struct __sk_buff *skb)
 	if (!alloc)
 		return pass(TURN_STAT_PASS_NO_ALLOC);
 
-	/* Where does it go? Asked with the new length, so a datagram larger than the
-	 * egress MTU comes back FRAG_NEEDED and goes to user space (which sends it or
-	 * answers as it does for any datagram too big). */
-	fib.family = v6 ? AF_INET6 : AF_INET;
-	fib.l4_protocol = IPPROTO_UDP;
-	fib.sport = route.src_port;
-	fib.dport = route.dst_port;
-	fib.tot_len = new_ip_len;
-	fib.ifindex = skb->ingress_ifindex;
-	if (v6) {
-		__builtin_memcpy(fib.ipv6_src, route.src_ip, 16);
-		__builtin_memcpy(fib.ipv6_dst, route.dst_ip, 16);
-	} else {
-		fib.tos = ip.v4.tos;
-		__builtin_memcpy(&fib.ipv4_src, route.src_ip + 12, 4);
-		__builtin_memcpy(&fib.ipv4_dst, route.dst_ip + 12, 4);
-	}
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return pass(TURN_STAT_PASS_TOO_BIG);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+	/* Where does it go? Not `bpf_fib_lookup`: it answers only for an interface with
+	 * forwarding on, and a relay is a host, not a router. User space looked the route
+	 * up when it installed this one (`egress.rs`); the datagram leaves by that
+	 * interface through `bpf_redirect_neigh`, which routes it there and resolves the
+	 * next hop. Larger than the path MTU: user space sends it (or fails as it does). */
+	if (!route.ifindex)
 		return pass(TURN_STAT_PASS_FIB);
+	if (new_ip_len > route.mtu)
+		return pass(TURN_STAT_PASS_TOO_BIG);
 
 	/* The shared token bucket of the allocation; over it the datagram is dropped,
 	 * as user space drops it (and counts it) without relaying. */
@@ -533,24 +519,7 @@ int turn_offload(struct __sk_buff *skb)
 		stat_add(TURN_STAT_TO_PEER_BYTES, bytes);
 	}
 
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__u8 macs[12];
-
-		__builtin_memcpy(macs, fib.dmac, 6);
-		__builtin_memcpy(macs + 6, fib.smac, 6);
-		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
-			goto error;
-		return bpf_redirect(fib.ifindex, 0);
-	} else {
-		struct bpf_redir_neigh nh = {};
-
-		nh.nh_family = fib.family;
-		if (v6)
-			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-		else
-			nh.ipv4_nh = fib.ipv4_dst;
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-	}
+	return bpf_redirect_neigh(route.ifindex, NULL, 0, 0);
 
 error:
 	stat_add(TURN_STAT_DROP_ERROR, 1);

@@ -47,6 +47,10 @@ struct turn_route {
 	__u64 deadline_ns;
 	/* The allocation (ALLOCS key) charged; missing -> pass to user space. */
 	__u32 alloc;
+	/* Where it leaves: the output interface of the kernel's route to dst (user space
+	 * asks it, as `ip route get` does) and that path's MTU (whole IP datagram). */
+	__u32 ifindex;
+	__u32 mtu;
 	__u32 pad2;
 };
 
@@ -81,7 +85,7 @@ enum turn_stat {
 
 _Static_assert(sizeof(struct turn_fwd_key) == 40, "FWD key ABI");
 _Static_assert(sizeof(struct turn_rev_key) == 40, "REV key ABI");
-_Static_assert(sizeof(struct turn_route) == 56, "route ABI");
+_Static_assert(sizeof(struct turn_route) == 64, "route ABI");
 _Static_assert(sizeof(struct turn_alloc) == 64, "alloc ABI");
 
 #endif

@@ -107,12 +107,17 @@ pub struct Route {
     pub deadline_ns: u64,
     /// The `ALLOCS` entry charged; a missing one passes the datagram to user space.
     pub alloc: u32,
+    /// The output interface of the route to `dst` ([`crate::egress`]); 0 passes the
+    /// datagram to user space.
+    pub ifindex: u32,
+    /// That path's MTU (whole IP datagram); a larger result passes to user space.
+    pub mtu: u32,
     /// Zero.
     pub pad2: u32,
 }
 
 impl Route {
-    /// A route sending from `src` to `dst`; `channel` is 0 for FWD routes.
+    /// A route sending from `src` to `dst` by `egress`; `channel` is 0 for FWD routes.
     pub fn new(
         src: SocketAddr,
         dst: SocketAddr,
@@ -120,6 +125,7 @@ impl Route {
         dont_fragment: bool,
         deadline_ns: u64,
         alloc: u32,
+        egress: crate::egress::Egress,
     ) -> Self {
         Self {
             src_ip: mapped(src.ip()),
@@ -135,6 +141,8 @@ impl Route {
             pad: 0,
             deadline_ns,
             alloc,
+            ifindex: egress.ifindex,
+            mtu: egress.mtu,
             pad2: 0,
         }
     }
@@ -180,7 +188,7 @@ unsafe impl aya::Pod for FwdKey {}
 // no padding.
 unsafe impl aya::Pod for RevKey {}
 // SAFETY: `repr(C)`, integers and byte arrays laid out without implicit padding
-// (the u64 sits at offset 40, explicit `pad`/`pad2` fields fill the gaps), 56 bytes.
+// (the u64 sits at offset 40, explicit `pad`/`pad2` fields fill the gaps), 64 bytes.
 unsafe impl aya::Pod for Route {}
 // SAFETY: `repr(C)`, u32, u32 then u64s (including `AllocCounters`, itself four
 // u64s): no implicit padding, 64 bytes, any bit pattern valid.
@@ -188,7 +196,7 @@ unsafe impl aya::Pod for AllocState {}
 
 const _: () = assert!(size_of::<FwdKey>() == 40);
 const _: () = assert!(size_of::<RevKey>() == 40);
-const _: () = assert!(size_of::<Route>() == 56);
+const _: () = assert!(size_of::<Route>() == 64);
 const _: () = assert!(core::mem::offset_of!(Route, deadline_ns) == 40);
 const _: () = assert!(size_of::<AllocState>() == 64);
 const _: () = assert!(core::mem::offset_of!(AllocState, counters) == 32);
@@ -215,10 +223,9 @@ pub mod stat {
     pub const DROP_BUCKET: u32 = 6;
     /// Matched a route whose allocation is not in `ALLOCS`: passed.
     pub const PASS_NO_ALLOC: u32 = 7;
-    /// Larger than the egress MTU (`bpf_fib_lookup` said FRAG_NEEDED): passed.
+    /// Larger than the route's path MTU: passed.
     pub const PASS_TOO_BIG: u32 = 8;
-    /// `bpf_fib_lookup` gave no usable answer (no route, forwarding disabled on the
-    /// ingress interface, …): passed.
+    /// The route has no output interface (user space found no route): passed.
     pub const PASS_FIB: u32 = 9;
     /// A helper failed after the datagram had been changed: dropped.
     pub const DROP_ERROR: u32 = 10;

@@ -23,6 +23,9 @@ pub struct Egress {
     pub ifindex: u32,
     /// The path MTU in bytes (whole IP datagram).
     pub mtu: u32,
+    /// The route's preferred source address, if it names one: what a socket bound to a
+    /// wildcard address sends from.
+    pub source: Option<IpAddr>,
 }
 
 const NLMSG_ERROR: u16 = 2;
@@ -32,6 +35,7 @@ const NLM_F_REQUEST: u16 = 1;
 const RTA_DST: u16 = 1;
 const RTA_SRC: u16 = 2;
 const RTA_OIF: u16 = 4;
+const RTA_PREFSRC: u16 = 7;
 /// `struct nlmsghdr` and `struct rtmsg`.
 const NLMSG_HDR: usize = 16;
 const RTMSG: usize = 12;
@@ -43,9 +47,13 @@ const RTMSG: usize = 12;
 ///
 /// No route, or the netlink socket failed.
 pub fn egress(src: IpAddr, dst: IpAddr) -> io::Result<Egress> {
-    let ifindex = route_oif(src, dst)?;
+    let (ifindex, source) = route_oif(src, dst)?;
     let mtu = path_mtu(src, dst)?;
-    Ok(Egress { ifindex, mtu })
+    Ok(Egress {
+        ifindex,
+        mtu,
+        source,
+    })
 }
 
 fn octets(ip: IpAddr) -> Vec<u8> {
@@ -89,8 +97,8 @@ fn request(src: IpAddr, dst: IpAddr, seq: u32) -> Vec<u8> {
     buf
 }
 
-/// The `RTA_OIF` of an `RTM_NEWROUTE` answer, or the error it carries.
-fn parse_answer(msg: &[u8]) -> io::Result<u32> {
+/// The `RTA_OIF` and `RTA_PREFSRC` of an `RTM_NEWROUTE` answer, or the error it carries.
+fn parse_answer(msg: &[u8]) -> io::Result<(u32, Option<IpAddr>)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed netlink answer");
     let u16_at =
         |i: usize| -> Option<u16> { Some(u16::from_ne_bytes(msg.get(i..i + 2)?.try_into().ok()?)) };
@@ -111,6 +119,7 @@ fn parse_answer(msg: &[u8]) -> io::Result<u32> {
     if kind != RTM_NEWROUTE {
         return Err(bad());
     }
+    let (mut oif, mut source) = (None, None);
     let mut at = NLMSG_HDR + RTMSG;
     while at + 4 <= msg.len() {
         let alen = usize::from(u16_at(at).ok_or_else(bad)?);
@@ -118,18 +127,27 @@ fn parse_answer(msg: &[u8]) -> io::Result<u32> {
         if alen < 4 {
             return Err(bad());
         }
-        if akind == RTA_OIF {
-            return u32_at(at + 4).ok_or_else(bad);
+        let value = msg.get(at + 4..at + alen).ok_or_else(bad)?;
+        match akind {
+            RTA_OIF => oif = Some(u32_at(at + 4).ok_or_else(bad)?),
+            RTA_PREFSRC => {
+                source = match value.len() {
+                    4 => <[u8; 4]>::try_from(value).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(value).ok().map(IpAddr::from),
+                    _ => None,
+                };
+            }
+            _ => {}
         }
         at += alen.next_multiple_of(4);
     }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        "route without an output interface",
-    ))
+    let oif = oif.ok_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "route without an output interface")
+    })?;
+    Ok((oif, source))
 }
 
-fn route_oif(src: IpAddr, dst: IpAddr) -> io::Result<u32> {
+fn route_oif(src: IpAddr, dst: IpAddr) -> io::Result<(u32, Option<IpAddr>)> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe {
         libc::socket(
@@ -237,6 +255,9 @@ mod tests {
         let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         assert_eq!(e.ifindex, index);
         assert!(e.mtu >= 1280, "{}", e.mtu);
+        // From any address: the route names the source a wildcard socket would use.
+        let any = egress("0.0.0.0".parse().unwrap(), lo).expect("a route to loopback");
+        assert_eq!(any.source, Some(lo));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+use turnpike_offload::egress::egress;
 use turnpike_offload::{AllocCounters, FwdKey, Offload, ProgramStats, RevKey, Route};
 
 const CLIENT_PORT: u16 = 41_001;
@@ -82,19 +83,8 @@ impl Lab {
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        // `bpf_fib_lookup` answers only with forwarding on at the ingress interface;
-        // the kernel itself must forward nothing, so the forward hook drops all.
-        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
-            run(&["ip", "netns", "exec", &lab.srv, "sysctl", "-qw", key]);
-        }
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.srv,
-            "nft",
-            "add table inet tpo; add chain inet tpo forward_drop { type filter hook forward priority 0; policy drop; }",
-        ]);
+        // Forwarding stays off in srv, as on any TURN server: the program relays
+        // everything itself.
         // Senders use TTL / hop limit 17 and set DF (Linux's UDP default); the relay
         // must send with 64, DF set towards the peer (the FWD routes' flag) and clear
         // towards the client (the REV routes'). The receivers drop anything else.
@@ -299,16 +289,31 @@ impl Side {
         }
     }
 
-    fn install(&self, off: &mut Offload, channel: u16, deadline: Instant) {
+    fn install(&self, off: &mut Offload, srv: &str, channel: u16, deadline: Instant) {
         let ns = off.clock().ns(deadline);
+        // The routes out, as the server's namespace sees them (as turnpike asks them).
+        let (to_peer, to_client) = in_ns(srv, || {
+            (
+                egress(self.relay.ip(), self.peer.ip()).expect("a route to the peer"),
+                egress(self.server.ip(), self.client.ip()).expect("a route to the client"),
+            )
+        });
         off.insert_forward(
             &FwdKey::new(self.client, self.server, channel),
-            &Route::new(self.relay, self.peer, 0, true, ns, self.alloc),
+            &Route::new(self.relay, self.peer, 0, true, ns, self.alloc, to_peer),
         )
         .expect("FWD");
         off.insert_reverse(
             &RevKey::new(self.peer, self.relay),
-            &Route::new(self.server, self.client, channel, false, ns, self.alloc),
+            &Route::new(
+                self.server,
+                self.client,
+                channel,
+                false,
+                ns,
+                self.alloc,
+                to_client,
+            ),
         )
         .expect("REV");
     }
@@ -380,7 +385,7 @@ fn relays_both_ways_with_and_without_checksum_offload() {
     for side in [&v4, &v6] {
         assert!(off.insert_alloc(side.alloc, 0, now).expect("alloc"));
         assert!(!off.insert_alloc(side.alloc, 0, now).expect("alloc again"));
-        side.install(&mut off, CHANNEL, now + Duration::from_secs(120));
+        side.install(&mut off, &lab.srv, CHANNEL, now + Duration::from_secs(120));
     }
 
     let errors_before = lab.all_csum_errors();
@@ -444,12 +449,12 @@ fn relays_both_ways_with_and_without_checksum_offload() {
     }
     // An expired route (deadline now, already past when the datagram arrives).
     let expired = Instant::now();
-    v4.install(&mut off, 0x4003, expired);
+    v4.install(&mut off, &lab.srv, 0x4003, expired);
     let msg = channel_data(0x4003, b"late");
     v4.cli.send_to(&msg, v4.server).expect("send");
     assert_eq!(recv(&v4.srv_server).expect("expired to user space").0, msg);
     // Restore the live REV route (install overwrote it with the expired one).
-    v4.install(&mut off, CHANNEL, now + Duration::from_secs(120));
+    v4.install(&mut off, &lab.srv, CHANNEL, now + Duration::from_secs(120));
     let after = off.stats().expect("stats");
     assert_eq!(
         after.pass_unfit - stats_before.pass_unfit,
@@ -496,7 +501,12 @@ fn relays_both_ways_with_and_without_checksum_offload() {
         alloc: 9,
         ..Side::new_reusing(&v6)
     };
-    limited.install(&mut off, CHANNEL, Instant::now() + Duration::from_secs(120));
+    limited.install(
+        &mut off,
+        &lab.srv,
+        CHANNEL,
+        Instant::now() + Duration::from_secs(120),
+    );
     let before = off.stats().expect("stats");
     for i in 0..5u8 {
         limited

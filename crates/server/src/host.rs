@@ -421,11 +421,8 @@ impl Host for WorkerHost {
     }
 
     fn withdraw_route(&mut self, route: &ChannelRoute) {
-        let Some(relay) = self.relays.get(&route.relay).map(|r| r.local) else {
-            return;
-        };
         if let Some(k) = &mut self.kernel {
-            k.withdraw(route, relay);
+            k.withdraw(route);
         }
     }
 

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use std::collections::HashSet;
 use tracing::{info, warn};
+use turnpike_offload::egress::egress;
 use turnpike_offload::{AllocCounters, BpfClock, FwdKey, Offload, ProgramStats, RevKey, Route};
 use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::{FiveTuple, HashMap, Usage};
@@ -164,8 +164,9 @@ pub(crate) struct WorkerKernel {
     path: Arc<KernelPath>,
     /// The core's session number → the program's allocation id.
     ids: HashMap<u64, u32>,
-    /// The routes this worker installed (client 5-tuple, channel, peer).
-    installed: HashSet<(FiveTuple, u16, SocketAddr)>,
+    /// The routes this worker installed (client 5-tuple, channel, peer) and their keys
+    /// in the maps.
+    installed: HashMap<(FiveTuple, u16, SocketAddr), (FwdKey, RevKey)>,
 }
 
 impl WorkerKernel {
@@ -173,7 +174,7 @@ impl WorkerKernel {
         Self {
             path,
             ids: HashMap::default(),
-            installed: HashSet::default(),
+            installed: HashMap::default(),
         }
     }
 
@@ -213,16 +214,32 @@ impl WorkerKernel {
         };
         let until = self.path.clock.ns(route.until);
         let channel = route.channel.value();
-        let (fwd, rev) = keys(route, relay);
-        let to_peer = Route::new(relay, route.peer, 0, route.dont_fragment, until, id);
-        let to_client = Route::new(
-            route.client.server,
-            route.client.client,
-            channel,
-            false,
-            until,
-            id,
-        );
+        // The kernel's routes out, asked now (a route that changes later is asked again
+        // when the channel or permission is refreshed, within five minutes).
+        let (client, mut server) = (route.client.client, route.client.server);
+        let ways = egress(relay.ip(), route.peer.ip())
+            .and_then(|p| Ok((p, egress(server.ip(), client.ip())?)));
+        let (out_peer, out_client) = match ways {
+            Ok(ways) => ways,
+            Err(e) => {
+                self.path.refused("route (no route out)", &e);
+                return;
+            }
+        };
+        // A wildcard listener: the client is taken to have sent to the address the
+        // answers leave from (the route's preferred source, as for user space's own
+        // sends). If it sent to another, the kernel finds no route and user space
+        // relays, as before.
+        if server.ip().is_unspecified() {
+            let Some(source) = out_client.source else {
+                return;
+            };
+            server.set_ip(source);
+        }
+        let (fwd, rev) = keys(client, server, route, relay);
+        let df = route.dont_fragment;
+        let to_peer = Route::new(relay, route.peer, 0, df, until, id, out_peer);
+        let to_client = Route::new(server, client, channel, false, until, id, out_client);
         let mut maps = self.path.maps();
         let mut done = maps.insert_forward(&fwd, &to_peer);
         if done.is_ok() {
@@ -231,15 +248,26 @@ impl WorkerKernel {
         let key = (route.client, channel, route.peer);
         match done {
             Ok(()) => {
-                if self.installed.insert(key) {
-                    self.path.routes.fetch_add(1, Ordering::Relaxed);
+                match self.installed.insert(key, (fwd, rev)) {
+                    None => {
+                        self.path.routes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The client's address resolved differently this time: the old
+                    // entries go.
+                    Some((old_fwd, old_rev)) if (old_fwd, old_rev) != (fwd, rev) => {
+                        let _ = maps.remove_forward(&old_fwd);
+                        let _ = maps.remove_reverse(&old_rev);
+                    }
+                    Some(_) => {}
                 }
             }
             Err(e) => {
                 // Half a route is worse than none: user space relays both ways.
                 let _ = maps.remove_forward(&fwd);
                 let _ = maps.remove_reverse(&rev);
-                if self.installed.remove(&key) {
+                if let Some((old_fwd, old_rev)) = self.installed.remove(&key) {
+                    let _ = maps.remove_forward(&old_fwd);
+                    let _ = maps.remove_reverse(&old_rev);
                     self.path.routes.fetch_sub(1, Ordering::Relaxed);
                 }
                 self.path.refused("route", &e);
@@ -248,17 +276,15 @@ impl WorkerKernel {
     }
 
     /// Takes `route` out (tolerating one that is not there).
-    pub(crate) fn withdraw(&mut self, route: &ChannelRoute, relay: SocketAddr) {
-        let (fwd, rev) = keys(route, relay);
+    pub(crate) fn withdraw(&mut self, route: &ChannelRoute) {
+        let key = (route.client, route.channel.value(), route.peer);
+        let Some((fwd, rev)) = self.installed.remove(&key) else {
+            return;
+        };
         let mut maps = self.path.maps();
         let _ = maps.remove_forward(&fwd);
         let _ = maps.remove_reverse(&rev);
-        if self
-            .installed
-            .remove(&(route.client, route.channel.value(), route.peer))
-        {
-            self.path.routes.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.path.routes.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Removes allocation `serial`'s state and returns what the kernel relayed for it.
@@ -283,10 +309,14 @@ impl WorkerKernel {
     }
 }
 
-fn keys(route: &ChannelRoute, relay: SocketAddr) -> (FwdKey, RevKey) {
-    let c = route.client;
+fn keys(
+    client: SocketAddr,
+    server: SocketAddr,
+    route: &ChannelRoute,
+    relay: SocketAddr,
+) -> (FwdKey, RevKey) {
     (
-        FwdKey::new(c.client, c.server, route.channel.value()),
+        FwdKey::new(client, server, route.channel.value()),
         RevKey::new(route.peer, relay),
     )
 }
