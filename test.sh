@@ -18,6 +18,10 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# The in-kernel fast path (crates/offload, feature ebpf) is C compiled by clang against
+# libbpf's headers.
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 # playwright-core (below) comes from npm.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
@@ -52,4 +56,7 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
 fi
 
 # The competitor codecs of benches/ are not built here: .ci/run builds and tests them apart.
-cargo test --workspace --exclude turnpike-benches --locked "$@"
+# The fast path's feature is on, so its namespace tests (turn_offload.rs, offload's netns.rs)
+# run too.
+cargo test --workspace --exclude turnpike-benches --locked \
+  --features turnpike/ebpf,turnpike-offload/ebpf "$@"

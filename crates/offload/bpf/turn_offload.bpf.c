@@ -8,7 +8,8 @@
  * every "pass" decision is taken before the packet is modified.
  *
  * Client -> peer (FWD): a UDP datagram whose payload is exactly one ChannelData
- * message (RFC 8656 section 12: channel 0x4000-0x4FFF, first byte 0x40-0x4F, length
+ * message (RFC 8656 section 12: channel 0x4000-0x4FFF, or up to 0x7FFF as RFC 5766 allowed and
+ * the server accepts: first byte 0x40-0x7F, length
  * field + 4 == UDP payload length, so a padded one passes) loses its 4-byte header
  * and leaves from the relayed address to the peer.
  * Peer -> client (REV): the UDP payload gets a 4-byte ChannelData header (no padding
@@ -329,7 +330,9 @@ int turn_offload(struct __sk_buff *skb)
 	if (plen >= 4) {
 		if (bpf_skb_load_bytes(skb, l4 + sizeof(udp), cd, sizeof(cd)))
 			return TC_ACT_OK;
-		if (cd[0] >= 0x40 && cd[0] <= 0x4f) {
+		/* 0x4000-0x7FFF: RFC 5766's range, which the server accepts too (coturn's
+		 * uclient picks numbers above RFC 8656's 0x4FFF). */
+		if ((cd[0] & 0xc0) == 0x40) {
 			struct turn_fwd_key fk = {};
 
 			__builtin_memcpy(fk.client_ip, src, 16);

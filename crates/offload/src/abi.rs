@@ -32,7 +32,7 @@ pub struct FwdKey {
     pub client_port: u16,
     /// The server's port, network byte order.
     pub server_port: u16,
-    /// The channel number (0x4000–0x4FFF, RFC 8656 §12), network byte order.
+    /// The channel number (0x4000–0x4FFF, RFC 8656 §12, or up to 0x7FFF as RFC 5766 allowed), network byte order.
     pub channel: u16,
     /// Zero.
     pub pad: u16,

@@ -18,8 +18,9 @@
 //!
 //! - `FWD` (hash): client IP, server IP, client port, server port, channel →
 //!   [`Route`] (relayed address → peer). A UDP payload that is exactly one ChannelData
-//!   message (first byte 0x40–0x4F, length + 4 = payload length, RFC 8656 §12) loses
-//!   its 4-byte header.
+//!   message (first byte 0x40–0x7F: RFC 8656 §12's channels and RFC 5766's up to
+//!   0x7FFF, which the server accepts too; length + 4 = payload length) loses its
+//!   4-byte header.
 //! - `REV` (hash): peer IP, relayed IP, peer port, relayed port → [`Route`] (server
 //!   address → client, with the channel to prepend). The payload gets a 4-byte header;
 //!   no padding over UDP (RFC 8656 §12.5).

@@ -237,6 +237,7 @@ impl WorkerKernel {
             server.set_ip(source);
         }
         let (fwd, rev) = keys(client, server, route, relay);
+        tracing::debug!(%client, %server, %relay, peer = %route.peer, channel, "offload: route installed");
         let df = route.dont_fragment;
         let to_peer = Route::new(relay, route.peer, 0, df, until, id, out_peer);
         let to_client = Route::new(server, client, channel, false, until, id, out_client);

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use common::TempDir;
 use interop::{Bounded, Json, rest_credentials, run_bounded};
-use nat_lab::{Lab, PRIVATE, PUBLIC, SECRET, Server, Tool, server_config};
+use nat_lab::{Lab, PRIVATE, PUBLIC, SECRET, Server, Tool, UCLIENT, UclientReport, server_config};
 
 /// TURN port and relay range inside the server namespace of the uclient tests (no other
 /// test uses them).
@@ -56,48 +56,6 @@ const TURN_PORT: u16 = 3597;
 const RELAY_PORTS: &str = "40700-40799";
 /// Datagrams each of uclient's two allocations sends to the other.
 const MESSAGES: u64 = 200;
-
-/// coturn's client, which prints its usage and exits non-zero when asked for help.
-const UCLIENT: Tool = Tool {
-    probe: &["turnutils_uclient", "-h"],
-    any_exit: true,
-    install: "apt-get install -y coturn",
-};
-
-/// What one uclient run reported.
-#[derive(Debug, Default)]
-struct Report {
-    sent: Option<u64>,
-    received: Option<u64>,
-    lost: Option<u64>,
-    relayed: Vec<String>,
-    /// `channel bind: error 403`: the peer policy refused the peer.
-    forbidden: bool,
-}
-
-impl Report {
-    fn parse(run: &Bounded) -> Self {
-        let mut r = Self::default();
-        for raw in run.stdout.lines().chain(run.stderr.lines()) {
-            let line = raw.split_once(": : ").map_or(raw, |(_, m)| m).trim();
-            if let Some(rest) = line.strip_prefix("start_mclient: tot_send_msgs=") {
-                // The summary line: "tot_send_msgs=S, tot_recv_msgs=R".
-                let mut numbers = rest
-                    .split(|c: char| !c.is_ascii_digit())
-                    .filter(|s| !s.is_empty());
-                r.sent = numbers.next().and_then(|s| s.parse().ok());
-                r.received = numbers.next().and_then(|s| s.parse().ok());
-            } else if let Some(rest) = line.strip_prefix("Total lost packets ") {
-                r.lost = rest.split_whitespace().next().and_then(|s| s.parse().ok());
-            } else if let Some((_, addr)) = line.split_once("Received relay addr: ") {
-                r.relayed.push(addr.trim().to_owned());
-            } else if line.starts_with("channel bind: error 403") {
-                r.forbidden = true;
-            }
-        }
-        r
-    }
-}
 
 /// Runs uclient with `flags` in the client namespace and checks that all `2 x MESSAGES`
 /// datagrams arrived, without any packet leaving for the NAT.
@@ -127,7 +85,7 @@ const ALLOW_PUBLIC: &str = "allow = [\"198.18.0.0/15\"]";
 /// a fresh lab; fails if any packet was dropped at the NAT as hairpinned. Returns uclient's
 /// report, a description for assertions, and whether uclient exited 0 in time; `None` when
 /// skipped.
-fn uclient_through_the_nat(peers: &str, flags: &[&str]) -> Option<(Report, String, bool)> {
+fn uclient_through_the_nat(peers: &str, flags: &[&str]) -> Option<(UclientReport, String, bool)> {
     let lab = Lab::new(1, &[UCLIENT])?;
     lab.check_no_hairpin();
     let server = Server::start(&lab, TURN_PORT, RELAY_PORTS, peers);
@@ -140,7 +98,7 @@ fn uclient_through_the_nat(peers: &str, flags: &[&str]) -> Option<(Report, Strin
         .args(["-n", &MESSAGES.to_string(), "-u", &user, "-w", &pass])
         .args(["-p", &TURN_PORT.to_string(), PUBLIC]);
     let run = run_bounded(cmd, Duration::from_secs(60));
-    let report = Report::parse(&run);
+    let report = UclientReport::parse(&run);
     let drops = lab.hairpin_drops() - drops_before;
     drop(server);
     let tail: Vec<&str> = run

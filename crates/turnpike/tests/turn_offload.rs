@@ -10,7 +10,9 @@
 //!   datagram both ways (none went to user space after the ChannelBind).
 //! - The totals are those of user space: `turnpike_relayed_packets_total` and
 //!   `_bytes_total`, and the allocation's accounting line, count every datagram once —
-//!   the same figures as the same run with offload off, which the second test makes.
+//!   the same figures as the same run with offload off, made in the same test.
+//! - coturn's `turnutils_uclient` relays over channels to coturn's `turnutils_peer` with
+//!   0 loss, and the kernel relayed its datagrams.
 //!
 //! Needs root and a binary built with `--features ebpf` (this file is empty without it).
 #![cfg(feature = "ebpf")]
@@ -24,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use interop::{Json, rest_credentials, run_bounded, terminate};
-use nat_lab::{Lab, PRIVATE, PUBLIC, SECRET, Server};
+use nat_lab::{Lab, PRIVATE, PUBLIC, SECRET, Server, UCLIENT, UclientReport};
 
 /// TURN port, relay range and metrics port inside the server namespace; the echo port on
 /// the internet router. No other test uses them.
@@ -203,4 +205,61 @@ fn channel_data_is_relayed_in_the_kernel_with_the_same_totals_as_in_user_space()
         kernel, user,
         "the same totals and accounting line either way"
     );
+}
+
+/// uclient's echo peer port on the lab's internet router.
+const UCLIENT_PEER_PORT: u16 = 3612;
+/// Datagrams uclient sends (and expects back).
+const UCLIENT_MESSAGES: u64 = 200;
+
+#[test]
+fn coturn_uclient_relays_over_kernel_channels_with_zero_loss() {
+    let Some(lab) = Lab::new(1, &[UCLIENT]) else {
+        return;
+    };
+    let server = Server::start_at(&lab, &lab.sites[0], &config("tc"));
+    server.wait_for_log("fast path attached", Duration::from_secs(5));
+    let mut peer = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("inet"), "turnutils_peer"])
+        .args(["-L", PEER_IP, "-p", &UCLIENT_PEER_PORT.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start turnutils_peer");
+    std::thread::sleep(Duration::from_millis(300));
+    let (user, pass) = rest_credentials(SECRET, "uclient", Duration::from_secs(3600));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns("cla"), "turnutils_uclient"])
+        .args(["-e", PEER_IP, "-r", &UCLIENT_PEER_PORT.to_string()])
+        .args(["-c", "-v", "-m", "1", "-z", "5", "-l", "120"])
+        .args([
+            "-n",
+            &UCLIENT_MESSAGES.to_string(),
+            "-u",
+            &user,
+            "-w",
+            &pass,
+        ])
+        .args(["-p", &TURN_PORT.to_string(), PUBLIC]);
+    let run = run_bounded(cmd, Duration::from_secs(60));
+    terminate(&mut peer, Duration::from_secs(2));
+    let report = UclientReport::parse(&run);
+    let context = format!("{report:?}\n{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.code(), Some(0), "{context}");
+    assert_eq!(report.sent, Some(UCLIENT_MESSAGES), "{context}");
+    assert_eq!(report.received, report.sent, "{context}");
+    assert_eq!(report.lost, Some(0), "{context}");
+    let text = metrics(&lab);
+    let to_peer = r#"turnpike_offload_relayed_packets_total{direction="to_peer"}"#;
+    let to_client = r#"turnpike_offload_relayed_packets_total{direction="to_client"}"#;
+    let offloaded = [to_peer, to_client].map(|s| sample(&text, s));
+    assert_eq!(
+        offloaded,
+        [UCLIENT_MESSAGES; 2],
+        "every datagram in the kernel: {:#?}",
+        text.lines()
+            .filter(|l| l.starts_with("turnpike_offload"))
+            .collect::<Vec<_>>()
+    );
+    drop(server);
 }

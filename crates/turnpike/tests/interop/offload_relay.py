@@ -13,7 +13,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stdlib_turn  # noqa: E402
 
-CHANNEL = 0x4001
+# Above RFC 8656's 0x4FFF, as RFC 5766 allowed and coturn's clients pick: the server
+# accepts it, and the kernel must relay it like any other.
+CHANNEL = 0x7FFE
 
 
 def main():

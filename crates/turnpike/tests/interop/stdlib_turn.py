@@ -144,8 +144,9 @@ class Client:
     def _handle(self, data):
         """Keeps a Data indication for `recv` and ChannelData for `recv_channel`; returns
         (type, tid, attrs) of the rest."""
-        if data and 0x40 <= data[0] <= 0x4F:
-            # ChannelData (RFC 8656 §12.4): the length excludes any padding.
+        if data and data[0] & 0xC0 == 0x40:
+            # ChannelData (RFC 8656 §12.4; channels up to 0x7FFF as RFC 5766 allowed): the
+            # length excludes any padding.
             number, length = struct.unpack("!HH", data[:4])
             self.channel_inbox.append((number, data[4 : 4 + length]))
             return None, None, {}

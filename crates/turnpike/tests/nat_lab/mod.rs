@@ -605,3 +605,45 @@ impl Drop for Server {
         terminate(&mut self.child, Duration::from_secs(5));
     }
 }
+
+/// coturn's client, which prints its usage and exits non-zero when asked for help.
+pub const UCLIENT: Tool = Tool {
+    probe: &["turnutils_uclient", "-h"],
+    any_exit: true,
+    install: "apt-get install -y coturn",
+};
+
+/// What one uclient run reported.
+#[derive(Debug, Default)]
+pub struct UclientReport {
+    pub sent: Option<u64>,
+    pub received: Option<u64>,
+    pub lost: Option<u64>,
+    pub relayed: Vec<String>,
+    /// `channel bind: error 403`: the peer policy refused the peer.
+    pub forbidden: bool,
+}
+
+impl UclientReport {
+    pub fn parse(run: &crate::interop::Bounded) -> Self {
+        let mut r = Self::default();
+        for raw in run.stdout.lines().chain(run.stderr.lines()) {
+            let line = raw.split_once(": : ").map_or(raw, |(_, m)| m).trim();
+            if let Some(rest) = line.strip_prefix("start_mclient: tot_send_msgs=") {
+                // The summary line: "tot_send_msgs=S, tot_recv_msgs=R".
+                let mut numbers = rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|s| !s.is_empty());
+                r.sent = numbers.next().and_then(|s| s.parse().ok());
+                r.received = numbers.next().and_then(|s| s.parse().ok());
+            } else if let Some(rest) = line.strip_prefix("Total lost packets ") {
+                r.lost = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+            } else if let Some((_, addr)) = line.split_once("Received relay addr: ") {
+                r.relayed.push(addr.trim().to_owned());
+            } else if line.starts_with("channel bind: error 403") {
+                r.forbidden = true;
+            }
+        }
+        r
+    }
+}
