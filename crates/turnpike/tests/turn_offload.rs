@@ -8,6 +8,9 @@
 //!   at their default checksum offload.
 //! - The kernel relayed them: `turnpike_offload_relayed_packets_total` counts every
 //!   datagram both ways (none went to user space after the ChannelBind).
+//! - A peer without a permission (another IP) reaches no client, and after the
+//!   allocation is deleted (Refresh 0) nothing the bound peer sends arrives: the kernel's
+//!   routes went with it at once.
 //! - The totals are those of user space: `turnpike_relayed_packets_total` and
 //!   `_bytes_total`, and the allocation's accounting line, count every datagram once —
 //!   the same figures as the same run with offload off, made in the same test.
@@ -36,9 +39,14 @@ const METRICS_PORT: u16 = 9711;
 const ECHO_PORT: u16 = 5611;
 /// Datagrams of each size.
 const COUNT: u64 = 50;
+/// The client's two commands to the peer after the echoes ("stranger", "later"), which the
+/// relay carries to the peer like any datagram: packets and bytes.
+const COMMANDS: (u64, u64) = (2, 13);
 const SIZES: [u64; 4] = [1, 3, 120, 1200];
 /// The lab router's address on the server side: the peer.
 const PEER_IP: &str = "198.18.1.1";
+/// Another address of the router (its side towards the home): a peer without permission.
+const STRANGER_IP: &str = "198.18.2.1";
 
 fn interop(file: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -64,7 +72,7 @@ fn echo_peer(lab: &Lab) -> Child {
     let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.ns("inet"), "python3"])
         .arg(interop("udp_echo.py"))
-        .args([&ECHO_PORT.to_string(), "60"])
+        .args([&ECHO_PORT.to_string(), "60", STRANGER_IP])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the echo peer");
@@ -136,6 +144,18 @@ fn relay_through(mode: &str) -> Option<(Totals, String)> {
     assert_eq!(report.at("sent_bytes").num().map(|n| n as u64), Some(bytes));
     assert_eq!(report.at("mismatched").num().map(|n| n as u64), Some(0));
     assert_eq!(
+        report.at("strangers").num(),
+        Some(0.0),
+        "a peer without a permission reaches no client: {}",
+        run.stdout
+    );
+    assert_eq!(
+        report.at("after_end").num(),
+        Some(0.0),
+        "nothing after the allocation was deleted: {}",
+        run.stdout
+    );
+    assert_eq!(
         report.at("echoed").num().map(|n| n as u64),
         Some(sent),
         "every datagram comes back: {}",
@@ -160,7 +180,12 @@ fn relay_through(mode: &str) -> Option<(Totals, String)> {
         r#"turnpike_relayed_bytes_total{direction="to_client",transport="udp"}"#,
     ]
     .map(|s| sample(&text, s));
-    assert_eq!(relayed, [sent, bytes, sent, bytes], "every datagram once");
+    let (to_peer, to_peer_bytes) = (sent + COMMANDS.0, bytes + COMMANDS.1);
+    assert_eq!(
+        relayed,
+        [to_peer, to_peer_bytes, sent, bytes],
+        "every datagram once"
+    );
     let totals = Totals {
         relayed,
         accounting: accounting.join(" "),
@@ -188,9 +213,10 @@ fn channel_data_is_relayed_in_the_kernel_with_the_same_totals_as_in_user_space()
         .lines()
         .filter(|l| l.starts_with("turnpike_offload"))
         .collect();
+    let (to_peer, to_peer_bytes) = (sent + COMMANDS.0, bytes + COMMANDS.1);
     assert_eq!(
         offloaded,
-        [sent, bytes, sent, bytes],
+        [to_peer, to_peer_bytes, sent, bytes],
         "all in the kernel: {series:#?}"
     );
     assert_eq!(

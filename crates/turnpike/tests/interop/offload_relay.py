@@ -1,7 +1,9 @@
 """A client of the offload tests (`turn_offload.rs`): allocates over UDP, binds a channel to
 an echoing peer and sends datagrams of several sizes as ChannelData; each must come back
-byte for byte as ChannelData on the same channel. Then it deletes the allocation
-(Refresh 0) and prints one JSON line: what it sent and got back.
+byte for byte as ChannelData on the same channel. Then a stranger (another IP of the
+peer's host, no permission) sends to the relayed address, and the peer sends again after the
+allocation is deleted (Refresh 0): nothing of either may arrive. Prints one JSON line: what
+it sent and got back.
 
 usage: offload_relay.py SERVER PORT USER PASSWORD PEER_IP PEER_PORT COUNT SIZE...
 """
@@ -39,7 +41,22 @@ def main():
             echoed += 1
             if got != (CHANNEL, payload):
                 mismatched += 1
-    client.close()
+    # A peer without a permission (another IP) sends to the relayed address: nothing may
+    # reach the client, neither as ChannelData nor as a Data indication.
+    client.send_channel(CHANNEL, b"stranger")
+    strangers = 0
+    while client.recv_channel(1.0) is not None:
+        strangers += 1
+    strangers += len(client.inbox)
+    while client.recv(0.2) is not None:
+        strangers += 1
+    # The bound peer sends again one second after the allocation is deleted: the
+    # kernel's routes went with it, so nothing arrives.
+    client.send_channel(CHANNEL, b"later")
+    client.close_keep_socket()
+    after_end = 0
+    while client.recv_channel(2.5) is not None:
+        after_end += 1
     print(
         json.dumps(
             {
@@ -48,6 +65,8 @@ def main():
                 "sent_bytes": sent_bytes,
                 "echoed": echoed,
                 "mismatched": mismatched,
+                "strangers": strangers,
+                "after_end": after_end,
             }
         )
     )

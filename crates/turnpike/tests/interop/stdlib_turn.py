@@ -258,6 +258,11 @@ class Client:
             self._handle(data)
         return self.inbox.pop(0)
 
+    def close_keep_socket(self):
+        """Deletes the allocation (Refresh with LIFETIME 0), keeping the socket open to see
+        what still arrives."""
+        self.request(REFRESH, [(LIFETIME, struct.pack("!I", 0))])
+
     def close(self):
         """Deletes the allocation (Refresh with LIFETIME 0) and closes the socket."""
         try:
