@@ -70,6 +70,11 @@ pub enum OffloadError {
         /// Its name.
         interface: String,
     },
+    /// No interface to attach to: none holds a listener or relay address (loopback is
+    /// never chosen), and none was configured.
+    NoInterfaces,
+    /// The machine's interfaces could not be listed.
+    Interfaces(io::Error),
     /// The process may not load BPF programs or attach them (needs CAP_BPF and
     /// CAP_NET_ADMIN, or root).
     NoPrivilege {
@@ -158,6 +163,11 @@ impl fmt::Display for OffloadError {
             Self::MissingObject { name } => {
                 write!(f, "the BPF object has no {name:?} (a build mismatch)")
             }
+            Self::NoInterfaces => f.write_str(
+                "no interface to attach the fast path to: none holds a UDP listener or relay \
+                 address (loopback is never chosen); name them in [offload] interfaces",
+            ),
+            Self::Interfaces(e) => write!(f, "cannot list the network interfaces: {e}"),
             Self::Map { map, .. } => write!(f, "BPF map {map} operation failed"),
         }
     }
@@ -170,7 +180,11 @@ impl Error for OffloadError {
             | Self::NoBpf { source, .. }
             | Self::Load { source, .. }
             | Self::Map { source, .. } => Some(&**source),
-            Self::NotBuilt | Self::InterfaceMissing { .. } | Self::MissingObject { .. } => None,
+            Self::Interfaces(e) => Some(e),
+            Self::NotBuilt
+            | Self::InterfaceMissing { .. }
+            | Self::NoInterfaces
+            | Self::MissingObject { .. } => None,
         }
     }
 }

@@ -71,8 +71,31 @@ impl Offload {
         }
     }
 
+    /// Checks that the program would load — the interfaces exist, the kernel takes the
+    /// maps and its verifier accepts the program — without attaching it anywhere (so a
+    /// running server's program is left alone). For `turnpike doctor`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Offload::load`].
+    pub fn probe(interfaces: &[String]) -> Result<(), OffloadError> {
+        #[cfg(feature = "ebpf")]
+        {
+            Self::prepare(object(), interfaces).map(drop)
+        }
+        #[cfg(not(feature = "ebpf"))]
+        {
+            let _ = interfaces;
+            Err(OffloadError::NotBuilt)
+        }
+    }
+
+    /// The object loaded and its program verified, not attached.
     #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
-    fn load_object(object: &[u8], interfaces: &[String]) -> Result<Self, OffloadError> {
+    fn prepare(object: &[u8], interfaces: &[String]) -> Result<Ebpf, OffloadError> {
+        if interfaces.is_empty() {
+            return Err(OffloadError::NoInterfaces);
+        }
         for name in interfaces {
             if ifindex(name).is_none() {
                 return Err(OffloadError::InterfaceMissing {
@@ -90,6 +113,17 @@ impl Offload {
         program
             .load()
             .map_err(|e| OffloadError::classify("loading the program", AyaError::Program(e)))?;
+        Ok(ebpf)
+    }
+
+    #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
+    fn load_object(object: &[u8], interfaces: &[String]) -> Result<Self, OffloadError> {
+        let mut ebpf = Self::prepare(object, interfaces)?;
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(OffloadError::MissingObject { name: PROGRAM })?
+            .try_into()
+            .map_err(|e| OffloadError::classify("finding the program", AyaError::Program(e)))?;
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         for name in interfaces {
             if !tcx {

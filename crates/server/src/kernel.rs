@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 use turnpike_offload::egress::egress;
-use turnpike_offload::{AllocCounters, BpfClock, FwdKey, Offload, ProgramStats, RevKey, Route};
+use turnpike_offload::{
+    AllocCounters, BpfClock, FwdKey, Offload, OffloadError, ProgramStats, RevKey, Route,
+};
 use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::{FiveTuple, HashMap, Usage};
 
@@ -65,17 +67,13 @@ impl KernelPath {
         if section.mode == OffloadMode::Off {
             return (None, None);
         }
-        let interfaces = if section.interfaces.is_empty() {
-            match interfaces_of(addresses) {
-                Ok(found) => found,
-                Err(e) => {
-                    let why = format!("cannot list the network interfaces: {e}");
-                    warn!(reason = %why, "offload: not loaded, relaying in user space");
-                    return (None, Some(why));
-                }
+        let interfaces = match chosen(section, addresses) {
+            Ok(found) => found,
+            Err(e) => {
+                let why = e.to_string();
+                warn!(reason = %why, "offload: not loaded, relaying in user space");
+                return (None, Some(why));
             }
-        } else {
-            section.interfaces.clone()
         };
         match Offload::load(&interfaces) {
             Ok(maps) => {
@@ -335,6 +333,18 @@ fn usage(c: &AllocCounters) -> (Usage, Usage) {
     )
 }
 
+/// The interfaces to attach to: as configured, else those holding `addresses`.
+fn chosen(section: &OffloadSection, addresses: &[IpAddr]) -> Result<Vec<String>, OffloadError> {
+    if !section.interfaces.is_empty() {
+        return Ok(section.interfaces.clone());
+    }
+    let found = interfaces_of(addresses).map_err(OffloadError::Interfaces)?;
+    if found.is_empty() {
+        return Err(OffloadError::NoInterfaces);
+    }
+    Ok(found)
+}
+
 /// The interfaces holding `addresses`; with an unspecified one among them, every
 /// interface that is up, but loopback.
 fn interfaces_of(addresses: &[IpAddr]) -> std::io::Result<Vec<String>> {
@@ -349,4 +359,23 @@ fn interfaces_of(addresses: &[IpAddr]) -> std::io::Result<Vec<String>> {
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// What `turnpike doctor` says of `[offload]`: `None` when it is off; else the interfaces
+/// it would attach to, and whether the kernel takes the program there (the maps made and
+/// the program verified, not attached, so a running server's program is left alone).
+pub fn probe_offload(config: &crate::Config) -> Option<(Vec<String>, Result<(), OffloadError>)> {
+    let section = &config.offload;
+    if section.mode == OffloadMode::Off {
+        return None;
+    }
+    let mut addresses: Vec<IpAddr> = config.listen.udp.iter().map(SocketAddr::ip).collect();
+    addresses.extend(config.relay.ips.iter().copied());
+    Some(match chosen(section, &addresses) {
+        Ok(interfaces) => {
+            let verdict = Offload::probe(&interfaces);
+            (interfaces, verdict)
+        }
+        Err(e) => (Vec::new(), Err(e)),
+    })
 }

@@ -191,6 +191,7 @@ fn a_healthy_configuration_is_all_ok() {
     assert!(line(&out, "OK", "clock").contains("unchecked"));
     line(&out, "OK", "open files");
     assert!(line(&out, "OK", "firewall udp").contains("30310, 40000-40099 (relay)"));
+    assert!(line(&out, "OK", "offload").contains("off"));
     assert!(out.contains("0 WARN, 0 FAIL"), "{out}");
     // An absent metadata service costs next to nothing (bounded to ~1 s anyway).
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -381,4 +382,41 @@ fn a_listener_port_held_by_a_silent_process_fails() {
     assert!(l.contains("does not answer a STUN Binding"), "{l}");
     assert!(l.contains(&format!("pid {}", std::process::id())), "{l}");
     line(&out, "OK", "listener tcp 127.0.0.1:30318");
+}
+
+/// `[offload] mode = "tc"`: with the program built, the kernel is asked to load and verify
+/// it (not attach it); without the feature, or on an interface that does not exist, a WARN
+/// that says why and that the server would relay in user space.
+#[test]
+fn the_offload_check_loads_the_program_without_attaching_it() {
+    let dir = TempDir::new("doctor-offload");
+    let tls = good_cert(&dir.0);
+    let with = |interface: &str| {
+        format!(
+            "{}[offload]\nmode = \"tc\"\ninterfaces = [\"{interface}\"]\n",
+            healthy(30340, &tls)
+        )
+    };
+    let path = write(&dir.0, "lo.toml", &with("lo"));
+    let (code, out) = doctor(&path, CLOSED_METADATA, None);
+    assert_eq!(code, Some(0), "a WARN is not a failure: {out}");
+    if cfg!(feature = "ebpf") {
+        let l = line(&out, "OK", "offload");
+        assert!(l.contains("tc on lo: the kernel takes the program"), "{l}");
+    } else {
+        let l = line(&out, "WARN", "offload");
+        assert!(l.contains("without the ebpf feature"), "{l}");
+    }
+    let path = write(&dir.0, "missing.toml", &with("tpnosuch1"));
+    let (_, out) = doctor(&path, CLOSED_METADATA, None);
+    let reason = if cfg!(feature = "ebpf") {
+        "no interface named"
+    } else {
+        "without the ebpf feature"
+    };
+    let l = line(&out, "WARN", "offload");
+    assert!(
+        l.contains(reason) && l.contains("relay in user space"),
+        "{l}"
+    );
 }

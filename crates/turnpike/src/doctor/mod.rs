@@ -16,7 +16,9 @@
 //! - the clock: not before this binary's build time, and against the metadata service's
 //!   `Date:` when it answered (TURN REST credentials carry an expiry time) ([`system`]);
 //! - the open-files limit against the relay port range ([`system`]);
-//! - the ports a firewall must let in, per transport ([`system`]).
+//! - the ports a firewall must let in, per transport ([`system`]);
+//! - `[offload]`: off, or whether the kernel takes the fast path's program on the
+//!   interfaces it would use, loaded and verified but not attached ([`offload`]).
 //!
 //! Exit status: 0 when no check FAILs, 1 when one does; 2 (from the caller) when the
 //! configuration cannot be read. Doctor sends only to this machine's own listeners and
@@ -25,6 +27,7 @@
 mod cert;
 mod metadata;
 mod network;
+mod offload;
 mod system;
 
 use std::fmt;
@@ -150,6 +153,7 @@ fn checks(args: &DoctorArgs, config: &Config) -> Vec<Check> {
     out.push(system::clock(&probe));
     out.push(system::open_files(config));
     out.extend(system::firewall(config));
+    out.push(offload::check(config));
     out
 }
 
