@@ -67,12 +67,23 @@ fn config(mode: &str) -> String {
     )
 }
 
-/// The echo peer on the lab's internet router, for at most a minute.
-fn echo_peer(lab: &Lab) -> Child {
+/// Where one run happens: the namespaces of the client, the echo peer and the server,
+/// the address the client sends to, and the peer's addresses.
+struct Where<'a> {
+    lab: &'a Lab,
+    client_ns: &'a str,
+    peer_ns: &'a str,
+    server: String,
+    peer_ip: &'a str,
+    stranger_ip: &'a str,
+}
+
+/// The echo peer, for at most a minute.
+fn echo_peer(at: &Where<'_>) -> Child {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("inet"), "python3"])
+        .args(["netns", "exec", &at.lab.ns(at.peer_ns), "python3"])
         .arg(interop("udp_echo.py"))
-        .args([&ECHO_PORT.to_string(), "60", STRANGER_IP])
+        .args([at.peer_ip, &ECHO_PORT.to_string(), "60", at.stranger_ip])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the echo peer");
@@ -111,20 +122,42 @@ struct Totals {
     accounting: String,
 }
 
-/// Runs the client against a server with `[offload] mode`; returns the totals and the
-/// metrics text.
-fn relay_through(mode: &str) -> Option<(Totals, String)> {
-    let lab = Lab::new(1, &[])?;
-    let server = Server::start_at(&lab, &lab.sites[0], &config(mode));
-    if mode == "tc" {
-        server.wait_for_log("fast path attached", Duration::from_secs(5));
-    }
-    let mut peer = echo_peer(&lab);
+/// The figures every run must show: to the peer (packets, bytes; with the two
+/// commands), to the client (packets, bytes).
+fn expected() -> [u64; 4] {
+    let sent = COUNT * SIZES.len() as u64;
+    let bytes = COUNT * SIZES.iter().sum::<u64>();
+    [sent + COMMANDS.0, bytes + COMMANDS.1, sent, bytes]
+}
+
+/// The offload series of a metrics text, for messages.
+fn offload_series(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("turnpike_offload"))
+        .collect()
+}
+
+/// What the kernel relayed: to the peer (packets, bytes), to the client (packets, bytes).
+fn offloaded(text: &str) -> [u64; 4] {
+    [
+        r#"turnpike_offload_relayed_packets_total{direction="to_peer"}"#,
+        r#"turnpike_offload_relayed_bytes_total{direction="to_peer"}"#,
+        r#"turnpike_offload_relayed_packets_total{direction="to_client"}"#,
+        r#"turnpike_offload_relayed_bytes_total{direction="to_client"}"#,
+    ]
+    .map(|s| sample(text, s))
+}
+
+/// Runs the client against `server`; returns the totals and the metrics text.
+fn relay(at: &Where<'_>, server: Server) -> (Totals, String) {
+    let mut peer = echo_peer(at);
     let (user, pass) = rest_credentials(SECRET, "offload", Duration::from_secs(3600));
+    let (host, port) = at.server.rsplit_once(':').expect("host:port");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &lab.ns("cla"), "python3"])
+    cmd.args(["netns", "exec", &at.lab.ns(at.client_ns), "python3"])
         .arg(interop("offload_relay.py"))
-        .args([PUBLIC, &TURN_PORT.to_string(), &user, &pass, PEER_IP])
+        .args([host, port, &user, &pass, at.peer_ip])
         .args([&ECHO_PORT.to_string(), &COUNT.to_string()])
         .args(SIZES.map(|s| s.to_string()))
         .env("PYTHONDONTWRITEBYTECODE", "1");
@@ -138,8 +171,7 @@ fn relay_through(mode: &str) -> Option<(Totals, String)> {
         run.stderr
     );
     let report = Json::parse(run.stdout.lines().last().unwrap_or_default()).expect("JSON");
-    let sent = COUNT * SIZES.len() as u64;
-    let bytes = COUNT * SIZES.iter().sum::<u64>();
+    let [_, _, sent, bytes] = expected();
     assert_eq!(report.at("sent").num().map(|n| n as u64), Some(sent));
     assert_eq!(report.at("sent_bytes").num().map(|n| n as u64), Some(bytes));
     assert_eq!(report.at("mismatched").num().map(|n| n as u64), Some(0));
@@ -172,7 +204,7 @@ fn relay_through(mode: &str) -> Option<(Totals, String)> {
         .split_whitespace()
         .filter(|w| w.starts_with("to_peer_") || w.starts_with("to_client_"))
         .collect();
-    let text = metrics(&lab);
+    let text = metrics(at.lab);
     let relayed = [
         r#"turnpike_relayed_packets_total{direction="to_peer",transport="udp"}"#,
         r#"turnpike_relayed_bytes_total{direction="to_peer",transport="udp"}"#,
@@ -180,18 +212,31 @@ fn relay_through(mode: &str) -> Option<(Totals, String)> {
         r#"turnpike_relayed_bytes_total{direction="to_client",transport="udp"}"#,
     ]
     .map(|s| sample(&text, s));
-    let (to_peer, to_peer_bytes) = (sent + COMMANDS.0, bytes + COMMANDS.1);
-    assert_eq!(
-        relayed,
-        [to_peer, to_peer_bytes, sent, bytes],
-        "every datagram once"
-    );
+    assert_eq!(relayed, expected(), "every datagram once");
     let totals = Totals {
         relayed,
         accounting: accounting.join(" "),
     };
     drop(server);
-    Some((totals, text))
+    (totals, text)
+}
+
+/// Runs the client through the hairpin lab's server with `[offload] mode`.
+fn relay_through(mode: &str) -> Option<(Totals, String)> {
+    let lab = Lab::new(1, &[])?;
+    let server = Server::start_at(&lab, &lab.sites[0], &config(mode));
+    if mode == "tc" {
+        server.wait_for_log("fast path attached", Duration::from_secs(5));
+    }
+    let at = Where {
+        lab: &lab,
+        client_ns: "cla",
+        peer_ns: "inet",
+        server: format!("{PUBLIC}:{TURN_PORT}"),
+        peer_ip: PEER_IP,
+        stranger_ip: STRANGER_IP,
+    };
+    Some(relay(&at, server))
 }
 
 #[test]
@@ -199,25 +244,12 @@ fn channel_data_is_relayed_in_the_kernel_with_the_same_totals_as_in_user_space()
     let Some((kernel, text)) = relay_through("tc") else {
         return;
     };
-    let sent = COUNT * SIZES.len() as u64;
-    let bytes = COUNT * SIZES.iter().sum::<u64>();
     assert_eq!(sample(&text, "turnpike_offload_active"), 1);
-    let offloaded = [
-        r#"turnpike_offload_relayed_packets_total{direction="to_peer"}"#,
-        r#"turnpike_offload_relayed_bytes_total{direction="to_peer"}"#,
-        r#"turnpike_offload_relayed_packets_total{direction="to_client"}"#,
-        r#"turnpike_offload_relayed_bytes_total{direction="to_client"}"#,
-    ]
-    .map(|s| sample(&text, s));
-    let series: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("turnpike_offload"))
-        .collect();
-    let (to_peer, to_peer_bytes) = (sent + COMMANDS.0, bytes + COMMANDS.1);
     assert_eq!(
-        offloaded,
-        [to_peer, to_peer_bytes, sent, bytes],
-        "all in the kernel: {series:#?}"
+        offloaded(&text),
+        expected(),
+        "all in the kernel: {:#?}",
+        offload_series(&text)
     );
     assert_eq!(
         sample(&text, "turnpike_offload_routes"),
@@ -288,4 +320,85 @@ fn coturn_uclient_relays_over_kernel_channels_with_zero_loss() {
             .collect::<Vec<_>>()
     );
     drop(server);
+}
+
+/// TURN port, relay range and metrics port of the dual-stack lab's server.
+const DUAL_PORT: u16 = 3613;
+const DUAL_RELAY_PORTS: &str = "41150-41199";
+
+fn dual_config() -> String {
+    format!(
+        "[listen]\nudp = [\"198.18.21.1:{DUAL_PORT}\", \"[2001:db8:21::1]:{DUAL_PORT}\"]\n\
+         tcp = []\n\
+         [turn]\nrealm = \"offload.test\"\nsecrets = [\"{SECRET}\"]\n\
+         [relay]\nips = [\"198.18.22.1\", \"2001:db8:22::1\"]\nports = \"{DUAL_RELAY_PORTS}\"\n\
+         [peers]\nallow = [\"198.18.0.0/15\", \"2001:db8::/32\"]\n\
+         [admin]\nenabled = false\n\
+         [metrics]\nenabled = true\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n\
+         [offload]\nmode = \"tc\"\n"
+    )
+}
+
+/// A client of `client_family` relays to a peer of `peer_family` through the dual-stack
+/// lab's server (offload on): byte for byte both ways, strangers and the end as in the
+/// IPv4 test, the totals exact. Returns the metrics text.
+fn dual_stack(client_family: u8, peer_family: u8) -> Option<String> {
+    let lab = Lab::dual_stack(&[])?;
+    let server = Server::start_in(&lab.ns("srv"), "srv", &dual_config());
+    server.wait_for_log("fast path attached", Duration::from_secs(5));
+    let server_addr = match client_family {
+        4 => format!("198.18.21.1:{DUAL_PORT}"),
+        _ => format!("[2001:db8:21::1]:{DUAL_PORT}"),
+    };
+    let (peer_ip, stranger_ip) = match peer_family {
+        4 => ("198.18.22.2", "198.18.22.3"),
+        _ => ("2001:db8:22::2", "2001:db8:22::3"),
+    };
+    let at = Where {
+        lab: &lab,
+        client_ns: "cli",
+        peer_ns: "peer",
+        server: server_addr,
+        peer_ip,
+        stranger_ip,
+    };
+    let (_, text) = relay(&at, server);
+    Some(text)
+}
+
+#[test]
+fn ipv6_channel_data_is_relayed_in_the_kernel() {
+    let Some(text) = dual_stack(6, 6) else {
+        return;
+    };
+    assert_eq!(
+        offloaded(&text),
+        expected(),
+        "all in the kernel: {:#?}",
+        offload_series(&text)
+    );
+}
+
+#[test]
+fn ipv4_in_the_same_lab_is_relayed_in_the_kernel_too() {
+    let Some(text) = dual_stack(4, 4) else {
+        return;
+    };
+    assert_eq!(offloaded(&text), expected(), "{:#?}", offload_series(&text));
+}
+
+/// RFC 6156: an IPv4 client with an IPv6 relayed address, and the reverse. The relay is
+/// right either way; which path carried it is in the figures.
+#[test]
+fn relaying_across_families_is_right() {
+    for (client, peer) in [(4, 6), (6, 4)] {
+        let Some(text) = dual_stack(client, peer) else {
+            return;
+        };
+        eprintln!(
+            "IPv{client} client, IPv{peer} peer: kernel relayed {:?} of {:?}",
+            offloaded(&text),
+            expected()
+        );
+    }
 }

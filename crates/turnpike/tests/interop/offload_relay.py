@@ -6,6 +6,8 @@ allocation is deleted (Refresh 0): nothing of either may arrive. Prints one JSON
 it sent and got back.
 
 usage: offload_relay.py SERVER PORT USER PASSWORD PEER_IP PEER_PORT COUNT SIZE...
+The relayed address has the peer's family (REQUESTED-ADDRESS-FAMILY), whatever the
+client's: an IPv4 client with an IPv6 peer relays across families (RFC 6156).
 """
 
 import json
@@ -25,7 +27,7 @@ def main():
     sizes = [int(s) for s in sys.argv[8:]]
     peer = (peer_ip, int(peer_port))
     client = stdlib_turn.Client((server, int(port)), "udp", user, password)
-    relayed = client.allocate()
+    relayed = client.allocate(family=6 if ":" in peer_ip else 4)
     client.channel_bind(CHANNEL, peer)
     sent = echoed = mismatched = sent_bytes = 0
     for size in sizes:

@@ -8,7 +8,7 @@ Data indications (§11.4), or binds channels (§12) and sends and receives Chann
 over UDP. With `follow=True`, an Allocate answered 300 with an
 ALTERNATE-SERVER (RFC 8489 §10) is sent again to that server, over the same transport,
 with the same credentials (its first answer, 438 for the other server's nonce, gives a
-nonce of its own). IPv4 peers only. Used by relay_peer.py; nothing else imports it.
+nonce of its own). IPv4 and IPv6. Used by relay_peer.py and the offload tests.
 """
 
 import hashlib
@@ -23,6 +23,7 @@ MAGIC = 0x2112A442
 # Methods (RFC 8656 §18) and classes (RFC 8489 §5): for methods below 0x10 the message
 # type is method | class.
 ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION = 0x003, 0x004, 0x006, 0x007, 0x008
+REQUESTED_ADDRESS_FAMILY = 0x0017
 CHANNEL_BIND = 0x009
 REQUEST, INDICATION, SUCCESS, ERROR = 0x000, 0x010, 0x100, 0x110
 # Attributes (RFC 8489 §18.3, RFC 8656 §18).
@@ -46,16 +47,30 @@ class TryAlternate(TurnError):
 
 
 def xor_address(ip, port):
-    """An IPv4 XOR-*-ADDRESS value (RFC 8489 §14.2)."""
-    raw = struct.unpack("!I", socket.inet_aton(ip))[0]
-    return struct.pack("!BBHI", 0, 1, port ^ (MAGIC >> 16), raw ^ MAGIC)
+    """An XOR-*-ADDRESS value (RFC 8489 §14.2). IPv6 XORs with the transaction ID too, so
+    for an IPv6 address this returns a function of it, which `encode` calls."""
+    if ":" not in ip:
+        raw = struct.unpack("!I", socket.inet_aton(ip))[0]
+        return struct.pack("!BBHI", 0, 1, port ^ (MAGIC >> 16), raw ^ MAGIC)
+    raw = socket.inet_pton(socket.AF_INET6, ip)
+
+    def with_tid(tid):
+        mask = struct.pack("!I", MAGIC) + tid
+        return struct.pack("!BBH", 0, 2, port ^ (MAGIC >> 16)) + bytes(
+            a ^ b for a, b in zip(raw, mask)
+        )
+
+    return with_tid
 
 
-def parse_xor_address(value):
-    family, port, raw = value[1], *struct.unpack("!HI", value[2:8])
-    if family != 1:
-        raise TurnError("not an IPv4 address")
-    return socket.inet_ntoa(struct.pack("!I", raw ^ MAGIC)), port ^ (MAGIC >> 16)
+def parse_xor_address(value, tid=b"\0" * 12):
+    family, port = value[1], struct.unpack("!H", value[2:4])[0] ^ (MAGIC >> 16)
+    if family == 1:
+        raw = struct.unpack("!I", value[4:8])[0]
+        return socket.inet_ntoa(struct.pack("!I", raw ^ MAGIC)), port
+    mask = struct.pack("!I", MAGIC) + tid
+    raw = bytes(a ^ b for a, b in zip(value[4:20], mask))
+    return socket.inet_ntop(socket.AF_INET6, raw), port
 
 
 def parse_address(value):
@@ -70,6 +85,8 @@ def encode(msg_type, tid, attrs, key=None):
     """A STUN message; with `key`, MESSAGE-INTEGRITY and FINGERPRINT are appended."""
     body = b""
     for kind, value in attrs:
+        if callable(value):
+            value = value(tid)
         body += struct.pack("!HH", kind, len(value)) + value + bytes(-len(value) % 4)
 
     def header(extra):
@@ -113,7 +130,8 @@ class Client:
         if self.tcp:
             self.sock = socket.create_connection(server, timeout=5)
         else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
             self.sock.connect(server)
         self.buffer = b""
         self.inbox = []  # Data indications that came in while waiting for a response
@@ -152,7 +170,7 @@ class Client:
             return None, None, {}
         msg_type, tid, attrs = decode(data)
         if msg_type == DATA | INDICATION and XOR_PEER_ADDRESS in attrs:
-            peer = parse_xor_address(attrs[XOR_PEER_ADDRESS])
+            peer = parse_xor_address(attrs[XOR_PEER_ADDRESS], tid)
             self.inbox.append((attrs.get(DATA_ATTR, b""), peer))
         return msg_type, tid, attrs
 
@@ -176,6 +194,7 @@ class Client:
                     break
                 msg_type, got, answer = self._handle(data)
                 if got == tid and msg_type in (method | SUCCESS, method | ERROR):
+                    self.last_tid = tid
                     return msg_type == method | SUCCESS, answer
         raise TurnError(f"no answer to method {method:#x}")
 
@@ -197,13 +216,17 @@ class Client:
             self.key = hashlib.md5(secret.encode()).digest()
         raise TurnError(f"method {method:#x}: credentials refused")
 
-    def allocate(self, follow=False):
+    def allocate(self, follow=False, family=None):
         """Allocates a UDP relay; returns its (ip, port) as the server advertises it.
 
         With `follow`, one 300 Try Alternate is followed: the socket is closed and the
         Allocate goes to the alternate (`self.server` then, `self.redirected_from` the first).
+        `family` 4 or 6 asks for that relayed address family (REQUESTED-ADDRESS-FAMILY,
+        RFC 8656 §18.11); without it the server gives IPv4.
         """
         attrs = [(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))]
+        if family is not None:
+            attrs.append((REQUESTED_ADDRESS_FAMILY, bytes([1 if family == 4 else 2, 0, 0, 0])))
         try:
             answer = self.request(ALLOCATE, attrs)
         except TryAlternate as redirect:
@@ -215,8 +238,8 @@ class Client:
             self._connect(self.server)
             answer = self.request(ALLOCATE, attrs)
         if XOR_MAPPED_ADDRESS in answer:
-            self.mapped = parse_xor_address(answer[XOR_MAPPED_ADDRESS])
-        return parse_xor_address(answer[XOR_RELAYED_ADDRESS])
+            self.mapped = parse_xor_address(answer[XOR_MAPPED_ADDRESS], self.last_tid)
+        return parse_xor_address(answer[XOR_RELAYED_ADDRESS], self.last_tid)
 
     def create_permission(self, peer):
         self.request(CREATE_PERMISSION, [(XOR_PEER_ADDRESS, xor_address(*peer))])

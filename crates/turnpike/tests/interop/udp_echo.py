@@ -4,18 +4,23 @@ SECONDS seconds. Two payloads are commands, not echoed:
                gave a permission to),
   b"later"     sends 10 datagrams to the sender from this socket one second later (after the
                client has deleted its allocation).
-usage: udp_echo.py PORT SECONDS STRANGER_IP"""
+usage: udp_echo.py IP PORT SECONDS STRANGER_IP (bound to IP: a host with several addresses
+would otherwise answer from whichever the kernel picks)"""
 
 import socket
 import sys
 import threading
 import time
 
-port, seconds, stranger_ip = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.bind(("0.0.0.0", port))
-stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-stranger.bind((stranger_ip, 0))
+ip, port, seconds, stranger_ip = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+# One socket for both families (an IPv4 sender shows as ::ffff:a.b.c.d).
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+sock.bind(("::ffff:" + ip if ":" not in ip else ip, port))
+stranger = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+stranger.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+v4 = ":" not in stranger_ip
+stranger.bind(("::ffff:" + stranger_ip if v4 else stranger_ip, 0))
 
 
 def later(to):

@@ -204,7 +204,36 @@ impl Lab {
         Self::build_all(sites, homes, tools)
     }
 
-    fn build_all(sites: Vec<Site>, homes: Vec<Home>, tools: &[Tool]) -> Option<Self> {
+    /// The dual-stack lab of the offload tests: client `cli` and peer `peer`, each on a
+    /// link of its own to server `srv` (no NAT, no router, forwarding off in `srv`), with
+    /// IPv4 and IPv6; the peer has a second address of each family (a stranger):
+    ///
+    /// ```text
+    ///  cli eth0 198.18.21.2, 2001:db8:21::2 ── c0 198.18.21.1, 2001:db8:21::1  srv
+    ///  srv p0 198.18.22.1, 2001:db8:22::1 ── eth0 198.18.22.2 (.3), 2001:db8:22::2 (::3) peer
+    /// ```
+    pub fn dual_stack(tools: &[Tool]) -> Option<Self> {
+        let mut lab = Self::empty(tools)?;
+        let (cli, srv, peer) = (lab.add("cli"), lab.add("srv"), lab.add("peer"));
+        Self::link(&cli, "eth0", &srv, "c0");
+        Self::link(&srv, "p0", &peer, "eth0");
+        let addresses = [
+            (&cli, "eth0", "198.18.21.2/24", "2001:db8:21::2/64"),
+            (&srv, "c0", "198.18.21.1/24", "2001:db8:21::1/64"),
+            (&srv, "p0", "198.18.22.1/24", "2001:db8:22::1/64"),
+            (&peer, "eth0", "198.18.22.2/24", "2001:db8:22::2/64"),
+            (&peer, "eth0", "198.18.22.3/24", "2001:db8:22::3/64"),
+        ];
+        for (ns, dev, v4, v6) in addresses {
+            Self::addr(ns, v4, dev);
+            ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+        }
+        Some(lab)
+    }
+
+    /// A lab with no namespaces yet; `None` (after saying so) when it cannot be built and
+    /// `TURNPIKE_SKIP_NETNS=1`.
+    fn empty(tools: &[Tool]) -> Option<Self> {
         if let Some(why) = missing_tools(tools) {
             if std::env::var("TURNPIKE_SKIP_NETNS").as_deref() == Ok("1") {
                 eprintln!("SKIPPED (TURNPIKE_SKIP_NETNS=1): {why}");
@@ -215,16 +244,22 @@ impl Lab {
             );
         }
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let mut lab = Self {
+        Some(Self {
             prefix: format!(
                 "tp{}{}",
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ),
             made: Vec::new(),
-            sites,
-            homes,
-        };
+            sites: Vec::new(),
+            homes: Vec::new(),
+        })
+    }
+
+    fn build_all(sites: Vec<Site>, homes: Vec<Home>, tools: &[Tool]) -> Option<Self> {
+        let mut lab = Self::empty(tools)?;
+        lab.sites = sites;
+        lab.homes = homes;
         lab.add("inet");
         Self::forward(&lab.ns("inet"));
         for site in lab.sites.clone() {
@@ -509,11 +544,18 @@ impl Server {
     /// Starts turnpike on `config` in `site`'s server namespace and waits until it is
     /// ready.
     pub fn start_at(lab: &Lab, site: &Site, config: &str) -> Self {
-        let dir = TempDir::new(&format!("lab-srv{}", site.name));
+        let ns = lab.ns(&format!("srv{}", site.name));
+        Self::start_in(&ns, &format!("srv{}", site.name), config)
+    }
+
+    /// Starts turnpike on `config` in namespace `ns` (log lines tagged `tag`) and waits
+    /// until it is ready.
+    pub fn start_in(ns: &str, tag: &str, config: &str) -> Self {
+        let dir = TempDir::new(&format!("lab-{tag}"));
         let path = dir.0.join("turnserver.toml");
         std::fs::write(&path, config).expect("write config");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(&format!("srv{}", site.name))])
+            .args(["netns", "exec", ns])
             .args([turnpike_bin(), "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")
@@ -523,7 +565,7 @@ impl Server {
             .expect("start turnpike");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped stderr");
-        let (sink, tag) = (Arc::clone(&logs), format!("srv{}", site.name));
+        let (sink, tag) = (Arc::clone(&logs), tag.to_owned());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[{tag}] {line}");
