@@ -324,7 +324,7 @@ fn coturn_uclient_relays_over_kernel_channels_with_zero_loss() {
 
 /// TURN port, relay range and metrics port of the dual-stack lab's server.
 const DUAL_PORT: u16 = 3613;
-const DUAL_RELAY_PORTS: &str = "41150-41199";
+const DUAL_RELAY_PORTS: &str = "41200-41249";
 
 fn dual_config() -> String {
     format!(
