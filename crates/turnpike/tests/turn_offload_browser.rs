@@ -252,6 +252,37 @@ fn relayed_after_the_end(lab: &Lab) -> Relayed {
     }
 }
 
+/// The accounting line of `pc1`'s selected allocation counts at least what Chromium says it
+/// sent and received on that pair (the server also relayed the ICE checks before it).
+fn check_accounting(server: &Server, json: &Json) {
+    let port = json.at("pc1.selectedPair.local.port").num().unwrap_or(-1.0);
+    let needle = format!("relayed={PUBLIC}:{port}");
+    let lines = server.log_lines();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("allocation ended") && l.split_whitespace().any(|w| w == needle))
+        .unwrap_or_else(|| panic!("no accounting line with {needle}"));
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    let sent = json
+        .at("pc1.selectedPair.packetsSent")
+        .num()
+        .unwrap_or(-1.0);
+    let received = json.at("pc1.selectedPair.packetsReceived").num();
+    let received = received.unwrap_or(-1.0);
+    assert!(
+        sent > 0.0 && field("to_peer_packets") >= sent,
+        "pc1 sent {sent} on its pair, the server relayed: {line}"
+    );
+    assert!(
+        received > 0.0 && field("to_client_packets") >= received,
+        "pc1 received {received} on its pair, the server relayed: {line}"
+    );
+}
+
 /// Runs the page against a lab server with `[offload] mode`; panics with the figures and the
 /// script's output when the browser's side fails.
 fn browser_through(mode: &str) -> Option<(Relayed, Json)> {
@@ -275,6 +306,7 @@ fn browser_through(mode: &str) -> Option<(Relayed, Json)> {
         tail(&run.stderr)
     );
     let relayed = relayed_after_the_end(&lab);
+    check_accounting(&server, &json);
     eprintln!(
         "offload {mode}: {relayed:?}; pc1 pair {}:{} -> {}:{}, packets sent/received {}/{}; \
          pc2 inbound video {} / audio {} packets",
