@@ -56,7 +56,7 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
 fi
 
 # The competitor codecs of benches/ are not built here: .ci/run builds and tests them apart.
-# The fast path's feature is on, so its namespace tests (turn_offload.rs, offload's netns.rs)
-# run too.
+# The fast path's feature is on, so its namespace tests (turn_offload.rs,
+# turn_offload_browser.rs, offload's netns.rs) run too.
 cargo test --workspace --exclude turnpike-benches --locked \
   --features turnpike/ebpf,turnpike-offload/ebpf "$@"

@@ -4,7 +4,17 @@
 //   node browser_relay.mjs --turn 127.0.0.1:PORT --user U --pass P --expect ok|auth-error|cert-error
 //        [--transport udp|tcp|tls] [--spki-list BASE64] [--relay-ports A-B] [--messages 50]
 //        [--timeout-ms 45000] [--chromium /usr/bin/chromium]
+//        [--topology relay-pair|relay-to-host] [--media-ms 0]
 //
+// --topology relay-pair (the default): both peer connections are relay-only through the
+// server, so it relays to its own relayed address. relay-to-host: only pc1 uses the server
+// (relay only, over UDP); pc2 has no ICE server and offers its host candidates, so the server
+// relays between pc1 and a peer that is not itself; media then goes both ways, and pc1's
+// selected pair must be relay <-> host, pc2's host <-> relay. --media-ms N: after media
+// flows, inbound-rtp packets and bytes must grow on every receiving side over N ms.
+// relay-to-host runs Chromium with --webrtc-ip-handling-policy=default and grants the page
+// camera and microphone permission: only then does Chromium gather host candidates on every
+// interface (with INTEROP.md's policy it gathers on the default route's interface only).
 // --transport picks the ICE server URL: udp `turn:H:P?transport=udp` (the default), tcp
 // `turn:H:P?transport=tcp`, tls `turns:H:P?transport=tcp`; the selected relay candidate's
 // `relayProtocol` must then be udp, tcp or tls. --spki-list is passed to Chromium as
@@ -41,6 +51,8 @@ function parseArgs(argv) {
     relayPorts: null,
     messages: 50,
     timeoutMs: 45000,
+    topology: 'relay-pair',
+    mediaMs: 0,
     chromium: process.env.TURNPIKE_CHROMIUM || '/usr/bin/chromium',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -63,6 +75,8 @@ function parseArgs(argv) {
       }
       case '--messages': opts.messages = Number(val); break;
       case '--timeout-ms': opts.timeoutMs = Number(val); break;
+      case '--topology': opts.topology = val; break;
+      case '--media-ms': opts.mediaMs = Number(val); break;
       case '--chromium': opts.chromium = val; break;
       default: usage(`unknown option ${key}`);
     }
@@ -70,6 +84,8 @@ function parseArgs(argv) {
   if (!opts.turn || opts.user === null || opts.pass === null) usage('--turn, --user and --pass are required');
   if (!['ok', 'auth-error', 'cert-error'].includes(opts.expect)) usage('--expect is ok, auth-error or cert-error');
   if (!['udp', 'tcp', 'tls'].includes(opts.transport)) usage('--transport is udp, tcp or tls');
+  if (!['relay-pair', 'relay-to-host'].includes(opts.topology)) usage('--topology is relay-pair or relay-to-host');
+  if (!(opts.mediaMs >= 0 && opts.mediaMs <= 60000)) usage('--media-ms wants 0..60000');
   if (opts.spkiList !== null && !/^[A-Za-z0-9+/=,]+$/.test(opts.spkiList)) usage('--spki-list wants base64 hashes');
   // Loopback, or 198.18.0.0/15 (RFC 2544's benchmarking range): the "public" addresses of
   // the network namespace labs (nat_lab/mod.rs), where this script runs inside a client's
@@ -129,16 +145,24 @@ function judge(opts, r) {
   const f = [];
   if (r.errors && r.errors.length) f.push(...r.errors.map((e) => `page: ${e}`));
   if (opts.expect === 'ok') {
+    const toHost = opts.topology === 'relay-to-host';
+    // Which side of each selected pair is a relay: both everywhere, or pc1's local and
+    // pc2's remote only when pc2 is a plain host.
+    const want = toHost
+      ? { pc1: ['relay', 'host'], pc2: ['host', 'relay'] }
+      : { pc1: ['relay', 'relay'], pc2: ['relay', 'relay'] };
     for (const name of ['pc1', 'pc2']) {
       const pc = r[name] || {};
       const sp = pc.selectedPair;
+      const [local, remote] = want[name];
       if (!sp) { f.push(`${name}: no selected candidate pair`); continue; }
-      if (sp.local?.candidateType !== 'relay') f.push(`${name}: local candidate is ${sp.local?.candidateType}, not relay`);
-      if (sp.remote?.candidateType !== 'relay') f.push(`${name}: remote candidate is ${sp.remote?.candidateType}, not relay`);
+      if (sp.local?.candidateType !== local) f.push(`${name}: local candidate is ${sp.local?.candidateType}, not ${local}`);
+      if (sp.remote?.candidateType !== remote) f.push(`${name}: remote candidate is ${sp.remote?.candidateType}, not ${remote}`);
+      if (sp.local?.protocol !== 'udp') f.push(`${name}: local candidate protocol is ${sp.local?.protocol}, not udp`);
+      if (local !== 'relay') continue;
       // relayProtocol is how the browser reaches the TURN server; the relayed candidate itself
       // is always UDP (RFC 8656 relays over UDP).
       if (sp.local?.relayProtocol !== opts.transport) f.push(`${name}: local relayProtocol is ${sp.local?.relayProtocol}, not ${opts.transport}`);
-      if (sp.local?.protocol !== 'udp') f.push(`${name}: local candidate protocol is ${sp.local?.protocol}, not udp`);
       if (opts.relayPorts) {
         const [a, b] = opts.relayPorts;
         const port = sp.local?.port;
@@ -152,8 +176,8 @@ function judge(opts, r) {
     const rm1 = r.pc1?.selectedPair?.remote;
     const l2 = r.pc2?.selectedPair?.local;
     const rm2 = r.pc2?.selectedPair?.remote;
-    if (l1 && rm2 && (l1.address !== rm2.address || l1.port !== rm2.port)) f.push('pc2 remote candidate is not pc1 local relay address');
-    if (l2 && rm1 && (l2.address !== rm1.address || l2.port !== rm1.port)) f.push('pc1 remote candidate is not pc2 local relay address');
+    if (l1 && rm2 && (l1.address !== rm2.address || l1.port !== rm2.port)) f.push('pc2 remote candidate is not pc1 local address');
+    if (l2 && rm1 && (l2.address !== rm1.address || l2.port !== rm1.port)) f.push('pc1 remote candidate is not pc2 local address');
     const dc = r.dataChannel || {};
     if (!dc.intactA2B) f.push(`datachannel pc1->pc2: ${dc.receivedA2B}/${dc.sentEachWay} intact messages`);
     if (!dc.intactB2A) f.push(`datachannel pc2->pc1: ${dc.receivedB2A}/${dc.sentEachWay} intact messages`);
@@ -161,6 +185,18 @@ function judge(opts, r) {
     const a = r.media?.receiver?.audio;
     if (!v || !(v.framesDecoded > 0)) f.push(`video: framesDecoded ${v?.framesDecoded} at pc2`);
     if (!a || !(a.packetsReceived > 0)) f.push(`audio: packetsReceived ${a?.packetsReceived} at pc2`);
+    if (toHost) {
+      const v1 = r.media?.pc1Receiver?.video;
+      const a1 = r.media?.pc1Receiver?.audio;
+      if (!v1 || !(v1.framesDecoded > 0)) f.push(`video: framesDecoded ${v1?.framesDecoded} at pc1`);
+      if (!a1 || !(a1.packetsReceived > 0)) f.push(`audio: packetsReceived ${a1?.packetsReceived} at pc1`);
+    }
+    if (opts.mediaMs > 0) {
+      const w = r.media?.window || {};
+      for (const name of toHost ? ['pc2', 'pc1'] : ['pc2']) {
+        if (w[name]?.grew !== true) f.push(`media window: inbound-rtp at ${name} did not grow over ${opts.mediaMs} ms`);
+      }
+    }
   } else if (opts.expect === 'cert-error') {
     const errs = r.pc1?.candidateErrors || [];
     const codes = JSON.stringify(errs.map((e) => [e.errorCode, e.url]));
@@ -179,6 +215,7 @@ function judge(opts, r) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  const toHost = opts.topology === 'relay-to-host';
   const deadline = started + opts.timeoutMs;
   const left = () => Math.max(1000, deadline - Date.now());
   const userDataDir = mkdtempSync(join(tmpdir(), 'turnpike-chromium-'));
@@ -233,7 +270,9 @@ async function main() {
     browser = await chromium.launch({
       executablePath: opts.chromium,
       ignoreDefaultArgs: true,
-      args: chromiumArgs(userDataDir, opts.spkiList),
+      args: toHost
+        ? chromiumArgs(userDataDir, opts.spkiList, 'default')
+        : chromiumArgs(userDataDir, opts.spkiList),
       timeout: Math.min(30000, left()),
       // We handle signals ourselves so that the browser and the temp dir both go.
       handleSIGINT: false,
@@ -242,6 +281,8 @@ async function main() {
     });
     out.browserVersion = browser.version();
     const context = await browser.newContext();
+    // Lets Chromium enumerate every interface for pc2's host candidates (see the header).
+    if (toHost) await context.grantPermissions(['camera', 'microphone'], { origin: pageUrl.slice(0, -1) });
     const page = await context.newPage();
     page.setDefaultTimeout(Math.min(15000, left()));
     page.on('console', (m) => console.error(`page ${m.type()}: ${m.text()}`));
@@ -253,6 +294,8 @@ async function main() {
     const budget = left() - 3000; // keep time to close the browser
     const cfg = {
       expect: opts.expect,
+      topology: opts.topology,
+      mediaMs: opts.mediaMs,
       turnUrl: turnUrl(opts.transport, host, port),
       username: opts.user,
       credential: opts.pass,

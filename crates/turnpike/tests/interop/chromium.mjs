@@ -10,8 +10,13 @@ import { join } from 'node:path';
  * INTEROP.md's command line (with ::1 added to the resolver exclusions), plus the two flags
  * playwright itself needs with ignoreDefaultArgs, plus --ignore-certificate-errors-spki-list
  * when a self-signed certificate is to be accepted.
+ *
+ * `ipHandlingPolicy` is Chromium's --webrtc-ip-handling-policy. INTEROP.md's
+ * `default_public_and_private_interfaces` gathers host candidates only on the interface of
+ * the default route (none in a namespace without one). `default` enumerates every interface,
+ * but only for a page granted camera or microphone permission.
  */
-export function chromiumArgs(userDataDir, spkiList) {
+export function chromiumArgs(userDataDir, spkiList, ipHandlingPolicy = 'default_public_and_private_interfaces') {
   const extra = spkiList ? [`--ignore-certificate-errors-spki-list=${spkiList}`] : [];
   // For debugging only, e.g. TURNPIKE_CHROMIUM_ARGS='--enable-logging=stderr --v=1'.
   extra.push(...(process.env.TURNPIKE_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean));
@@ -26,7 +31,7 @@ export function chromiumArgs(userDataDir, spkiList) {
     '--disable-sync',
     `--user-data-dir=${userDataDir}`,
     '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--webrtc-ip-handling-policy=default_public_and_private_interfaces',
+    `--webrtc-ip-handling-policy=${ipHandlingPolicy}`,
     // TURN over TCP/TLS connects through Chromium's host resolver even for an IP literal, so
     // ::1 must be excluded too (written without brackets), else `turn:[::1]:P?transport=tcp`
     // fails with ERR_NAME_NOT_RESOLVED (icecandidateerror 701). UDP does not resolve.
