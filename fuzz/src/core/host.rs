@@ -2,7 +2,9 @@
 //! RFC 6062 peer connections kept in plain maps, with every promise the core makes to its
 //! host checked where the host sees it (a relay released twice, a slot given back that was
 //! never taken, a connection opened from a dead relay or to a peer the policy refuses, a
-//! quota exceeded when a slot is taken).
+//! quota exceeded when a slot is taken). It has the in-kernel fast path: every route the
+//! core installs must come from a live UDP relay, for a UDP client and a peer the policy
+//! allows, after its allocation's kernel state, and be withdrawn before that state ends.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,9 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use turnpike_proto::quota::{QuotaExceeded, QuotaLedger, Quotas};
+use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::{
-    BoundRelay, Claim, ConnectionId, Family, Host, PortRequest, RelayError, RelayId, Reservations,
-    TurnConfig,
+    BoundRelay, Claim, ClientTransport, ConnectionId, Family, Host, PortRequest, RelayError,
+    RelayId, Reservations, TurnConfig, Usage,
 };
 
 /// First relay port; the host hands out ports from here, wrapping in the range.
@@ -59,6 +62,10 @@ pub struct FuzzHost {
     /// Connections `connect_peer` started since the harness last looked.
     pub started: Vec<ConnectionId>,
     next_connection: u32,
+    /// The in-kernel fast path's routes, as the core installed and withdrew them.
+    pub routes: Vec<ChannelRoute>,
+    /// Allocations (session numbers) with kernel state.
+    pub kernel_allocations: BTreeSet<u64>,
 }
 
 impl FuzzHost {
@@ -81,6 +88,8 @@ impl FuzzHost {
             open_connections: BTreeMap::new(),
             started: Vec::new(),
             next_connection: 0x100,
+            routes: Vec::new(),
+            kernel_allocations: BTreeSet::new(),
         }
     }
 
@@ -252,5 +261,64 @@ impl Host for FuzzHost {
     fn close_peer_connection(&mut self, connection: ConnectionId) {
         // Must tolerate ids already closed (the trait says so).
         self.open_connections.remove(&connection.0);
+    }
+
+    // The fast path: every route must be one the data path would relay the same way.
+    fn offloads(&self) -> bool {
+        true
+    }
+
+    fn offload_allocation(&mut self, allocation: u64, _bytes_per_sec: u64) {
+        self.kernel_allocations.insert(allocation);
+    }
+
+    fn offload_route(&mut self, route: &ChannelRoute) {
+        assert!(
+            self.kernel_allocations.contains(&route.allocation),
+            "a route of allocation {} before its kernel state",
+            route.allocation
+        );
+        assert!(
+            self.live.contains_key(&route.relay),
+            "a route from a dead relay"
+        );
+        assert!(
+            !self.tcp_relays.contains(&route.relay),
+            "a route from an RFC 6062 relay"
+        );
+        assert_eq!(
+            route.client.transport,
+            ClientTransport::Udp,
+            "a route for a stream client"
+        );
+        assert!(
+            self.config.peers.check(route.peer).is_ok(),
+            "a route to {}, which the peer policy refuses",
+            route.peer
+        );
+        self.routes.retain(|r| !r.same_path(route));
+        self.routes.push(*route);
+    }
+
+    fn withdraw_route(&mut self, route: &ChannelRoute) {
+        let before = self.routes.len();
+        self.routes.retain(|r| !r.same_path(route));
+        assert_eq!(
+            before,
+            self.routes.len() + 1,
+            "withdrew {route:?}, not installed"
+        );
+    }
+
+    fn end_offload(&mut self, allocation: u64) -> Option<(Usage, Usage)> {
+        assert!(
+            !self.routes.iter().any(|r| r.allocation == allocation),
+            "allocation {allocation} ended with routes left"
+        );
+        assert!(
+            self.kernel_allocations.remove(&allocation),
+            "allocation {allocation} ended twice in the kernel"
+        );
+        Some((Usage::default(), Usage::default()))
     }
 }

@@ -641,6 +641,21 @@ impl World {
             count as u64,
             "the quota ledger and the table disagree"
         );
+        // A kernel route still in force belongs to a live allocation's 5-tuple and one of
+        // its channels, and a peer the policy allows.
+        for r in self.host.routes.iter().filter(|r| r.until > now) {
+            let s = sessions.iter().find(|s| s.id == r.allocation);
+            let s = s.unwrap_or_else(|| panic!("a route in force for a gone allocation: {r:?}"));
+            assert_eq!(s.five_tuple, r.client, "a route for another 5-tuple");
+            assert!(
+                s.channels.contains(&(r.channel.value(), r.peer)),
+                "a route in force for a channel the allocation does not have: {r:?}"
+            );
+            assert!(
+                s.permissions.contains(&r.peer.ip()),
+                "a route in force without a permission: {r:?}"
+            );
+        }
         assert_eq!(
             self.host.slots_held(),
             count as u64,
@@ -697,6 +712,15 @@ impl World {
             self.host.live
         );
         assert!(self.host.reservations.is_empty(), "reservations left");
+        assert!(
+            self.host.routes.is_empty(),
+            "kernel routes left: {:?}",
+            self.host.routes
+        );
+        assert!(
+            self.host.kernel_allocations.is_empty(),
+            "kernel allocation state left"
+        );
         assert_eq!(self.host.ledger.total(), 0, "quota slots left");
         assert!(
             self.host.held.is_empty(),
