@@ -12,7 +12,7 @@
 #![cfg(all(target_os = "linux", feature = "ebpf"))]
 
 use std::fs::File;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -403,15 +403,74 @@ impl Side {
 }
 
 /// Sends and checks all sizes both ways; returns the bytes each way.
-fn sweep(side: &Side) -> (u64, u64, u64) {
+///
+/// Into IPv6 it also sends a datagram whose UDP checksum comes out 0 there, which
+/// must leave as 0xFFFF (RFC 8200 §8.1: the receiver drops a 0).
+fn sweep(side: &Side) -> AllocCounters {
     let sizes = [1, 3, 120, 1200, side.max];
-    let mut bytes = 0u64;
+    let mut c = AllocCounters::default();
     for (i, &n) in sizes.iter().enumerate() {
         side.to_peer(&pattern(n, i as u8));
         side.to_client(&pattern(n, 100 + i as u8));
-        bytes += n as u64;
+        c.to_peer_packets += 1;
+        c.to_peer_bytes += n as u64;
+        c.to_client_packets += 1;
+        c.to_client_bytes += n as u64;
     }
-    (sizes.len() as u64, bytes, bytes)
+    const ZERO_SUM_LEN: usize = 200;
+    if side.peer.is_ipv6() {
+        side.to_peer(&zero_sum(side.relay, side.peer, &[], ZERO_SUM_LEN));
+        c.to_peer_packets += 1;
+        c.to_peer_bytes += ZERO_SUM_LEN as u64;
+    }
+    if side.client.is_ipv6() {
+        let head = channel_data(CHANNEL, &[0; ZERO_SUM_LEN]);
+        side.to_client(&zero_sum(
+            side.server,
+            side.client,
+            &head[..4],
+            ZERO_SUM_LEN,
+        ));
+        c.to_client_packets += 1;
+        c.to_client_bytes += ZERO_SUM_LEN as u64;
+    }
+    c
+}
+
+/// `len` (even) bytes of data such that the IPv6 UDP datagram from `src` to `dst`
+/// carrying `head` then the data sums to 0xFFFF without its checksum field, so its
+/// computed checksum is 0 (RFC 768's one's complement sum, RFC 8200 §8.1's
+/// pseudo-header).
+fn zero_sum(src: SocketAddr, dst: SocketAddr, head: &[u8], len: usize) -> Vec<u8> {
+    assert!(len >= 2 && len % 2 == 0 && head.len() % 2 == 0);
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) else {
+        panic!("IPv6 only");
+    };
+    let mut data = pattern(len, 42);
+    data[len - 2..].fill(0);
+    let udp_len = u16::try_from(8 + head.len() + len).expect("short");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&s.octets());
+    bytes.extend_from_slice(&d.octets());
+    bytes.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 17]);
+    bytes.extend_from_slice(&src.port().to_be_bytes());
+    bytes.extend_from_slice(&dst.port().to_be_bytes());
+    bytes.extend_from_slice(&udp_len.to_be_bytes());
+    bytes.extend_from_slice(&[0, 0]);
+    bytes.extend_from_slice(head);
+    bytes.extend_from_slice(&data);
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    // Adding 0xFFFF - sum brings the folded sum to 0xFFFF, the checksum to 0.
+    let fill = u16::try_from(0xffff - sum).expect("folded");
+    data[len - 2..].copy_from_slice(&fill.to_be_bytes());
+    data
 }
 
 #[test]
@@ -452,11 +511,11 @@ fn relays_both_ways_with_and_without_checksum_offload() {
         lab.sender_offload(offload);
         eprintln!("sender tx checksum offload {offload}");
         for (side, e) in sides.into_iter().zip(expect.iter_mut()) {
-            let (packets, to_peer, to_client) = sweep(side);
-            e.to_peer_packets += packets;
-            e.to_peer_bytes += to_peer;
-            e.to_client_packets += packets;
-            e.to_client_bytes += to_client;
+            let c = sweep(side);
+            e.to_peer_packets += c.to_peer_packets;
+            e.to_peer_bytes += c.to_peer_bytes;
+            e.to_client_packets += c.to_client_packets;
+            e.to_client_bytes += c.to_client_bytes;
             assert_eq!(
                 off.alloc_counters(side.alloc).expect("counters"),
                 Some(*e),
