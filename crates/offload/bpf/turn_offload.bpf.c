@@ -78,18 +78,6 @@ struct {
 	__type(value, struct turn_alloc);
 } ALLOCS SEC(".maps");
 
-/* The bounce buffer of the payload moves (too big for the 512-byte stack). */
-struct scratch {
-	__u8 buf[CHUNK];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} SCRATCH SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TURN_STAT_COUNT);
@@ -250,6 +238,21 @@ struct udp_rest {
 	__u32 header; /* the ChannelData header (0 where absent) */
 };
 
+/* The bounce buffer of the payload moves and the checksum inputs (the 512-byte
+ * stack has no room for them). */
+struct scratch {
+	__u8 buf[CHUNK];
+	struct pseudo old_ph, new_ph;
+	struct udp_rest old_u, new_u;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} SCRATCH SEC(".maps");
+
 SEC("classifier")
 int turn_offload(struct __sk_buff *skb)
 {
@@ -257,8 +260,8 @@ int turn_offload(struct __sk_buff *skb)
 	union iph ip;
 	struct udphdr udp;
 	struct turn_route route;
-	struct pseudo old_ph = {}, new_ph = {};
-	struct udp_rest old_u = {}, new_u = {};
+	struct pseudo *old_ph, *new_ph;
+	struct udp_rest *old_u, *new_u;
 	struct turn_alloc *alloc;
 	struct scratch *scratch;
 	__u32 zero = 0;
@@ -434,33 +437,41 @@ int turn_offload(struct __sk_buff *skb)
 	scratch = bpf_map_lookup_elem(&SCRATCH, &zero);
 	if (!scratch)
 		goto error;
+	old_ph = &scratch->old_ph;
+	new_ph = &scratch->new_ph;
+	old_u = &scratch->old_u;
+	new_u = &scratch->new_u;
+	__builtin_memset(old_ph, 0, sizeof(*old_ph));
+	__builtin_memset(new_ph, 0, sizeof(*new_ph));
+	__builtin_memset(old_u, 0, sizeof(*old_u));
+	__builtin_memset(new_u, 0, sizeof(*new_u));
 	/* The pseudo-headers' sums differ only in addresses and length: the protocol
 	 * (17) counts the same in both families, and an IPv4 address fills one word of
 	 * four, the others staying zero (RFC 768; RFC 8200 section 8.1). */
 	if (v6) {
-		__builtin_memcpy(old_ph.src, src, 16);
-		__builtin_memcpy(old_ph.dst, dst, 16);
+		__builtin_memcpy(old_ph->src, src, 16);
+		__builtin_memcpy(old_ph->dst, dst, 16);
 	} else {
-		__builtin_memcpy(&old_ph.src[0], src + 12, 4);
-		__builtin_memcpy(&old_ph.dst[0], dst + 12, 4);
+		__builtin_memcpy(&old_ph->src[0], src + 12, 4);
+		__builtin_memcpy(&old_ph->dst[0], dst + 12, 4);
 	}
 	if (out6) {
-		__builtin_memcpy(new_ph.src, route.src_ip, 16);
-		__builtin_memcpy(new_ph.dst, route.dst_ip, 16);
+		__builtin_memcpy(new_ph->src, route.src_ip, 16);
+		__builtin_memcpy(new_ph->dst, route.dst_ip, 16);
 	} else {
-		__builtin_memcpy(&new_ph.src[0], route.src_ip + 12, 4);
-		__builtin_memcpy(&new_ph.dst[0], route.dst_ip + 12, 4);
+		__builtin_memcpy(&new_ph->src[0], route.src_ip + 12, 4);
+		__builtin_memcpy(&new_ph->dst[0], route.dst_ip + 12, 4);
 	}
-	old_ph.len = bpf_htonl(plen + sizeof(struct udphdr));
-	new_ph.len = bpf_htonl(new_ulen);
-	old_u.ports = (__u32)udp.source | (__u32)udp.dest << 16;
-	new_u.ports = (__u32)route.src_port | (__u32)route.dst_port << 16;
-	old_u.len = udp.len;
-	new_u.len = bpf_htons(new_ulen);
+	old_ph->len = bpf_htonl(plen + sizeof(struct udphdr));
+	new_ph->len = bpf_htonl(new_ulen);
+	old_u->ports = (__u32)udp.source | (__u32)udp.dest << 16;
+	new_u->ports = (__u32)route.src_port | (__u32)route.dst_port << 16;
+	old_u->len = udp.len;
+	new_u->len = bpf_htons(new_ulen);
 	if (rev)
-		__builtin_memcpy(&new_u.header, cd, 4);
+		__builtin_memcpy(&new_u->header, cd, 4);
 	else
-		__builtin_memcpy(&old_u.header, cd, 4);
+		__builtin_memcpy(&old_u->header, cd, 4);
 
 	if (rev) {
 		if (bpf_skb_change_tail(skb, ETH_HLEN + tail_len, 0) ||
@@ -539,14 +550,14 @@ int turn_offload(struct __sk_buff *skb)
 	 * 0xFFFF, which IPv6 requires (RFC 8200 section 8.1) and IPv4 allows (RFC 768). */
 	l4flags = BPF_F_MARK_MANGLED_0 | (out6 ? BPF_F_IPV6 : 0);
 	{
-		__s64 diff = bpf_csum_diff((__be32 *)&old_ph, sizeof(old_ph), (__be32 *)&new_ph,
-					   sizeof(new_ph), 0);
+		__s64 diff = bpf_csum_diff((__be32 *)old_ph, sizeof(*old_ph), (__be32 *)new_ph,
+					   sizeof(*new_ph), 0);
 
 		if (bpf_l4_csum_replace(skb, l4 + offsetof(struct udphdr, check), 0, (__u32)diff,
 					BPF_F_PSEUDO_HDR | l4flags))
 			goto error;
-		diff = bpf_csum_diff((__be32 *)&old_u, sizeof(old_u), (__be32 *)&new_u,
-				     sizeof(new_u), 0);
+		diff = bpf_csum_diff((__be32 *)old_u, sizeof(*old_u), (__be32 *)new_u,
+				     sizeof(*new_u), 0);
 		if (bpf_l4_csum_replace(skb, l4 + offsetof(struct udphdr, check), 0, (__u32)diff,
 					l4flags))
 			goto error;
