@@ -302,7 +302,7 @@ impl Side {
     /// A client in `client_v6`'s family (its server address in the same) whose relayed
     /// address and peer are in `peer_v6`'s, on the ports plus `ports`.
     fn new(lab: &Lab, client_v6: bool, peer_v6: bool, ports: u16, alloc: u32) -> Self {
-        let ip = |v6: bool, v4: &str, v6a: &str| -> std::net::IpAddr {
+        let ip = |v6: bool, v4: &str, v6a: &str| -> IpAddr {
             if v6 {
                 v6a.parse().expect("ip")
             } else {
@@ -442,7 +442,7 @@ fn sweep(side: &Side) -> AllocCounters {
 /// computed checksum is 0 (RFC 768's one's complement sum, RFC 8200 §8.1's
 /// pseudo-header).
 fn zero_sum(src: SocketAddr, dst: SocketAddr, head: &[u8], len: usize) -> Vec<u8> {
-    assert!(len >= 2 && len % 2 == 0 && head.len() % 2 == 0);
+    assert!(len >= 2 && len.is_multiple_of(2) && head.len().is_multiple_of(2));
     let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) else {
         panic!("IPv6 only");
     };
