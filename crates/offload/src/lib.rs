@@ -39,7 +39,8 @@
 //! # What the program does to a relayed datagram
 //!
 //! It keeps the IP and UDP headers where they are and moves the payload by 4 bytes
-//! (bounded copy loop, 256-byte pieces, then `bpf_skb_change_tail` ±4), so the
+//! (a bounded copy loop in 256-byte pieces, a global BPF function the verifier checks
+//! once, then `bpf_skb_change_tail` ±4), so the
 //! checksum start of a `CHECKSUM_PARTIAL` skb (veth and local senders with tx offload)
 //! stays valid; `bpf_skb_adjust_room` was found to break it. It rewrites addresses,
 //! ports and lengths, sets TTL / hop limit 64 (a relay sends new datagrams), IPv4 DF
