@@ -14,8 +14,11 @@
  * and leaves from the relayed address to the peer.
  * Peer -> client (REV): the UDP payload gets a 4-byte ChannelData header (no padding
  * over UDP, section 12.5) and leaves from the server address to the client.
+ * Either may change family on the way (RFC 6156, RFC 8656 section 7.2 ADDITIONAL-
+ * ADDRESS-FAMILY): the route's addresses say which; the IP header is then rebuilt.
  *
- * Checksums: the IP and UDP headers never move; the payload is moved by 4 bytes and
+ * Checksums: the UDP header never moves (across families bpf_skb_change_proto moves
+ * the MAC header by the 20 bytes the IP header grows or shrinks); the payload is moved by 4 bytes and
  * the tail adjusted, so a CHECKSUM_PARTIAL skb (veth with tx offload on) keeps a valid
  * csum_start. The UDP checksum is updated through bpf_l4_csum_replace only: pseudo
  * header changes (addresses, length) with BPF_F_PSEUDO_HDR, which the kernel applies
@@ -74,18 +77,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct turn_alloc);
 } ALLOCS SEC(".maps");
-
-/* The bounce buffer of the payload moves (too big for the 512-byte stack). */
-struct scratch {
-	__u8 buf[CHUNK];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} SCRATCH SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -247,6 +238,40 @@ struct udp_rest {
 	__u32 header; /* the ChannelData header (0 where absent) */
 };
 
+/* The bounce buffer of the payload moves and the checksum inputs (the 512-byte
+ * stack has no room for them). */
+struct scratch {
+	__u8 buf[CHUNK];
+	struct pseudo old_ph, new_ph;
+	struct udp_rest old_u, new_u;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} SCRATCH SEC(".maps");
+
+/*
+ * Moves the payload by 4 bytes: [at + 4, at + 4 + len) to at (`right` 0) or
+ * [at, at + len) to at + 4 (`right` 1), through the per-CPU bounce buffer. A global
+ * function, so the verifier checks its loops once, with any arguments, instead of
+ * once for every state the program reaches it in (family in and out, direction).
+ */
+__attribute__((noinline)) int turn_move_payload(struct __sk_buff *skb, __u32 at, __u32 len,
+						__u32 right)
+{
+	__u32 zero = 0;
+	struct scratch *scratch = bpf_map_lookup_elem(&SCRATCH, &zero);
+
+	if (!scratch || len > MAX_MOVE)
+		return -1;
+	if (right)
+		return move_right(skb, at, len, scratch->buf);
+	return move_left(skb, at, len, scratch->buf);
+}
+
 SEC("classifier")
 int turn_offload(struct __sk_buff *skb)
 {
@@ -254,17 +279,17 @@ int turn_offload(struct __sk_buff *skb)
 	union iph ip;
 	struct udphdr udp;
 	struct turn_route route;
-	struct pseudo old_ph = {}, new_ph = {};
-	struct udp_rest old_u = {}, new_u = {};
+	struct pseudo *old_ph, *new_ph;
+	struct udp_rest *old_u, *new_u;
 	struct turn_alloc *alloc;
 	struct scratch *scratch;
 	__u32 zero = 0;
 	struct turn_route *found = 0;
 	__u8 src[16], dst[16];
 	__u8 cd[4];
-	__u32 l4, ip_len, plen, moved, new_plen, new_ip_len, new_ulen, l4flags;
+	__u32 l4, ip_len, plen, moved, new_plen, tail_len, new_ip_len, new_ulen, l4flags;
 	__u64 now, bytes;
-	int v6, rev = 0, ok;
+	int v6, out6, rev = 0, ok;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
 		return TC_ACT_OK;
@@ -360,7 +385,19 @@ int turn_offload(struct __sk_buff *skb)
 	now = bpf_ktime_get_ns();
 	if (now >= route.deadline_ns)
 		return pass(TURN_STAT_PASS_EXPIRED);
-	if (is_v4mapped(route.src_ip) == v6 || is_v4mapped(route.dst_ip) == v6)
+	/* The family it leaves in: the route's (RFC 6156: an IPv4 client may have an
+	 * IPv6 relayed address and the other way round). Both of its addresses agree. */
+	out6 = !is_v4mapped(route.dst_ip);
+	if (is_v4mapped(route.src_ip) == out6)
+		return pass(TURN_STAT_PASS_UNFIT);
+	/* bpf_skb_change_proto translates from skb->protocol: it must be the header's. */
+	if (out6 != v6 && skb->protocol != eth.h_proto)
+		return pass(TURN_STAT_PASS_UNFIT);
+	/* An IPv6 UDP checksum is never 0 (RFC 8200 section 8.1). An IPv4 datagram sent
+	 * without one (0) towards IPv6 would need a sum over the whole payload: user
+	 * space relays it. An IPv6 one with 0 is invalid: the stack drops it there. (A
+	 * CHECKSUM_PARTIAL skb's field holds the pseudo-header sum, never 0.) */
+	if (udp.check == 0 && (v6 || out6))
 		return pass(TURN_STAT_PASS_UNFIT);
 	if (skb->gso_size != 0 || skb->gso_segs > 1)
 		return pass(TURN_STAT_PASS_UNFIT);
@@ -371,7 +408,7 @@ int turn_offload(struct __sk_buff *skb)
 			return pass(TURN_STAT_PASS_UNFIT);
 		moved = plen;
 		new_plen = plen + 4;
-		new_ip_len = ip_len + 4;
+		tail_len = ip_len + 4;
 		bytes = plen;
 		__builtin_memcpy(cd, &route.channel, 2);
 		cd[2] = plen >> 8;
@@ -382,12 +419,14 @@ int turn_offload(struct __sk_buff *skb)
 			return pass(TURN_STAT_PASS_UNFIT);
 		moved = plen - 4;
 		new_plen = plen - 4;
-		new_ip_len = ip_len - 4;
+		tail_len = ip_len - 4;
 		bytes = moved;
 	}
 	if (moved > MAX_MOVE)
 		return pass(TURN_STAT_PASS_UNFIT);
 	new_ulen = new_plen + sizeof(struct udphdr);
+	/* The datagram as it leaves, in the route's family (the MTU is that path's). */
+	new_ip_len = (out6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) + new_ulen;
 
 	alloc = bpf_map_lookup_elem(&ALLOCS, &route.alloc);
 	if (!alloc)
@@ -417,41 +456,74 @@ int turn_offload(struct __sk_buff *skb)
 	scratch = bpf_map_lookup_elem(&SCRATCH, &zero);
 	if (!scratch)
 		goto error;
+	old_ph = &scratch->old_ph;
+	new_ph = &scratch->new_ph;
+	old_u = &scratch->old_u;
+	new_u = &scratch->new_u;
+	__builtin_memset(old_ph, 0, sizeof(*old_ph));
+	__builtin_memset(new_ph, 0, sizeof(*new_ph));
+	__builtin_memset(old_u, 0, sizeof(*old_u));
+	__builtin_memset(new_u, 0, sizeof(*new_u));
+	/* The pseudo-headers' sums differ only in addresses and length: the protocol
+	 * (17) counts the same in both families, and an IPv4 address fills one word of
+	 * four, the others staying zero (RFC 768; RFC 8200 section 8.1). */
 	if (v6) {
-		__builtin_memcpy(old_ph.src, &ip.v6.saddr, 16);
-		__builtin_memcpy(old_ph.dst, &ip.v6.daddr, 16);
-		__builtin_memcpy(new_ph.src, route.src_ip, 16);
-		__builtin_memcpy(new_ph.dst, route.dst_ip, 16);
+		__builtin_memcpy(old_ph->src, src, 16);
+		__builtin_memcpy(old_ph->dst, dst, 16);
 	} else {
-		old_ph.src[0] = ip.v4.saddr;
-		old_ph.dst[0] = ip.v4.daddr;
-		__builtin_memcpy(&new_ph.src[0], route.src_ip + 12, 4);
-		__builtin_memcpy(&new_ph.dst[0], route.dst_ip + 12, 4);
+		__builtin_memcpy(&old_ph->src[0], src + 12, 4);
+		__builtin_memcpy(&old_ph->dst[0], dst + 12, 4);
 	}
-	old_ph.len = bpf_htonl(plen + sizeof(struct udphdr));
-	new_ph.len = bpf_htonl(new_ulen);
-	old_u.ports = (__u32)udp.source | (__u32)udp.dest << 16;
-	new_u.ports = (__u32)route.src_port | (__u32)route.dst_port << 16;
-	old_u.len = udp.len;
-	new_u.len = bpf_htons(new_ulen);
+	if (out6) {
+		__builtin_memcpy(new_ph->src, route.src_ip, 16);
+		__builtin_memcpy(new_ph->dst, route.dst_ip, 16);
+	} else {
+		__builtin_memcpy(&new_ph->src[0], route.src_ip + 12, 4);
+		__builtin_memcpy(&new_ph->dst[0], route.dst_ip + 12, 4);
+	}
+	old_ph->len = bpf_htonl(plen + sizeof(struct udphdr));
+	new_ph->len = bpf_htonl(new_ulen);
+	old_u->ports = (__u32)udp.source | (__u32)udp.dest << 16;
+	new_u->ports = (__u32)route.src_port | (__u32)route.dst_port << 16;
+	old_u->len = udp.len;
+	new_u->len = bpf_htons(new_ulen);
 	if (rev)
-		__builtin_memcpy(&new_u.header, cd, 4);
+		__builtin_memcpy(&new_u->header, cd, 4);
 	else
-		__builtin_memcpy(&old_u.header, cd, 4);
+		__builtin_memcpy(&old_u->header, cd, 4);
 
 	if (rev) {
-		if (bpf_skb_change_tail(skb, ETH_HLEN + new_ip_len, 0) ||
-		    move_right(skb, l4 + sizeof(udp), moved, scratch->buf) ||
+		if (bpf_skb_change_tail(skb, ETH_HLEN + tail_len, 0) ||
+		    turn_move_payload(skb, l4 + sizeof(udp), moved, 1) ||
 		    bpf_skb_store_bytes(skb, l4 + sizeof(udp), cd, 4, 0))
 			goto error;
 	} else {
-		if (move_left(skb, l4 + sizeof(udp), moved, scratch->buf) ||
-		    bpf_skb_change_tail(skb, ETH_HLEN + new_ip_len, 0))
+		if (turn_move_payload(skb, l4 + sizeof(udp), moved, 0) ||
+		    bpf_skb_change_tail(skb, ETH_HLEN + tail_len, 0))
 			goto error;
 	}
 
-	/* IP header: new addresses and length, TTL / hop limit 64, DF per route. */
-	if (v6) {
+	/* Across families: bpf_skb_change_proto inserts 20 zero bytes after the MAC
+	 * header (IPv4 -> IPv6) or removes the first 20 of the IPv6 header (IPv6 ->
+	 * IPv4), moving the MAC header, never the UDP header: the checksum start of a
+	 * CHECKSUM_PARTIAL skb (an offset from its head) still names the UDP header. */
+	if (out6 != v6) {
+		eth.h_proto = out6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+		if (bpf_skb_change_proto(skb, eth.h_proto, 0) ||
+		    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &eth.h_proto, 2, 0))
+			goto error;
+		l4 = ETH_HLEN + (out6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
+	}
+
+	/* IP header: new addresses and length, TTL / hop limit 64, DF per route. The
+	 * same family keeps the rest (traffic class, flow label, TOS, ID); a new family
+	 * gets a fresh header: class, label and TOS 0, a random IPv4 ID (RFC 6864). */
+	if (out6) {
+		if (!v6) {
+			__builtin_memset(&ip.v6, 0, sizeof(ip.v6));
+			ip.v6.version = 6;
+			ip.v6.nexthdr = IPPROTO_UDP;
+		}
 		__builtin_memcpy(&ip.v6.saddr, route.src_ip, 16);
 		__builtin_memcpy(&ip.v6.daddr, route.dst_ip, 16);
 		ip.v6.payload_len = bpf_htons(new_ulen);
@@ -462,6 +534,13 @@ int turn_offload(struct __sk_buff *skb)
 		__s64 sum;
 		__u32 c;
 
+		if (v6) {
+			__builtin_memset(&ip.v4, 0, sizeof(ip.v4));
+			ip.v4.version = 4;
+			ip.v4.ihl = 5;
+			ip.v4.protocol = IPPROTO_UDP;
+			ip.v4.id = (__u16)bpf_get_prandom_u32();
+		}
 		__builtin_memcpy(&ip.v4.saddr, route.src_ip + 12, 4);
 		__builtin_memcpy(&ip.v4.daddr, route.dst_ip + 12, 4);
 		ip.v4.tot_len = bpf_htons(new_ip_len);
@@ -485,21 +564,19 @@ int turn_offload(struct __sk_buff *skb)
 	udp.len = bpf_htons(new_ulen);
 	if (bpf_skb_store_bytes(skb, l4, &udp, 6, 0))
 		goto error;
-	l4flags = v6 ? BPF_F_IPV6 : BPF_F_MARK_MANGLED_0;
+	/* MARK_MANGLED_0: an IPv4 datagram without checksum (0) stays without one
+	 * (it goes to IPv4 only, see above), and a sum that comes out 0 is sent as
+	 * 0xFFFF, which IPv6 requires (RFC 8200 section 8.1) and IPv4 allows (RFC 768). */
+	l4flags = BPF_F_MARK_MANGLED_0 | (out6 ? BPF_F_IPV6 : 0);
 	{
-		__s64 diff = v6 ? bpf_csum_diff((__be32 *)&old_ph, sizeof(old_ph),
-						(__be32 *)&new_ph, sizeof(new_ph), 0)
-				: bpf_csum_diff((__be32 *)&old_ph.src[0], 4, (__be32 *)&new_ph.src[0], 4,
-						bpf_csum_diff((__be32 *)&old_ph.dst[0], 4,
-							      (__be32 *)&new_ph.dst[0], 4,
-							      bpf_csum_diff(&old_ph.len, 4,
-									    &new_ph.len, 4, 0)));
+		__s64 diff = bpf_csum_diff((__be32 *)old_ph, sizeof(*old_ph), (__be32 *)new_ph,
+					   sizeof(*new_ph), 0);
 
 		if (bpf_l4_csum_replace(skb, l4 + offsetof(struct udphdr, check), 0, (__u32)diff,
 					BPF_F_PSEUDO_HDR | l4flags))
 			goto error;
-		diff = bpf_csum_diff((__be32 *)&old_u, sizeof(old_u), (__be32 *)&new_u,
-				     sizeof(new_u), 0);
+		diff = bpf_csum_diff((__be32 *)old_u, sizeof(*old_u), (__be32 *)new_u,
+				     sizeof(*new_u), 0);
 		if (bpf_l4_csum_replace(skb, l4 + offsetof(struct udphdr, check), 0, (__u32)diff,
 					l4flags))
 			goto error;

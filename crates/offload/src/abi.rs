@@ -216,7 +216,10 @@ pub mod stat {
     /// Could not be handled here, passed to user space: IPv4 UDP with options or
     /// fragmented, IPv6 with one extension header before UDP (both counted without a
     /// lookup, as the UDP header is out of reach), and, after a route matched: a padded or
-    /// malformed ChannelData message, a cross-family route, a GSO skb, a payload
+    /// malformed ChannelData message, a route whose two addresses are of different
+    /// families, UDP checksum 0 where IPv6 is involved (an IPv4 datagram without one
+    /// bound for IPv6, or an invalid IPv6 one), `skb->protocol` other than the
+    /// Ethernet header's when the family changes, a GSO skb, a payload
     /// beyond the program's move bound or the 16-bit length fields.
     pub const PASS_UNFIT: u32 = 5;
     /// Dropped by the allocation's token bucket.

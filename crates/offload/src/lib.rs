@@ -10,8 +10,8 @@
 //! applies what the maps say, and passes everything else on untouched (`TC_ACT_OK`)
 //! to the server's sockets: STUN, Send/Data indications, unknown channels, TCP,
 //! fragments, IP options, IPv6 extension headers, padded ChannelData, GSO skbs,
-//! cross-family routes (v4↔v6 comes later), datagrams over the egress MTU, expired
-//! routes and routes whose allocation is missing. Every "pass" is decided before the
+//! IPv4 datagrams without a UDP checksum bound for IPv6, datagrams over the egress
+//! MTU, expired routes and routes whose allocation is missing. Every "pass" is decided before the
 //! first byte of the packet changes.
 //!
 //! # Maps (the ABI, [`abi`] and `bpf/turn_offload.h`)
@@ -39,7 +39,8 @@
 //! # What the program does to a relayed datagram
 //!
 //! It keeps the IP and UDP headers where they are and moves the payload by 4 bytes
-//! (bounded copy loop, 256-byte pieces, then `bpf_skb_change_tail` ±4), so the
+//! (a bounded copy loop in 256-byte pieces, a global BPF function the verifier checks
+//! once, then `bpf_skb_change_tail` ±4), so the
 //! checksum start of a `CHECKSUM_PARTIAL` skb (veth and local senders with tx offload)
 //! stays valid; `bpf_skb_adjust_room` was found to break it. It rewrites addresses,
 //! ports and lengths, sets TTL / hop limit 64 (a relay sends new datagrams), IPv4 DF
@@ -48,17 +49,25 @@
 //! `BPF_F_PSEUDO_HDR` (the kernel applies them to a partial checksum too), ports,
 //! length field and the 4 header bytes without it (skipped for `CHECKSUM_PARTIAL`,
 //! whose sum the device or `skb_checksum_help` completes later), with
-//! `BPF_F_MARK_MANGLED_0` on IPv4 (0 = no checksum) and `BPF_F_IPV6` on IPv6. It
-//! then asks `bpf_fib_lookup` with the new total length (FRAG_NEEDED → pass), writes
-//! the MACs and redirects to the egress interface, or lets `bpf_redirect_neigh`
-//! resolve the neighbour.
+//! `BPF_F_MARK_MANGLED_0` (an IPv4 datagram without checksum keeps 0; a sum that comes
+//! out 0 leaves as 0xFFFF, which IPv6 requires, RFC 8200 §8.1) and `BPF_F_IPV6` when it
+//! leaves in IPv6. It then sends it with `bpf_redirect_neigh` through the output
+//! interface user space's route lookup named ([`egress`]), if the new length fits that
+//! path's MTU; otherwise the datagram passes to user space.
 //!
-//! `bpf_fib_lookup` answers only when forwarding is enabled on the ingress interface
-//! (`net.ipv4.conf.<if>.forwarding`, `net.ipv6.conf.<if>.forwarding`); without it
-//! every matched datagram passes to user space and counts in
-//! [`ProgramStats::pass_fib`]. An operator who wants the fast path but no routing
-//! keeps forwarding on and drops the `forward` netfilter hook (redirected packets do
-//! not traverse it).
+//! # Across families (RFC 6156)
+//!
+//! An IPv4 client may have an IPv6 relayed address and the other way round (RFC 8656
+//! §7.2, ADDITIONAL-ADDRESS-FAMILY / REQUESTED-ADDRESS-FAMILY). The route's addresses
+//! say in which family a datagram leaves; when it differs from the one it came in,
+//! `bpf_skb_change_proto` grows or shrinks the room after the MAC header by 20 bytes
+//! (the UDP header stays where it is in memory, so a partial checksum's start stays
+//! right), and the program writes a fresh header: hop limit / TTL 64, traffic class,
+//! flow label and TOS 0, DF as the route says and a random ID for IPv4. The UDP
+//! checksum follows by the pseudo-header difference as above (the protocol counts the
+//! same in both pseudo-headers). An IPv4 datagram sent without checksum (0) towards
+//! IPv6 would need a sum over its payload: it passes to user space, as does any
+//! datagram whose `skb->protocol` disagrees with its Ethernet header.
 //!
 //! # Building
 //!

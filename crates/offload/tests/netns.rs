@@ -1,6 +1,8 @@
 //! The fast path relays ChannelData between network namespaces of our own, byte for
-//! byte, with correct checksums whether the senders' veths offload them or not, and
-//! leaves to user space everything it must not relay.
+//! byte, with correct checksums whether the senders' veths offload them or not, in
+//! IPv4, IPv6 and across families (an IPv4 client with an IPv6 relayed address and
+//! the other way round, RFC 6156), and leaves to user space everything it must not
+//! relay.
 //!
 //! Topology: `cli` (eth0) ── (c0) `srv` (p0) ── (eth0) `peer`, addresses from
 //! 198.18.0.0/15 and 2001:db8::/32 inside these namespaces only. The program runs at
@@ -10,7 +12,7 @@
 #![cfg(all(target_os = "linux", feature = "ebpf"))]
 
 use std::fs::File;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,6 +26,14 @@ const SERVER_PORT: u16 = 34_780;
 const RELAY_PORT: u16 = 49_710;
 const PEER_PORT: u16 = 42_002;
 const CHANNEL: u16 = 0x4001;
+/// Added to the four ports above by the cross-family sides (v4 client with v6 peer,
+/// v6 client with v4 peer), whose keys would otherwise be the same-family ones'.
+const V4_TO_V6_PORTS: u16 = 100;
+const V6_TO_V4_PORTS: u16 = 200;
+/// IPv4 and IPv6 header sizes, and the veths' MTU.
+const V4_HEADER: usize = 20;
+const V6_HEADER: usize = 40;
+const MTU: usize = 1500;
 const WAIT: Duration = Duration::from_millis(1500);
 
 fn is_root() -> bool {
@@ -102,12 +112,17 @@ impl Lab {
             (&lab.cli, CLIENT_PORT, "ip frag-off & 0x4000 != 0"),
         ];
         for (ns, port, wrong_df) in rules {
+            let ports = format!(
+                "{{ {port}, {}, {} }}",
+                port + V4_TO_V6_PORTS,
+                port + V6_TO_V4_PORTS
+            );
             let script = format!(
                 "add table inet tpo; \
                  add chain inet tpo input {{ type filter hook input priority 0; }}; \
-                 add rule inet tpo input udp dport {port} ip ttl != 64 drop; \
-                 add rule inet tpo input udp dport {port} ip6 hoplimit != 64 drop; \
-                 add rule inet tpo input udp dport {port} {wrong_df} drop"
+                 add rule inet tpo input udp dport {ports} ip ttl != 64 drop; \
+                 add rule inet tpo input udp dport {ports} ip6 hoplimit != 64 drop; \
+                 add rule inet tpo input udp dport {ports} {wrong_df} drop"
             );
             run(&["ip", "netns", "exec", ns, "nft", &script]);
         }
@@ -229,6 +244,26 @@ fn quiet(s: &UdpSocket) -> bool {
     got.is_none()
 }
 
+/// `SO_NO_CHECK`: send IPv4 UDP without a checksum (0), as RFC 768 allows (no safe
+/// wrapper offers this option).
+#[allow(unsafe_code)]
+fn set_no_checksum(s: &UdpSocket, on: bool) {
+    use std::os::fd::AsRawFd as _;
+    let value = libc::c_int::from(on);
+    // SAFETY: `s` owns a live socket for the call; `value` is a c_int alive across it
+    // and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            std::ptr::from_ref(&value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_NO_CHECK: {}", std::io::Error::last_os_error());
+}
+
 fn channel_data(channel: u16, data: &[u8]) -> Vec<u8> {
     let mut m = channel.to_be_bytes().to_vec();
     m.extend_from_slice(&u16::try_from(data.len()).expect("short").to_be_bytes());
@@ -253,24 +288,46 @@ struct Side {
     srv_server: UdpSocket,
     srv_relay: UdpSocket,
     peer_sock: UdpSocket,
-    /// Largest application payload whose relayed datagram fits the 1500 MTU.
+    /// Largest application payload the peer gets in one datagram (40 or 20 bytes of
+    /// IP header, 8 of UDP within the 1500 MTU).
+    to_peer_max: usize,
+    /// Largest the client gets (and sends) in one ChannelData datagram.
+    to_client_max: usize,
+    /// Largest application payload both ways.
     max: usize,
     alloc: u32,
 }
 
 impl Side {
-    fn new(lab: &Lab, v6: bool, alloc: u32) -> Self {
-        let ip = |v4: &str, v6a: &str| -> std::net::IpAddr {
+    /// A client in `client_v6`'s family (its server address in the same) whose relayed
+    /// address and peer are in `peer_v6`'s, on the ports plus `ports`.
+    fn new(lab: &Lab, client_v6: bool, peer_v6: bool, ports: u16, alloc: u32) -> Self {
+        let ip = |v6: bool, v4: &str, v6a: &str| -> IpAddr {
             if v6 {
                 v6a.parse().expect("ip")
             } else {
                 v4.parse().expect("ip")
             }
         };
-        let client = SocketAddr::new(ip("198.18.1.2", "2001:db8:1::2"), CLIENT_PORT);
-        let server = SocketAddr::new(ip("198.18.1.1", "2001:db8:1::1"), SERVER_PORT);
-        let relay = SocketAddr::new(ip("198.18.2.1", "2001:db8:2::1"), RELAY_PORT);
-        let peer = SocketAddr::new(ip("198.18.2.2", "2001:db8:2::2"), PEER_PORT);
+        let client = SocketAddr::new(
+            ip(client_v6, "198.18.1.2", "2001:db8:1::2"),
+            CLIENT_PORT + ports,
+        );
+        let server = SocketAddr::new(
+            ip(client_v6, "198.18.1.1", "2001:db8:1::1"),
+            SERVER_PORT + ports,
+        );
+        let relay = SocketAddr::new(
+            ip(peer_v6, "198.18.2.1", "2001:db8:2::1"),
+            RELAY_PORT + ports,
+        );
+        let peer = SocketAddr::new(
+            ip(peer_v6, "198.18.2.2", "2001:db8:2::2"),
+            PEER_PORT + ports,
+        );
+        let header = |v6: bool| if v6 { V6_HEADER } else { V4_HEADER };
+        let to_peer_max = MTU - header(peer_v6) - 8;
+        let to_client_max = MTU - header(client_v6) - 8 - 4;
         Self {
             cli: bind(&lab.cli, client),
             srv_server: bind(&lab.srv, server),
@@ -280,11 +337,9 @@ impl Side {
             server,
             relay,
             peer,
-            max: if v6 {
-                1500 - 40 - 8 - 4
-            } else {
-                1500 - 20 - 8 - 4
-            },
+            to_peer_max,
+            to_client_max,
+            max: to_peer_max.min(to_client_max),
             alloc,
         }
     }
@@ -348,15 +403,74 @@ impl Side {
 }
 
 /// Sends and checks all sizes both ways; returns the bytes each way.
-fn sweep(side: &Side) -> (u64, u64, u64) {
+///
+/// Into IPv6 it also sends a datagram whose UDP checksum comes out 0 there, which
+/// must leave as 0xFFFF (RFC 8200 §8.1: the receiver drops a 0).
+fn sweep(side: &Side) -> AllocCounters {
     let sizes = [1, 3, 120, 1200, side.max];
-    let mut bytes = 0u64;
+    let mut c = AllocCounters::default();
     for (i, &n) in sizes.iter().enumerate() {
         side.to_peer(&pattern(n, i as u8));
         side.to_client(&pattern(n, 100 + i as u8));
-        bytes += n as u64;
+        c.to_peer_packets += 1;
+        c.to_peer_bytes += n as u64;
+        c.to_client_packets += 1;
+        c.to_client_bytes += n as u64;
     }
-    (sizes.len() as u64, bytes, bytes)
+    const ZERO_SUM_LEN: usize = 200;
+    if side.peer.is_ipv6() {
+        side.to_peer(&zero_sum(side.relay, side.peer, &[], ZERO_SUM_LEN));
+        c.to_peer_packets += 1;
+        c.to_peer_bytes += ZERO_SUM_LEN as u64;
+    }
+    if side.client.is_ipv6() {
+        let head = channel_data(CHANNEL, &[0; ZERO_SUM_LEN]);
+        side.to_client(&zero_sum(
+            side.server,
+            side.client,
+            &head[..4],
+            ZERO_SUM_LEN,
+        ));
+        c.to_client_packets += 1;
+        c.to_client_bytes += ZERO_SUM_LEN as u64;
+    }
+    c
+}
+
+/// `len` (even) bytes of data such that the IPv6 UDP datagram from `src` to `dst`
+/// carrying `head` then the data sums to 0xFFFF without its checksum field, so its
+/// computed checksum is 0 (RFC 768's one's complement sum, RFC 8200 §8.1's
+/// pseudo-header).
+fn zero_sum(src: SocketAddr, dst: SocketAddr, head: &[u8], len: usize) -> Vec<u8> {
+    assert!(len >= 2 && len.is_multiple_of(2) && head.len().is_multiple_of(2));
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) else {
+        panic!("IPv6 only");
+    };
+    let mut data = pattern(len, 42);
+    data[len - 2..].fill(0);
+    let udp_len = u16::try_from(8 + head.len() + len).expect("short");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&s.octets());
+    bytes.extend_from_slice(&d.octets());
+    bytes.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 17]);
+    bytes.extend_from_slice(&src.port().to_be_bytes());
+    bytes.extend_from_slice(&dst.port().to_be_bytes());
+    bytes.extend_from_slice(&udp_len.to_be_bytes());
+    bytes.extend_from_slice(&[0, 0]);
+    bytes.extend_from_slice(head);
+    bytes.extend_from_slice(&data);
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    // Adding 0xFFFF - sum brings the folded sum to 0xFFFF, the checksum to 0.
+    let fill = u16::try_from(0xffff - sum).expect("folded");
+    data[len - 2..].copy_from_slice(&fill.to_be_bytes());
+    data
 }
 
 #[test]
@@ -366,8 +480,11 @@ fn relays_both_ways_with_and_without_checksum_offload() {
         return;
     }
     let lab = Lab::new("relay");
-    let v4 = Side::new(&lab, false, 1);
-    let v6 = Side::new(&lab, true, 2);
+    let v4 = Side::new(&lab, false, false, 0, 1);
+    let v6 = Side::new(&lab, true, true, 0, 2);
+    let v4_v6 = Side::new(&lab, false, true, V4_TO_V6_PORTS, 3);
+    let v6_v4 = Side::new(&lab, true, false, V6_TO_V4_PORTS, 4);
+    let sides = [&v4, &v6, &v4_v6, &v6_v4];
     let ifaces = ["c0".to_owned(), "p0".to_owned()];
 
     // Load, drop (detaches), load again: the second load must work, and in between
@@ -382,30 +499,30 @@ fn relays_both_ways_with_and_without_checksum_offload() {
     let mut off = in_ns(&lab.srv, || Offload::load(&ifaces)).expect("second load");
 
     let now = Instant::now();
-    for side in [&v4, &v6] {
+    for side in sides {
         assert!(off.insert_alloc(side.alloc, 0, now).expect("alloc"));
         assert!(!off.insert_alloc(side.alloc, 0, now).expect("alloc again"));
         side.install(&mut off, &lab.srv, CHANNEL, now + Duration::from_secs(120));
     }
 
     let errors_before = lab.all_csum_errors();
-    let mut expect = [AllocCounters::default(), AllocCounters::default()];
+    let mut expect = [AllocCounters::default(); 4];
     for offload in [true, false] {
         lab.sender_offload(offload);
         eprintln!("sender tx checksum offload {offload}");
-        for (side, e) in [&v4, &v6].into_iter().zip(expect.iter_mut()) {
-            let (packets, to_peer, to_client) = sweep(side);
-            e.to_peer_packets += packets;
-            e.to_peer_bytes += to_peer;
-            e.to_client_packets += packets;
-            e.to_client_bytes += to_client;
+        for (side, e) in sides.into_iter().zip(expect.iter_mut()) {
+            let c = sweep(side);
+            e.to_peer_packets += c.to_peer_packets;
+            e.to_peer_bytes += c.to_peer_bytes;
+            e.to_client_packets += c.to_client_packets;
+            e.to_client_bytes += c.to_client_bytes;
             assert_eq!(
                 off.alloc_counters(side.alloc).expect("counters"),
                 Some(*e),
                 "counters after the sweep with offload {offload}"
             );
         }
-        for side in [&v4, &v6] {
+        for side in sides {
             assert!(
                 quiet(&side.srv_server) && quiet(&side.srv_relay),
                 "relayed datagrams must not also reach the server's sockets"
@@ -418,9 +535,9 @@ fn relays_both_ways_with_and_without_checksum_offload() {
         );
     }
 
-    // What must reach user space untouched, in both families.
+    // What must reach user space untouched, in both families and across them.
     let stats_before = off.stats().expect("stats");
-    for side in [&v4, &v6] {
+    for side in sides {
         // Padded ChannelData (length 3 in an 8-byte payload).
         let padded = [0x40, 0x01, 0x00, 0x03, 1, 2, 3, 0];
         side.cli.send_to(&padded, side.server).expect("send");
@@ -438,10 +555,21 @@ fn relays_both_ways_with_and_without_checksum_offload() {
         ];
         side.cli.send_to(&stun, side.server).expect("send");
         assert_eq!(recv(&side.srv_server).expect("STUN").0, stun);
-        // One byte too big for p0 → c0 once the header is added.
-        let big = pattern(side.max + 1, 7);
-        side.peer_sock.send_to(&big, side.relay).expect("send");
-        assert_eq!(recv(&side.srv_relay).expect("too big to user space").0, big);
+        // One byte too big for the way out in the family it leaves in: p0 → c0
+        // once the header is added (or the IPv6 header replaces the IPv4 one), or
+        // c0 → p0 into IPv6 from an IPv4 client, whose own datagram still fits.
+        if side.to_peer_max < side.to_client_max {
+            let big = channel_data(CHANNEL, &pattern(side.to_peer_max + 1, 7));
+            side.cli.send_to(&big, side.server).expect("send");
+            assert_eq!(
+                recv(&side.srv_server).expect("too big to user space").0,
+                big
+            );
+        } else {
+            let big = pattern(side.to_client_max + 1, 7);
+            side.peer_sock.send_to(&big, side.relay).expect("send");
+            assert_eq!(recv(&side.srv_relay).expect("too big to user space").0, big);
+        }
         assert!(
             quiet(&side.cli) && quiet(&side.peer_sock),
             "nothing relayed"
@@ -458,19 +586,50 @@ fn relays_both_ways_with_and_without_checksum_offload() {
     let after = off.stats().expect("stats");
     assert_eq!(
         after.pass_unfit - stats_before.pass_unfit,
-        2,
-        "padded v4 + v6"
+        4,
+        "padded, once per side"
     );
-    assert_eq!(after.pass_too_big - stats_before.pass_too_big, 2);
+    assert_eq!(after.pass_too_big - stats_before.pass_too_big, 4);
     assert_eq!(after.pass_expired - stats_before.pass_expired, 1);
-    for (side, e) in [&v4, &v6].into_iter().zip(expect.iter()) {
+
+    // UDP without a checksum (0, IPv4 only): relayed within IPv4 as it is, but
+    // towards IPv6, where 0 is not allowed (RFC 8200 §8.1), left to user space.
+    for offload in [true, false] {
+        lab.sender_offload(offload);
+        let before = off.stats().expect("stats");
+        let data = pattern(300, 9);
+        let msg = channel_data(CHANNEL, &data);
+        for s in [&v4.cli, &v4_v6.cli, &v6_v4.peer_sock] {
+            set_no_checksum(s, true);
+        }
+        v4.cli.send_to(&msg, v4.server).expect("send");
+        assert_eq!(recv(&v4.peer_sock).expect("v4 → v4 unsummed").0, data);
+        expect[0].to_peer_packets += 1;
+        expect[0].to_peer_bytes += data.len() as u64;
+        v4_v6.cli.send_to(&msg, v4_v6.server).expect("send");
+        assert_eq!(recv(&v4_v6.srv_server).expect("v4 → v6 unsummed").0, msg);
+        v6_v4.peer_sock.send_to(&data, v6_v4.relay).expect("send");
+        assert_eq!(recv(&v6_v4.srv_relay).expect("v4 → v6 unsummed").0, data);
+        for s in [&v4.cli, &v4_v6.cli, &v6_v4.peer_sock] {
+            set_no_checksum(s, false);
+        }
+        assert!(
+            quiet(&v4_v6.peer_sock) && quiet(&v6_v4.cli),
+            "nothing relayed"
+        );
+        let after = off.stats().expect("stats");
+        assert_eq!(after.pass_unfit - before.pass_unfit, 2, "offload {offload}");
+    }
+    let after = off.stats().expect("stats");
+    for (side, e) in sides.into_iter().zip(expect.iter()) {
         assert_eq!(off.alloc_counters(side.alloc).expect("counters"), Some(*e));
     }
+    let sum = |f: fn(&AllocCounters) -> u64| expect.iter().map(f).sum::<u64>();
     let total = ProgramStats {
-        to_peer_packets: expect[0].to_peer_packets + expect[1].to_peer_packets,
-        to_peer_bytes: expect[0].to_peer_bytes + expect[1].to_peer_bytes,
-        to_client_packets: expect[0].to_client_packets + expect[1].to_client_packets,
-        to_client_bytes: expect[0].to_client_bytes + expect[1].to_client_bytes,
+        to_peer_packets: sum(|e| e.to_peer_packets),
+        to_peer_bytes: sum(|e| e.to_peer_bytes),
+        to_client_packets: sum(|e| e.to_client_packets),
+        to_client_bytes: sum(|e| e.to_client_bytes),
         ..after
     };
     assert_eq!(after, total, "program totals equal the bytes sent");
@@ -558,6 +717,8 @@ impl Side {
             srv_server: other.srv_server.try_clone().expect("clone"),
             srv_relay: other.srv_relay.try_clone().expect("clone"),
             peer_sock: other.peer_sock.try_clone().expect("clone"),
+            to_peer_max: other.to_peer_max,
+            to_client_max: other.to_client_max,
             max: other.max,
             alloc: other.alloc,
         }
