@@ -4,8 +4,10 @@
  *
  * User space (the sans-IO core) decides everything and fills the maps; this program
  * only applies what they say to the packets they name. Anything it is not sure about
- * goes on to user space untouched (TC_ACT_OK), before the first byte is changed:
- * every "pass" decision is taken before the packet is modified.
+ * goes on to user space untouched, before the first byte is changed: every "pass"
+ * decision is taken before the packet is modified. "Pass" is TC_ACT_UNSPEC (TCX_NEXT):
+ * the next program attached to the interface (a CNI's, a firewall's) still sees the
+ * packet; TC_ACT_OK would end the chain here.
  *
  * Client -> peer (FWD): a UDP datagram whose payload is exactly one ChannelData
  * message (RFC 8656 section 12: channel 0x4000-0x4FFF, or up to 0x7FFF as RFC 5766 allowed and
@@ -96,7 +98,7 @@ static __always_inline void stat_add(__u32 index, __u64 n)
 static __always_inline int pass(__u32 index)
 {
 	stat_add(index, 1);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 static __always_inline int is_v4mapped(const __u8 *ip)
@@ -292,13 +294,13 @@ int turn_offload(struct __sk_buff *skb)
 	int v6, out6, rev = 0, ok;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip.v4, sizeof(ip.v4)))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		if (ip.v4.version != 4 || ip.v4.protocol != IPPROTO_UDP)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		/* Options or fragments: the program does not look further. */
 		if (ip.v4.ihl != 5 || (ip.v4.frag_off & bpf_htons(0x3fff)))
 			return pass(TURN_STAT_PASS_UNFIT);
@@ -306,7 +308,7 @@ int turn_offload(struct __sk_buff *skb)
 		ip_len = bpf_ntohs(ip.v4.tot_len);
 		l4 = ETH_HLEN + sizeof(struct iphdr);
 		if (ip_len < sizeof(struct iphdr) + sizeof(struct udphdr))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		plen = ip_len - sizeof(struct iphdr) - sizeof(struct udphdr);
 		__builtin_memset(src, 0, 10);
 		src[10] = 0xff;
@@ -316,9 +318,9 @@ int turn_offload(struct __sk_buff *skb)
 		__builtin_memcpy(dst + 12, &ip.v4.daddr, 4);
 	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip.v6, sizeof(ip.v6)))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		if (ip.v6.version != 6)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		if (ip.v6.nexthdr != IPPROTO_UDP) {
 			/* An extension header (hop-by-hop, routing, fragment, destination)
 			 * directly before UDP is counted as unfit; deeper chains and other
@@ -330,31 +332,31 @@ int turn_offload(struct __sk_buff *skb)
 			    !bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip.v6), &next, 1) &&
 			    next == IPPROTO_UDP)
 				return pass(TURN_STAT_PASS_UNFIT);
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		}
 		v6 = 1;
 		ip_len = sizeof(struct ipv6hdr) + bpf_ntohs(ip.v6.payload_len);
 		l4 = ETH_HLEN + sizeof(struct ipv6hdr);
 		if (ip_len < sizeof(struct ipv6hdr) + sizeof(struct udphdr))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		plen = ip_len - sizeof(struct ipv6hdr) - sizeof(struct udphdr);
 		__builtin_memcpy(src, &ip.v6.saddr, 16);
 		__builtin_memcpy(dst, &ip.v6.daddr, 16);
 	} else {
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 
 	if (ETH_HLEN + ip_len > skb->len)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (bpf_ntohs(udp.len) != plen + sizeof(struct udphdr))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	__builtin_memset(cd, 0, sizeof(cd));
 	if (plen >= 4) {
 		if (bpf_skb_load_bytes(skb, l4 + sizeof(udp), cd, sizeof(cd)))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		/* 0x4000-0x7FFF: RFC 5766's range, which the server accepts too (coturn's
 		 * uclient picks numbers above RFC 8656's 0x4FFF). */
 		if ((cd[0] & 0xc0) == 0x40) {
@@ -377,7 +379,7 @@ int turn_offload(struct __sk_buff *skb)
 		rk.relay_port = udp.dest;
 		found = bpf_map_lookup_elem(&REV, &rk);
 		if (!found)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		rev = 1;
 	}
 	__builtin_memcpy(&route, found, sizeof(route));

@@ -7,7 +7,7 @@
 //! User space stays the source of truth. The sans-IO core decides every channel,
 //! permission, lifetime and quota; the runtime mirrors each bound channel into two
 //! routes here and removes them when the core forgets the binding. The program only
-//! applies what the maps say, and passes everything else on untouched (`TC_ACT_OK`)
+//! applies what the maps say, and passes everything else on untouched (`TC_ACT_UNSPEC`, so a program attached after it still sees the packet)
 //! to the server's sockets: STUN, Send/Data indications, unknown channels, TCP,
 //! fragments, IP options, IPv6 extension headers, padded ChannelData, GSO skbs,
 //! IPv4 datagrams without a UDP checksum bound for IPv6, datagrams over the egress
