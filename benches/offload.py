@@ -188,7 +188,8 @@ interfaces = ["c0", "p0"]
             self.stop()
             raise RuntimeError(f"{self.kind} did not start; see {self.work}/{self.kind}.log")
         time.sleep(0.3)
-        if self.kind == "turnpike-tc" and self.offload_metrics().get("active") != 1:
+        if (self.kind == "turnpike-tc"
+                and self.offload_metrics().get("turnpike_offload_active") != 1):
             self.stop()
             raise RuntimeError(f"turnpike-tc: offload not active; see {self.work}")
         return self
@@ -203,15 +204,12 @@ interfaces = ["c0", "p0"]
                            capture_output=True, text=True, timeout=20)
         m = {}
         for line in p.stdout.splitlines():
-            if not line.startswith("turnpike_offload_"):
-                continue
-            name, _, value = line.rpartition(" ")
-            key = (name.removeprefix("turnpike_offload_").replace("relayed_packets_total",
-                   "pkts").replace('{direction="', ":").replace('"}', ""))
-            try:
-                m[key] = float(value)
-            except ValueError:
-                pass
+            if line.startswith(("turnpike_offload_", "turnpike_relayed_packets_total")):
+                name, _, value = line.rpartition(" ")
+                try:
+                    m[name] = float(value)
+                except ValueError:
+                    pass
         return m
 
     def stop(self):
@@ -284,6 +282,7 @@ def measured(args, net, srv, *cmd, timeout):
     b1, (o1, f1), t1 = busy_ticks(), process_ticks(exclude), time.monotonic()
     g1, s1 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     m1 = srv.offload_metrics()
+    delta = lambda k: m1.get(k, 0) - m0.get(k, 0)
     tick = 1e9 / HZ
     gen = (g1.children_user + g1.children_system - g0.children_user - g0.children_system)
     return r, {
@@ -298,9 +297,14 @@ def measured(args, net, srv, *cmd, timeout):
         "server_process_ns": s1 - s0,
         "machine_busy_pct": 100 * (b1["cpu"] - b0["cpu"]) * tick / 1e9 / (t1 - t0)
         / os.cpu_count(),
-        "kernel_to_peer": m1.get("pkts:to_peer", 0) - m0.get("pkts:to_peer", 0),
-        "kernel_to_client": m1.get("pkts:to_client", 0) - m0.get("pkts:to_client", 0),
-        "offload_passed": m1.get("passed_total", 0) - m0.get("passed_total", 0),
+        "kernel_to_peer": delta("turnpike_offload_relayed_packets_total{direction=\"to_peer\"}"),
+        "kernel_to_client": delta(
+            "turnpike_offload_relayed_packets_total{direction=\"to_client\"}"),
+        "relayed_total": sum(delta(k) for k in m1 if k.startswith(
+            "turnpike_relayed_packets_total")),
+        "offload_passed": sum(delta(k) for k in m1 if "offload_passed" in k),
+        "offload_dropped": sum(delta(k) for k in m1 if "offload_dropped" in k),
+        "offload_series_delta": {k: delta(k) for k in m1 if delta(k)},
     }
 
 
@@ -319,6 +323,8 @@ def equal_load(args, net, srv, size, pps):
         "server_cpu_busy_ns_per_pkt": per(c["busy_ns_server_cpu"]),
         "load_cpu_busy_ns_per_pkt": per(c["busy_ns_load_cpu"]),
         "server_process_ns_per_pkt": per(c["server_process_ns"]),
+        "minus_generator_ns_per_pkt": per(c["busy_ns"] - c["foreign_ns"]
+                                          - c["generator_process_ns"]),
         "generator_process_ns_per_pkt": per(c["generator_process_ns"]),
         "kernel_share": c["kernel_to_peer"] / n if n else float("nan"),
     }
@@ -331,9 +337,15 @@ def search(args, net, srv, size, top):
                     (args.trial_secs + 3), timeout=args.max_trials * (args.trial_secs + 20) + 60)
     best = [t for t in r["trials"] if t["pass"]]
     best = max(best, key=lambda t: t["report"]["offered_pps"]) if best else None
+    top_ok = r["max_lossless_pps"]
+    # The generator's threads near a full core on the lowest failing trial: the
+    # search found the generator's limit, and the server's is at least this high.
+    above = [t for t in r["trials"] if not t["pass"] and t["report"]["offered_pps"] > top_ok]
+    above = min(above, key=lambda t: t["report"]["offered_pps"]) if above else None
+    saturated = bool(above and above["report"]["generator_cpu_pct"] >= 90)
     return {
-        "max_lossless_pps": r["max_lossless_pps"], "at_upper_bound": r["at_upper_bound"],
-        "generator_bound": r["generator_bound"],
+        "max_lossless_pps": top_ok, "at_upper_bound": r["at_upper_bound"],
+        "generator_bound": r["generator_bound"], "generator_saturated": saturated,
         "generator_cpu_pct_at_best": best["report"]["generator_cpu_pct"] if best else None,
         "send_cpu_pct_at_best": best["report"]["send_cpu_pct"] if best else None,
         # Each trial: target, offered, loss %, generator CPU %, receiver drops, passed.
@@ -352,6 +364,8 @@ METRICS = {
                lambda r: r["cpu120"]["server_cpu_busy_ns_per_pkt"], None, None),
     "gen120cpu": ("  of which the generator's CPU (its busy time)",
                   lambda r: r["cpu120"]["load_cpu_busy_ns_per_pkt"], None, None),
+    "nogen120": ("  the machine minus the generator process too (utime + stime)",
+                 lambda r: r["cpu120"]["minus_generator_ns_per_pkt"], None, None),
     "proc120": ("  the server process alone (schedstat)",
                 lambda r: r["cpu120"]["server_process_ns_per_pkt"], None, None),
     "cpu120_raw": ("  raw machine busy time (nothing subtracted)",
@@ -412,6 +426,27 @@ def summarize(rows, servers):
             rc.append(f"{x:.2f}×{mark}" if x == x else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(rc) + " |")
     return out, lines
+
+
+def raw_rows(rows):
+    """One markdown line per server and round, in run order."""
+    f = lambda r, k, key, fmt="{:.0f}": fmt.format(r[k][key]) if k in r and r[k].get(
+        key) is not None else "–"
+    lines = ["| round | server | 120 B ns/pkt (server CPU) | loss % | kernel share | "
+             "1200 B ns/pkt (server CPU) | loss % | loss-free 120 B (gen %) | "
+             "loss-free 1200 B (gen %) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['round']} | {r['server']} | {f(r, 'cpu120', 'cpu_ns_per_pkt')} "
+            f"({f(r, 'cpu120', 'server_cpu_busy_ns_per_pkt')}) | "
+            f"{f(r, 'cpu120', 'loss_pct', '{:.3f}')} | {f(r, 'cpu120', 'kernel_share', '{:.3f}')}"
+            f" | {f(r, 'cpu1200', 'cpu_ns_per_pkt')} "
+            f"({f(r, 'cpu1200', 'server_cpu_busy_ns_per_pkt')}) | "
+            f"{f(r, 'cpu1200', 'loss_pct', '{:.3f}')} | {f(r, 'rate120', 'max_lossless_pps')} "
+            f"({f(r, 'rate120', 'generator_cpu_pct_at_best')}) | "
+            f"{f(r, 'rate1200', 'max_lossless_pps')} "
+            f"({f(r, 'rate1200', 'generator_cpu_pct_at_best')}) |")
+    return lines
 
 
 def main():
@@ -502,10 +537,17 @@ def main():
                 rows.append(row)
                 save()
     summary, lines = summarize(rows, servers)
+    for size in (120, 1200):
+        sat = {s: sum(1 for r in rows if r["server"] == s and r.get(f"rate{size}", {}).get(
+            "generator_saturated")) for s in servers}
+        lines.append(f"\nRounds whose {size} B search ended with the generator's threads at "
+                     "≥ 90 % of a core on the lowest failing trial (rate is a lower bound): "
+                     + ", ".join(f"{s} {n}" for s, n in sat.items()))
     result["summary"] = summary
     result["summary_md"] = lines
+    result["rows_md"] = raw_rows(rows)
     save()
-    print("\n".join(lines))
+    print("\n".join(lines + [""] + result["rows_md"]))
     shutil.rmtree(work, ignore_errors=True)
 
 
