@@ -263,6 +263,19 @@ def process_ticks(exclude):
     return other, fuzz
 
 
+def bpf_prog_stats():
+    """run_time_ns and run_cnt summed over the loaded `turn_offload` programs (bpftool;
+    only counted while kernel.bpf_stats_enabled = 1)."""
+    p = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                       timeout=20)
+    t = n = 0
+    for prog in json.loads(p.stdout or "[]"):
+        if prog.get("name", "").startswith("turn_offload"):
+            t += prog.get("run_time_ns", 0)
+            n += prog.get("run_cnt", 0)
+    return t, n
+
+
 def bench(args, net, *cmd, timeout):
     """Runs turnpike-bench in the load namespace, pinned, and parses its JSON report."""
     full = net.exec(net.load, "taskset", "-c", args.load_cpu, args.bench, *cmd,
@@ -276,12 +289,15 @@ def measured(args, net, srv, *cmd, timeout):
     """A bench command with the machine's CPU and the offload counters read around it."""
     exclude = {os.getpid(), srv.proc.pid}
     m0 = srv.offload_metrics()
+    bpf = args.bpf_stats and srv.kind == "turnpike-tc"
+    p0 = bpf_prog_stats() if bpf else (0, 0)
     g0, s0 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     b0, (o0, f0), t0 = busy_ticks(), process_ticks(exclude), time.monotonic()
     r = bench(args, net, *cmd, timeout=timeout)
     b1, (o1, f1), t1 = busy_ticks(), process_ticks(exclude), time.monotonic()
     g1, s1 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     m1 = srv.offload_metrics()
+    p1 = bpf_prog_stats() if bpf else (0, 0)
     delta = lambda k: m1.get(k, 0) - m0.get(k, 0)
     tick = 1e9 / HZ
     gen = (g1.children_user + g1.children_system - g0.children_user - g0.children_system)
@@ -305,6 +321,7 @@ def measured(args, net, srv, *cmd, timeout):
         "offload_passed": sum(delta(k) for k in m1 if "offload_passed" in k),
         "offload_dropped": sum(delta(k) for k in m1 if "offload_dropped" in k),
         "offload_series_delta": {k: delta(k) for k in m1 if delta(k)},
+        "bpf_run_ns": p1[0] - p0[0], "bpf_runs": p1[1] - p0[1],
     }
 
 
@@ -450,6 +467,42 @@ def raw_rows(rows):
     return lines
 
 
+def measure(args, servers, skip, work, rows, result, save):
+    """The rounds, in namespaces of their own (removed at the end, also on error)."""
+    env = result["env"]
+    with Netns(args.server_cpu, args.load_cpu) as net:
+        equal = args.equal_pps
+        if equal is None and "cpu" not in skip:
+            with Server("coturn-4.6.1", args, net, work) as srv:
+                ref = search(args, net, srv, 120, args.search_top)
+            equal = args.equal_share * ref["max_lossless_pps"]
+            result["reference_search"] = ref
+            log(f"coturn 4.6.1 loss-free at 120 B: {ref['max_lossless_pps']:.0f} pkt/s; "
+                f"equal load {equal:.0f} pkt/s")
+        env["equal_pps"] = equal
+        for rnd in range(1, args.rounds + 1):
+            order = servers if rnd % 2 else servers[::-1]
+            for kind in order:
+                row = {"round": rnd, "server": kind}
+                log(f"round {rnd}: {kind}")
+                if "cpu" not in skip:
+                    for size in (120, 1200):
+                        with Server(kind, args, net, work) as srv:
+                            row[f"cpu{size}"] = equal_load(args, net, srv, size, equal)
+                        c = row[f"cpu{size}"]
+                        log(f"  {size} B at {equal:.0f} pkt/s: {c['cpu_ns_per_pkt']:.0f} ns/pkt,"
+                            f" loss {c['loss_pct']:.3f} %, kernel share {c['kernel_share']:.3f}")
+                if "rate" not in skip:
+                    for size in (120, 1200):
+                        with Server(kind, args, net, work) as srv:
+                            row[f"rate{size}"] = search(args, net, srv, size, args.search_top)
+                        log(f"  {size} B loss-free: {row[f'rate{size}']['max_lossless_pps']:.0f}"
+                            f" pkt/s (generator {row[f'rate{size}']['generator_cpu_pct_at_best']}"
+                            " % of a core)")
+                rows.append(row)
+                save()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -474,6 +527,10 @@ def main():
                    help="fixed offered load; default --equal-share × coturn 4.6.1's rate")
     p.add_argument("--equal-share", type=float, default=0.5)
     p.add_argument("--skip", default="", help="comma list of: cpu,rate")
+    p.add_argument("--bpf-stats", action="store_true",
+                   help="diagnostic: turn kernel.bpf_stats_enabled on for the run (a global "
+                   "switch that costs every BPF program a little; restored to 0 at the end) "
+                   "and record the program's run time per packet; not for recorded runs")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     servers = [s for s in args.servers.split(",") if s]
@@ -506,43 +563,20 @@ def main():
         result["commands"] = list(dict.fromkeys(vs_coturn.COMMANDS))
         args.out.write_text(json.dumps(result, indent=1))
 
-    with Netns(args.server_cpu, args.load_cpu) as net:
-        equal = args.equal_pps
-        if equal is None and "cpu" not in skip:
-            with Server("coturn-4.6.1", args, net, work) as srv:
-                ref = search(args, net, srv, 120, args.search_top)
-            equal = args.equal_share * ref["max_lossless_pps"]
-            result["reference_search"] = ref
-            log(f"coturn 4.6.1 loss-free at 120 B: {ref['max_lossless_pps']:.0f} pkt/s; "
-                f"equal load {equal:.0f} pkt/s")
-        env["equal_pps"] = equal
-        for rnd in range(1, args.rounds + 1):
-            order = servers if rnd % 2 else servers[::-1]
-            for kind in order:
-                row = {"round": rnd, "server": kind}
-                log(f"round {rnd}: {kind}")
-                if "cpu" not in skip:
-                    for size in (120, 1200):
-                        with Server(kind, args, net, work) as srv:
-                            row[f"cpu{size}"] = equal_load(args, net, srv, size, equal)
-                        c = row[f"cpu{size}"]
-                        log(f"  {size} B at {equal:.0f} pkt/s: {c['cpu_ns_per_pkt']:.0f} ns/pkt,"
-                            f" loss {c['loss_pct']:.3f} %, kernel share {c['kernel_share']:.3f}")
-                if "rate" not in skip:
-                    for size in (120, 1200):
-                        with Server(kind, args, net, work) as srv:
-                            row[f"rate{size}"] = search(args, net, srv, size, args.search_top)
-                        log(f"  {size} B loss-free: {row[f'rate{size}']['max_lossless_pps']:.0f}"
-                            f" pkt/s (generator {row[f'rate{size}']['generator_cpu_pct_at_best']}"
-                            " % of a core)")
-                rows.append(row)
-                save()
+    if args.bpf_stats:
+        run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], 10)
+    try:
+        measure(args, servers, skip, work, rows, result, save)
+    finally:
+        if args.bpf_stats:
+            run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], 10)
     summary, lines = summarize(rows, servers)
     for size in (120, 1200):
         sat = {s: sum(1 for r in rows if r["server"] == s and r.get(f"rate{size}", {}).get(
             "generator_saturated")) for s in servers}
         lines.append(f"\nRounds whose {size} B search ended with the generator's threads at "
-                     "≥ 90 % of a core on the lowest failing trial, or short of the best trial's target (rate is a lower bound): "
+                     "≥ 90 % of a core on the lowest failing trial, or short of the best trial's "
+                     "target (rate is a lower bound): "
                      + ", ".join(f"{s} {n}" for s, n in sat.items()))
     result["summary"] = summary
     result["summary_md"] = lines
