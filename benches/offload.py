@@ -122,7 +122,7 @@ def stun_ready(net, timeout=15.0):
     return p.returncode == 0
 
 
-class Server:
+class Server(vs_coturn.Server):
     """One server process in the srv namespace, started fresh, pinned, stopped by PID."""
 
     def __init__(self, kind, args, net, work):
@@ -211,18 +211,7 @@ interfaces = ["c0", "p0"]
                     pass
         return m
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-    def __exit__(self, *exc):
-        self.stop()
+    # stop(), __exit__() and pid: vs_coturn.Server's (the same process handling).
 
 
 def busy_ticks():

@@ -12,7 +12,6 @@
 //! (`IP_MTU` / `IPV6_MTU`): the route's MTU if it has one, else the interface's.
 
 use std::io;
-use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -198,21 +197,7 @@ fn path_mtu(src: IpAddr, dst: IpAddr) -> io::Result<u32> {
     } else {
         (libc::IPPROTO_IPV6, libc::IPV6_MTU)
     };
-    let mut mtu: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `mtu` and `len` are live locals of the sizes passed.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&raw mut mtu).cast(),
-            &raw mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mtu = turnpike_udp::sockopt::int(&socket, level, name)?;
     Ok(u32::try_from(mtu).unwrap_or(0))
 }
 

@@ -344,13 +344,7 @@ fn run_browser_via(
         node.args(["--spki-list", spki]);
     }
     let run = run_bounded(node, HARD_LIMIT);
-    let json = run
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| Json::parse(l).ok())
-        .unwrap_or(Json::Null);
+    let json = run.last_json();
     let page_url = json.at("turnUrl").str().unwrap_or_default().to_owned();
     assert!(
         page_url.is_empty() || page_url == turn_url,

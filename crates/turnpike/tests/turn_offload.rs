@@ -95,18 +95,6 @@ fn echo_peer(at: &Where<'_>) -> Child {
     child
 }
 
-/// One sample of the server's `/metrics`, fetched inside its namespace.
-fn metrics(lab: &Lab) -> String {
-    let script = format!(
-        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=5).read().decode())"
-    );
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &lab.ns("srv"), "python3", "-c", &script]);
-    let run = run_bounded(cmd, Duration::from_secs(10));
-    assert_eq!(run.status.and_then(|s| s.code()), Some(0), "{}", run.stderr);
-    run.stdout
-}
-
 fn sample(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -205,7 +193,7 @@ fn relay(at: &Where<'_>, server: Server) -> (Totals, String) {
         .split_whitespace()
         .filter(|w| w.starts_with("to_peer_") || w.starts_with("to_client_"))
         .collect();
-    let text = metrics(at.lab);
+    let text = at.lab.metrics(METRICS_PORT);
     let relayed = [
         r#"turnpike_relayed_packets_total{direction="to_peer",transport="udp"}"#,
         r#"turnpike_relayed_bytes_total{direction="to_peer",transport="udp"}"#,
@@ -308,7 +296,7 @@ fn coturn_uclient_relays_over_kernel_channels_with_zero_loss() {
     assert_eq!(report.sent, Some(UCLIENT_MESSAGES), "{context}");
     assert_eq!(report.received, report.sent, "{context}");
     assert_eq!(report.lost, Some(0), "{context}");
-    let text = metrics(&lab);
+    let text = lab.metrics(METRICS_PORT);
     let to_peer = r#"turnpike_offload_relayed_packets_total{direction="to_peer"}"#;
     let to_client = r#"turnpike_offload_relayed_packets_total{direction="to_client"}"#;
     let offloaded = [to_peer, to_client].map(|s| sample(&text, s));

@@ -78,18 +78,6 @@ fn config(mode: &str) -> String {
     )
 }
 
-/// One sample of the server's `/metrics`, fetched inside its namespace.
-fn metrics(lab: &Lab) -> String {
-    let script = format!(
-        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=5).read().decode())"
-    );
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &lab.ns("srv"), "python3", "-c", &script]);
-    let run = run_bounded(cmd, Duration::from_secs(10));
-    assert_eq!(run.code(), Some(0), "metrics: {}", run.stderr);
-    run.stdout
-}
-
 /// The value of `series` (name and labels, exactly), if the text has it.
 fn sample(text: &str, series: &str) -> Option<u64> {
     text.lines()
@@ -126,13 +114,7 @@ fn run_browser(lab: &Lab, user: &str, pass: &str) -> (Bounded, Json) {
         .args(["--timeout-ms", &SCRIPT_TIMEOUT.as_millis().to_string()])
         .args(["--chromium", &chromium_path()]);
     let run = run_bounded(node, HARD_LIMIT);
-    let json = run
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| Json::parse(l).ok())
-        .unwrap_or(Json::Null);
+    let json = run.last_json();
     (run, json)
 }
 
@@ -221,7 +203,7 @@ struct Relayed {
 fn relayed_after_the_end(lab: &Lab) -> Relayed {
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
-        let text = metrics(lab);
+        let text = lab.metrics(METRICS_PORT);
         let created = sum(&text, "turnpike_allocations_created_total");
         let ended = sum(&text, "turnpike_allocations_ended_total");
         if created > 0 && created == ended {

@@ -706,6 +706,16 @@ impl Bounded {
     pub fn code(&self) -> Option<i32> {
         self.status.and_then(|s| s.code())
     }
+
+    /// The last line of stdout that is a JSON object (a script's report), or `Json::Null`.
+    pub fn last_json(&self) -> Json {
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| Json::parse(l).ok())
+            .unwrap_or(Json::Null)
+    }
 }
 
 /// Runs `cmd` with stdin closed and output captured, in its own process group, for at most

@@ -271,6 +271,19 @@ impl Lab {
         Some(lab)
     }
 
+    /// The text of `GET /metrics` from the server namespace's `127.0.0.1:port` (fetched
+    /// inside that namespace: the root namespace is never connected).
+    pub fn metrics(&self, port: u16) -> String {
+        let script = format!(
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics', timeout=5).read().decode())"
+        );
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns("srv"), "python3", "-c", &script]);
+        let run = crate::interop::run_bounded(cmd, Duration::from_secs(10));
+        assert_eq!(run.code(), Some(0), "metrics: {}", run.stderr);
+        run.stdout
+    }
+
     /// The site named `name` ("" in the hairpin lab, "a", "b", "c" in the fleet).
     pub fn site(&self, name: &str) -> &Site {
         self.sites
