@@ -601,7 +601,21 @@ int turn_offload(struct __sk_buff *skb)
 		stat_add(TURN_STAT_TO_PEER_BYTES, bytes);
 	}
 
-	return bpf_redirect_neigh(route.ifindex, NULL, 0, 0);
+	{
+		struct bpf_redir_neigh nh = {};
+		__u64 *hop = (__u64 *)route.next_hop;
+
+		if (!(hop[0] | hop[1]))
+			return bpf_redirect_neigh(route.ifindex, NULL, 0, 0);
+		if (is_v4mapped(route.next_hop)) {
+			nh.nh_family = AF_INET;
+			__builtin_memcpy(&nh.ipv4_nh, route.next_hop + 12, 4);
+		} else {
+			nh.nh_family = AF_INET6;
+			__builtin_memcpy(nh.ipv6_nh, route.next_hop, 16);
+		}
+		return bpf_redirect_neigh(route.ifindex, &nh, sizeof(nh), 0);
+	}
 
 error:
 	stat_add(TURN_STAT_DROP_ERROR, 1);

@@ -52,6 +52,10 @@ struct turn_route {
 	__u32 ifindex;
 	__u32 mtu;
 	__u32 pad2;
+	/* The next hop on that interface (mapped for IPv4): the route's gateway, or dst
+	 * itself on a link; handed to bpf_redirect_neigh so it resolves only the neighbour,
+	 * without a route lookup per packet. All zero: let it look the route up. */
+	__u8 next_hop[16];
 };
 
 /* One allocation: the token bucket both directions share, and its counters. */
@@ -85,7 +89,7 @@ enum turn_stat {
 
 _Static_assert(sizeof(struct turn_fwd_key) == 40, "FWD key ABI");
 _Static_assert(sizeof(struct turn_rev_key) == 40, "REV key ABI");
-_Static_assert(sizeof(struct turn_route) == 64, "route ABI");
+_Static_assert(sizeof(struct turn_route) == 80, "route ABI");
 _Static_assert(sizeof(struct turn_alloc) == 64, "alloc ABI");
 
 #endif

@@ -114,6 +114,11 @@ pub struct Route {
     pub mtu: u32,
     /// Zero.
     pub pad2: u32,
+    /// The next hop on `ifindex` (mapped): the route's gateway, or the destination on a
+    /// link ([`crate::egress::Egress::next_hop`]); the program hands it to
+    /// `bpf_redirect_neigh`, which then resolves only the neighbour. Zero: it looks the
+    /// route up per packet.
+    pub next_hop: [u8; 16],
 }
 
 impl Route {
@@ -144,6 +149,7 @@ impl Route {
             ifindex: egress.ifindex,
             mtu: egress.mtu,
             pad2: 0,
+            next_hop: mapped(egress.next_hop),
         }
     }
 }
@@ -188,7 +194,7 @@ unsafe impl aya::Pod for FwdKey {}
 // no padding.
 unsafe impl aya::Pod for RevKey {}
 // SAFETY: `repr(C)`, integers and byte arrays laid out without implicit padding
-// (the u64 sits at offset 40, explicit `pad`/`pad2` fields fill the gaps), 64 bytes.
+// (the u64 sits at offset 40, explicit `pad`/`pad2` fields fill the gaps), 80 bytes.
 unsafe impl aya::Pod for Route {}
 // SAFETY: `repr(C)`, u32, u32 then u64s (including `AllocCounters`, itself four
 // u64s): no implicit padding, 64 bytes, any bit pattern valid.
@@ -196,7 +202,7 @@ unsafe impl aya::Pod for AllocState {}
 
 const _: () = assert!(size_of::<FwdKey>() == 40);
 const _: () = assert!(size_of::<RevKey>() == 40);
-const _: () = assert!(size_of::<Route>() == 64);
+const _: () = assert!(size_of::<Route>() == 80);
 const _: () = assert!(core::mem::offset_of!(Route, deadline_ns) == 40);
 const _: () = assert!(size_of::<AllocState>() == 64);
 const _: () = assert!(core::mem::offset_of!(AllocState, counters) == 32);

@@ -25,6 +25,8 @@ pub struct Egress {
     /// The route's preferred source address, if it names one: what a socket bound to a
     /// wildcard address sends from.
     pub source: Option<IpAddr>,
+    /// The next hop: the route's gateway, or the destination itself when it is on a link.
+    pub next_hop: IpAddr,
 }
 
 const NLMSG_ERROR: u16 = 2;
@@ -34,6 +36,7 @@ const NLM_F_REQUEST: u16 = 1;
 const RTA_DST: u16 = 1;
 const RTA_SRC: u16 = 2;
 const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
 /// `struct nlmsghdr` and `struct rtmsg`.
 const NLMSG_HDR: usize = 16;
@@ -46,12 +49,19 @@ const RTMSG: usize = 12;
 ///
 /// No route, or the netlink socket failed.
 pub fn egress(src: IpAddr, dst: IpAddr) -> io::Result<Egress> {
-    let (ifindex, source) = route_oif(src, dst)?;
+    let (ifindex, source, gateway) = route_oif(src, dst)?;
     let mtu = path_mtu(src, dst)?;
+    let dst = dst.to_canonical();
+    // A gateway of the other family (IPv4 routed via an IPv6 next hop, RFC 5549) is left to
+    // the kernel's own lookup: the program hands over a next hop of the packet's family.
+    let next_hop = gateway
+        .filter(|g| g.is_ipv4() == dst.is_ipv4())
+        .unwrap_or(dst);
     Ok(Egress {
         ifindex,
         mtu,
         source,
+        next_hop,
     })
 }
 
@@ -96,8 +106,9 @@ fn request(src: IpAddr, dst: IpAddr, seq: u32) -> Vec<u8> {
     buf
 }
 
-/// The `RTA_OIF` and `RTA_PREFSRC` of an `RTM_NEWROUTE` answer, or the error it carries.
-fn parse_answer(msg: &[u8]) -> io::Result<(u32, Option<IpAddr>)> {
+/// The `RTA_OIF`, `RTA_PREFSRC` and `RTA_GATEWAY` of an `RTM_NEWROUTE` answer, or the
+/// error it carries.
+fn parse_answer(msg: &[u8]) -> io::Result<(u32, Option<IpAddr>, Option<IpAddr>)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed netlink answer");
     let u16_at =
         |i: usize| -> Option<u16> { Some(u16::from_ne_bytes(msg.get(i..i + 2)?.try_into().ok()?)) };
@@ -118,7 +129,12 @@ fn parse_answer(msg: &[u8]) -> io::Result<(u32, Option<IpAddr>)> {
     if kind != RTM_NEWROUTE {
         return Err(bad());
     }
-    let (mut oif, mut source) = (None, None);
+    let (mut oif, mut source, mut gateway) = (None, None, None);
+    let ip = |value: &[u8]| match value.len() {
+        4 => <[u8; 4]>::try_from(value).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(value).ok().map(IpAddr::from),
+        _ => None,
+    };
     let mut at = NLMSG_HDR + RTMSG;
     while at + 4 <= msg.len() {
         let alen = usize::from(u16_at(at).ok_or_else(bad)?);
@@ -129,13 +145,8 @@ fn parse_answer(msg: &[u8]) -> io::Result<(u32, Option<IpAddr>)> {
         let value = msg.get(at + 4..at + alen).ok_or_else(bad)?;
         match akind {
             RTA_OIF => oif = Some(u32_at(at + 4).ok_or_else(bad)?),
-            RTA_PREFSRC => {
-                source = match value.len() {
-                    4 => <[u8; 4]>::try_from(value).ok().map(IpAddr::from),
-                    16 => <[u8; 16]>::try_from(value).ok().map(IpAddr::from),
-                    _ => None,
-                };
-            }
+            RTA_PREFSRC => source = ip(value),
+            RTA_GATEWAY => gateway = ip(value),
             _ => {}
         }
         at += alen.next_multiple_of(4);
@@ -143,10 +154,10 @@ fn parse_answer(msg: &[u8]) -> io::Result<(u32, Option<IpAddr>)> {
     let oif = oif.ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, "route without an output interface")
     })?;
-    Ok((oif, source))
+    Ok((oif, source, gateway))
 }
 
-fn route_oif(src: IpAddr, dst: IpAddr) -> io::Result<(u32, Option<IpAddr>)> {
+fn route_oif(src: IpAddr, dst: IpAddr) -> io::Result<(u32, Option<IpAddr>, Option<IpAddr>)> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe {
         libc::socket(
@@ -243,6 +254,7 @@ mod tests {
         // From any address: the route names the source a wildcard socket would use.
         let any = egress("0.0.0.0".parse().unwrap(), lo).expect("a route to loopback");
         assert_eq!(any.source, Some(lo));
+        assert_eq!(any.next_hop, lo, "on a link: the destination itself");
     }
 
     #[test]
