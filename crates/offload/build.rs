@@ -1,4 +1,5 @@
-//! Compiles `bpf/turn_offload.bpf.c` with clang when the `ebpf` feature is on.
+//! Compiles the BPF programs (`bpf/turn_tc.bpf.c`, `bpf/turn_xdp.bpf.c`) with clang when
+//! the `ebpf` feature is on.
 
 use std::env;
 use std::io::ErrorKind;
@@ -6,14 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-changed=bpf/turn_offload.bpf.c");
-    println!("cargo:rerun-if-changed=bpf/turn_offload.h");
+    for file in PROGRAMS.iter().chain(&["turn_offload.h", "turn_common.h"]) {
+        println!("cargo:rerun-if-changed=bpf/{file}");
+    }
     println!("cargo:rerun-if-env-changed=CLANG");
     if env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return;
     }
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let object = out.join("turn_offload.bpf.o");
+    for program in PROGRAMS {
+        compile(program, &out.join(program.replace(".c", ".o")));
+    }
+}
+
+/// The programs, each compiled into an object of its own (`turn_tc.bpf.o`, ...).
+const PROGRAMS: [&str; 2] = ["turn_tc.bpf.c", "turn_xdp.bpf.c"];
+
+fn compile(program: &str, object: &Path) {
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
     let mut cmd = Command::new(&clang);
     cmd.args(["-O2", "-g", "-target", "bpf", "-Wall"]);
@@ -22,17 +32,17 @@ fn main() {
         cmd.arg("-I").arg(dir);
     }
     cmd.arg("-c")
-        .arg("bpf/turn_offload.bpf.c")
+        .arg(Path::new("bpf").join(program))
         .arg("-o")
-        .arg(&object);
+        .arg(object);
     match cmd.status() {
         Ok(s) if s.success() => {}
         Ok(s) => panic!(
-            "{clang} failed ({s}) compiling bpf/turn_offload.bpf.c; the ebpf feature needs \
+            "{clang} failed ({s}) compiling bpf/{program}; the ebpf feature needs \
              clang and the libbpf headers (Debian: apt-get install clang libbpf-dev)"
         ),
         Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "the ebpf feature needs clang to build the BPF program, and {clang:?} was not \
+            "the ebpf feature needs clang to build the BPF programs, and {clang:?} was not \
              found (Debian: apt-get install clang libbpf-dev; or set CLANG)"
         ),
         Err(e) => panic!("cannot run {clang}: {e}"),

@@ -365,6 +365,9 @@ fn offload(enc: &mut DescriptorEncoder<'_>, o: &OffloadStatus) -> Result<(), fmt
     let active = u64::from(!o.interfaces.is_empty());
     let help = "1 while the in-kernel ChannelData fast path is attached.";
     write(enc, "turnpike_offload_active", help, gauge, one(active))?;
+    let help = "The configured mode (tc or xdp), as a label; always 1.";
+    let mode = vec![(label("mode", o.mode.name()), 1)];
+    write(enc, "turnpike_offload_mode", help, gauge, mode)?;
     let help = "The fast path was configured but could not load (the log says why).";
     let failed = u64::from(o.failure.is_some());
     write(
@@ -407,6 +410,7 @@ fn offload(enc: &mut DescriptorEncoder<'_>, o: &OffloadStatus) -> Result<(), fmt
         (label("reason", "no_allocation"), p.pass_no_alloc),
         (label("reason", "too_big"), p.pass_too_big),
         (label("reason", "no_route"), p.pass_fib),
+        (label("reason", "no_neighbour"), p.pass_neigh),
     ];
     write(enc, "turnpike_offload_passed_total", help, counter, passed)?;
     let help = "Datagrams the kernel dropped, by reason.";
@@ -647,6 +651,7 @@ mod tests {
         let text = render(&m).unwrap();
         let want = [
             ("turnpike_offload_active", 1),
+            (r#"turnpike_offload_mode{mode="tc"}"#, 1),
             ("turnpike_offload_load_failures_total", 0),
             (
                 r#"turnpike_offload_relayed_packets_total{direction="to_peer"}"#,

@@ -33,6 +33,10 @@ struct turn_rev_key {
 
 /* Route flag: set the IPv4 Don't Fragment bit on the relayed datagram. */
 #define TURN_ROUTE_DF 0x01
+/* Route flag: the way out is a veth. At XDP a frame going back out of the veth it came
+ * in by is redirected (bpf_redirect) rather than sent with XDP_TX, whose frames a veth
+ * delivers only when its peer has an XDP program of its own. */
+#define TURN_ROUTE_VETH 0x02
 
 /* What to send instead: the new addresses, the channel to prepend (REV) or 0 (FWD). */
 struct turn_route {
@@ -71,6 +75,19 @@ struct turn_alloc {
 	__u64 to_client_bytes;
 };
 
+/* NEIGH key: a next hop (a route's next_hop) on an output interface. */
+struct turn_neigh_key {
+	__u32 ifindex;
+	__u8 ip[16];
+};
+
+/* NEIGH value: the Ethernet addresses the XDP program writes (user space reads them
+ * from the kernel's neighbour table and the interface); missing -> pass. */
+struct turn_neigh {
+	__u8 dst[6];
+	__u8 src[6];
+};
+
 /* STATS (per-CPU array of u64) indices. */
 enum turn_stat {
 	TURN_STAT_TO_PEER_PACKETS = 0,
@@ -84,12 +101,15 @@ enum turn_stat {
 	TURN_STAT_PASS_TOO_BIG = 8,
 	TURN_STAT_PASS_FIB = 9,
 	TURN_STAT_DROP_ERROR = 10,
-	TURN_STAT_COUNT = 11,
+	TURN_STAT_PASS_NEIGH = 11,
+	TURN_STAT_COUNT = 12,
 };
 
 _Static_assert(sizeof(struct turn_fwd_key) == 40, "FWD key ABI");
 _Static_assert(sizeof(struct turn_rev_key) == 40, "REV key ABI");
 _Static_assert(sizeof(struct turn_route) == 80, "route ABI");
 _Static_assert(sizeof(struct turn_alloc) == 64, "alloc ABI");
+_Static_assert(sizeof(struct turn_neigh_key) == 20, "neigh key ABI");
+_Static_assert(sizeof(struct turn_neigh) == 12, "neigh ABI");
 
 #endif

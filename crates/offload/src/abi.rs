@@ -83,6 +83,10 @@ impl RevKey {
 
 /// `Route` flag: set the IPv4 Don't Fragment bit (RFC 8656 §7.2 DONT-FRAGMENT).
 pub const ROUTE_DONT_FRAGMENT: u8 = 0x01;
+/// `Route` flag: the way out is a veth ([`crate::egress::Egress::veth`]); at XDP a frame
+/// going back out of the veth it came in by is redirected, not sent with `XDP_TX`,
+/// whose frames a veth delivers only when its peer runs an XDP program of its own.
+pub const ROUTE_VETH: u8 = 0x02;
 
 /// What a matched datagram becomes: the value of `FWD` and `REV`.
 #[repr(C)]
@@ -98,7 +102,7 @@ pub struct Route {
     pub dst_port: u16,
     /// REV: the channel number to prepend, network byte order; FWD: 0.
     pub channel: u16,
-    /// Bit 0 ([`ROUTE_DONT_FRAGMENT`]): set IPv4 DF.
+    /// [`ROUTE_DONT_FRAGMENT`], [`ROUTE_VETH`].
     pub flags: u8,
     /// Zero.
     pub pad: u8,
@@ -142,7 +146,7 @@ impl Route {
                 ROUTE_DONT_FRAGMENT
             } else {
                 0
-            },
+            } | if egress.veth { ROUTE_VETH } else { 0 },
             pad: 0,
             deadline_ns,
             alloc,
@@ -152,6 +156,37 @@ impl Route {
             next_hop: mapped(egress.next_hop),
         }
     }
+}
+
+/// `NEIGH` key: a next hop on an output interface (a [`Route`]'s `ifindex` and
+/// `next_hop`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeighKey {
+    /// The output interface.
+    pub ifindex: u32,
+    /// The next hop (mapped).
+    pub ip: [u8; 16],
+}
+
+impl NeighKey {
+    /// The key of next hop `ip` on interface `ifindex`.
+    pub fn new(ifindex: u32, ip: IpAddr) -> Self {
+        Self {
+            ifindex,
+            ip: mapped(ip),
+        }
+    }
+}
+
+/// `NEIGH` value: the Ethernet addresses the XDP program writes for a next hop.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neigh {
+    /// The next hop's link-layer address (the kernel's neighbour entry).
+    pub dst: [u8; 6],
+    /// The output interface's own address.
+    pub src: [u8; 6],
 }
 
 /// The value of `ALLOCS`: one allocation's token bucket and counters.
@@ -196,6 +231,11 @@ unsafe impl aya::Pod for RevKey {}
 // SAFETY: `repr(C)`, integers and byte arrays laid out without implicit padding
 // (the u64 sits at offset 40, explicit `pad`/`pad2` fields fill the gaps), 80 bytes.
 unsafe impl aya::Pod for Route {}
+// SAFETY: `repr(C)`, a u32 then a byte array: 4+16 = 20 bytes, alignment 4, no
+// padding.
+unsafe impl aya::Pod for NeighKey {}
+// SAFETY: `repr(C)`, two byte arrays: 12 bytes, alignment 1, no padding.
+unsafe impl aya::Pod for Neigh {}
 // SAFETY: `repr(C)`, u32, u32 then u64s (including `AllocCounters`, itself four
 // u64s): no implicit padding, 64 bytes, any bit pattern valid.
 unsafe impl aya::Pod for AllocState {}
@@ -205,6 +245,8 @@ const _: () = assert!(size_of::<RevKey>() == 40);
 const _: () = assert!(size_of::<Route>() == 80);
 const _: () = assert!(core::mem::offset_of!(Route, deadline_ns) == 40);
 const _: () = assert!(size_of::<AllocState>() == 64);
+const _: () = assert!(size_of::<NeighKey>() == 20);
+const _: () = assert!(size_of::<Neigh>() == 12);
 const _: () = assert!(core::mem::offset_of!(AllocState, counters) == 32);
 
 /// Indices of the `STATS` per-CPU array (`enum turn_stat` in the header).
@@ -238,8 +280,11 @@ pub mod stat {
     pub const PASS_FIB: u32 = 9;
     /// A helper failed after the datagram had been changed: dropped.
     pub const DROP_ERROR: u32 = 10;
+    /// XDP: the route's next hop has no Ethernet addresses in `NEIGH` (not resolved
+    /// yet): passed.
+    pub const PASS_NEIGH: u32 = 11;
     /// The number of counters.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 /// The `STATS` counters summed over CPUs; see [`stat`] for their meaning.
@@ -267,6 +312,8 @@ pub struct ProgramStats {
     pub pass_fib: u64,
     /// [`stat::DROP_ERROR`].
     pub drop_error: u64,
+    /// [`stat::PASS_NEIGH`].
+    pub pass_neigh: u64,
 }
 
 impl ProgramStats {
@@ -284,6 +331,7 @@ impl ProgramStats {
             pass_too_big: sums[stat::PASS_TOO_BIG as usize],
             pass_fib: sums[stat::PASS_FIB as usize],
             drop_error: sums[stat::DROP_ERROR as usize],
+            pass_neigh: sums[stat::PASS_NEIGH as usize],
         }
     }
 }

@@ -86,6 +86,8 @@ pub mod abi;
 #[cfg(target_os = "linux")]
 mod clock;
 #[cfg(target_os = "linux")]
+mod driver;
+#[cfg(target_os = "linux")]
 pub mod egress;
 #[cfg(target_os = "linux")]
 mod error;
@@ -93,10 +95,12 @@ mod error;
 mod offload;
 
 #[cfg(target_os = "linux")]
-pub use abi::{AllocCounters, AllocState, FwdKey, ProgramStats, RevKey, Route};
+pub use abi::{AllocCounters, AllocState, FwdKey, Neigh, NeighKey, ProgramStats, RevKey, Route};
 #[cfg(target_os = "linux")]
 pub use clock::BpfClock;
 #[cfg(target_os = "linux")]
+pub use driver::driver;
+#[cfg(target_os = "linux")]
 pub use error::{AyaError, OffloadError};
 #[cfg(target_os = "linux")]
-pub use offload::Offload;
+pub use offload::{Hook, Offload, XdpAttach};

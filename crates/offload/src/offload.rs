@@ -7,15 +7,48 @@ use std::time::Instant;
 
 use aya::Ebpf;
 use aya::maps::{HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray};
-use aya::programs::{SchedClassifier, TcAttachType, tc};
+use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc};
 use aya::util::KernelVersion;
 
-use crate::abi::{AllocCounters, AllocState, FwdKey, ProgramStats, RevKey, Route, stat};
+use crate::abi::{
+    AllocCounters, AllocState, FwdKey, Neigh, NeighKey, ProgramStats, RevKey, Route, stat,
+};
 use crate::clock::BpfClock;
 use crate::error::{AyaError, OffloadError};
 
-/// The program's name in the object (its C function).
-const PROGRAM: &str = "turn_offload";
+/// Where the program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hook {
+    /// TC ingress (`bpf/turn_tc.bpf.c`): any interface, any driver, skbs with checksum
+    /// offload state (veth and local senders included).
+    #[default]
+    Tc,
+    /// XDP (`bpf/turn_xdp.bpf.c`), before an skb exists: frames from a NIC, whose
+    /// checksums are complete.
+    Xdp(XdpAttach),
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpAttach {
+    /// The driver's own XDP where it has one, else generic XDP (the kernel's choice).
+    #[default]
+    Auto,
+    /// The driver's own XDP only; an interface without it fails to attach.
+    Native,
+    /// Generic XDP (in the stack, after the skb is built): works everywhere, slower.
+    Generic,
+}
+
+impl Hook {
+    /// The program's name in its object (its C function).
+    fn program(self) -> &'static str {
+        match self {
+            Self::Tc => "turn_offload",
+            Self::Xdp(_) => "turn_offload_xdp",
+        }
+    }
+}
 /// `BPF_NOEXIST`, `BPF_EXIST` and `BPF_F_LOCK` (`include/uapi/linux/bpf.h`).
 const BPF_NOEXIST: u64 = 1;
 const BPF_EXIST: u64 = 2;
@@ -23,50 +56,58 @@ const BPF_F_LOCK: u64 = 4;
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 
-/// The object `build.rs` compiled (feature `ebpf`).
+/// The object `build.rs` compiled for `hook` (feature `ebpf`).
 #[cfg(feature = "ebpf")]
-fn object() -> &'static [u8] {
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/turn_offload.bpf.o"))
+fn object(hook: Hook) -> &'static [u8] {
+    match hook {
+        Hook::Tc => aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/turn_tc.bpf.o")),
+        Hook::Xdp(_) => aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/turn_xdp.bpf.o")),
+    }
 }
 
-/// The loaded program, attached at TC ingress of some interfaces, and its maps.
+/// The loaded program, attached at TC ingress or XDP of some interfaces, and its maps.
 ///
 /// Dropping it detaches the program and frees the maps (when no one else holds them).
 pub struct Offload {
     fwd: HashMap<MapData, FwdKey, Route>,
     rev: HashMap<MapData, RevKey, Route>,
     allocs: HashMap<MapData, u32, AllocState>,
+    neigh: HashMap<MapData, NeighKey, Neigh>,
     stats: PerCpuArray<MapData, u64>,
     clock: BpfClock,
+    hook: Hook,
     interfaces: Vec<String>,
-    /// Owns the program and its TC links; dropped last.
+    /// Owns the program and its links; dropped last.
     _ebpf: Ebpf,
 }
 
 impl std::fmt::Debug for Offload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Offload")
+            .field("hook", &self.hook)
             .field("interfaces", &self.interfaces)
             .finish_non_exhaustive()
     }
 }
 
 impl Offload {
-    /// Loads the program and attaches it at TC ingress of each of `interfaces` (TCX
-    /// on kernels ≥ 6.6, else through a `clsact` qdisc it adds if missing).
+    /// Loads the program for `hook` and attaches it to each of `interfaces`: at TC
+    /// ingress (TCX on kernels ≥ 6.6, else through a `clsact` qdisc it adds if
+    /// missing), or at XDP as `hook` says.
     ///
     /// # Errors
     ///
     /// [`OffloadError::NotBuilt`] without the `ebpf` feature; otherwise why the kernel
-    /// refused (privilege, no BPF, a missing interface, the verifier).
-    pub fn load(interfaces: &[String]) -> Result<Self, OffloadError> {
+    /// refused (privilege, no BPF, a missing interface, the verifier, a driver without
+    /// native XDP).
+    pub fn load(interfaces: &[String], hook: Hook) -> Result<Self, OffloadError> {
         #[cfg(feature = "ebpf")]
         {
-            Self::load_object(object(), interfaces)
+            Self::load_object(object(hook), interfaces, hook)
         }
         #[cfg(not(feature = "ebpf"))]
         {
-            let _ = interfaces;
+            let _ = (interfaces, hook);
             Err(OffloadError::NotBuilt)
         }
     }
@@ -78,21 +119,21 @@ impl Offload {
     /// # Errors
     ///
     /// As [`Offload::load`].
-    pub fn probe(interfaces: &[String]) -> Result<(), OffloadError> {
+    pub fn probe(interfaces: &[String], hook: Hook) -> Result<(), OffloadError> {
         #[cfg(feature = "ebpf")]
         {
-            Self::prepare(object(), interfaces).map(drop)
+            Self::prepare(object(hook), interfaces, hook).map(drop)
         }
         #[cfg(not(feature = "ebpf"))]
         {
-            let _ = interfaces;
+            let _ = (interfaces, hook);
             Err(OffloadError::NotBuilt)
         }
     }
 
     /// The object loaded and its program verified, not attached.
     #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
-    fn prepare(object: &[u8], interfaces: &[String]) -> Result<Ebpf, OffloadError> {
+    fn prepare(object: &[u8], interfaces: &[String], hook: Hook) -> Result<Ebpf, OffloadError> {
         if interfaces.is_empty() {
             return Err(OffloadError::NoInterfaces);
         }
@@ -105,43 +146,47 @@ impl Offload {
         }
         let mut ebpf = Ebpf::load(object)
             .map_err(|e| OffloadError::classify("creating maps", AyaError::Ebpf(e)))?;
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(OffloadError::MissingObject { name: PROGRAM })?
-            .try_into()
-            .map_err(|e| OffloadError::classify("finding the program", AyaError::Program(e)))?;
-        program
-            .load()
-            .map_err(|e| OffloadError::classify("loading the program", AyaError::Program(e)))?;
+        let name = hook.program();
+        let program = ebpf
+            .program_mut(name)
+            .ok_or(OffloadError::MissingObject { name })?;
+        let loaded = match hook {
+            Hook::Tc => <&mut SchedClassifier>::try_from(program).and_then(|p| p.load()),
+            Hook::Xdp(_) => <&mut Xdp>::try_from(program).and_then(|p| p.load()),
+        };
+        loaded.map_err(|e| OffloadError::classify("loading the program", AyaError::Program(e)))?;
         Ok(ebpf)
     }
 
     #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
-    fn load_object(object: &[u8], interfaces: &[String]) -> Result<Self, OffloadError> {
-        let mut ebpf = Self::prepare(object, interfaces)?;
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(OffloadError::MissingObject { name: PROGRAM })?
-            .try_into()
-            .map_err(|e| OffloadError::classify("finding the program", AyaError::Program(e)))?;
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-        for name in interfaces {
-            if !tcx {
-                // Netlink attach needs the qdisc; one that exists already is fine.
-                if let Err(e) = tc::qdisc_add_clsact(name) {
-                    let exists = matches!(&e, tc::TcError::NetlinkError(n)
-                        if n.raw_os_error() == Some(libc::EEXIST));
-                    if !exists {
-                        return Err(OffloadError::classify(
-                            "adding the clsact qdisc",
-                            AyaError::Program(e.into()),
-                        ));
-                    }
+    fn load_object(object: &[u8], interfaces: &[String], hook: Hook) -> Result<Self, OffloadError> {
+        let mut ebpf = Self::prepare(object, interfaces, hook)?;
+        let name = hook.program();
+        let program = ebpf
+            .program_mut(name)
+            .ok_or(OffloadError::MissingObject { name })?;
+        match hook {
+            Hook::Tc => {
+                let program: &mut SchedClassifier = program.try_into().map_err(|e| {
+                    OffloadError::classify("finding the program", AyaError::Program(e))
+                })?;
+                attach_tc(program, interfaces)?;
+            }
+            Hook::Xdp(how) => {
+                let program: &mut Xdp = program.try_into().map_err(|e| {
+                    OffloadError::classify("finding the program", AyaError::Program(e))
+                })?;
+                let flags = match how {
+                    XdpAttach::Auto => XdpMode::Default,
+                    XdpAttach::Native => XdpMode::Driver,
+                    XdpAttach::Generic => XdpMode::Skb,
+                };
+                for name in interfaces {
+                    program
+                        .attach(name, flags)
+                        .map_err(|e| OffloadError::classify("attaching", AyaError::Program(e)))?;
                 }
             }
-            program
-                .attach(name, TcAttachType::Ingress)
-                .map_err(|e| OffloadError::classify("attaching", AyaError::Program(e)))?;
         }
         let fwd =
             HashMap::try_from(take(&mut ebpf, "FWD")?).map_err(|e| OffloadError::map("FWD", e))?;
@@ -149,14 +194,18 @@ impl Offload {
             HashMap::try_from(take(&mut ebpf, "REV")?).map_err(|e| OffloadError::map("REV", e))?;
         let allocs = HashMap::try_from(take(&mut ebpf, "ALLOCS")?)
             .map_err(|e| OffloadError::map("ALLOCS", e))?;
+        let neigh = HashMap::try_from(take(&mut ebpf, "NEIGH")?)
+            .map_err(|e| OffloadError::map("NEIGH", e))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?)
             .map_err(|e| OffloadError::map("STATS", e))?;
         Ok(Self {
             fwd,
             rev,
             allocs,
+            neigh,
             stats,
             clock: BpfClock::new(),
+            hook,
             interfaces: interfaces.to_vec(),
             _ebpf: ebpf,
         })
@@ -165,6 +214,11 @@ impl Offload {
     /// The interfaces the program is attached to.
     pub fn interfaces(&self) -> &[String] {
         &self.interfaces
+    }
+
+    /// Where it is attached.
+    pub fn hook(&self) -> Hook {
+        self.hook
     }
 
     /// The program's clock, for [`Route::deadline_ns`] and the bucket's start.
@@ -210,6 +264,26 @@ impl Offload {
     /// The syscall failed otherwise.
     pub fn remove_reverse(&mut self, key: &RevKey) -> Result<bool, OffloadError> {
         absent_is_false(self.rev.remove(key)).map_err(|e| OffloadError::map("REV", e))
+    }
+
+    /// Creates or replaces the Ethernet addresses of a next hop (used at XDP only).
+    ///
+    /// # Errors
+    ///
+    /// The map is full (E2BIG) or the syscall failed.
+    pub fn insert_neigh(&mut self, key: &NeighKey, neigh: &Neigh) -> Result<(), OffloadError> {
+        self.neigh
+            .insert(key, neigh, 0)
+            .map_err(|e| OffloadError::map("NEIGH", e))
+    }
+
+    /// Removes a next hop's Ethernet addresses; `false` if there were none.
+    ///
+    /// # Errors
+    ///
+    /// The syscall failed otherwise.
+    pub fn remove_neigh(&mut self, key: &NeighKey) -> Result<bool, OffloadError> {
+        absent_is_false(self.neigh.remove(key)).map_err(|e| OffloadError::map("NEIGH", e))
     }
 
     /// Creates allocation `id` with a full bucket of `rate` bytes per second (0 =
@@ -327,6 +401,30 @@ impl Offload {
         }
         Ok(ProgramStats::from_sums(&sums))
     }
+}
+
+/// Attaches the TC program at ingress of each of `interfaces`.
+fn attach_tc(program: &mut SchedClassifier, interfaces: &[String]) -> Result<(), OffloadError> {
+    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    for name in interfaces {
+        if !tcx {
+            // Netlink attach needs the qdisc; one that exists already is fine.
+            if let Err(e) = tc::qdisc_add_clsact(name) {
+                let exists = matches!(&e, tc::TcError::NetlinkError(n)
+                    if n.raw_os_error() == Some(libc::EEXIST));
+                if !exists {
+                    return Err(OffloadError::classify(
+                        "adding the clsact qdisc",
+                        AyaError::Program(e.into()),
+                    ));
+                }
+            }
+        }
+        program
+            .attach(name, TcAttachType::Ingress)
+            .map_err(|e| OffloadError::classify("attaching", AyaError::Program(e)))?;
+    }
+    Ok(())
 }
 
 /// The `bpf_attr` of `BPF_MAP_*_ELEM` commands.

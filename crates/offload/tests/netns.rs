@@ -6,8 +6,14 @@
 //!
 //! Topology: `cli` (eth0) ── (c0) `srv` (p0) ── (eth0) `peer`, addresses from
 //! 198.18.0.0/15 and 2001:db8::/32 inside these namespaces only. The program runs at
-//! TC ingress of c0 and p0 in `srv`; no process relays there, so whatever arrives at
-//! the client or the peer was relayed by the program. Needs root and feature `ebpf`.
+//! TC ingress (or XDP) of c0 and p0 in `srv`; no process relays there, so whatever
+//! arrives at the client or the peer was relayed by the program. Needs root and
+//! feature `ebpf`.
+//!
+//! At XDP the senders' checksum offload stays off: a veth hands XDP the partial sum of
+//! a `CHECKSUM_PARTIAL` skb, which only a TC program can tell (frames from a NIC carry
+//! complete sums). The receiving veths have GRO on, without which native XDP redirect
+//! into a veth drops the frame.
 
 #![cfg(all(target_os = "linux", feature = "ebpf"))]
 
@@ -18,8 +24,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
-use turnpike_offload::egress::egress;
-use turnpike_offload::{AllocCounters, FwdKey, Offload, ProgramStats, RevKey, Route};
+use turnpike_offload::abi::ROUTE_VETH;
+use turnpike_offload::egress::{egress, ethernet_hop, use_neighbour};
+use turnpike_offload::{
+    AllocCounters, FwdKey, Hook, Neigh, NeighKey, Offload, ProgramStats, RevKey, Route, XdpAttach,
+};
 
 const CLIENT_PORT: u16 = 41_001;
 const SERVER_PORT: u16 = 34_780;
@@ -134,6 +143,16 @@ impl Lab {
             ]);
         }
         lab
+    }
+
+    /// GRO on the client's and the peer's veths, so native XDP can redirect into their
+    /// peers (c0, p0).
+    fn receivers_gro(&self) {
+        for ns in [&self.cli, &self.peer] {
+            run(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "gro", "on",
+            ]);
+        }
     }
 
     /// Checksum offload on the senders' veths (cli and peer).
@@ -345,6 +364,18 @@ impl Side {
     }
 
     fn install(&self, off: &mut Offload, srv: &str, channel: u16, deadline: Instant) {
+        self.install_with(off, srv, channel, deadline, |_| {});
+    }
+
+    /// As `install`, with `edit` applied to both routes.
+    fn install_with(
+        &self,
+        off: &mut Offload,
+        srv: &str,
+        channel: u16,
+        deadline: Instant,
+        edit: impl Fn(&mut Route),
+    ) {
         let ns = off.clock().ns(deadline);
         // The routes out, as the server's namespace sees them (as turnpike asks them).
         let (to_peer, to_client) = in_ns(srv, || {
@@ -353,24 +384,22 @@ impl Side {
                 egress(self.server.ip(), self.client.ip()).expect("a route to the client"),
             )
         });
-        off.insert_forward(
-            &FwdKey::new(self.client, self.server, channel),
-            &Route::new(self.relay, self.peer, 0, true, ns, self.alloc, to_peer),
-        )
-        .expect("FWD");
-        off.insert_reverse(
-            &RevKey::new(self.peer, self.relay),
-            &Route::new(
-                self.server,
-                self.client,
-                channel,
-                false,
-                ns,
-                self.alloc,
-                to_client,
-            ),
-        )
-        .expect("REV");
+        let mut fwd = Route::new(self.relay, self.peer, 0, true, ns, self.alloc, to_peer);
+        let mut rev = Route::new(
+            self.server,
+            self.client,
+            channel,
+            false,
+            ns,
+            self.alloc,
+            to_client,
+        );
+        edit(&mut fwd);
+        edit(&mut rev);
+        off.insert_forward(&FwdKey::new(self.client, self.server, channel), &fwd)
+            .expect("FWD");
+        off.insert_reverse(&RevKey::new(self.peer, self.relay), &rev)
+            .expect("REV");
     }
 
     /// Client → peer over the channel: the peer gets exactly `data` from the relay.
@@ -475,11 +504,69 @@ fn zero_sum(src: SocketAddr, dst: SocketAddr, head: &[u8], len: usize) -> Vec<u8
 
 #[test]
 fn relays_both_ways_with_and_without_checksum_offload() {
+    relays_both_ways(Hook::Tc, "relay");
+}
+
+#[test]
+fn relays_both_ways_at_native_xdp() {
+    relays_both_ways(Hook::Xdp(XdpAttach::Native), "xdp");
+}
+
+#[test]
+fn relays_both_ways_at_generic_xdp() {
+    relays_both_ways(Hook::Xdp(XdpAttach::Generic), "xdpg");
+}
+
+/// Puts the Ethernet addresses of the server's neighbours (the client and the peer, in
+/// both families) in `NEIGH`, once the kernel has them confirmed: nothing has been sent
+/// to them from `srv` yet (their own solicitations left at most STALE entries), so it
+/// is asked to (`use_neighbour`).
+fn resolve_neighbours(off: &mut Offload, lab: &Lab, sides: &[&Side]) {
+    for side in sides {
+        for (src, dst) in [(side.server, side.client), (side.relay, side.peer)] {
+            let hop = in_ns(&lab.srv, || {
+                let e = egress(src.ip(), dst.ip()).expect("route");
+                use_neighbour(e.ifindex, e.next_hop).expect("use");
+                // IPv6 takes a second or two here: the veths' link-local addresses
+                // are still tentative.
+                let deadline = Instant::now() + 4 * WAIT;
+                loop {
+                    let hop = ethernet_hop(e.ifindex, e.next_hop).expect("netlink");
+                    match hop {
+                        Some(hop) if hop.fresh => {
+                            break (NeighKey::new(e.ifindex, e.next_hop), hop);
+                        }
+                        _ if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        _ => panic!("{} not resolved", e.next_hop),
+                    }
+                }
+            });
+            off.insert_neigh(
+                &hop.0,
+                &Neigh {
+                    dst: hop.1.dst,
+                    src: hop.1.src,
+                },
+            )
+            .expect("NEIGH");
+        }
+    }
+}
+
+fn relays_both_ways(hook: Hook, tag: &str) {
     if !is_root() {
         eprintln!("skipped: the namespace test needs root (ip netns, BPF)");
         return;
     }
-    let lab = Lab::new("relay");
+    let xdp = matches!(hook, Hook::Xdp(_));
+    let lab = Lab::new(tag);
+    if xdp {
+        lab.receivers_gro();
+    }
+    // At XDP the senders' checksums must be complete (see the module's doc).
+    let sender_offload: &[bool] = if xdp { &[false] } else { &[true, false] };
     let v4 = Side::new(&lab, false, false, 0, 1);
     let v6 = Side::new(&lab, true, true, 0, 2);
     let v4_v6 = Side::new(&lab, false, true, V4_TO_V6_PORTS, 3);
@@ -489,14 +576,15 @@ fn relays_both_ways_with_and_without_checksum_offload() {
 
     // Load, drop (detaches), load again: the second load must work, and in between
     // nothing relays (the datagram reaches the server's own socket).
-    let first = in_ns(&lab.srv, || Offload::load(&ifaces)).expect("first load");
+    let first = in_ns(&lab.srv, || Offload::load(&ifaces, hook)).expect("first load");
     drop(first);
     v4.cli
         .send_to(&channel_data(CHANNEL, b"after drop"), v4.server)
         .expect("send");
     let (got, _) = recv(&v4.srv_server).expect("user space gets it after the drop");
     assert_eq!(got, channel_data(CHANNEL, b"after drop"));
-    let mut off = in_ns(&lab.srv, || Offload::load(&ifaces)).expect("second load");
+    let mut off = in_ns(&lab.srv, || Offload::load(&ifaces, hook)).expect("second load");
+    assert_eq!(off.hook(), hook);
 
     let now = Instant::now();
     for side in sides {
@@ -504,10 +592,21 @@ fn relays_both_ways_with_and_without_checksum_offload() {
         assert!(!off.insert_alloc(side.alloc, 0, now).expect("alloc again"));
         side.install(&mut off, &lab.srv, CHANNEL, now + Duration::from_secs(120));
     }
+    if xdp {
+        // Without the next hop's Ethernet addresses the datagram goes to user space.
+        let msg = channel_data(CHANNEL, b"no neighbour");
+        v4.cli.send_to(&msg, v4.server).expect("send");
+        assert_eq!(
+            recv(&v4.srv_server).expect("no neighbour: user space").0,
+            msg
+        );
+        assert_eq!(off.stats().expect("stats").pass_neigh, 1);
+        resolve_neighbours(&mut off, &lab, &sides);
+    }
 
     let errors_before = lab.all_csum_errors();
     let mut expect = [AllocCounters::default(); 4];
-    for offload in [true, false] {
+    for &offload in sender_offload {
         lab.sender_offload(offload);
         eprintln!("sender tx checksum offload {offload}");
         for (side, e) in sides.into_iter().zip(expect.iter_mut()) {
@@ -594,7 +693,7 @@ fn relays_both_ways_with_and_without_checksum_offload() {
 
     // UDP without a checksum (0, IPv4 only): relayed within IPv4 as it is, but
     // towards IPv6, where 0 is not allowed (RFC 8200 §8.1), left to user space.
-    for offload in [true, false] {
+    for &offload in sender_offload {
         lab.sender_offload(offload);
         let before = off.stats().expect("stats");
         let data = pattern(300, 9);
@@ -731,10 +830,86 @@ fn load_errors_are_typed() {
         eprintln!("skipped: needs root");
         return;
     }
-    let err = Offload::load(&["tpo-no-such-if".to_owned()]).expect_err("no interface");
+    let err = Offload::load(&["tpo-no-such-if".to_owned()], Hook::Tc).expect_err("no interface");
     assert!(
         matches!(err, turnpike_offload::OffloadError::InterfaceMissing { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("tpo-no-such-if"));
+}
+
+/// At XDP, a peer reached by the interface the client's datagram came in by, both ways,
+/// as on a cloud VM with one NIC: on a veth by `bpf_redirect` to itself (its route
+/// flagged `ROUTE_VETH`); then by `XDP_TX`, as on a NIC, once the veth's peer has an XDP
+/// program of its own (a second, empty fast path), without which a veth does not deliver
+/// `XDP_TX` frames until something else wakes its peer.
+#[test]
+fn relays_back_out_of_the_same_interface_at_xdp() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let lab = Lab::new("xtx");
+    lab.receivers_gro();
+    lab.sender_offload(false);
+    run(&[
+        "ip",
+        "-n",
+        &lab.cli,
+        "addr",
+        "add",
+        "198.18.1.3/24",
+        "dev",
+        "eth0",
+    ]);
+    let ports = 300;
+    let at = |ip: &str, port: u16| SocketAddr::new(ip.parse().expect("ip"), port + ports);
+    let (client, server) = (at("198.18.1.2", CLIENT_PORT), at("198.18.1.1", SERVER_PORT));
+    let (relay, peer) = (at("198.18.1.1", RELAY_PORT), at("198.18.1.3", PEER_PORT));
+    let side = Side {
+        cli: bind(&lab.cli, client),
+        srv_server: bind(&lab.srv, server),
+        srv_relay: bind(&lab.srv, relay),
+        peer_sock: bind(&lab.cli, peer),
+        client,
+        server,
+        relay,
+        peer,
+        to_peer_max: MTU - V4_HEADER - 8,
+        to_client_max: MTU - V4_HEADER - 8 - 4,
+        max: MTU - V4_HEADER - 8 - 4,
+        alloc: 1,
+    };
+    let hook = Hook::Xdp(XdpAttach::Native);
+    let mut off = in_ns(&lab.srv, || Offload::load(&["c0".to_owned()], hook)).expect("load");
+    let now = Instant::now();
+    assert!(off.insert_alloc(side.alloc, 0, now).expect("alloc"));
+    side.install(&mut off, &lab.srv, CHANNEL, now + Duration::from_secs(120));
+    resolve_neighbours(&mut off, &lab, &[&side]);
+    let c = sweep(&side);
+    assert_eq!(off.alloc_counters(side.alloc).expect("counters"), Some(c));
+    assert!(quiet(&side.srv_server) && quiet(&side.srv_relay));
+
+    let _peer_program = in_ns(&lab.cli, || Offload::load(&["eth0".to_owned()], hook))
+        .expect("an empty fast path on the client's veth");
+    side.install_with(
+        &mut off,
+        &lab.srv,
+        CHANNEL,
+        now + Duration::from_secs(120),
+        |r| r.flags &= !ROUTE_VETH,
+    );
+    let again = sweep(&side);
+    let total = AllocCounters {
+        to_peer_packets: c.to_peer_packets + again.to_peer_packets,
+        to_peer_bytes: c.to_peer_bytes + again.to_peer_bytes,
+        to_client_packets: c.to_client_packets + again.to_client_packets,
+        to_client_bytes: c.to_client_bytes + again.to_client_bytes,
+    };
+    assert_eq!(
+        off.alloc_counters(side.alloc).expect("counters"),
+        Some(total)
+    );
+    assert!(quiet(&side.srv_server) && quiet(&side.srv_relay));
+    assert_eq!(lab.all_csum_errors(), 0);
 }

@@ -12,13 +12,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-use turnpike_offload::egress::egress;
+use turnpike_offload::egress::{Egress, EthernetHop, egress, ethernet_hop, use_neighbour};
 use turnpike_offload::{
-    AllocCounters, BpfClock, FwdKey, Offload, OffloadError, ProgramStats, RevKey, Route,
+    AllocCounters, BpfClock, FwdKey, Hook, Neigh, NeighKey, Offload, OffloadError, ProgramStats,
+    RevKey, Route,
 };
 use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::{FiveTuple, HashMap, Usage};
@@ -36,8 +37,46 @@ pub(crate) struct KernelPath {
     /// Map updates the kernel refused (a full map, say): those channels stay in user
     /// space.
     refused: AtomicU64,
+    /// At XDP: the next hops routes leave by, and their Ethernet addresses.
+    neighbours: Option<Mutex<Neighbours>>,
+    /// The thread that refreshes them, woken when a new one is not resolved yet.
+    refresher: std::sync::OnceLock<std::thread::Thread>,
     /// The interfaces it is attached to.
     pub(crate) interfaces: Vec<String>,
+}
+
+/// How often the XDP path reads the next hops' Ethernet addresses again: a neighbour
+/// resolved since (a route's first datagrams to a new peer went through user space),
+/// changed or gone shows within this. One that is missing or STALE is asked to be
+/// resolved or confirmed ([`use_neighbour`]): XDP's sends bypass the neighbour table, so
+/// nothing else would.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
+/// While a next hop taken into use less than [`NEIGHBOUR_HURRY_FOR`] ago is unresolved,
+/// the refresh runs this often instead, so a new peer's datagrams move into the kernel
+/// within milliseconds of its resolution (an on-link neighbour resolves in about one).
+const NEIGHBOUR_HURRY: Duration = Duration::from_millis(20);
+const NEIGHBOUR_HURRY_FOR: Duration = Duration::from_secs(5);
+
+/// The next hops XDP routes use, and what `NEIGH` holds for each.
+#[derive(Default)]
+struct Neighbours {
+    hops: HashMap<(u32, IpAddr), HopState>,
+}
+
+struct HopState {
+    /// How many installed routes leave by it.
+    users: usize,
+    /// What `NEIGH` holds.
+    found: Option<EthernetHop>,
+    /// When it was taken into use.
+    since: Instant,
+}
+
+/// A route's next hop.
+type Hop = (u32, IpAddr);
+
+fn hop_of(e: &Egress) -> Hop {
+    (e.ifindex, e.next_hop)
 }
 
 /// What `/metrics` and `doctor` show of the fast path.
@@ -75,19 +114,33 @@ impl KernelPath {
                 return (None, Some(why));
             }
         };
-        match Offload::load(&interfaces) {
+        let hook = section.hook().unwrap_or_default();
+        match Offload::load(&interfaces, hook) {
             Ok(maps) => {
-                info!(?interfaces, "offload: ChannelData fast path attached (tc)");
+                info!(
+                    ?interfaces,
+                    ?hook,
+                    "offload: ChannelData fast path attached"
+                );
                 let clock = *maps.clock();
-                let path = Self {
+                let xdp = matches!(hook, Hook::Xdp(_));
+                if xdp {
+                    warn_veths(&interfaces);
+                }
+                let path = Arc::new(Self {
                     maps: Mutex::new(maps),
                     clock,
                     next_id: AtomicU32::new(1),
                     routes: AtomicU64::new(0),
                     refused: AtomicU64::new(0),
+                    neighbours: xdp.then(|| Mutex::new(Neighbours::default())),
+                    refresher: std::sync::OnceLock::new(),
                     interfaces,
-                };
-                (Some(Arc::new(path)), None)
+                });
+                if xdp {
+                    spawn_neighbour_refresh(Arc::downgrade(&path));
+                }
+                (Some(path), None)
             }
             Err(e) => {
                 let why = e.to_string();
@@ -112,6 +165,95 @@ impl KernelPath {
             program: self.maps().stats().unwrap_or_default(),
             routes: self.routes.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a use of each of `hops` (XDP only); a next hop not used before gets its
+    /// Ethernet addresses in `NEIGH` now, if the kernel has them.
+    fn want(&self, hops: &[Hop]) {
+        let Some(neighbours) = &self.neighbours else {
+            return;
+        };
+        let mut n = neighbours.lock().unwrap_or_else(|e| e.into_inner());
+        for &hop in hops {
+            let entry = n.hops.entry(hop).or_insert_with(|| HopState {
+                users: 0,
+                found: None,
+                since: Instant::now(),
+            });
+            entry.users += 1;
+            if entry.users == 1 {
+                let found = lookup(hop);
+                entry.found = found;
+                match found {
+                    Some(found) => self.write_neigh(hop, found),
+                    None => {
+                        if let Some(thread) = self.refresher.get() {
+                            thread.unpark();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a use of each of `hops` less; one no route uses leaves `NEIGH`.
+    fn unwant(&self, hops: &[Hop]) {
+        let Some(neighbours) = &self.neighbours else {
+            return;
+        };
+        let mut n = neighbours.lock().unwrap_or_else(|e| e.into_inner());
+        for hop in hops {
+            let Some(entry) = n.hops.get_mut(hop) else {
+                continue;
+            };
+            entry.users -= 1;
+            if entry.users == 0 {
+                n.hops.remove(hop);
+                let _ = self.maps().remove_neigh(&NeighKey::new(hop.0, hop.1));
+            }
+        }
+    }
+
+    /// Reads every next hop's Ethernet addresses again and updates `NEIGH` where they
+    /// changed: resolved since, moved, or gone (then the datagrams go through user
+    /// space until it is resolved again). Returns when to look again.
+    fn refresh_neighbours(&self) -> Duration {
+        let Some(neighbours) = &self.neighbours else {
+            return NEIGHBOUR_REFRESH;
+        };
+        let mut n = neighbours.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = NEIGHBOUR_REFRESH;
+        for (&hop, entry) in &mut n.hops {
+            let found = lookup(hop);
+            if found.is_none() && entry.since.elapsed() < NEIGHBOUR_HURRY_FOR {
+                next = NEIGHBOUR_HURRY;
+            }
+            let same = |a: Option<EthernetHop>| a.map(|h| (h.dst, h.src));
+            if same(found) == same(entry.found) {
+                continue;
+            }
+            entry.found = found;
+            match found {
+                Some(found) => self.write_neigh(hop, found),
+                None => {
+                    let _ = self.maps().remove_neigh(&NeighKey::new(hop.0, hop.1));
+                }
+            }
+        }
+        next
+    }
+
+    fn write_neigh(&self, hop: Hop, found: EthernetHop) {
+        let neigh = Neigh {
+            dst: found.dst,
+            src: found.src,
+        };
+        if let Err(e) = self
+            .maps()
+            .insert_neigh(&NeighKey::new(hop.0, hop.1), &neigh)
+        {
+            self.refused("next hop", &e);
         }
     }
 
@@ -157,14 +299,22 @@ impl OffloadState {
     }
 }
 
+/// One installed route: its keys and next hops (to the peer, to the client).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Installed {
+    fwd: FwdKey,
+    rev: RevKey,
+    hops: [Hop; 2],
+}
+
 /// One worker's use of the fast path.
 pub(crate) struct WorkerKernel {
     path: Arc<KernelPath>,
     /// The core's session number → the program's allocation id.
     ids: HashMap<u64, u32>,
-    /// The routes this worker installed (client 5-tuple, channel, peer) and their keys
-    /// in the maps.
-    installed: HashMap<(FiveTuple, u16, SocketAddr), (FwdKey, RevKey)>,
+    /// The routes this worker installed (client 5-tuple, channel, peer): their keys in
+    /// the maps and the next hops they leave by.
+    installed: HashMap<(FiveTuple, u16, SocketAddr), Installed>,
 }
 
 impl WorkerKernel {
@@ -244,30 +394,48 @@ impl WorkerKernel {
         if done.is_ok() {
             done = maps.insert_reverse(&rev, &to_client);
         }
+        drop(maps);
         let key = (route.client, channel, route.peer);
+        let new = Installed {
+            fwd,
+            rev,
+            hops: [hop_of(&out_peer), hop_of(&out_client)],
+        };
         match done {
             Ok(()) => {
-                match self.installed.insert(key, (fwd, rev)) {
+                // The new next hops are counted before the old ones are let go, so
+                // one both use stays in `NEIGH`.
+                self.path.want(&new.hops);
+                match self.installed.insert(key, new) {
                     None => {
                         self.path.routes.fetch_add(1, Ordering::Relaxed);
                     }
-                    // The client's address resolved differently this time: the old
-                    // entries go.
-                    Some((old_fwd, old_rev)) if (old_fwd, old_rev) != (fwd, rev) => {
-                        let _ = maps.remove_forward(&old_fwd);
-                        let _ = maps.remove_reverse(&old_rev);
+                    Some(old) => {
+                        self.path.unwant(&old.hops);
+                        // The client's address resolved differently this time: the
+                        // old entries go.
+                        if (old.fwd, old.rev) != (fwd, rev) {
+                            let mut maps = self.path.maps();
+                            let _ = maps.remove_forward(&old.fwd);
+                            let _ = maps.remove_reverse(&old.rev);
+                        }
                     }
-                    Some(_) => {}
                 }
             }
             Err(e) => {
                 // Half a route is worse than none: user space relays both ways.
+                let mut maps = self.path.maps();
                 let _ = maps.remove_forward(&fwd);
                 let _ = maps.remove_reverse(&rev);
-                if let Some((old_fwd, old_rev)) = self.installed.remove(&key) {
-                    let _ = maps.remove_forward(&old_fwd);
-                    let _ = maps.remove_reverse(&old_rev);
+                let old = self.installed.remove(&key);
+                if let Some(old) = old {
+                    let _ = maps.remove_forward(&old.fwd);
+                    let _ = maps.remove_reverse(&old.rev);
                     self.path.routes.fetch_sub(1, Ordering::Relaxed);
+                }
+                drop(maps);
+                if let Some(old) = old {
+                    self.path.unwant(&old.hops);
                 }
                 self.path.refused("route", &e);
             }
@@ -277,13 +445,16 @@ impl WorkerKernel {
     /// Takes `route` out (tolerating one that is not there).
     pub(crate) fn withdraw(&mut self, route: &ChannelRoute) {
         let key = (route.client, route.channel.value(), route.peer);
-        let Some((fwd, rev)) = self.installed.remove(&key) else {
+        let Some(old) = self.installed.remove(&key) else {
             return;
         };
-        let mut maps = self.path.maps();
-        let _ = maps.remove_forward(&fwd);
-        let _ = maps.remove_reverse(&rev);
+        {
+            let mut maps = self.path.maps();
+            let _ = maps.remove_forward(&old.fwd);
+            let _ = maps.remove_reverse(&old.rev);
+        }
         self.path.routes.fetch_sub(1, Ordering::Relaxed);
+        self.path.unwant(&old.hops);
     }
 
     /// Removes allocation `serial`'s state and returns what the kernel relayed for it.
@@ -373,9 +544,71 @@ pub fn probe_offload(config: &crate::Config) -> Option<(Vec<String>, Result<(), 
     addresses.extend(config.relay.ips.iter().copied());
     Some(match chosen(section, &addresses) {
         Ok(interfaces) => {
-            let verdict = Offload::probe(&interfaces);
+            let verdict = Offload::probe(&interfaces, section.hook().unwrap_or_default());
             (interfaces, verdict)
         }
         Err(e) => (Vec::new(), Err(e)),
     })
+}
+
+/// The Ethernet addresses of `hop`, if the kernel has them; one it has not resolved, or
+/// holds as STALE, it is asked to resolve or confirm (found next time).
+fn lookup(hop: Hop) -> Option<EthernetHop> {
+    let found = ethernet_hop(hop.0, hop.1).ok().flatten();
+    if !found.is_some_and(|h| h.fresh) {
+        let _ = use_neighbour(hop.0, hop.1);
+    }
+    found
+}
+
+/// Reads the next hops again every [`NEIGHBOUR_REFRESH`] (or [`NEIGHBOUR_HURRY`]) while
+/// the path lives.
+fn spawn_neighbour_refresh(path: Weak<KernelPath>) {
+    let weak = path.clone();
+    let spawned = std::thread::Builder::new()
+        .name("turnpike-neigh".to_owned())
+        .spawn(move || {
+            let mut next = NEIGHBOUR_REFRESH;
+            loop {
+                // Woken early by `want` when a new next hop is not resolved yet.
+                std::thread::park_timeout(next);
+                match weak.upgrade() {
+                    Some(path) => next = path.refresh_neighbours(),
+                    None => break,
+                }
+            }
+        });
+    match spawned {
+        Ok(handle) => {
+            if let Some(path) = path.upgrade() {
+                let _ = path.refresher.set(handle.thread().clone());
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "offload: no thread to refresh next hops; new ones stay in user space");
+        }
+    }
+}
+
+/// The interfaces among `interfaces` that are veths (by their driver).
+pub fn veths(interfaces: &[String]) -> Vec<String> {
+    interfaces
+        .iter()
+        .filter(|name| turnpike_offload::driver(name).is_some_and(|d| d == "veth"))
+        .cloned()
+        .collect()
+}
+
+/// XDP on a veth sees the partial checksum of a sender that leaves it to offload, and
+/// would relay it as if complete: said once at start.
+fn warn_veths(interfaces: &[String]) {
+    let veths = veths(interfaces);
+    if !veths.is_empty() {
+        warn!(
+            ?veths,
+            "offload: XDP on veth interfaces relays correct checksums only from senders \
+             without tx checksum offload (`ethtool -K <peer> tx off`); mode \"tc\" has no \
+             such limit"
+        );
+    }
 }

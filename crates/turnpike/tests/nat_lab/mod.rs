@@ -311,6 +311,30 @@ impl Lab {
         name
     }
 
+    /// Makes every veth outside server namespace `server` behave like a link from a NIC
+    /// for an XDP program in it: tx checksum offload off (frames leave with complete UDP
+    /// checksums, as on a wire: a veth would hand XDP a partial sum) and GRO on (native
+    /// XDP redirect into a veth drops the frame unless its peer has GRO or XDP).
+    pub fn like_nics(&self, server: &str) {
+        let server = self.ns(server);
+        for ns in self.made.iter().filter(|ns| **ns != server) {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-o", "link", "show", "type", "veth"])
+                .output()
+                .expect("ip link");
+            let list = String::from_utf8_lossy(&out.stdout);
+            for dev in list.lines().filter_map(|l| l.split(": ").nth(1)) {
+                let dev = dev.split('@').next().unwrap_or(dev);
+                run(
+                    Command::new("ip").args([
+                        "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "gro", "on",
+                    ]),
+                    None,
+                );
+            }
+        }
+    }
+
     /// A veth pair from `a`'s interface `a_if` to `b`'s `b_if`; never in the root namespace.
     fn link(a: &str, a_if: &str, b: &str, b_if: &str) {
         ip(&[
