@@ -391,21 +391,25 @@ fn a_listener_port_held_by_a_silent_process_fails() {
 fn the_offload_check_loads_the_program_without_attaching_it() {
     let dir = TempDir::new("doctor-offload");
     let tls = good_cert(&dir.0);
-    let with = |interface: &str| {
+    let with_mode = |mode: &str, interface: &str| {
         format!(
-            "{}[offload]\nmode = \"tc\"\ninterfaces = [\"{interface}\"]\n",
+            "{}[offload]\nmode = \"{mode}\"\ninterfaces = [\"{interface}\"]\n",
             healthy(30340, &tls)
         )
     };
-    let path = write(&dir.0, "lo.toml", &with("lo"));
-    let (code, out) = doctor(&path, CLOSED_METADATA, None);
-    assert_eq!(code, Some(0), "a WARN is not a failure: {out}");
-    if cfg!(feature = "ebpf") {
-        let l = line(&out, "OK", "offload");
-        assert!(l.contains("tc on lo: the kernel takes the program"), "{l}");
-    } else {
-        let l = line(&out, "WARN", "offload");
-        assert!(l.contains("without the ebpf feature"), "{l}");
+    let with = |interface: &str| with_mode("tc", interface);
+    for mode in ["tc", "xdp"] {
+        let path = write(&dir.0, "lo.toml", &with_mode(mode, "lo"));
+        let (code, out) = doctor(&path, CLOSED_METADATA, None);
+        assert_eq!(code, Some(0), "a WARN is not a failure: {out}");
+        if cfg!(feature = "ebpf") {
+            let l = line(&out, "OK", "offload");
+            let want = format!("{mode} on lo: the kernel takes the program");
+            assert!(l.contains(&want), "{l}");
+        } else {
+            let l = line(&out, "WARN", "offload");
+            assert!(l.contains("without the ebpf feature"), "{l}");
+        }
     }
     let path = write(&dir.0, "missing.toml", &with("tpnosuch1"));
     let (_, out) = doctor(&path, CLOSED_METADATA, None);

@@ -264,10 +264,23 @@ const UCLIENT_MESSAGES: u64 = 200;
 
 #[test]
 fn coturn_uclient_relays_over_kernel_channels_with_zero_loss() {
+    uclient_through("tc");
+}
+
+/// The same at XDP, the lab's veths behaving like NIC links ([`Lab::like_nics`]).
+#[test]
+fn coturn_uclient_relays_over_xdp_channels_with_zero_loss() {
+    uclient_through("xdp");
+}
+
+fn uclient_through(mode: &str) {
     let Some(lab) = Lab::new(1, &[UCLIENT]) else {
         return;
     };
-    let server = Server::start_at(&lab, &lab.sites[0], &config("tc"));
+    if mode == "xdp" {
+        lab.like_nics("srv");
+    }
+    let server = Server::start_at(&lab, &lab.sites[0], &config(mode));
     server.wait_for_log("fast path attached", Duration::from_secs(5));
     let mut peer = Command::new("ip")
         .args(["netns", "exec", &lab.ns("inet"), "turnutils_peer"])
