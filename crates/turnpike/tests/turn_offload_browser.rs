@@ -25,6 +25,7 @@
 //! - `turnpike_offload_relayed_packets_total` grew in both directions by most of what the
 //!   server relayed (`turnpike_relayed_packets_total`, which counts both paths once the
 //!   allocations ended); the figures are printed;
+//! - the same with `mode = "xdp"` (the lab's veths made to behave like NIC links);
 //! - the same run with `[offload] mode = "off"` works, and nothing is counted as offloaded.
 //!
 //! Needs root, `node`, Debian's `chromium`, `npm ci` in `tests/interop` (run when missing)
@@ -270,8 +271,11 @@ fn check_accounting(server: &Server, json: &Json) {
 fn browser_through(mode: &str) -> Option<(Relayed, Json)> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new(1, &[])?;
+    if mode == "xdp" {
+        lab.like_nics("srv");
+    }
     let server = Server::start_at(&lab, &lab.sites[0], &config(mode));
-    if mode == "tc" {
+    if mode != "off" {
         server.wait_for_log("fast path attached", Duration::from_secs(5));
     }
     let (user, pass) = rest_credentials(SECRET, "chromium", Duration::from_secs(3600));
@@ -321,10 +325,23 @@ fn browser_through(mode: &str) -> Option<(Relayed, Json)> {
 
 #[test]
 fn chromium_relays_datachannel_and_media_through_the_kernel() {
-    let Some((relayed, _)) = browser_through("tc") else {
+    kernel_share("tc");
+}
+
+/// The same at XDP, the lab's veths behaving like NIC links (`Lab::like_nics`: complete
+/// checksums from Chromium's side).
+#[test]
+fn chromium_relays_datachannel_and_media_through_xdp() {
+    kernel_share("xdp");
+}
+
+fn kernel_share(mode: &str) {
+    let Some((relayed, _)) = browser_through(mode) else {
         return;
     };
-    let kernel = relayed.kernel.expect("offload series with mode tc");
+    let kernel = relayed
+        .kernel
+        .expect("offload series with the fast path on");
     assert_eq!(relayed.routes, Some(0), "withdrawn at the end: {relayed:?}");
     assert!(relayed.allocations >= 1, "{relayed:?}");
     for (i, dir) in ["to_peer", "to_client"].into_iter().enumerate() {
