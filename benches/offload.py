@@ -18,9 +18,12 @@ relays one direction only (client → peer, the header-stripping direction); eve
 delivered packet is one relayed packet.
 
 Servers, a fresh process for every measurement row, in the same order within a round and
-the reverse order in the next round (ABCD DCBA ...): turnpike `[offload] mode = "tc"`
-(interfaces c0, p0), turnpike `mode = "off"`, Debian's coturn 4.6.1 and coturn 4.17.1
-built from source (--coturn-new). Per server and round:
+the reverse order in the next round (ABCDE EDCBA ...): turnpike `[offload] mode = "xdp"`
+and `mode = "tc"` (interfaces c0, p0), turnpike `mode = "off"`, Debian's coturn 4.6.1 and
+coturn 4.17.1 built from source (--coturn-new). With turnpike-xdp among them (or
+--nic-like) the load side's veths behave like NIC links for every server of the run: tx
+checksum offload off (complete checksums, which XDP needs) and GRO on (native XDP redirect
+into a veth needs it). Per server and round:
 
   cpu120, cpu1200  `load` at one fixed offered rate (--equal-pps, or --equal-share of
                    coturn 4.6.1's loss-free rate at 120 B from a reference search) for
@@ -33,8 +36,8 @@ built from source (--coturn-new). Per server and round:
   rate120, rate1200  `search`: highest rate with loss <= 0.1 %, with the generator's own
                    CPU share at the best passing trial.
 
-For turnpike-tc the relayed-by-the-kernel counters of /metrics are read before and after
-each load run: kernel share = kernel-relayed packets / packets delivered.
+For turnpike-xdp and turnpike-tc the relayed-by-the-kernel counters of /metrics are read
+before and after each load run: kernel share = kernel-relayed packets / packets delivered.
 """
 
 import argparse
@@ -59,7 +62,9 @@ SRV_P, LOAD_P = "198.18.11.1", "198.18.11.2"
 PORT = 3478
 METRICS_PORT = 19718
 MIN_PORT, MAX_PORT = 20000, 59999
-SERVERS = ("turnpike-tc", "turnpike-off", "coturn-4.6.1", "coturn-4.17.1")
+SERVERS = ("turnpike-xdp", "turnpike-tc", "turnpike-off", "coturn-4.6.1", "coturn-4.17.1")
+# The servers whose figures are given as ratios over the others.
+KERNEL = ("turnpike-xdp", "turnpike-tc")
 HZ = os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000
 
@@ -67,10 +72,10 @@ PF_KTHREAD = 0x00200000
 class Netns:
     """The two namespaces and veth pairs; removed on exit whatever happened."""
 
-    def __init__(self, server_cpu, load_cpu):
+    def __init__(self, server_cpu, load_cpu, nic_like):
         pid = os.getpid()
         self.load, self.srv = f"offb-load-{pid}", f"offb-srv-{pid}"
-        self.server_cpu, self.load_cpu = server_cpu, load_cpu
+        self.server_cpu, self.load_cpu, self.nic_like = server_cpu, load_cpu, nic_like
 
     def __enter__(self):
         L, S = self.load, self.srv
@@ -87,6 +92,14 @@ class Netns:
                     run(["ip", "-n", ns, "link", "set", dev, "up"], 10)
             run(["ip", "netns", "exec", S, "sysctl", "-qw", "net.ipv4.ip_forward=0",
                  "net.ipv4.conf.all.forwarding=0"], 10)
+            # NIC-like links (needed by XDP, kept for every server of the run): the load
+            # side's veths send complete UDP checksums (tx off: a veth would hand XDP the
+            # partial sum of a checksum left to offload) and have GRO on (native XDP
+            # redirect into a veth needs its peer in NAPI mode).
+            if self.nic_like:
+                for dev in ("c0", "p0"):
+                    run(["ip", "netns", "exec", L, "ethtool", "-K", dev, "tx", "off",
+                         "gro", "on"], 10)
             # RPS: what arrives in a namespace is processed on that side's CPU (the server's
             # receive path and the TC program on the server's CPU, as a NIC's queue would
             # be; the peer sockets' receive path on the generator's), not on the sender's.
@@ -147,7 +160,7 @@ class Server(vs_coturn.Server):
             if self.kind == "coturn-4.6.1":
                 cmd.append("--no-stun-backward-compatibility")  # 4.17's default
             return cmd
-        mode = "tc" if self.kind == "turnpike-tc" else "off"
+        mode = {"turnpike-tc": "tc", "turnpike-xdp": "xdp"}.get(self.kind, "off")
         conf = self.work / f"{self.kind}.toml"
         conf.write_text(f"""[listen]
 udp = ["{SRV_C}:{PORT}"]
@@ -187,10 +200,10 @@ interfaces = ["c0", "p0"]
             self.stop()
             raise RuntimeError(f"{self.kind} did not start; see {self.work}/{self.kind}.log")
         time.sleep(0.3)
-        if (self.kind == "turnpike-tc"
+        if (self.kind in KERNEL
                 and self.offload_metrics().get("turnpike_offload_active") != 1):
             self.stop()
-            raise RuntimeError(f"turnpike-tc: offload not active; see {self.work}")
+            raise RuntimeError(f"{self.kind}: offload not active; see {self.work}")
         return self
 
     def offload_metrics(self):
@@ -281,7 +294,7 @@ def measured(args, net, srv, *cmd, timeout):
     """A bench command with the machine's CPU and the offload counters read around it."""
     exclude = {os.getpid(), srv.proc.pid}
     m0 = srv.offload_metrics()
-    bpf = args.bpf_stats and srv.kind == "turnpike-tc"
+    bpf = args.bpf_stats and srv.kind in KERNEL
     p0 = bpf_prog_stats() if bpf else (0, 0)
     g0, s0 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     b0, (o0, f0), t0 = busy_ticks(), process_ticks(exclude), time.monotonic()
@@ -417,12 +430,13 @@ METRICS = {
 
 
 def summarize(rows, servers):
-    """Medians, spreads and the turnpike-tc ratios, as markdown lines and a dict."""
+    """Medians, spreads and the kernel modes' ratios, as markdown lines and a dict."""
     out, lines = {}, []
-    refs = [s for s in servers if s != "turnpike-tc"]
+    leads = [s for s in KERNEL if s in servers]
+    pairs = [(k, s) for k in leads for s in servers if s != k and s not in KERNEL]
     head = "| metric | " + " | ".join(f"{s} median (min–max)" for s in servers)
-    head += " | " + " | ".join(f"tc / {s}" for s in refs) + " |"
-    lines += [head, "|" + "---|" * (1 + len(servers) + len(refs))]
+    head += " | " + " | ".join(f"{k[9:]} / {s}" for k, s in pairs) + " |"
+    lines += [head, "|" + "---|" * (1 + len(servers) + len(pairs))]
     for key, (label, get, op, goal) in METRICS.items():
         vals = {}
         for s in servers:
@@ -437,16 +451,16 @@ def summarize(rows, servers):
                         pass
             vals[s] = v
         med = {s: spread(v) for s, v in vals.items()}
-        ratios = {s: (med["turnpike-tc"][0] / med[s][0]) if med[s][0] else float("nan")
-                  for s in refs if "turnpike-tc" in med}
+        ratios = {f"{k[9:]}/{s}": (med[k][0] / med[s][0]) if med[s][0] and med[k][0] == med[k][0]
+                  else float("nan") for k, s in pairs}
         out[key] = {"label": label, "values": vals, "median": {s: m[0] for s, m in med.items()},
-                    "ratio_tc_over": ratios}
+                    "ratios": ratios}
         fmt = (lambda x: f"{x:.3f}") if key.startswith("kshare") else (lambda x: f"{x:.0f}")
         cells = [f"{fmt(m[0])} ({fmt(m[1])}–{fmt(m[2])})" if vals[s] else "–"
                  for s, m in med.items()]
         rc = []
-        for s in refs:
-            x = ratios.get(s, float("nan"))
+        for k, s in pairs:
+            x = ratios.get(f"{k[9:]}/{s}", float("nan"))
             mark = ""
             if op and s.startswith("coturn") and x == x:
                 mark = " ✓" if (x <= goal if op == "<=" else x >= goal) else " ✗"
@@ -479,7 +493,8 @@ def raw_rows(rows):
 def measure(args, servers, skip, work, rows, result, save):
     """The rounds, in namespaces of their own (removed at the end, also on error)."""
     env = result["env"]
-    with Netns(args.server_cpu, args.load_cpu) as net:
+    nic_like = args.nic_like or "turnpike-xdp" in servers
+    with Netns(args.server_cpu, args.load_cpu, nic_like) as net:
         equal = args.equal_pps
         if equal is None and "cpu" not in skip:
             with Server("coturn-4.6.1", args, net, work) as srv:
@@ -489,6 +504,7 @@ def measure(args, servers, skip, work, rows, result, save):
             log(f"coturn 4.6.1 loss-free at 120 B: {ref['max_lossless_pps']:.0f} pkt/s; "
                 f"equal load {equal:.0f} pkt/s")
         env["equal_pps"] = equal
+        env["nic_like"] = nic_like
         for rnd in range(1, args.rounds + 1):
             order = servers if rnd % 2 else servers[::-1]
             for kind in order:
@@ -536,6 +552,8 @@ def main():
                    help="fixed offered load; default --equal-share × coturn 4.6.1's rate")
     p.add_argument("--equal-share", type=float, default=0.5)
     p.add_argument("--skip", default="", help="comma list of: cpu,rate")
+    p.add_argument("--nic-like", action="store_true",
+                   help="load side tx checksum offload off, GRO on (always with turnpike-xdp)")
     p.add_argument("--bpf-stats", action="store_true",
                    help="diagnostic: turn kernel.bpf_stats_enabled on for the run (a global "
                    "switch that costs every BPF program a little; restored to 0 at the end) "

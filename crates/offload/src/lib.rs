@@ -1,6 +1,7 @@
-//! turnpike's opt-in in-kernel ChannelData fast path (issue 18): a TC ingress program
-//! that relays TURN channel traffic between clients and peers without the socket
-//! layer, and the loader that attaches it and fills its maps. Linux only.
+//! turnpike's opt-in in-kernel ChannelData fast path (issue 18): a TC ingress program and
+//! an XDP program ([`Hook`]) that relay TURN channel traffic between clients and peers
+//! without the socket layer, and the loader that attaches one of them and fills their
+//! maps. Linux only.
 //!
 //! # Split between kernel and user space
 //!
@@ -30,6 +31,9 @@
 //!   microseconds, `last` advanced by the time the added tokens stand for) and the
 //!   counters of application bytes relayed by the program. No tokens → dropped and
 //!   counted in `STATS`, as user space drops it.
+//! - `NEIGH` (hash, XDP only): interface and next hop → [`Neigh`], the Ethernet
+//!   addresses the XDP program writes ([`egress::ethernet_hop`]); none → the datagram
+//!   passes to user space.
 //! - `STATS` (per-CPU array of u64): see [`abi::stat`].
 //!
 //! A route carries a deadline on the program's clock ([`BpfClock`]: CLOCK_MONOTONIC,
@@ -69,11 +73,22 @@
 //! IPv6 would need a sum over its payload: it passes to user space, as does any
 //! datagram whose `skb->protocol` disagrees with its Ethernet header.
 //!
+//! # At XDP
+//!
+//! The XDP program (`bpf/turn_xdp.bpf.c`) takes the same decisions from the same maps
+//! (`bpf/turn_common.h`) on the frame in place: it moves the headers instead of the
+//! payload (`bpf_xdp_adjust_head` by the 4 ChannelData bytes and the IP headers'
+//! difference), writes Ethernet, IP and UDP headers anew, updates the UDP checksum by
+//! difference itself (so the field must hold a complete sum, as from a NIC: a veth whose
+//! sender left the checksum to offload hands over a partial one) and sends the frame with
+//! `XDP_TX` or `bpf_redirect` (on veths always the latter: a veth delivers `XDP_TX` frames
+//! only when its peer runs XDP itself, [`abi::ROUTE_VETH`]).
+//!
 //! # Building
 //!
-//! The program is C (`bpf/turn_offload.bpf.c`), compiled by `build.rs` with clang
-//! only under the `ebpf` feature (Debian: `apt-get install clang libbpf-dev`) and
-//! embedded in the binary. Without the feature the crate builds with no C toolchain
+//! The programs are C (`bpf/turn_tc.bpf.c`, `bpf/turn_xdp.bpf.c`), compiled by `build.rs`
+//! with clang only under the `ebpf` feature (Debian: `apt-get install clang libbpf-dev`)
+//! and embedded in the binary. Without the feature the crate builds with no C toolchain
 //! and [`Offload::load`] fails with [`OffloadError::NotBuilt`].
 
 // The workspace denies `unsafe_code`; this crate talks to the kernel (`aya::Pod` for
