@@ -63,8 +63,9 @@ PORT = 3478
 METRICS_PORT = 19718
 MIN_PORT, MAX_PORT = 20000, 59999
 SERVERS = ("turnpike-xdp", "turnpike-tc", "turnpike-off", "coturn-4.6.1", "coturn-4.17.1")
-# The servers whose figures are given as ratios over the others.
-KERNEL = ("turnpike-xdp", "turnpike-tc")
+# The servers whose figures are given as ratios over the others; turnpike-xdpg (generic
+# XDP: in the stack, after RPS, on the server's CPU) only when asked for (--servers).
+KERNEL = ("turnpike-xdp", "turnpike-xdpg", "turnpike-tc")
 HZ = os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000
 
@@ -160,7 +161,9 @@ class Server(vs_coturn.Server):
             if self.kind == "coturn-4.6.1":
                 cmd.append("--no-stun-backward-compatibility")  # 4.17's default
             return cmd
-        mode = {"turnpike-tc": "tc", "turnpike-xdp": "xdp"}.get(self.kind, "off")
+        mode = {"turnpike-tc": "tc", "turnpike-xdp": "xdp", "turnpike-xdpg": "xdp"}.get(
+            self.kind, "off")
+        attach = "generic" if self.kind == "turnpike-xdpg" else "auto"
         conf = self.work / f"{self.kind}.toml"
         conf.write_text(f"""[listen]
 udp = ["{SRV_C}:{PORT}"]
@@ -186,6 +189,7 @@ level = "warn"
 [offload]
 mode = "{mode}"
 interfaces = ["c0", "p0"]
+xdp_attach = "{attach}"
 """)
         return [str(a.turnpike), "run", "--config", str(conf)]
 
@@ -493,7 +497,7 @@ def raw_rows(rows):
 def measure(args, servers, skip, work, rows, result, save):
     """The rounds, in namespaces of their own (removed at the end, also on error)."""
     env = result["env"]
-    nic_like = args.nic_like or "turnpike-xdp" in servers
+    nic_like = args.nic_like or any(s.startswith("turnpike-xdp") for s in servers)
     with Netns(args.server_cpu, args.load_cpu, nic_like) as net:
         equal = args.equal_pps
         if equal is None and "cpu" not in skip:

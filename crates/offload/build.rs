@@ -26,7 +26,8 @@ const PROGRAMS: [&str; 2] = ["turn_tc.bpf.c", "turn_xdp.bpf.c"];
 fn compile(program: &str, object: &Path) {
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
     let mut cmd = Command::new(&clang);
-    cmd.args(["-O2", "-g", "-target", "bpf", "-Wall"]);
+    // v3: the atomic fetch-and-add and compare-and-swap the user budgets need (kernel ≥ 5.12).
+    cmd.args(["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall"]);
     // <asm/types.h> and friends live in the Debian multiarch directory.
     if let Some(dir) = multiarch_include() {
         cmd.arg("-I").arg(dir);

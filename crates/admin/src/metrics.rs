@@ -416,6 +416,7 @@ fn offload(enc: &mut DescriptorEncoder<'_>, o: &OffloadStatus) -> Result<(), fmt
     let help = "Datagrams the kernel dropped, by reason.";
     let dropped = vec![
         (label("reason", "bandwidth"), p.drop_bucket),
+        (label("reason", "user_budget"), p.drop_user),
         (label("reason", "error"), p.drop_error),
     ];
     write(

@@ -32,6 +32,9 @@
 #define MAX_ROUTES 65536
 #define MAX_ALLOCS 32768
 #define MAX_NEIGHS 4096
+/* Users with a traffic budget at once (USERS slots). */
+#define MAX_USERS 65536
+#define NSEC_PER_SEC 1000000000ULL
 /* The TC program's payload moves go in CHUNK-byte pieces (its bounce buffer). */
 #define CHUNK 256
 #define TTL 64
@@ -58,6 +61,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct turn_alloc);
 } ALLOCS SEC(".maps");
+
+/* Users' traffic budgets, which user space charges too (mmapped: BPF_F_MMAPABLE). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_USERS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct turn_user);
+} USERS SEC(".maps");
 
 /* Link-layer addresses of next hops, for the XDP program (which writes the Ethernet
  * header itself); the TC program lets bpf_redirect_neigh resolve them. */
@@ -129,6 +141,7 @@ struct turn_pkt {
 struct turn_plan {
 	struct turn_route route;
 	struct turn_alloc *alloc;
+	struct turn_user *user; /* the user's budget, if the route names one */
 	__u64 bytes;       /* application bytes, charged and counted */
 	__u32 new_ulen;    /* UDP length as it leaves */
 	__u32 new_ip_len;  /* IP datagram length as it leaves */
@@ -291,6 +304,14 @@ static __always_inline int turn_plan(const struct turn_pkt *p, struct turn_plan 
 	plan->alloc = bpf_map_lookup_elem(&ALLOCS, &plan->route.alloc);
 	if (!plan->alloc)
 		return turn_pass(TURN_STAT_PASS_NO_ALLOC);
+	plan->user = 0;
+	if (plan->route.user) {
+		__u32 slot = plan->route.user - 1;
+
+		plan->user = bpf_map_lookup_elem(&USERS, &slot);
+		if (!plan->user)
+			return turn_pass(TURN_STAT_PASS_NO_ALLOC);
+	}
 	/* Where it goes was asked by user space when it installed the route (`egress.rs`):
 	 * `bpf_fib_lookup` answers only for an interface with forwarding on, and a relay
 	 * is a host, not a router. No way out, or larger than the path MTU: user space
@@ -302,8 +323,59 @@ static __always_inline int turn_plan(const struct turn_pkt *p, struct turn_plan 
 	return TURN_RELAY;
 }
 
-/* The allocation's shared token bucket: 1 to go on; 0 when it is empty, and the
- * datagram is dropped, as user space drops it (and counts it) without relaying. */
+/* UserBudget::roll: a new window or period when `at` is past the current one; whoever
+ * swaps the start first resets the counters. */
+static __always_inline void budget_roll(__u64 *start, __u64 *a, __u64 *b, __u64 at, __u64 length)
+{
+	__u64 current = *(volatile __u64 *)start;
+
+	if (at > current && at - current >= length) {
+		__u64 next = at - (at - current) % length;
+
+		if (__sync_val_compare_and_swap(start, current, next) == current) {
+			*(volatile __u64 *)a = 0;
+			if (b)
+				*(volatile __u64 *)b = 0;
+		}
+	}
+}
+
+/* crates/proto/src/budget.rs UserBudget::charge, step for step, on the counters user
+ * space charges too: the period's bytes, then the second's packets and bytes. 1 to go
+ * on; 0: over, counted as dropped. */
+static __always_inline int budget_charge(struct turn_user *u, __u64 at, __u64 len)
+{
+	__u64 limit = u->bytes_per_period, pps = u->packets_per_sec, bps = u->bytes_per_sec;
+
+	if (limit) {
+		__u64 period = u->period_ns > NSEC_PER_SEC ? u->period_ns : NSEC_PER_SEC;
+		__u64 used;
+
+		budget_roll(&u->period, &u->period_bytes, 0, at, period);
+		used = __sync_fetch_and_add(&u->period_bytes, len);
+		if (used + len > limit || used + len < used) {
+			__sync_fetch_and_sub(&u->period_bytes, len);
+			__sync_fetch_and_add(&u->dropped, 1);
+			return 0;
+		}
+	}
+	if (pps || bps) {
+		__u64 packets, bytes;
+
+		budget_roll(&u->window, &u->window_packets, &u->window_bytes, at, NSEC_PER_SEC);
+		packets = __sync_fetch_and_add(&u->window_packets, 1) + 1;
+		bytes = __sync_fetch_and_add(&u->window_bytes, len) + len;
+		if ((pps && packets > pps) || (bps && bytes > bps)) {
+			__sync_fetch_and_add(&u->dropped, 1);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* The allocation's shared token bucket, then the user's budget (the order user space
+ * charges them in): 1 to go on; 0 when either is spent, and the datagram is dropped, as
+ * user space drops it (and counts it) without relaying. */
 static __always_inline int turn_charge(struct turn_plan *plan, __u64 now)
 {
 	int ok;
@@ -311,9 +383,15 @@ static __always_inline int turn_charge(struct turn_plan *plan, __u64 now)
 	bpf_spin_lock(&plan->alloc->lock);
 	ok = bucket_take(plan->alloc, now, plan->bytes);
 	bpf_spin_unlock(&plan->alloc->lock);
-	if (!ok)
+	if (!ok) {
 		stat_add(TURN_STAT_DROP_BUCKET, 1);
-	return ok;
+		return 0;
+	}
+	if (plan->user && !budget_charge(plan->user, now, plan->bytes)) {
+		stat_add(TURN_STAT_DROP_USER, 1);
+		return 0;
+	}
+	return 1;
 }
 
 /*

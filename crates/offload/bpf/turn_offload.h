@@ -55,7 +55,8 @@ struct turn_route {
 	 * asks it, as `ip route get` does) and that path's MTU (whole IP datagram). */
 	__u32 ifindex;
 	__u32 mtu;
-	__u32 pad2;
+	/* The user's traffic budget: USERS index + 1; 0 = none. */
+	__u32 user;
 	/* The next hop on that interface (mapped for IPv4): the route's gateway, or dst
 	 * itself on a link; handed to bpf_redirect_neigh so it resolves only the neighbour,
 	 * without a route lookup per packet. All zero: let it look the route up. */
@@ -73,6 +74,23 @@ struct turn_alloc {
 	__u64 to_peer_bytes;
 	__u64 to_client_packets;
 	__u64 to_client_bytes;
+};
+
+/* USERS value: one user's traffic budget, shared with user space (an mmapped array):
+ * the first six fields are crates/proto/src/budget.rs BudgetCells, which user space
+ * charges with the same atomic steps; times are bpf_ktime_get_ns(). Then the limits
+ * user space writes (0 = none). */
+struct turn_user {
+	__u64 window;
+	__u64 window_packets;
+	__u64 window_bytes;
+	__u64 period;
+	__u64 period_bytes;
+	__u64 dropped;
+	__u64 packets_per_sec;
+	__u64 bytes_per_sec;
+	__u64 bytes_per_period;
+	__u64 period_ns;
 };
 
 /* NEIGH key: a next hop (a route's next_hop) on an output interface. */
@@ -102,7 +120,8 @@ enum turn_stat {
 	TURN_STAT_PASS_FIB = 9,
 	TURN_STAT_DROP_ERROR = 10,
 	TURN_STAT_PASS_NEIGH = 11,
-	TURN_STAT_COUNT = 12,
+	TURN_STAT_DROP_USER = 12,
+	TURN_STAT_COUNT = 13,
 };
 
 _Static_assert(sizeof(struct turn_fwd_key) == 40, "FWD key ABI");
@@ -111,5 +130,6 @@ _Static_assert(sizeof(struct turn_route) == 80, "route ABI");
 _Static_assert(sizeof(struct turn_alloc) == 64, "alloc ABI");
 _Static_assert(sizeof(struct turn_neigh_key) == 20, "neigh key ABI");
 _Static_assert(sizeof(struct turn_neigh) == 12, "neigh ABI");
+_Static_assert(sizeof(struct turn_user) == 80, "user ABI");
 
 #endif

@@ -116,8 +116,8 @@ pub struct Route {
     pub ifindex: u32,
     /// That path's MTU (whole IP datagram); a larger result passes to user space.
     pub mtu: u32,
-    /// Zero.
-    pub pad2: u32,
+    /// The user's traffic budget: its `USERS` index + 1 ([`crate::UserSlots`]); 0: none.
+    pub user: u32,
     /// The next hop on `ifindex` (mapped): the route's gateway, or the destination on a
     /// link ([`crate::egress::Egress::next_hop`]); the program hands it to
     /// `bpf_redirect_neigh`, which then resolves only the neighbour. Zero: it looks the
@@ -152,7 +152,7 @@ impl Route {
             alloc,
             ifindex: egress.ifindex,
             mtu: egress.mtu,
-            pad2: 0,
+            user: 0,
             next_hop: mapped(egress.next_hop),
         }
     }
@@ -229,7 +229,7 @@ unsafe impl aya::Pod for FwdKey {}
 // no padding.
 unsafe impl aya::Pod for RevKey {}
 // SAFETY: `repr(C)`, integers and byte arrays laid out without implicit padding
-// (the u64 sits at offset 40, explicit `pad`/`pad2` fields fill the gaps), 80 bytes.
+// (the u64 sits at offset 40, the explicit `pad` field fills the gap), 80 bytes.
 unsafe impl aya::Pod for Route {}
 // SAFETY: `repr(C)`, a u32 then a byte array: 4+16 = 20 bytes, alignment 4, no
 // padding.
@@ -272,7 +272,8 @@ pub mod stat {
     pub const PASS_UNFIT: u32 = 5;
     /// Dropped by the allocation's token bucket.
     pub const DROP_BUCKET: u32 = 6;
-    /// Matched a route whose allocation is not in `ALLOCS`: passed.
+    /// Matched a route whose allocation is not in `ALLOCS` (or whose user index is out
+    /// of `USERS`): passed.
     pub const PASS_NO_ALLOC: u32 = 7;
     /// Larger than the route's path MTU: passed.
     pub const PASS_TOO_BIG: u32 = 8;
@@ -283,8 +284,10 @@ pub mod stat {
     /// XDP: the route's next hop has no Ethernet addresses in `NEIGH` (not resolved
     /// yet): passed.
     pub const PASS_NEIGH: u32 = 11;
+    /// Dropped by the user's traffic budget (`USERS`).
+    pub const DROP_USER: u32 = 12;
     /// The number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
 
 /// The `STATS` counters summed over CPUs; see [`stat`] for their meaning.
@@ -314,6 +317,8 @@ pub struct ProgramStats {
     pub drop_error: u64,
     /// [`stat::PASS_NEIGH`].
     pub pass_neigh: u64,
+    /// [`stat::DROP_USER`].
+    pub drop_user: u64,
 }
 
 impl ProgramStats {
@@ -332,6 +337,7 @@ impl ProgramStats {
             pass_fib: sums[stat::PASS_FIB as usize],
             drop_error: sums[stat::DROP_ERROR as usize],
             pass_neigh: sums[stat::PASS_NEIGH as usize],
+            drop_user: sums[stat::DROP_USER as usize],
         }
     }
 }

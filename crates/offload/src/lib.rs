@@ -34,6 +34,9 @@
 //! - `NEIGH` (hash, XDP only): interface and next hop → [`Neigh`], the Ethernet
 //!   addresses the XDP program writes ([`egress::ethernet_hop`]); none → the datagram
 //!   passes to user space.
+//! - `USERS` (array, mmapped): users' traffic budgets ([`UserSlots`]), which the program
+//!   and user space charge alike; a route naming one charges it after the allocation's
+//!   bucket, and over it the datagram is dropped as user space drops it.
 //! - `STATS` (per-CPU array of u64): see [`abi::stat`].
 //!
 //! A route carries a deadline on the program's clock ([`BpfClock`]: CLOCK_MONOTONIC,
@@ -108,6 +111,8 @@ pub mod egress;
 mod error;
 #[cfg(target_os = "linux")]
 mod offload;
+#[cfg(target_os = "linux")]
+pub mod users;
 
 #[cfg(target_os = "linux")]
 pub use abi::{AllocCounters, AllocState, FwdKey, Neigh, NeighKey, ProgramStats, RevKey, Route};
@@ -119,3 +124,5 @@ pub use driver::driver;
 pub use error::{AyaError, OffloadError};
 #[cfg(target_os = "linux")]
 pub use offload::{Hook, Offload, XdpAttach};
+#[cfg(target_os = "linux")]
+pub use users::{UserSlot, UserSlots};

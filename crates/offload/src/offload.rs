@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::sync::Arc;
 use std::time::Instant;
 
 use aya::Ebpf;
@@ -15,6 +16,7 @@ use crate::abi::{
 };
 use crate::clock::BpfClock;
 use crate::error::{AyaError, OffloadError};
+use crate::users::UserSlots;
 
 /// Where the program runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +55,8 @@ impl Hook {
 const BPF_NOEXIST: u64 = 1;
 const BPF_EXIST: u64 = 2;
 const BPF_F_LOCK: u64 = 4;
+/// `MAX_USERS` of `bpf/turn_common.h`: the `USERS` array's length.
+const MAX_USERS: u32 = 65_536;
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 
@@ -73,6 +77,7 @@ pub struct Offload {
     rev: HashMap<MapData, RevKey, Route>,
     allocs: HashMap<MapData, u32, AllocState>,
     neigh: HashMap<MapData, NeighKey, Neigh>,
+    users: Arc<UserSlots>,
     stats: PerCpuArray<MapData, u64>,
     clock: BpfClock,
     hook: Hook,
@@ -196,6 +201,15 @@ impl Offload {
             .map_err(|e| OffloadError::map("ALLOCS", e))?;
         let neigh = HashMap::try_from(take(&mut ebpf, "NEIGH")?)
             .map_err(|e| OffloadError::map("NEIGH", e))?;
+        let users = match take(&mut ebpf, "USERS")? {
+            Map::Array(data) => {
+                UserSlots::map(data.fd().as_fd(), MAX_USERS).map_err(|e| OffloadError::Map {
+                    map: "USERS",
+                    source: Box::new(AyaError::Io(e)),
+                })?
+            }
+            _ => return Err(OffloadError::MissingObject { name: "USERS" }),
+        };
         let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?)
             .map_err(|e| OffloadError::map("STATS", e))?;
         Ok(Self {
@@ -203,6 +217,7 @@ impl Offload {
             rev,
             allocs,
             neigh,
+            users: Arc::new(users),
             stats,
             clock: BpfClock::new(),
             hook,
@@ -219,6 +234,11 @@ impl Offload {
     /// Where it is attached.
     pub fn hook(&self) -> Hook {
         self.hook
+    }
+
+    /// The users' traffic budgets the program charges, mapped into this process.
+    pub fn users(&self) -> Arc<UserSlots> {
+        Arc::clone(&self.users)
     }
 
     /// The program's clock, for [`Route::deadline_ns`] and the bucket's start.

@@ -913,3 +913,82 @@ fn relays_back_out_of_the_same_interface_at_xdp() {
     assert!(quiet(&side.srv_server) && quiet(&side.srv_relay));
     assert_eq!(lab.all_csum_errors(), 0);
 }
+
+/// A user's traffic budget in `USERS` is charged by the program with the same steps as
+/// user space (`crates/proto/src/budget.rs`), on the same counters: what user space
+/// already counted in the window or period counts against the kernel's datagrams, and
+/// what is over is dropped and counted as dropped for the user.
+#[test]
+fn the_program_charges_the_users_budget_user_space_shares() {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let lab = Lab::new("user");
+    let side = Side::new(&lab, false, false, 400, 1);
+    let ifaces = ["c0".to_owned(), "p0".to_owned()];
+    let mut off = in_ns(&lab.srv, || Offload::load(&ifaces, Hook::Tc)).expect("load");
+    let now = Instant::now();
+    assert!(off.insert_alloc(side.alloc, 0, now).expect("alloc"));
+    side.install_with(
+        &mut off,
+        &lab.srv,
+        CHANNEL,
+        now + Duration::from_secs(120),
+        |r| r.user = 8,
+    );
+    let users = off.users();
+    let slot = users.get(7).expect("slot 7");
+    assert!(users.get(users.len()).is_none());
+    // Words: window, window packets, window bytes, period, period bytes, dropped, then
+    // packets/s, bytes/s, bytes per period, period ns.
+    let start = off.clock().ns(Instant::now());
+    slot[0].store(start, Relaxed);
+    slot[3].store(start, Relaxed);
+    slot[6].store(4, Relaxed);
+    // User space relayed one datagram of the user's in this second already.
+    slot[1].store(1, Relaxed);
+    for i in 0..5u8 {
+        side.cli
+            .send_to(&channel_data(CHANNEL, &pattern(100, i)), side.server)
+            .expect("send");
+    }
+    let mut received = 0;
+    while recv_short(&side.peer_sock).is_some() {
+        received += 1;
+    }
+    assert_eq!(received, 3, "4 a second, one taken by user space");
+    assert_eq!(off.stats().expect("stats").drop_user, 2);
+    assert_eq!(slot[5].load(Relaxed), 2, "dropped, for the user");
+    assert_eq!(
+        slot[1].load(Relaxed),
+        6,
+        "every datagram counted in the window"
+    );
+    assert!(quiet(&side.srv_server), "dropped, not passed to user space");
+
+    // The period's bytes: 1000, of which user space used 500.
+    slot[6].store(0, Relaxed);
+    slot[8].store(1000, Relaxed);
+    slot[9].store(60_000_000_000, Relaxed);
+    slot[4].store(500, Relaxed);
+    side.to_peer(&pattern(400, 1));
+    side.cli
+        .send_to(&channel_data(CHANNEL, &pattern(200, 2)), side.server)
+        .expect("send");
+    assert!(recv_short(&side.peer_sock).is_none(), "900 + 200 > 1000");
+    assert_eq!(
+        slot[4].load(Relaxed),
+        900,
+        "the refused datagram is not counted"
+    );
+    assert_eq!(slot[5].load(Relaxed), 3);
+    assert_eq!(off.stats().expect("stats").drop_user, 3);
+    // The allocation's own counters hold only what was relayed.
+    let c = off
+        .alloc_counters(side.alloc)
+        .expect("counters")
+        .expect("exists");
+    assert_eq!((c.to_peer_packets, c.to_peer_bytes), (4, 700));
+}

@@ -9,7 +9,12 @@
 //! ends. Once a user's period budget is spent its new Allocates and Refreshes get 486
 //! (RFC 8656 §7.2: the user is over its quota), and its data is dropped, until the period
 //! rolls over.
+//!
+//! With the in-kernel fast path the counters live where its program can charge them too
+//! ([`SharedCells`], the runtime's; [`BudgetCells`] is their layout): the kernel's
+//! datagrams and user space's then count against the one budget, with the same steps.
 
+use core::fmt;
 use core::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -43,19 +48,59 @@ pub enum OverBudget {
     Spent,
 }
 
+/// The counters of one budget and the limits they are charged against, in the layout the
+/// kernel's fast path shares (`struct turn_user` in `crates/offload/bpf/turn_offload.h`),
+/// indexed by [`cell`]. Times are ns on the budget's clock.
+pub type BudgetCells = [AtomicU64; 10];
+
+/// Indices of [`BudgetCells`].
+pub mod cell {
+    /// Start of the current one-second window.
+    pub const WINDOW: usize = 0;
+    /// Datagrams in it.
+    pub const WINDOW_PACKETS: usize = 1;
+    /// Payload bytes in it.
+    pub const WINDOW_BYTES: usize = 2;
+    /// Start of the current period.
+    pub const PERIOD: usize = 3;
+    /// Payload bytes in it.
+    pub const PERIOD_BYTES: usize = 4;
+    /// Datagrams dropped for this user.
+    pub const DROPPED: usize = 5;
+    /// The limits, as last published ([`super::UserBudget::publish_limits`]; 0 = none):
+    /// datagrams per second, payload bytes per second, bytes per period, the period in ns.
+    /// User space charges against the limits it is handed; the kernel reads these.
+    pub const PACKETS_PER_SEC: usize = 6;
+    /// See [`PACKETS_PER_SEC`].
+    pub const BYTES_PER_SEC: usize = 7;
+    /// See [`PACKETS_PER_SEC`].
+    pub const BYTES_PER_PERIOD: usize = 8;
+    /// See [`PACKETS_PER_SEC`].
+    pub const PERIOD_NS: usize = 9;
+}
+
+/// Counters a budget keeps outside itself: in memory the kernel's fast path charges too.
+pub trait SharedCells: Send + Sync + fmt::Debug {
+    /// The counters.
+    fn cells(&self) -> &BudgetCells;
+    /// `now` on the clock the counters' times are on (the kernel's).
+    fn ns(&self, now: Instant) -> u64;
+    /// The key the kernel knows them by.
+    fn slot(&self) -> u32;
+}
+
+#[derive(Debug)]
+enum Store {
+    /// Counters of its own; times are ns since `base`.
+    Own { base: Instant, cells: BudgetCells },
+    /// Counters the kernel's fast path shares.
+    Shared(Box<dyn SharedCells>),
+}
+
 /// One user's consumption, shared by its allocations.
 #[derive(Debug)]
 pub struct UserBudget {
-    base: Instant,
-    /// Start of the current one-second window, ns since `base`.
-    window: AtomicU64,
-    window_packets: AtomicU64,
-    window_bytes: AtomicU64,
-    /// Start of the current period, ns since `base`.
-    period: AtomicU64,
-    period_bytes: AtomicU64,
-    /// Datagrams dropped for this user.
-    dropped: AtomicU64,
+    store: Store,
 }
 
 const SECOND_NS: u64 = 1_000_000_000;
@@ -64,18 +109,67 @@ impl UserBudget {
     /// A fresh budget; its first window and period start at `now`.
     pub fn new(now: Instant) -> Self {
         Self {
-            base: now,
-            window: AtomicU64::new(0),
-            window_packets: AtomicU64::new(0),
-            window_bytes: AtomicU64::new(0),
-            period: AtomicU64::new(0),
-            period_bytes: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            store: Store::Own {
+                base: now,
+                cells: Default::default(),
+            },
+        }
+    }
+
+    /// A fresh budget in `cells` (zeroed here), which the kernel's fast path charges too
+    /// against the limits published in them ([`Self::publish_limits`]: the core does
+    /// before it hands the kernel a route charging it); its first window and period start
+    /// at `now`.
+    pub fn shared(now: Instant, cells: Box<dyn SharedCells>) -> Self {
+        let at = cells.ns(now);
+        let c = cells.cells();
+        for counter in c {
+            counter.store(0, Ordering::Relaxed);
+        }
+        c[cell::WINDOW].store(at, Ordering::Relaxed);
+        c[cell::PERIOD].store(at, Ordering::Relaxed);
+        Self {
+            store: Store::Shared(cells),
+        }
+    }
+
+    /// Writes `limits` where the kernel's fast path reads them (a reload's new
+    /// `[quotas]` reach it so: the core publishes them on its next sweep).
+    pub fn publish_limits(&self, limits: &UserLimits) {
+        let c = self.c();
+        let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
+        for (i, v) in [
+            (cell::PACKETS_PER_SEC, limits.packets_per_sec),
+            (cell::BYTES_PER_SEC, limits.bytes_per_sec),
+            (cell::BYTES_PER_PERIOD, limits.bytes_per_period),
+            (cell::PERIOD_NS, period),
+        ] {
+            c[i].store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The key the kernel's fast path knows this budget by, if it shares it.
+    pub fn kernel_slot(&self) -> Option<u32> {
+        match &self.store {
+            Store::Own { .. } => None,
+            Store::Shared(s) => Some(s.slot()),
+        }
+    }
+
+    fn c(&self) -> &BudgetCells {
+        match &self.store {
+            Store::Own { cells, .. } => cells,
+            Store::Shared(s) => s.cells(),
         }
     }
 
     fn ns(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        match &self.store {
+            Store::Own { base, .. } => {
+                u64::try_from(now.saturating_duration_since(*base).as_nanos()).unwrap_or(u64::MAX)
+            }
+            Store::Shared(s) => s.ns(now),
+        }
     }
 
     /// Starts a new window or period when `now` is past the current one (whichever
@@ -103,14 +197,14 @@ impl UserBudget {
         }
         let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
         Self::roll(
-            &self.period,
-            &[&self.period_bytes],
+            &self.c()[cell::PERIOD],
+            &[&self.c()[cell::PERIOD_BYTES]],
             at,
             period.max(SECOND_NS),
         );
-        let used = self.period_bytes.fetch_add(len, Ordering::Relaxed);
+        let used = self.c()[cell::PERIOD_BYTES].fetch_add(len, Ordering::Relaxed);
         if used.saturating_add(len) > limits.bytes_per_period {
-            self.period_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.c()[cell::PERIOD_BYTES].fetch_sub(len, Ordering::Relaxed);
             return false;
         }
         true
@@ -125,22 +219,25 @@ impl UserBudget {
         let at = self.ns(now);
         let len = len as u64;
         if !self.charge_period(at, len, limits) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.c()[cell::DROPPED].fetch_add(1, Ordering::Relaxed);
             return Err(OverBudget::Spent);
         }
         if limits.packets_per_sec != 0 || limits.bytes_per_sec != 0 {
             Self::roll(
-                &self.window,
-                &[&self.window_packets, &self.window_bytes],
+                &self.c()[cell::WINDOW],
+                &[
+                    &self.c()[cell::WINDOW_PACKETS],
+                    &self.c()[cell::WINDOW_BYTES],
+                ],
                 at,
                 SECOND_NS,
             );
-            let packets = self.window_packets.fetch_add(1, Ordering::Relaxed) + 1;
-            let bytes = self.window_bytes.fetch_add(len, Ordering::Relaxed) + len;
+            let packets = self.c()[cell::WINDOW_PACKETS].fetch_add(1, Ordering::Relaxed) + 1;
+            let bytes = self.c()[cell::WINDOW_BYTES].fetch_add(len, Ordering::Relaxed) + len;
             let over = (limits.packets_per_sec != 0 && packets > limits.packets_per_sec)
                 || (limits.bytes_per_sec != 0 && bytes > limits.bytes_per_sec);
             if over {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.c()[cell::DROPPED].fetch_add(1, Ordering::Relaxed);
                 return Err(OverBudget::Rate);
             }
         }
@@ -168,13 +265,16 @@ impl UserBudget {
         let rated = limits.packets_per_sec != 0 || limits.bytes_per_sec != 0;
         if rated {
             Self::roll(
-                &self.window,
-                &[&self.window_packets, &self.window_bytes],
+                &self.c()[cell::WINDOW],
+                &[
+                    &self.c()[cell::WINDOW_PACKETS],
+                    &self.c()[cell::WINDOW_BYTES],
+                ],
                 at,
                 SECOND_NS,
             );
-            let packets = self.window_packets.load(Ordering::Relaxed) + 1;
-            let bytes = self.window_bytes.load(Ordering::Relaxed) + len;
+            let packets = self.c()[cell::WINDOW_PACKETS].load(Ordering::Relaxed) + 1;
+            let bytes = self.c()[cell::WINDOW_BYTES].load(Ordering::Relaxed) + len;
             if (limits.packets_per_sec != 0 && packets > limits.packets_per_sec)
                 || (limits.bytes_per_sec != 0 && bytes > limits.bytes_per_sec)
             {
@@ -185,8 +285,8 @@ impl UserBudget {
             return Err(OverBudget::Spent);
         }
         if rated {
-            self.window_packets.fetch_add(1, Ordering::Relaxed);
-            self.window_bytes.fetch_add(len, Ordering::Relaxed);
+            self.c()[cell::WINDOW_PACKETS].fetch_add(1, Ordering::Relaxed);
+            self.c()[cell::WINDOW_BYTES].fetch_add(len, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -195,7 +295,7 @@ impl UserBudget {
     pub fn next_window(&self, now: Instant) -> Duration {
         let into = self
             .ns(now)
-            .saturating_sub(self.window.load(Ordering::Relaxed));
+            .saturating_sub(self.c()[cell::WINDOW].load(Ordering::Relaxed));
         Duration::from_nanos(SECOND_NS.saturating_sub(into).clamp(1_000_000, SECOND_NS))
     }
 
@@ -206,22 +306,27 @@ impl UserBudget {
         }
         let period = u64::try_from(limits.period.as_nanos()).unwrap_or(u64::MAX);
         Self::roll(
-            &self.period,
-            &[&self.period_bytes],
+            &self.c()[cell::PERIOD],
+            &[&self.c()[cell::PERIOD_BYTES]],
             self.ns(now),
             period.max(SECOND_NS),
         );
-        self.period_bytes.load(Ordering::Relaxed) >= limits.bytes_per_period
+        self.c()[cell::PERIOD_BYTES].load(Ordering::Relaxed) >= limits.bytes_per_period
+    }
+
+    /// Counter or limit `i` of the budget's cells ([`cell`]), as it stands.
+    pub fn cell(&self, i: usize) -> u64 {
+        self.c().get(i).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Payload bytes counted in the current period.
     pub fn period_bytes(&self) -> u64 {
-        self.period_bytes.load(Ordering::Relaxed)
+        self.c()[cell::PERIOD_BYTES].load(Ordering::Relaxed)
     }
 
     /// Datagrams dropped for this user so far.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.c()[cell::DROPPED].load(Ordering::Relaxed)
     }
 
     /// Whether the current period (of length `period`) has ended at `now`: a budget no
@@ -229,7 +334,7 @@ impl UserBudget {
     pub fn period_over(&self, now: Instant, period: Duration) -> bool {
         let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
         self.ns(now)
-            .saturating_sub(self.period.load(Ordering::Relaxed))
+            .saturating_sub(self.c()[cell::PERIOD].load(Ordering::Relaxed))
             >= period
     }
 }
@@ -281,6 +386,52 @@ mod tests {
         );
         assert!(b.charge_stream(t3, 400, &l).is_ok(), "what is left");
         assert!(b.spent(t3, &l));
+    }
+
+    /// Counters "the kernel shares": their own memory and a clock from `epoch`.
+    #[derive(Debug)]
+    struct Cells(BudgetCells, Instant);
+
+    impl SharedCells for Cells {
+        fn cells(&self) -> &BudgetCells {
+            &self.0
+        }
+        fn ns(&self, now: Instant) -> u64 {
+            u64::try_from(now.saturating_duration_since(self.1).as_nanos()).unwrap() + 7
+        }
+        fn slot(&self) -> u32 {
+            3
+        }
+    }
+
+    /// A budget in shared counters answers exactly as one of its own, starts its window
+    /// and period at `now` on the shared clock, and publishes the limits where the
+    /// kernel reads them.
+    #[test]
+    fn shared_counters_behave_as_own_ones() {
+        let t0 = epoch();
+        let l = limits(10, 0, 5000);
+        let own = UserBudget::new(t0);
+        let shared = UserBudget::shared(t0, Box::new(Cells(Default::default(), t0)));
+        assert_eq!((own.kernel_slot(), shared.kernel_slot()), (None, Some(3)));
+        assert_eq!(shared.cell(cell::WINDOW), 7);
+        assert_eq!(shared.cell(cell::PERIOD), 7);
+        for step in 0..40u64 {
+            let t = t0 + Duration::from_millis(step * 90);
+            assert_eq!(
+                own.charge(t, 300, &l),
+                shared.charge(t, 300, &l),
+                "step {step}"
+            );
+        }
+        assert_eq!(own.dropped(), shared.dropped());
+        assert_eq!(own.period_bytes(), shared.period_bytes());
+        shared.publish_limits(&l);
+        assert_eq!(shared.cell(cell::PACKETS_PER_SEC), 10);
+        assert_eq!(shared.cell(cell::BYTES_PER_SEC), 0);
+        assert_eq!(shared.cell(cell::BYTES_PER_PERIOD), 5000);
+        assert_eq!(shared.cell(cell::PERIOD_NS), 60_000_000_000);
+        assert_eq!(shared.cell(99), 0);
     }
 
     #[test]

@@ -124,6 +124,18 @@ impl QuotaLedger {
     /// has none). Budgets no allocation holds and whose period has ended are forgotten
     /// here, so the ledger holds at most the users of one period.
     pub fn budget(&mut self, user: &str, now: Instant, period: Duration) -> Arc<UserBudget> {
+        self.budget_with(user, now, period, || UserBudget::new(now))
+    }
+
+    /// As [`Self::budget`], with `make` making a new one (the runtime's, in counters the
+    /// kernel's fast path shares: [`UserBudget::shared`]).
+    pub fn budget_with(
+        &mut self,
+        user: &str,
+        now: Instant,
+        period: Duration,
+        make: impl FnOnce() -> UserBudget,
+    ) -> Arc<UserBudget> {
         if self.budgets.len() >= 1024 && self.budgets.len().is_power_of_two() {
             self.budgets
                 .retain(|_, b| Arc::strong_count(b) > 1 || !b.period_over(now, period));
@@ -131,7 +143,7 @@ impl QuotaLedger {
         Arc::clone(
             self.budgets
                 .entry(user.to_owned())
-                .or_insert_with(|| Arc::new(UserBudget::new(now))),
+                .or_insert_with(|| Arc::new(make())),
         )
     }
 }

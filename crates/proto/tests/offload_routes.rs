@@ -161,7 +161,7 @@ fn an_expired_allocation_takes_its_routes_and_state_out() {
 }
 
 #[test]
-fn tcp_clients_and_users_with_a_budget_stay_in_user_space() {
+fn tcp_clients_and_users_with_a_budget_the_kernel_cannot_charge_stay_in_user_space() {
     let mut sim = Sim::with(|c| c.quotas.user_bytes_per_sec = 1_000_000);
     sim.host.kernel = Some(FakeKernel::default());
     let mut c = TestClient::alice("203.0.113.10:40000");
@@ -169,7 +169,7 @@ fn tcp_clients_and_users_with_a_budget_stay_in_user_space() {
     c.channel_bind(&mut sim, 0x4000, peer_v4()).success();
     assert!(
         kernel(&sim).installs.is_empty(),
-        "a budget is charged per datagram"
+        "a budget in user space's memory only is charged per datagram there"
     );
 
     let mut sim = offloading();
@@ -238,4 +238,52 @@ fn without_a_fast_path_the_host_is_never_asked() {
     c.channel_bind(&mut sim, 0x4000, peer_v4()).success();
     sim.advance_secs(700);
     assert_eq!(sim.server.allocation_count(), 0);
+}
+
+/// A user's budget in counters the kernel shares: its channels are offloaded, the routes
+/// name its slot, and the limits the kernel reads are published before the first route
+/// and again after a reload's new `[quotas]`.
+#[test]
+fn users_with_a_budget_the_kernel_shares_are_offloaded_with_it() {
+    use turnpike_proto::budget::cell;
+    let mut sim = Sim::with(|c| {
+        c.quotas.user_packets_per_sec = 50;
+        c.quotas.user_bytes_per_period = 1_000_000;
+    });
+    sim.host.kernel = Some(FakeKernel {
+        shares_budgets: true,
+        ..FakeKernel::default()
+    });
+    let mut c = TestClient::alice("203.0.113.10:40000");
+    c.allocate(&mut sim, &[]).success();
+    c.channel_bind(&mut sim, 0x4000, peer_v4()).success();
+    let r = kernel(&sim).only_route();
+    assert_eq!(r.budget, Some(0), "the first slot");
+    // A second allocation of the same user shares the budget and its slot.
+    let mut c2 = TestClient::alice("203.0.113.10:40001");
+    c2.allocate(&mut sim, &[]).success();
+    c2.channel_bind(&mut sim, 0x4001, peer_v4()).success();
+    assert!(kernel(&sim).routes.iter().all(|r| r.budget == Some(0)));
+    assert_eq!(kernel(&sim).routes.len(), 2);
+    let budget = sim
+        .host
+        .ledger
+        .budget("alice", sim.now(), Duration::from_secs(86_400));
+    let limit = |i: usize| budget.cell(i);
+    assert_eq!(limit(cell::PACKETS_PER_SEC), 50);
+    assert_eq!(limit(cell::BYTES_PER_PERIOD), 1_000_000);
+    assert_eq!(limit(cell::PERIOD_NS), 86_400 * 1_000_000_000);
+    // A reload's new limits reach the kernel's counters at the sweep it makes due.
+    let mut config = (**sim.server.config()).clone();
+    config.quotas.user_packets_per_sec = 70;
+    sim.server
+        .reconfigure(std::sync::Arc::new(config))
+        .expect("reconfigure");
+    assert!(
+        sim.server.poll_timeout().is_some_and(|t| t <= sim.now()),
+        "the sweep that publishes them is due at once"
+    );
+    sim.advance_secs(1);
+    assert_eq!(limit(cell::PACKETS_PER_SEC), 70);
+    assert!(kernel(&sim).misuse.is_empty(), "{:?}", kernel(&sim).misuse);
 }

@@ -488,11 +488,19 @@ impl Host for WorkerHost {
         now: Instant,
         period: Duration,
     ) -> Option<Arc<turnpike_proto::budget::UserBudget>> {
+        // With the fast path on, the budget's counters live where the program charges
+        // them too, so its channels can be relayed in the kernel.
+        let kernel = self.kernel.as_ref().map(|k| Arc::clone(k.path()));
+        let make = || {
+            kernel
+                .and_then(|k| k.new_budget(now))
+                .unwrap_or_else(|| turnpike_proto::budget::UserBudget::new(now))
+        };
         Some(
             self.ledger
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .budget(user, now, period),
+                .budget_with(user, now, period, make),
         )
     }
 }

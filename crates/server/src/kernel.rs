@@ -21,6 +21,8 @@ use turnpike_offload::{
     AllocCounters, BpfClock, FwdKey, Hook, Neigh, NeighKey, Offload, OffloadError, ProgramStats,
     RevKey, Route,
 };
+use turnpike_offload::{UserSlot, UserSlots};
+use turnpike_proto::budget::{BudgetCells, SharedCells, UserBudget};
 use turnpike_proto::server::offload::ChannelRoute;
 use turnpike_proto::{FiveTuple, HashMap, Usage};
 
@@ -41,8 +43,88 @@ pub(crate) struct KernelPath {
     neighbours: Option<Mutex<Neighbours>>,
     /// The thread that refreshes them, woken when a new one is not resolved yet.
     refresher: std::sync::OnceLock<std::thread::Thread>,
+    /// Users' traffic budgets in the program's `USERS` slots.
+    budgets: Arc<BudgetSlots>,
     /// The interfaces it is attached to.
     pub(crate) interfaces: Vec<String>,
+}
+
+/// The program's `USERS` slots: which are free.
+struct BudgetSlots {
+    slots: Arc<UserSlots>,
+    /// Slots given back.
+    free: Mutex<Vec<u32>>,
+    /// The next slot never used.
+    next: AtomicU32,
+    clock: BpfClock,
+}
+
+/// One user's budget counters in a `USERS` slot; the slot is free again when the budget
+/// is dropped (the ledger forgets a user's budget once no allocation holds it and its
+/// period has ended).
+struct KernelCells {
+    pool: Arc<BudgetSlots>,
+    index: u32,
+    cells: &'static UserSlot,
+}
+
+impl KernelCells {
+    fn take(pool: &Arc<BudgetSlots>) -> Option<Self> {
+        let index = pool.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let index = match index {
+            Some(i) => i,
+            None => {
+                let i = pool.next.fetch_add(1, Ordering::Relaxed);
+                if i >= pool.slots.len() {
+                    pool.next.fetch_sub(1, Ordering::Relaxed);
+                    return None;
+                }
+                i
+            }
+        };
+        Some(Self {
+            pool: Arc::clone(pool),
+            index,
+            cells: pool.slots.get(index)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for KernelCells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelCells")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedCells for KernelCells {
+    fn cells(&self) -> &BudgetCells {
+        self.cells
+    }
+
+    fn ns(&self, now: Instant) -> u64 {
+        self.pool.clock.ns(now)
+    }
+
+    fn slot(&self) -> u32 {
+        self.index
+    }
+}
+
+impl Drop for KernelCells {
+    fn drop(&mut self) {
+        // The program reads no limit from a slot no route names (routes go before their
+        // allocation's budget does); cleared anyway, so a stale route charges nothing.
+        for word in self.cells.iter() {
+            word.store(0, Ordering::Relaxed);
+        }
+        self.pool
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.index);
+    }
 }
 
 /// How often the XDP path reads the next hops' Ethernet addresses again: a neighbour
@@ -123,6 +205,12 @@ impl KernelPath {
                     "offload: ChannelData fast path attached"
                 );
                 let clock = *maps.clock();
+                let budgets = Arc::new(BudgetSlots {
+                    slots: maps.users(),
+                    free: Mutex::new(Vec::new()),
+                    next: AtomicU32::new(0),
+                    clock,
+                });
                 let xdp = matches!(hook, Hook::Xdp(_));
                 if xdp {
                     warn_veths(&interfaces);
@@ -135,6 +223,7 @@ impl KernelPath {
                     refused: AtomicU64::new(0),
                     neighbours: xdp.then(|| Mutex::new(Neighbours::default())),
                     refresher: std::sync::OnceLock::new(),
+                    budgets,
                     interfaces,
                 });
                 if xdp {
@@ -148,6 +237,13 @@ impl KernelPath {
                 (None, Some(why))
             }
         }
+    }
+
+    /// A traffic budget for a new user in a `USERS` slot, which the program charges too;
+    /// `None` when every slot is taken (the user's channels then stay in user space).
+    pub(crate) fn new_budget(&self, now: Instant) -> Option<UserBudget> {
+        let cells = KernelCells::take(&self.budgets)?;
+        Some(UserBudget::shared(now, Box::new(cells)))
     }
 
     fn maps(&self) -> MutexGuard<'_, Offload> {
@@ -318,6 +414,11 @@ pub(crate) struct WorkerKernel {
 }
 
 impl WorkerKernel {
+    /// The path it uses.
+    pub(crate) fn path(&self) -> &Arc<KernelPath> {
+        &self.path
+    }
+
     pub(crate) fn new(path: Arc<KernelPath>) -> Self {
         Self {
             path,
@@ -387,8 +488,12 @@ impl WorkerKernel {
         let (fwd, rev) = keys(client, server, route, relay);
         tracing::debug!(%client, %server, %relay, peer = %route.peer, channel, "offload: route installed");
         let df = route.dont_fragment;
-        let to_peer = Route::new(relay, route.peer, 0, df, until, id, out_peer);
-        let to_client = Route::new(server, client, channel, false, until, id, out_client);
+        let mut to_peer = Route::new(relay, route.peer, 0, df, until, id, out_peer);
+        let mut to_client = Route::new(server, client, channel, false, until, id, out_client);
+        // The user's budget: `USERS` index + 1.
+        let user = route.budget.map_or(0, |slot| slot + 1);
+        to_peer.user = user;
+        to_client.user = user;
         let mut maps = self.path.maps();
         let mut done = maps.insert_forward(&fwd, &to_peer);
         if done.is_ok() {

@@ -212,11 +212,16 @@ fn relay(at: &Where<'_>, server: Server) -> (Totals, String) {
 
 /// Runs the client through the hairpin lab's server with `[offload] mode`.
 fn relay_through(mode: &str) -> Option<(Totals, String)> {
+    relay_with(mode, "")
+}
+
+/// As [`relay_through`], with `extra` appended to the configuration.
+fn relay_with(mode: &str, extra: &str) -> Option<(Totals, String)> {
     let lab = Lab::new(1, &[])?;
     if mode == "xdp" {
         lab.like_nics("srv");
     }
-    let server = Server::start_at(&lab, &lab.sites[0], &config(mode));
+    let server = Server::start_at(&lab, &lab.sites[0], &format!("{}{extra}", config(mode)));
     if mode != "off" {
         server.wait_for_log("fast path attached", Duration::from_secs(5));
     }
@@ -255,6 +260,32 @@ fn channel_data_is_relayed_in_the_kernel_with_the_same_totals_as_in_user_space()
         kernel, user,
         "the same totals and accounting line either way"
     );
+}
+
+/// A user with a traffic budget (`[quotas] user_*`) is relayed in the kernel too: the
+/// budget's counters live where the program charges them, so both paths count against
+/// the one budget (the drops over it: `crates/offload/tests/netns.rs`). Generous limits
+/// here: every datagram goes through, in the kernel, with the same totals.
+#[test]
+fn a_user_with_a_traffic_budget_is_relayed_in_the_kernel() {
+    let quotas = "[quotas]\nuser_packets_per_sec = 100000\nuser_bytes_per_period = 1000000000\n";
+    let Some((kernel, text)) = relay_with("tc", quotas) else {
+        return;
+    };
+    assert_eq!(
+        offloaded(&text),
+        expected(),
+        "all in the kernel: {:#?}",
+        offload_series(&text)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"turnpike_offload_dropped_total{reason="user_budget"}"#
+        ),
+        0
+    );
+    assert_eq!(kernel.relayed, expected());
 }
 
 /// uclient's echo peer port on the lab's internet router.

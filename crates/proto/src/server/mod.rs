@@ -392,15 +392,18 @@ impl TurnServer {
         self.binding = binding(&config);
         self.redirect = config.alternates.redirect;
         let policy_changed = config.peers != self.config.peers;
-        let cap_changed =
-            config.quotas.bandwidth_bytes_per_sec != self.config.quotas.bandwidth_bytes_per_sec;
+        // A new bandwidth cap, or new per-user limits the kernel reads from budgets it
+        // shares (published by the sweep's `sync_offload`).
+        let cap_changed = config.quotas.bandwidth_bytes_per_sec
+            != self.config.quotas.bandwidth_bytes_per_sec
+            || config.quotas.user_limits() != self.config.quotas.user_limits();
         self.config = config;
         if policy_changed {
             self.drop_refused_peers();
         }
         // RFC 6062 connections to refused peers are closed, and kernel routes to them
-        // withdrawn (or their bandwidth cap changed), by the next sweep (it needs the
-        // host): make it due at once.
+        // withdrawn (or their bandwidth cap or user limits changed), by the next sweep
+        // (it needs the host): make it due at once.
         let offloaded = self
             .table
             .ids()

@@ -14,8 +14,9 @@
 //! to the allocation's record, so its accounting line is the same with offload on or off.
 //!
 //! What the core never offloads: TCP and TLS allocations (and their RFC 6062
-//! connections), allocations whose user has a traffic budget (the budget is charged in
-//! user space, per datagram; the kernel has only the per-allocation bucket), Send and
+//! connections), allocations whose user has a traffic budget the kernel cannot charge
+//! (one in user space's memory only; a budget in counters the kernel shares,
+//! [`crate::budget::UserBudget::kernel_slot`], is charged by both paths alike), Send and
 //! Data indications. A host without a fast path ([`Host::offloads`] false, the default)
 //! costs one call per sweep and per request that could change a route.
 
@@ -50,6 +51,9 @@ pub struct ChannelRoute {
     pub until: Instant,
     /// Whether datagrams to the peer carry IPv4 DF (the allocation's DONT-FRAGMENT).
     pub dont_fragment: bool,
+    /// The user's traffic budget as the kernel knows it
+    /// ([`crate::budget::UserBudget::kernel_slot`]), when the user has one.
+    pub budget: Option<u32>,
 }
 
 impl ChannelRoute {
@@ -81,10 +85,15 @@ impl TurnServer {
         let Some(a) = self.table.get_mut(id) else {
             return;
         };
+        let budget = a.budget.as_ref().map(|b| b.kernel_slot());
+        if let Some(b) = a.budget.as_ref().filter(|b| b.kernel_slot().is_some()) {
+            b.publish_limits(&self.config.quotas.user_limits());
+        }
         let eligible = a.five_tuple.transport == ClientTransport::Udp
             && !a.tcp
-            && a.budget.is_none()
+            && budget.is_none_or(|slot| slot.is_some())
             && a.is_live(now);
+        let budget = budget.flatten();
         let mut wanted = Vec::new();
         if eligible {
             let end = a.credential_expires.map_or(a.expires, |c| c.min(a.expires));
@@ -107,6 +116,7 @@ impl TurnServer {
                     peer: c.peer,
                     until: c.expires.min(p.expires).min(end),
                     dont_fragment: a.dont_fragment,
+                    budget,
                 });
             }
         }

@@ -2,8 +2,12 @@
 //! and ended, and counters a test fills as if the kernel had relayed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use turnpike_proto::Usage;
+use turnpike_proto::budget::{BudgetCells, SharedCells, UserBudget};
 use turnpike_proto::server::offload::ChannelRoute;
 
 /// The kernel's maps as the core left them, and every call it made.
@@ -22,9 +26,50 @@ pub struct FakeKernel {
     /// Calls that broke the contract (a route of an allocation without kernel state, a
     /// withdrawal of nothing, an end with routes left).
     pub misuse: Vec<String>,
+    /// Whether users' budgets are made in counters this kernel shares ([`FakeCells`]).
+    pub shares_budgets: bool,
+    /// The budget slots handed out so far.
+    pub budget_slots: Arc<AtomicU32>,
+}
+
+/// Budget counters "the kernel shares": their own memory, a slot number, and a clock
+/// counting from `epoch`.
+#[derive(Debug)]
+pub struct FakeCells {
+    pub cells: BudgetCells,
+    pub slot: u32,
+    pub epoch: Instant,
+}
+
+impl SharedCells for FakeCells {
+    fn cells(&self) -> &BudgetCells {
+        &self.cells
+    }
+
+    fn ns(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn slot(&self) -> u32 {
+        self.slot
+    }
 }
 
 impl FakeKernel {
+    /// A new budget in counters this kernel shares, when it does.
+    pub fn new_budget(&self, now: Instant) -> Option<UserBudget> {
+        if !self.shares_budgets {
+            return None;
+        }
+        let slot = self.budget_slots.fetch_add(1, Ordering::Relaxed);
+        let cells = FakeCells {
+            cells: Default::default(),
+            slot,
+            epoch: now,
+        };
+        Some(UserBudget::shared(now, Box::new(cells)))
+    }
+
     pub fn offload_allocation(&mut self, allocation: u64, rate: u64) {
         self.allocations
             .entry(allocation)

@@ -337,7 +337,13 @@ impl Host for FakeHost {
         now: Instant,
         period: Duration,
     ) -> Option<Arc<turnpike_proto::budget::UserBudget>> {
-        Some(self.ledger.budget(user, now, period))
+        let kernel = self.kernel.as_ref();
+        let make = || {
+            kernel
+                .and_then(|k| k.new_budget(now))
+                .unwrap_or_else(|| turnpike_proto::budget::UserBudget::new(now))
+        };
+        Some(self.ledger.budget_with(user, now, period, make))
     }
 
     fn supports_tcp_relay(&self) -> bool {
