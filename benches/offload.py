@@ -73,10 +73,11 @@ PF_KTHREAD = 0x00200000
 class Netns:
     """The two namespaces and veth pairs; removed on exit whatever happened."""
 
-    def __init__(self, server_cpu, load_cpu, nic_like):
+    def __init__(self, server_cpu, load_cpu, nic_like, gen_gso=False):
         pid = os.getpid()
         self.load, self.srv = f"offb-load-{pid}", f"offb-srv-{pid}"
         self.server_cpu, self.load_cpu, self.nic_like = server_cpu, load_cpu, nic_like
+        self.gen_gso = gen_gso
 
     def __enter__(self):
         L, S = self.load, self.srv
@@ -101,6 +102,12 @@ class Netns:
                 for dev in ("c0", "p0"):
                     run(["ip", "netns", "exec", L, "ethtool", "-K", dev, "tx", "off",
                          "gro", "on"], 10)
+            # --gen-gso: the generator sends UDP GSO messages, which the load side's c0
+            # segments in software before the veth (each datagram reaches the server on
+            # its own, as from a NIC), so the generator pays the stack once per message.
+            if self.gen_gso:
+                run(["ip", "netns", "exec", L, "ethtool", "-K", "c0",
+                     "tx-udp-segmentation", "off"], 10)
             # RPS: what arrives in a namespace is processed on that side's CPU (the server's
             # receive path and the TC program on the server's CPU, as a NIC's queue would
             # be; the peer sockets' receive path on the generator's), not on the sender's.
@@ -289,7 +296,8 @@ def bench(args, net, *cmd, timeout):
     """Runs turnpike-bench in the load namespace, pinned, and parses its JSON report."""
     full = net.exec(net.load, "taskset", "-c", args.load_cpu, args.bench, *cmd,
                     "--server", f"{SRV_C}:{PORT}", "--secret", SECRET, "--peer-ip", LOAD_P,
-                    "--send-path", "mmsg", "--no-gso", "--clients", args.clients,
+                    "--send-path", "mmsg", *([] if args.gen_gso else ["--no-gso"]),
+                    "--clients", args.clients,
                     "--json", "--quiet")
     return json.loads(run([str(c) for c in full], timeout))
 
@@ -498,7 +506,7 @@ def measure(args, servers, skip, work, rows, result, save):
     """The rounds, in namespaces of their own (removed at the end, also on error)."""
     env = result["env"]
     nic_like = args.nic_like or any(s.startswith("turnpike-xdp") for s in servers)
-    with Netns(args.server_cpu, args.load_cpu, nic_like) as net:
+    with Netns(args.server_cpu, args.load_cpu, nic_like, args.gen_gso) as net:
         equal = args.equal_pps
         if equal is None and "cpu" not in skip:
             with Server("coturn-4.6.1", args, net, work) as srv:
@@ -556,6 +564,8 @@ def main():
                    help="fixed offered load; default --equal-share × coturn 4.6.1's rate")
     p.add_argument("--equal-share", type=float, default=0.5)
     p.add_argument("--skip", default="", help="comma list of: cpu,rate")
+    p.add_argument("--gen-gso", action="store_true",
+                   help="the generator sends GSO messages, segmented in software before the veth")
     p.add_argument("--nic-like", action="store_true",
                    help="load side tx checksum offload off, GRO on (always with turnpike-xdp)")
     p.add_argument("--bpf-stats", action="store_true",
