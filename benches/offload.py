@@ -73,11 +73,11 @@ PF_KTHREAD = 0x00200000
 class Netns:
     """The two namespaces and veth pairs; removed on exit whatever happened."""
 
-    def __init__(self, server_cpu, load_cpu, nic_like, gen_gso=False):
+    def __init__(self, server_cpu, load_cpu, nic_like, gen_gso=False, sink=False):
         pid = os.getpid()
         self.load, self.srv = f"offb-load-{pid}", f"offb-srv-{pid}"
         self.server_cpu, self.load_cpu, self.nic_like = server_cpu, load_cpu, nic_like
-        self.gen_gso = gen_gso
+        self.gen_gso, self.sink = gen_gso, sink
 
     def __enter__(self):
         L, S = self.load, self.srv
@@ -108,6 +108,15 @@ class Netns:
             if self.gen_gso:
                 run(["ip", "netns", "exec", L, "ethtool", "-K", "c0",
                      "tx-udp-segmentation", "off"], 10)
+            # --sink: relayed datagrams are counted and dropped where they arrive (nftables
+            # at prerouting, before any socket), instead of being received one by one by
+            # the bench's peer sockets: a peer's receive path is the peer's cost, not the
+            # server's. Delivered = this counter.
+            if self.sink:
+                run(["ip", "netns", "exec", L, "nft", "-f", "-"], 10, input=(
+                    "table inet tpsink {\n counter delivered { }\n"
+                    " chain pre { type filter hook prerouting priority raw;"
+                    f" ip daddr {LOAD_P} meta l4proto udp counter name delivered drop; }}\n}}\n"))
             # RPS: what arrives in a namespace is processed on that side's CPU (the server's
             # receive path and the TC program on the server's CPU, as a NIC's queue would
             # be; the peer sockets' receive path on the generator's), not on the sender's.
@@ -302,9 +311,20 @@ def bench(args, net, *cmd, timeout):
     return json.loads(run([str(c) for c in full], timeout))
 
 
+def sink_packets(net):
+    """Datagrams the --sink counter saw in the load namespace so far."""
+    out = subprocess.run(net.exec(net.load, "nft", "-j", "list", "counter", "inet", "tpsink",
+                                  "delivered"), capture_output=True, text=True, timeout=20)
+    for item in json.loads(out.stdout)["nftables"]:
+        if "counter" in item:
+            return item["counter"]["packets"]
+    raise RuntimeError(f"no sink counter: {out.stdout} {out.stderr}")
+
+
 def measured(args, net, srv, *cmd, timeout):
     """A bench command with the machine's CPU and the offload counters read around it."""
     exclude = {os.getpid(), srv.proc.pid}
+    k0 = sink_packets(net) if args.sink else 0
     m0 = srv.offload_metrics()
     bpf = args.bpf_stats and srv.kind in KERNEL
     p0 = bpf_prog_stats() if bpf else (0, 0)
@@ -315,6 +335,7 @@ def measured(args, net, srv, *cmd, timeout):
     g1, s1 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     m1 = srv.offload_metrics()
     p1 = bpf_prog_stats() if bpf else (0, 0)
+    k1 = sink_packets(net) if args.sink else 0
     delta = lambda k: m1.get(k, 0) - m0.get(k, 0)
     tick = 1e9 / HZ
     gen = (g1.children_user + g1.children_system - g0.children_user - g0.children_system)
@@ -345,16 +366,18 @@ def measured(args, net, srv, *cmd, timeout):
         "offload_dropped": sum(delta(k) for k in m1 if "offload_dropped" in k),
         "offload_series_delta": {k: delta(k) for k in m1 if delta(k)},
         "bpf_run_ns": p1[0] - p0[0], "bpf_runs": p1[1] - p0[1],
+        "sink_delivered": k1 - k0,
     }
 
 
 def equal_load(args, net, srv, size, pps):
     r, c = measured(args, net, srv, "load", "--rate", pps / args.clients, "--size", size,
                     "--duration", args.load_secs, timeout=args.load_secs + 90)
-    n = r["delivered"]
+    n = c["sink_delivered"] if args.sink else r["delivered"]
+    loss = 100 * (1 - n / r["sent"]) if args.sink and r["sent"] else r["loss_pct"]
     per = (lambda ns: ns / n) if n else (lambda ns: float("nan"))
     return {
-        "offered_pps": r["offered_pps"], "delivered": n, "loss_pct": r["loss_pct"],
+        "offered_pps": r["offered_pps"], "delivered": n, "loss_pct": loss,
         "p99_us": r["latency"]["p99_us"], "generator_cpu_pct": r["generator_cpu_pct"],
         **c,
         "cpu_ns_per_pkt": per(c["busy_ns"] - c["foreign_ns"]),
@@ -506,7 +529,7 @@ def measure(args, servers, skip, work, rows, result, save):
     """The rounds, in namespaces of their own (removed at the end, also on error)."""
     env = result["env"]
     nic_like = args.nic_like or any(s.startswith("turnpike-xdp") for s in servers)
-    with Netns(args.server_cpu, args.load_cpu, nic_like, args.gen_gso) as net:
+    with Netns(args.server_cpu, args.load_cpu, nic_like, args.gen_gso, args.sink) as net:
         equal = args.equal_pps
         if equal is None and "cpu" not in skip:
             with Server("coturn-4.6.1", args, net, work) as srv:
@@ -564,6 +587,9 @@ def main():
                    help="fixed offered load; default --equal-share × coturn 4.6.1's rate")
     p.add_argument("--equal-share", type=float, default=0.5)
     p.add_argument("--skip", default="", help="comma list of: cpu,rate")
+    p.add_argument("--sink", action="store_true",
+                   help="count relayed datagrams with nftables where they arrive and drop them "
+                   "(no peer sockets' receive path); CPU only (with --skip rate)")
     p.add_argument("--gen-gso", action="store_true",
                    help="the generator sends GSO messages, segmented in software before the veth")
     p.add_argument("--nic-like", action="store_true",

@@ -201,11 +201,11 @@ static __always_inline __u64 sat_mul(__u64 a, __u64 b)
 /*
  * crates/proto/src/quota.rs TokenBucket::take, step for step: whole tokens only,
  * elapsed time truncated to microseconds, `last` advanced by exactly the time the
- * added tokens stand for (or set to now when the bucket fills). Caller holds a->lock.
+ * added tokens stand for (or set to now when the bucket fills). `rate` is the route's
+ * (bytes per second; burst one second's worth). Caller holds a->lock.
  */
-static __always_inline int bucket_take(struct turn_alloc *a, __u64 now, __u64 bytes)
+static __always_inline int bucket_take(struct turn_alloc *a, __u64 rate, __u64 now, __u64 bytes)
 {
-	__u64 rate = a->rate;
 	__u64 elapsed_us, refill, sum;
 
 	if (rate == 0)
@@ -381,7 +381,7 @@ static __always_inline int turn_charge(struct turn_plan *plan, __u64 now)
 	int ok;
 
 	bpf_spin_lock(&plan->alloc->lock);
-	ok = bucket_take(plan->alloc, now, plan->bytes);
+	ok = bucket_take(plan->alloc, plan->route.rate, now, plan->bytes);
 	bpf_spin_unlock(&plan->alloc->lock);
 	if (!ok) {
 		stat_add(TURN_STAT_DROP_BUCKET, 1);

@@ -61,13 +61,17 @@ struct turn_route {
 	 * itself on a link; handed to bpf_redirect_neigh so it resolves only the neighbour,
 	 * without a route lookup per packet. All zero: let it look the route up. */
 	__u8 next_hop[16];
+	/* The allocation's bandwidth cap in bytes per second (0: none), the rate its
+	 * ALLOCS bucket refills at. Carried by the routes, so user space changes it by
+	 * replacing them, never by rewriting ALLOCS (whose counters the program updates). */
+	__u64 rate;
 };
 
 /* One allocation: the token bucket both directions share, and its counters. */
 struct turn_alloc {
 	struct bpf_spin_lock lock;
 	__u32 pad;
-	__u64 rate;     /* bytes per second, 0 = unlimited; burst = one second's worth */
+	__u64 rate;     /* the cap it was created with: its first fill (the routes carry the rate) */
 	__u64 tokens;   /* whole bytes */
 	__u64 last_ns;  /* the time the tokens stand for */
 	__u64 to_peer_packets;
@@ -126,7 +130,7 @@ enum turn_stat {
 
 _Static_assert(sizeof(struct turn_fwd_key) == 40, "FWD key ABI");
 _Static_assert(sizeof(struct turn_rev_key) == 40, "REV key ABI");
-_Static_assert(sizeof(struct turn_route) == 80, "route ABI");
+_Static_assert(sizeof(struct turn_route) == 88, "route ABI");
 _Static_assert(sizeof(struct turn_alloc) == 64, "alloc ABI");
 _Static_assert(sizeof(struct turn_neigh_key) == 20, "neigh key ABI");
 _Static_assert(sizeof(struct turn_neigh) == 12, "neigh ABI");

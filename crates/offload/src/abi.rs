@@ -123,6 +123,10 @@ pub struct Route {
     /// `bpf_redirect_neigh`, which then resolves only the neighbour. Zero: it looks the
     /// route up per packet.
     pub next_hop: [u8; 16],
+    /// The allocation's bandwidth cap, bytes per second (0: none): the rate its `ALLOCS`
+    /// bucket refills at. Routes carry it, so a new cap replaces the routes and never
+    /// rewrites `ALLOCS`, whose counters the program updates.
+    pub rate: u64,
 }
 
 impl Route {
@@ -154,6 +158,7 @@ impl Route {
             mtu: egress.mtu,
             user: 0,
             next_hop: mapped(egress.next_hop),
+            rate: 0,
         }
     }
 }
@@ -197,7 +202,8 @@ pub struct AllocState {
     pub lock: u32,
     /// Zero.
     pub pad: u32,
-    /// Bytes per second, both directions together; 0 = unlimited.
+    /// The cap the bucket was created with (its first fill, [`crate::Offload::insert_alloc`]);
+    /// the program refills at its routes' [`Route::rate`].
     pub rate: u64,
     /// Whole tokens (bytes) in the bucket; its burst is `rate` (one second's worth).
     pub tokens: u64,
@@ -229,7 +235,7 @@ unsafe impl aya::Pod for FwdKey {}
 // no padding.
 unsafe impl aya::Pod for RevKey {}
 // SAFETY: `repr(C)`, integers and byte arrays laid out without implicit padding
-// (the u64 sits at offset 40, the explicit `pad` field fills the gap), 80 bytes.
+// (the u64s sit at offsets 40 and 80, the explicit `pad` field fills the gap), 88 bytes.
 unsafe impl aya::Pod for Route {}
 // SAFETY: `repr(C)`, a u32 then a byte array: 4+16 = 20 bytes, alignment 4, no
 // padding.
@@ -242,7 +248,8 @@ unsafe impl aya::Pod for AllocState {}
 
 const _: () = assert!(size_of::<FwdKey>() == 40);
 const _: () = assert!(size_of::<RevKey>() == 40);
-const _: () = assert!(size_of::<Route>() == 80);
+const _: () = assert!(size_of::<Route>() == 88);
+const _: () = assert!(core::mem::offset_of!(Route, rate) == 80);
 const _: () = assert!(core::mem::offset_of!(Route, deadline_ns) == 40);
 const _: () = assert!(size_of::<AllocState>() == 64);
 const _: () = assert!(size_of::<NeighKey>() == 20);

@@ -51,9 +51,8 @@ impl Hook {
         }
     }
 }
-/// `BPF_NOEXIST`, `BPF_EXIST` and `BPF_F_LOCK` (`include/uapi/linux/bpf.h`).
+/// `BPF_NOEXIST` and `BPF_F_LOCK` (`include/uapi/linux/bpf.h`).
 const BPF_NOEXIST: u64 = 1;
-const BPF_EXIST: u64 = 2;
 const BPF_F_LOCK: u64 = 4;
 /// `MAX_USERS` of `bpf/turn_common.h`: the `USERS` array's length.
 const MAX_USERS: u32 = 65_536;
@@ -308,7 +307,9 @@ impl Offload {
 
     /// Creates allocation `id` with a full bucket of `rate` bytes per second (0 =
     /// unlimited) as of `now`, as user space's `TokenBucket::new(now, rate)`; an
-    /// existing entry is left as it is (counters kept). `true` if it was created.
+    /// existing entry is left as it is (counters kept). `true` if it was created. The
+    /// program refills it at its routes' [`Route::rate`]: a new cap is a matter of
+    /// replacing the routes.
     ///
     /// # Errors
     ///
@@ -323,29 +324,6 @@ impl Offload {
         match self.allocs.insert(id, state, BPF_NOEXIST) {
             Ok(()) => Ok(true),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
-            Err(e) => Err(OffloadError::map("ALLOCS", e)),
-        }
-    }
-
-    /// Changes the rate of allocation `id`, keeping its tokens and counters; `false`
-    /// if it does not exist.
-    ///
-    /// Read, change, write: datagrams the program counts between the read and the
-    /// write (microseconds) are lost from the counters. Rates change on reload only.
-    ///
-    /// # Errors
-    ///
-    /// The syscall failed.
-    pub fn set_alloc_rate(&mut self, id: u32, rate: u64) -> Result<bool, OffloadError> {
-        let mut state = match self.allocs.get(&id, BPF_F_LOCK) {
-            Ok(s) => s,
-            Err(MapError::KeyNotFound) => return Ok(false),
-            Err(e) => return Err(OffloadError::map("ALLOCS", e)),
-        };
-        state.rate = rate;
-        match self.allocs.insert(id, state, BPF_EXIST | BPF_F_LOCK) {
-            Ok(()) => Ok(true),
-            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(OffloadError::map("ALLOCS", e)),
         }
     }

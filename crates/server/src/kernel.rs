@@ -395,19 +395,23 @@ impl OffloadState {
     }
 }
 
-/// One installed route: its keys and next hops (to the peer, to the client).
+/// One installed route: its allocation, its keys and values, and next hops (to the peer,
+/// to the client).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Installed {
+    allocation: u64,
     fwd: FwdKey,
     rev: RevKey,
+    to_peer: Route,
+    to_client: Route,
     hops: [Hop; 2],
 }
 
 /// One worker's use of the fast path.
 pub(crate) struct WorkerKernel {
     path: Arc<KernelPath>,
-    /// The core's session number → the program's allocation id.
-    ids: HashMap<u64, u32>,
+    /// The core's session number → the program's allocation id and its bandwidth cap.
+    ids: HashMap<u64, (u32, u64)>,
     /// The routes this worker installed (client 5-tuple, channel, peer): their keys in
     /// the maps and the next hops they leave by.
     installed: HashMap<(FiveTuple, u16, SocketAddr), Installed>,
@@ -427,12 +431,26 @@ impl WorkerKernel {
         }
     }
 
-    /// Creates allocation `serial`'s kernel state, or sets its new cap.
+    /// Creates allocation `serial`'s kernel state, or sets its new cap: its routes carry
+    /// the rate, so they are replaced (`ALLOCS`, whose counters the program updates, is
+    /// never rewritten).
     pub(crate) fn allocation(&mut self, serial: u64, rate: u64) {
         let mut maps = self.path.maps();
-        if let Some(&id) = self.ids.get(&serial) {
-            if let Err(e) = maps.set_alloc_rate(id, rate) {
-                self.path.refused("bandwidth cap", &e);
+        if let Some((_, cap)) = self.ids.get_mut(&serial) {
+            *cap = rate;
+            for route in self
+                .installed
+                .values_mut()
+                .filter(|r| r.allocation == serial)
+            {
+                route.to_peer.rate = rate;
+                route.to_client.rate = rate;
+                let done = maps
+                    .insert_forward(&route.fwd, &route.to_peer)
+                    .and_then(|()| maps.insert_reverse(&route.rev, &route.to_client));
+                if let Err(e) = done {
+                    self.path.refused("bandwidth cap", &e);
+                }
             }
             return;
         }
@@ -444,7 +462,7 @@ impl WorkerKernel {
             }
             match maps.insert_alloc(id, rate, Instant::now()) {
                 Ok(true) => {
-                    self.ids.insert(serial, id);
+                    self.ids.insert(serial, (id, rate));
                     return;
                 }
                 Ok(false) => continue,
@@ -458,7 +476,7 @@ impl WorkerKernel {
 
     /// Installs (or refreshes) `route`, whose relay socket is bound at `relay`.
     pub(crate) fn install(&mut self, route: &ChannelRoute, relay: SocketAddr) {
-        let Some(&id) = self.ids.get(&route.allocation) else {
+        let Some(&(id, rate)) = self.ids.get(&route.allocation) else {
             return;
         };
         let until = self.path.clock.ns(route.until);
@@ -492,8 +510,10 @@ impl WorkerKernel {
         let mut to_client = Route::new(server, client, channel, false, until, id, out_client);
         // The user's budget: `USERS` index + 1.
         let user = route.budget.map_or(0, |slot| slot + 1);
-        to_peer.user = user;
-        to_client.user = user;
+        for r in [&mut to_peer, &mut to_client] {
+            r.user = user;
+            r.rate = rate;
+        }
         let mut maps = self.path.maps();
         let mut done = maps.insert_forward(&fwd, &to_peer);
         if done.is_ok() {
@@ -502,8 +522,11 @@ impl WorkerKernel {
         drop(maps);
         let key = (route.client, channel, route.peer);
         let new = Installed {
+            allocation: route.allocation,
             fwd,
             rev,
+            to_peer,
+            to_client,
             hops: [hop_of(&out_peer), hop_of(&out_client)],
         };
         match done {
@@ -564,7 +587,7 @@ impl WorkerKernel {
 
     /// Removes allocation `serial`'s state and returns what the kernel relayed for it.
     pub(crate) fn end(&mut self, serial: u64) -> Option<(Usage, Usage)> {
-        let id = self.ids.remove(&serial)?;
+        let (id, _) = self.ids.remove(&serial)?;
         let counters = self.path.maps().remove_alloc(id).ok().flatten()?;
         Some(usage(&counters))
     }
@@ -573,7 +596,7 @@ impl WorkerKernel {
     pub(crate) fn live(&self) -> (Usage, Usage) {
         let maps = self.path.maps();
         let (mut to_peer, mut to_client) = (Usage::default(), Usage::default());
-        for &id in self.ids.values() {
+        for &(id, _) in self.ids.values() {
             if let Ok(Some(c)) = maps.alloc_counters(id) {
                 let (p, c) = usage(&c);
                 to_peer.absorb(p);
