@@ -30,7 +30,8 @@
 //!   burst = one second's worth, starts full, whole tokens, elapsed time in whole
 //!   microseconds, `last` advanced by the time the added tokens stand for) and the
 //!   counters of application bytes relayed by the program. No tokens → dropped and
-//!   counted in `STATS`, as user space drops it.
+//!   counted in `STATS`, as user space drops it. The routes carry the rate
+//!   ([`Route::rate`]), so a new cap never rewrites the entry the program counts in.
 //! - `NEIGH` (hash, XDP only): interface and next hop → [`Neigh`], the Ethernet
 //!   addresses the XDP program writes ([`egress::ethernet_hop`]); none → the datagram
 //!   passes to user space.
