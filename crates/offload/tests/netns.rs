@@ -344,14 +344,21 @@ impl Side {
             ip(peer_v6, "198.18.2.2", "2001:db8:2::2"),
             PEER_PORT + ports,
         );
-        let header = |v6: bool| if v6 { V6_HEADER } else { V4_HEADER };
-        let to_peer_max = MTU - header(peer_v6) - 8;
-        let to_client_max = MTU - header(client_v6) - 8 - 4;
+        Self::with(lab, &lab.peer, [client, server, relay, peer], alloc)
+    }
+
+    /// Sockets for `client`, `server`, `relay` and `peer` (in that order; the peer's in
+    /// namespace `peer_ns`), and the largest payloads their families allow.
+    fn with(lab: &Lab, peer_ns: &str, addrs: [SocketAddr; 4], alloc: u32) -> Self {
+        let [client, server, relay, peer] = addrs;
+        let header = |a: SocketAddr| if a.is_ipv6() { V6_HEADER } else { V4_HEADER };
+        let to_peer_max = MTU - header(peer) - 8;
+        let to_client_max = MTU - header(client) - 8 - 4;
         Self {
             cli: bind(&lab.cli, client),
             srv_server: bind(&lab.srv, server),
             srv_relay: bind(&lab.srv, relay),
-            peer_sock: bind(&lab.peer, peer),
+            peer_sock: bind(peer_ns, peer),
             client,
             server,
             relay,
@@ -865,20 +872,7 @@ fn relays_back_out_of_the_same_interface_at_xdp() {
     let at = |ip: &str, port: u16| SocketAddr::new(ip.parse().expect("ip"), port + ports);
     let (client, server) = (at("198.18.1.2", CLIENT_PORT), at("198.18.1.1", SERVER_PORT));
     let (relay, peer) = (at("198.18.1.1", RELAY_PORT), at("198.18.1.3", PEER_PORT));
-    let side = Side {
-        cli: bind(&lab.cli, client),
-        srv_server: bind(&lab.srv, server),
-        srv_relay: bind(&lab.srv, relay),
-        peer_sock: bind(&lab.cli, peer),
-        client,
-        server,
-        relay,
-        peer,
-        to_peer_max: MTU - V4_HEADER - 8,
-        to_client_max: MTU - V4_HEADER - 8 - 4,
-        max: MTU - V4_HEADER - 8 - 4,
-        alloc: 1,
-    };
+    let side = Side::with(&lab, &lab.cli, [client, server, relay, peer], 1);
     let hook = Hook::Xdp(XdpAttach::Native);
     let mut off = in_ns(&lab.srv, || Offload::load(&["c0".to_owned()], hook)).expect("load");
     let now = Instant::now();
