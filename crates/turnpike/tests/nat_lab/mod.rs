@@ -215,6 +215,22 @@ impl Lab {
     pub fn dual_stack(tools: &[Tool]) -> Option<Self> {
         let mut lab = Self::empty(tools)?;
         let (cli, srv, peer) = (lab.add("cli"), lab.add("srv"), lab.add("peer"));
+        // No duplicate address detection (link-local addresses included), so IPv6
+        // neighbours resolve at once, as on hosts whose links came up long ago.
+        for ns in [&cli, &srv, &peer] {
+            run(
+                Command::new("ip").args([
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ]),
+                None,
+            );
+        }
         Self::link(&cli, "eth0", &srv, "c0");
         Self::link(&srv, "p0", &peer, "eth0");
         let addresses = [
