@@ -113,6 +113,11 @@ class Netns:
             # the bench's peer sockets: a peer's receive path is the peer's cost, not the
             # server's. Delivered = this counter.
             if self.sink:
+                # The sink counts packets: a server's GSO message must reach it cut into
+                # its datagrams, as a NIC puts them on the wire, not as one super-packet.
+                for dev in ("c0", "p0"):
+                    run(["ip", "netns", "exec", S, "ethtool", "-K", dev,
+                         "tx-udp-segmentation", "off"], 10)
                 run(["ip", "netns", "exec", L, "nft", "-f", "-"], 10, input=(
                     "table inet tpsink {\n counter delivered { }\n"
                     " chain pre { type filter hook prerouting priority raw;"
