@@ -218,17 +218,12 @@ impl Lab {
         // No duplicate address detection (link-local addresses included), so IPv6
         // neighbours resolve at once, as on hosts whose links came up long ago.
         for ns in [&cli, &srv, &peer] {
-            run(
-                Command::new("ip").args([
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
+            Self::sysctl(
+                ns,
+                &[
                     "net.ipv6.conf.all.accept_dad=0",
                     "net.ipv6.conf.default.accept_dad=0",
-                ]),
-                None,
+                ],
             );
         }
         Self::link(&cli, "eth0", &srv, "c0");
@@ -369,15 +364,15 @@ impl Lab {
     }
 
     fn forward(ns: &str) {
+        Self::sysctl(ns, &["net.ipv4.ip_forward=1"]);
+    }
+
+    /// Sets `keys` (`name=value`) in namespace `ns`.
+    fn sysctl(ns: &str, keys: &[&str]) {
         run(
-            Command::new("ip").args([
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ]),
+            Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-qw"])
+                .args(keys),
             None,
         );
     }
