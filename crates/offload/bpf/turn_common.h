@@ -202,14 +202,13 @@ static __always_inline __u64 sat_mul(__u64 a, __u64 b)
  * crates/proto/src/quota.rs TokenBucket::take, step for step: whole tokens only,
  * elapsed time truncated to microseconds, `last` advanced by exactly the time the
  * added tokens stand for (or set to now when the bucket fills). `rate` is the route's
- * (bytes per second; burst one second's worth). Caller holds a->lock.
+ * (bytes per second, burst one second's worth), never 0: turn_charge skips uncapped
+ * allocations. Caller holds a->lock.
  */
 static __always_inline int bucket_take(struct turn_alloc *a, __u64 rate, __u64 now, __u64 bytes)
 {
 	__u64 elapsed_us, refill, sum;
 
-	if (rate == 0)
-		return 1;
 	elapsed_us = now > a->last_ns ? (now - a->last_ns) / NSEC_PER_USEC : 0;
 	refill = sat_mul(elapsed_us, rate) / USEC_PER_SEC;
 	if (refill > 0) {
@@ -380,12 +379,15 @@ static __always_inline int turn_charge(struct turn_plan *plan, __u64 now)
 {
 	int ok;
 
-	bpf_spin_lock(&plan->alloc->lock);
-	ok = bucket_take(plan->alloc, plan->route.rate, now, plan->bytes);
-	bpf_spin_unlock(&plan->alloc->lock);
-	if (!ok) {
-		stat_add(TURN_STAT_DROP_BUCKET, 1);
-		return 0;
+	/* Uncapped (rate 0): the bucket has nothing to say; no lock for it. */
+	if (plan->route.rate) {
+		bpf_spin_lock(&plan->alloc->lock);
+		ok = bucket_take(plan->alloc, plan->route.rate, now, plan->bytes);
+		bpf_spin_unlock(&plan->alloc->lock);
+		if (!ok) {
+			stat_add(TURN_STAT_DROP_BUCKET, 1);
+			return 0;
+		}
 	}
 	if (plan->user && !budget_charge(plan->user, now, plan->bytes)) {
 		stat_add(TURN_STAT_DROP_USER, 1);
