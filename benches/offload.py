@@ -328,14 +328,21 @@ def sink_packets(net):
 
 def measured(args, net, srv, *cmd, timeout):
     """A bench command with the machine's CPU and the offload counters read around it."""
-    exclude = {os.getpid(), srv.proc.pid}
+    return around(args, net, srv, lambda: bench(args, net, *cmd, timeout=timeout))
+
+
+def around(args, net, srv, load, exclude=()):
+    """Runs `load()` with the machine's CPU, the server's and the offload counters (and
+    the sink's, with --sink) read around it; `exclude`: more PIDs of the benchmark's own.
+    Returns load()'s result and the counters."""
+    exclude = {os.getpid(), srv.proc.pid, *exclude}
     k0 = sink_packets(net) if args.sink else 0
     m0 = srv.offload_metrics()
     bpf = args.bpf_stats and srv.kind in KERNEL
     p0 = bpf_prog_stats() if bpf else (0, 0)
     g0, s0 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     b0, (o0, f0), t0 = busy_ticks(), process_ticks(exclude), time.monotonic()
-    r = bench(args, net, *cmd, timeout=timeout)
+    r = load()
     b1, (o1, f1), t1 = busy_ticks(), process_ticks(exclude), time.monotonic()
     g1, s1 = os.times(), vs_coturn.cpu_ns(srv.proc.pid)
     m1 = srv.offload_metrics()
@@ -568,19 +575,24 @@ def measure(args, servers, skip, work, rows, result, save):
                 save()
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--out", type=pathlib.Path, required=True, help="JSON file to write")
+def server_args(p):
+    """The options of the servers and their pinning (offload_raw.py has them too)."""
     p.add_argument("--turnpike", type=pathlib.Path, default=ROOT / "target/release/turnpike")
-    p.add_argument("--bench", type=pathlib.Path,
-                   default=ROOT / "target/release/turnpike-bench")
     p.add_argument("--coturn-new", type=pathlib.Path,
                    default=pathlib.Path("/tmp/coturn-4.17.1/bin/turnserver"))
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--server-cpu", type=int, default=1)
     p.add_argument("--load-cpu", type=int, default=0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=pathlib.Path, required=True, help="JSON file to write")
+    server_args(p)
+    p.add_argument("--bench", type=pathlib.Path,
+                   default=ROOT / "target/release/turnpike-bench")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--load-secs", type=float, default=8.0)
     p.add_argument("--trial-secs", type=float, default=2.0)

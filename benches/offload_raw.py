@@ -51,7 +51,6 @@ from vs_coturn import SECRET, log, spread  # noqa: E402
 
 ROOT = ob.ROOT
 INTEROP = ROOT / "crates/turnpike/tests/interop"
-SERVERS = ("turnpike-xdp", "turnpike-tc", "turnpike-off", "coturn-4.6.1", "coturn-4.17.1")
 
 # Run in the load namespace: allocations with channels, one JSON line per client, then
 # hold them until stdin closes.
@@ -154,36 +153,30 @@ def measure(args, net, kind, work, size):
             cfg.write_bytes(frames(flows, size, mac(net, net.load, "c0"),
                                    mac(net, net.srv, "c0")))
             count = int(args.pps * args.secs)
-            exclude = {os.getpid(), srv.proc.pid, holder.pid}
-            m0, k0, e0 = srv.offload_metrics(), ob.sink_packets(net), udp_errors(net)
-            b0, (o0, _), t0 = ob.busy_ticks(), ob.process_ticks(exclude), time.monotonic()
-            took = ob.run(net.exec(net.load, "taskset", "-c", args.load_cpu, args.rawgen, "c0",
-                                   cfg, args.pps, count, args.batch), args.secs + 60)
-            if int(took) != count:
-                raise RuntimeError(f"rawgen sent {took.strip()} of {count}")
-            time.sleep(0.2)  # the last datagrams through the server
-            b1, (o1, _), t1 = ob.busy_ticks(), ob.process_ticks(exclude), time.monotonic()
-            m1, k1, e1 = srv.offload_metrics(), ob.sink_packets(net), udp_errors(net)
+
+            def load():
+                took = ob.run(net.exec(net.load, "taskset", "-c", args.load_cpu, args.rawgen,
+                                       "c0", cfg, args.pps, count, args.batch), args.secs + 60)
+                if int(took) != count:
+                    raise RuntimeError(f"rawgen sent {took.strip()} of {count}")
+                time.sleep(0.2)  # the last datagrams through the server
+
+            e0 = udp_errors(net)
+            _, c = ob.around(args, net, srv, load, exclude={holder.pid})
+            e1 = udp_errors(net)
         finally:
             holder.stdin.close()
             holder.wait(timeout=20)
-    tick = 1e9 / ob.HZ
-    n = k1 - k0
+    n = c["sink_delivered"]
     per = (lambda ns: ns / n) if n else (lambda ns: float("nan"))
-    foreign = (o1 - o0) * tick
-    kernel = m1.get('turnpike_offload_relayed_packets_total{direction="to_peer"}', 0) - m0.get(
-        'turnpike_offload_relayed_packets_total{direction="to_peer"}', 0)
     return {
         "sent": count, "delivered": n, "loss_pct": 100 * (1 - n / count),
-        "kernel_share": kernel / n if n else float("nan"),
-        "cpu_ns_per_pkt": per((b1["cpu"] - b0["cpu"]) * tick - foreign),
-        "nonidle_ns_per_pkt": per((t1 - t0) * 1e9 * os.cpu_count()
-                                  - (b1["idle:cpu"] - b0["idle:cpu"]) * tick - foreign),
-        "server_cpu_busy_ns_per_pkt": per(
-            (b1[f"cpu{args.server_cpu}"] - b0[f"cpu{args.server_cpu}"]) * tick),
-        "load_cpu_busy_ns_per_pkt": per(
-            (b1[f"cpu{args.load_cpu}"] - b0[f"cpu{args.load_cpu}"]) * tick),
-        "foreign_ns": foreign, "wall_s": t1 - t0,
+        "kernel_share": c["kernel_to_peer"] / n if n else float("nan"),
+        "cpu_ns_per_pkt": per(c["busy_ns"] - c["foreign_ns"]),
+        "nonidle_ns_per_pkt": per(c["nonidle_ns"] - c["foreign_ns"]),
+        "server_cpu_busy_ns_per_pkt": per(c["busy_ns_server_cpu"]),
+        "load_cpu_busy_ns_per_pkt": per(c["busy_ns_load_cpu"]),
+        "foreign_ns": c["foreign_ns"], "wall_s": c["wall_s"],
         "udp_in_errors": e1[0] - e0[0], "udp_rcvbuf_errors": e1[1] - e0[1],
         "udp_csum_errors": e1[2] - e0[2],
     }
@@ -191,17 +184,12 @@ def measure(args, net, kind, work, size):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--turnpike", type=pathlib.Path, default=ROOT / "target/release/turnpike")
-    p.add_argument("--coturn-new", type=pathlib.Path,
-                   default=pathlib.Path("/tmp/coturn-4.17.1/bin/turnserver"))
-    p.add_argument("--servers", default=",".join(SERVERS))
+    ob.server_args(p)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--pps", type=float, default=40616)
     p.add_argument("--secs", type=float, default=8.0)
     p.add_argument("--batch", type=int, default=64, help="frames per sendmmsg (and deadline)")
-    p.add_argument("--server-cpu", type=int, default=1)
-    p.add_argument("--load-cpu", type=int, default=0)
     p.add_argument("--out", type=pathlib.Path, required=True)
     args = p.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="offload-raw-"))
